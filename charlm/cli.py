@@ -1,0 +1,98 @@
+"""The `charlm` command group.
+
+Subcommands live in `charlm.commands.<name>` and are imported only when used, so `charlm --help`
+stays fast and a command's heavy imports (numpy) are paid only by that command.
+"""
+
+import errno
+import importlib
+import sys
+
+import click
+
+from charlm import __version__
+from charlm.errors import CharlmError
+
+# command name -> "module:attribute"
+COMMANDS = {
+    "train": "charlm.commands.train:train",
+    "sample": "charlm.commands.sample:sample",
+    "perplexity": "charlm.commands.perplexity:perplexity",
+    "score": "charlm.commands.perplexity:score",
+    "info": "charlm.commands.info:info",
+    "vocab": "charlm.commands.vocab:vocab",
+    "corpus": "charlm.commands.corpus:corpus",
+    "gradcheck": "charlm.commands.gradcheck:gradcheck",
+}
+
+
+class CharlmFailure(click.ClickException):
+    """A CharlmError shown as one line with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CharlmGroup(click.Group):
+    """Lazily loads subcommands and turns expected failures into one-line errors."""
+
+    def list_commands(self, ctx):
+        return sorted(name for name in COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx, name):
+        return self._load(name)
+
+    def _load(self, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None
+            raise
+        return getattr(module, attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharlmError as exc:
+            raise CharlmFailure(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise CharlmFailure(_describe_os_error(exc), 1) from None
+
+
+def _describe_os_error(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+@click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="charlm")
+def cli():
+    """Train, sample and evaluate character-level language models (RNN, GRU, LSTM) on numpy.
+
+    Start with `charlm train corpus.txt`, then `charlm sample runs/<name>`.
+    """
+
+
+def main(argv=None):
+    """Console-script entry point: quiet on a closed pipe, never a traceback for expected failures."""
+    try:
+        cli.main(args=argv, prog_name="charlm")
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(1)
+
+
+def _silence_stdout():
+    # Python would complain again when it flushes stdout at exit; point it at /dev/null.
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,1 @@
+"""One module per `charlm` subcommand: thin click wrappers over library functions."""

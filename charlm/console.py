@@ -1,0 +1,38 @@
+"""Consoles for status (stderr) and results (stdout) that respect pipes, NO_COLOR and TERM=dumb."""
+
+import os
+import sys
+
+from rich.console import Console
+
+
+def _plain_wanted(stream) -> bool:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return not (isatty and isatty())
+
+
+def status_console(quiet: bool = False) -> Console:
+    """Console on stderr for progress and warnings; no ANSI codes unless stderr is a real terminal."""
+    plain = _plain_wanted(sys.stderr)
+    return Console(
+        file=sys.stderr,
+        quiet=quiet,
+        force_terminal=False if plain else None,
+        no_color=plain,
+        highlight=False,
+        soft_wrap=plain,
+    )
+
+
+def result_console() -> Console:
+    """Console on stdout for tables; plain text when piped so scripts can read it."""
+    plain = _plain_wanted(sys.stdout)
+    return Console(
+        file=sys.stdout,
+        force_terminal=False if plain else None,
+        no_color=plain,
+        highlight=False,
+        width=None if not plain else 120,
+    )

@@ -1,0 +1,42 @@
+"""Errors a user can cause or meet. Each carries the process exit code the CLI uses.
+
+0 success, 1 runtime failure, 2 usage, 3 training diverged, 130/143 interrupted after a clean save.
+"""
+
+
+class CharlmError(Exception):
+    """Base of every expected failure: printed as one line, never as a traceback."""
+
+    exit_code = 1
+
+
+class CorpusError(CharlmError):
+    """The corpus cannot be read or is unusable (missing, empty, undecodable)."""
+
+
+class ConfigError(CharlmError):
+    """A setting is invalid for this input (e.g. corpus shorter than one sequence)."""
+
+    exit_code = 2
+
+
+class CheckpointError(CharlmError):
+    """A checkpoint is missing, damaged, foreign or inconsistent with its config."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """A checkpoint was written by a newer charlm format."""
+
+
+class DivergenceError(CharlmError):
+    """Training produced a non-finite loss or gradient; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+class TrainingInterrupted(CharlmError):
+    """SIGINT/SIGTERM stopped training after a clean save (exit 128 + signal number)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
