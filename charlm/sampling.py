@@ -1,0 +1,415 @@
+"""Sampling and beam search: N samples advance together as one batch through the model's step function.
+
+The core (`filter_logits`, `draw`, `generate_ids`, `beam_search_ids`) works with any
+`step(ids (B,), state) -> (logits (B, V), state)` function, so it is tested with hand-made models;
+`generate` and `beam_search` bind it to a checkpoint's parameters and vocabulary.
+
+A sample is a document: the model first reads `<EOS>` (the start of a document), then the prime, then
+generates. A sample ends at `<EOS>` when `stop_at_eos` (callers pass True in `lines`/`paragraphs` mode),
+when a stop string appears, or after `length` generated ids.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlm.errors import ConfigError
+from charlm.model import init_state, step_logits
+from charlm.vocab import EOS
+
+
+@dataclass
+class Sample:
+    """One generated sample.
+
+    - text: the prime followed by the generated characters (a closing `<EOS>` is not part of it)
+    - logprob: the model's log-probability (nats; temperature 1, no filtering) of the generated ids,
+      including the closing `<EOS>`
+    - ended_at_eos: True when the sample was ended by `<EOS>`
+    - ids: generated ids, of shape (n,), including the closing `<EOS>`
+    """
+
+    text: str
+    logprob: float
+    ended_at_eos: bool
+    ids: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "logprob": self.logprob, "ended_at_eos": self.ended_at_eos}
+
+
+# ---------------------------------------------------------------------------------------------- filtering
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64 (the row max is subtracted first), of shape (B, V)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def check_sampling_options(vocab_size: int, temperature: float, top_k: int | None,
+                           top_p: float | None) -> None:
+    """Raise ConfigError for a temperature < 0 or not finite, top-k outside 1..V, top-p outside (0, 1]."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and not 1 <= top_k <= vocab_size:
+        raise ConfigError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
+    if top_p is not None and not (0 < top_p <= 1):
+        raise ConfigError(f"top-p must be in (0, 1], got {top_p}")
+
+
+def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None) -> np.ndarray:
+    """Log-probabilities of the sampling distribution: logits / temperature, then top-k, then top-p.
+
+    Inputs:
+    - logits: scores, of shape (B, V)
+    - temperature: > 0 (0, greedy, is handled by `make_picker`)
+    - top_k: keep the k most likely ids of each row
+    - top_p: keep the smallest set of most likely ids whose probability mass is >= top_p
+    Returns float64 log-probabilities of shape (B, V), normalised per row, -inf where dropped.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    z = (z - z.max(axis=1, keepdims=True)) / temperature  # <= 0, so a tiny temperature cannot overflow
+    if top_k is not None and top_k < z.shape[1]:
+        best = np.argpartition(-z, top_k - 1, axis=1)[:, :top_k]  # (B, k)
+        keep = np.zeros(z.shape, dtype=bool)
+        np.put_along_axis(keep, best, True, axis=1)
+        z = np.where(keep, z, -np.inf)
+    lp = log_softmax(z)
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-lp, axis=1, kind="stable")  # (B, V) most likely first
+        p_sorted = np.exp(np.take_along_axis(lp, order, axis=1))
+        mass_before = np.cumsum(p_sorted, axis=1) - p_sorted
+        mass_before[:, 0] = 0.0
+        keep = np.empty(z.shape, dtype=bool)
+        np.put_along_axis(keep, order, mass_before < top_p, axis=1)
+        lp = log_softmax(np.where(keep, lp, -np.inf))
+    return lp
+
+
+def draw(logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One id per row from the categorical distributions exp(logprobs) (B, V); never a zero-probability id."""
+    probs = np.exp(logprobs)
+    cdf = np.cumsum(probs, axis=1)  # (B, V)
+    u = rng.random(len(cdf)) * cdf[:, -1]
+    ids = (cdf <= u[:, None]).sum(axis=1)
+    last_possible = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
+    return np.minimum(ids, last_possible)  # u rounding up to the total would point past the end
+
+
+def make_picker(rng: np.random.Generator, *, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None):
+    """A function logits (B, V) -> ids (B,): argmax when temperature is 0, else a filtered draw."""
+    if temperature == 0:
+        return lambda logits: np.argmax(logits, axis=1)
+    return lambda logits: draw(filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p), rng)
+
+
+# ---------------------------------------------------------------------------------------------- core loops
+
+
+def take_rows(state, rows: np.ndarray):
+    """Select batch rows of a state made of nested lists/tuples of (B, ...) arrays (None stays None)."""
+    if state is None:
+        return None
+    if isinstance(state, (list, tuple)):
+        return type(state)(take_rows(s, rows) for s in state)
+    return state[rows]
+
+
+def read_context(step, state, context: np.ndarray):
+    """Feed ids (n,) one by one at batch 1; return the last logits (1, V) and the state."""
+    logits = None
+    for i in np.asarray(context, dtype=np.int64):
+        logits, state = step(np.array([i]), state)
+    return logits, state
+
+
+class _StopMatcher:
+    """Finds, per batch row, whether the ids just generated complete one of the stop sequences."""
+
+    def __init__(self, stops: list[np.ndarray], history: np.ndarray, rows: int):
+        self.stops = [np.asarray(s, dtype=np.int64) for s in stops if len(s)]
+        width = max((len(s) for s in self.stops), default=0)
+        window = np.full(width, -1, dtype=np.int64)
+        tail = np.asarray(history, dtype=np.int64)[-width:] if width else history[:0]
+        window[width - len(tail):] = tail
+        self.window = np.tile(window, (rows, 1))  # (B, M) the last M ids of each row
+
+    def push(self, ids: np.ndarray) -> np.ndarray:
+        """Append ids (B,); return bool (B,) rows whose window now ends with a stop sequence."""
+        hit = np.zeros(len(ids), dtype=bool)
+        if not self.stops:
+            return hit
+        self.window[:, :-1] = self.window[:, 1:]
+        self.window[:, -1] = ids
+        for s in self.stops:
+            hit |= np.all(self.window[:, -len(s):] == s, axis=1)
+        return hit
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.window = self.window[rows]
+
+
+def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: int, pick,
+                 eos_ends: bool, stops: list[np.ndarray] = (), on_step=None):
+    """Generate `num_samples` continuations of `context` together as one batch.
+
+    Inputs:
+    - step: function (ids (B,), state) -> (logits (B, V), state)
+    - state: the initial state for batch 1
+    - context: ids read before generating, of shape (n,), n >= 1 (`<EOS>` then the prime)
+    - pick: function logits (B, V) -> ids (B,)
+    - eos_ends: whether generating `<EOS>` ends a sample
+    - stops: id sequences that end a sample when generated (matched against the context's tail too)
+    - on_step: called after every step with (rows, ids, ended): sample indices of the live rows (B,),
+      their new ids (B,), and bool (B,) rows that ended with this id
+    Returns (ids, logprob, ended_at_eos): a list of N id arrays, float64 (N,), bool (N,).
+    Rows that end leave the batch, so the remaining samples run on a smaller batch.
+    """
+    n = num_samples
+    logprob = np.zeros(n)
+    ended_at_eos = np.zeros(n, dtype=bool)
+    lengths = np.full(n, length)
+    out = np.zeros((length, n), dtype=np.int64)
+    if length == 0 or n == 0:
+        return [out[:0, i] for i in range(n)], logprob, ended_at_eos
+    logits, state = read_context(step, state, context)
+    one_to_n = np.zeros(n, dtype=np.int64)
+    logits, state = logits[one_to_n], take_rows(state, one_to_n)
+    rows = np.arange(n)  # sample index of each live batch row
+    matcher = _StopMatcher(list(stops), np.asarray(context)[1:], n)
+    for t in range(length):
+        ids = np.asarray(pick(logits), dtype=np.int64)
+        logprob[rows] += log_softmax(logits)[np.arange(len(rows)), ids]
+        out[t, rows] = ids
+        at_eos = (ids == EOS) if eos_ends else np.zeros(len(ids), dtype=bool)
+        ended = at_eos | matcher.push(ids)
+        ended_at_eos[rows[at_eos]] = True
+        lengths[rows[ended]] = t + 1
+        if on_step is not None:
+            on_step(rows, ids, ended)
+        if ended.any():
+            live = ~ended
+            rows, ids, state = rows[live], ids[live], take_rows(state, live)
+            matcher.keep(live)
+        if len(rows) == 0 or t == length - 1:
+            break
+        logits, state = step(ids, state)
+    return [out[:lengths[i], i] for i in range(n)], logprob, ended_at_eos
+
+
+def beam_search_ids(step, state, context: np.ndarray, *, beam: int, length: int, eos_ends: bool,
+                    stops: list[np.ndarray] = ()):
+    """The most likely continuations of `context` by beam search (deterministic).
+
+    Inputs as `generate_ids`; `beam` live hypotheses are kept per step. A hypothesis is finished when it
+    generates `<EOS>` (if eos_ends), completes a stop sequence, or reaches `length` ids. The search stops
+    once no live hypothesis can beat the `beam`-th best finished one (log-probabilities only fall).
+    Returns up to `beam` tuples (ids (n,), logprob, ended_at_eos), most likely first.
+    """
+    if length == 0:
+        return [(np.zeros(0, dtype=np.int64), 0.0, False)]
+    logits, state = read_context(step, state, context)
+    history = np.zeros((1, 0), dtype=np.int64)  # (K, t) generated ids of each live hypothesis
+    scores = np.zeros(1)
+    matcher = _StopMatcher(list(stops), np.asarray(context)[1:], 1)
+    finished = []  # (logprob, order, ids, ended_at_eos)
+    for t in range(length):
+        cand = scores[:, None] + log_softmax(logits)  # (K, V)
+        flat = cand.ravel()
+        n_take = min(flat.size, 2 * beam)
+        top = np.argpartition(-flat, n_take - 1)[:n_take]
+        top = top[np.lexsort((top, -flat[top]))]  # best first, ties by index: deterministic
+        parents, ids = np.divmod(top, cand.shape[1])
+        history = np.concatenate([history[parents], ids[:, None]], axis=1)
+        matcher.keep(parents)
+        at_eos = (ids == EOS) if eos_ends else np.zeros(len(ids), dtype=bool)
+        ended = at_eos | matcher.push(ids)
+        if t == length - 1:
+            ended[:] = True
+        for j in np.flatnonzero(ended):
+            finished.append((flat[top[j]], len(finished), history[j], bool(at_eos[j])))
+        live = np.flatnonzero(~ended)[:beam]
+        finished.sort(key=lambda f: (-f[0], f[1]))
+        del finished[beam:]
+        if len(live) == 0 or (len(finished) == beam and finished[-1][0] >= flat[top[live[0]]]):
+            break
+        history, scores = history[live], flat[top[live]]
+        matcher.keep(live)
+        state = take_rows(state, parents[live])
+        logits, state = step(ids[live], state)
+    return [(ids, float(lp), eos) for lp, _, ids, eos in finished]
+
+
+# ------------------------------------------------------------------------------------ model-bound API
+
+
+def encode_prime(vocab, prime: str, *, strict: bool = False, warn=None) -> np.ndarray:
+    """Ids of `<EOS>` then the prime; unknown characters become `<UNK>` with one warning (or an error)."""
+    unknown = vocab.unknown_chars(prime)
+    if unknown:
+        listed = ", ".join(repr(c) for c in unknown)
+        if strict:
+            raise ConfigError(f"the prime has characters outside the vocabulary: {listed}")
+        if warn is not None:
+            warn(f"the prime has characters outside the vocabulary, read as <UNK>: {listed}")
+    return np.concatenate([[EOS], np.asarray(vocab.encode(prime), dtype=np.int64)])
+
+
+def encode_stops(vocab, stops, *, warn=None) -> list[np.ndarray]:
+    """Id sequences of the stop strings; one that the model cannot produce is dropped with a warning."""
+    out = []
+    for s in stops:
+        unknown = vocab.unknown_chars(s)
+        if unknown or not s:
+            if warn is not None:
+                why = "it is empty" if not s else "of " + ", ".join(repr(c) for c in unknown)
+                warn(f"stop string {s!r} can never appear ({why}); ignored")
+            continue
+        out.append(np.asarray(vocab.encode(s), dtype=np.int64))
+    return out
+
+
+def _bind(params, cfg):
+    return lambda ids, state: step_logits(params, cfg, ids, state)
+
+
+def _sample(vocab, prime: str, ids: np.ndarray, logprob: float, ended_at_eos: bool) -> Sample:
+    body = ids[:-1] if ended_at_eos else ids
+    return Sample(text=prime + vocab.decode(body, eos="\n"), logprob=float(logprob),
+                  ended_at_eos=bool(ended_at_eos), ids=ids)
+
+
+def generate(params, cfg, vocab, *, num_samples: int = 1, length: int = 200, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, prime: str = "", seed: int | None = None,
+             stop=(), stop_at_eos: bool = False, strict: bool = False, warn=None,
+             on_step=None) -> list[Sample]:
+    """Sample `num_samples` texts from a model, all advancing together as one batch.
+
+    - length: maximum generated ids per sample (the prime is not counted)
+    - temperature, top_k, top_p: see `filter_logits`; temperature 0 is greedy argmax
+    - seed: seeds the `np.random.Generator`; the same seed gives the same samples
+    - stop: strings that end a sample when generated (kept in its text)
+    - stop_at_eos: whether `<EOS>` ends a sample (pass True in lines/paragraphs mode)
+    - strict: unknown prime characters are a ConfigError instead of a warning
+    - warn: called with each warning message
+    - on_step: see `generate_ids`
+    """
+    check_sampling_options(vocab.size, temperature, top_k, top_p)
+    context = encode_prime(vocab, prime, strict=strict, warn=warn)
+    pick = make_picker(np.random.default_rng(seed), temperature=temperature, top_k=top_k, top_p=top_p)
+    ids, logprob, ended = generate_ids(
+        _bind(params, cfg), init_state(cfg, 1), context, num_samples=num_samples, length=length, pick=pick,
+        eos_ends=stop_at_eos, stops=encode_stops(vocab, stop, warn=warn), on_step=on_step)
+    return [_sample(vocab, prime, ids[i], logprob[i], ended[i]) for i in range(num_samples)]
+
+
+def beam_search(params, cfg, vocab, *, beam: int, length: int = 200, prime: str, stop=(),
+                stop_at_eos: bool = False, strict: bool = False, warn=None) -> list[Sample]:
+    """The `beam` most likely continuations of `prime` (deterministic), most likely first."""
+    if beam < 1:
+        raise ConfigError(f"beam width must be >= 1, got {beam}")
+    context = encode_prime(vocab, prime, strict=strict, warn=warn)
+    found = beam_search_ids(_bind(params, cfg), init_state(cfg, 1), context, beam=beam, length=length,
+                            eos_ends=stop_at_eos, stops=encode_stops(vocab, stop, warn=warn))
+    return [_sample(vocab, prime, ids, lp, eos) for ids, lp, eos in found]
+
+
+class OrderedStream:
+    """An `on_step` callback that writes the samples' text in order while they are generated.
+
+    Sample i is written live; once it ends, the text buffered for sample i+1 is written and it continues
+    live. The written text equals `separator.join(s.text for s in samples) + "\\n"`.
+    """
+
+    def __init__(self, vocab, num_samples: int, prime: str, write, *, eos_ends: bool, separator: str = "\n"):
+        self.vocab, self.write, self.eos_ends = vocab, write, eos_ends
+        self.separator, self.prime = separator, prime
+        self.pending = ["" for _ in range(num_samples)]
+        self.done = [False] * num_samples
+        self.current = 0
+        write(prime)
+
+    def __call__(self, rows, ids, ended) -> None:
+        for row, i, end in zip(rows.tolist(), ids.tolist(), ended.tolist(), strict=True):
+            if not (end and self.eos_ends and i == EOS):
+                self.pending[row] += self.vocab.decode(np.array([i]), eos="\n")
+            self.done[row] = self.done[row] or end
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.current < len(self.pending):
+            self.write(self.pending[self.current])
+            self.pending[self.current] = ""
+            if not self.done[self.current]:
+                return
+            self.current += 1
+            if self.current < len(self.pending):
+                self.write(self.separator + self.prime)
+
+    def finish(self) -> None:
+        """Mark every sample ended (the length limit) and write what is left, then the final newline."""
+        self.done = [True] * len(self.done)
+        self._flush()
+        self.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------- novelty
+
+
+@dataclass
+class Novelty:
+    """Whether a sample occurs verbatim in the corpus.
+
+    - novel: lines/paragraphs mode: the sample is not one of the corpus documents; file mode: the sample
+      is not a substring of the corpus
+    - longest_shared: length of the longest substring of the sample found in the corpus
+    """
+
+    novel: bool
+    longest_shared: int
+
+
+def documents(text: str, eos_mode: str) -> list[str]:
+    """The documents of a normalised text as `charlm.corpus` cuts them (blank = empty or whitespace only)."""
+    if eos_mode == "file":
+        return [text] if text.strip() else []
+    docs, block = [], []
+    for line in text.split("\n"):
+        if line.strip():
+            block.append(line)
+            if eos_mode == "lines":
+                docs.append(line)
+                block = []
+        elif block:
+            docs.append("\n".join(block))
+            block = []
+    if block:
+        docs.append("\n".join(block))
+    return docs
+
+
+def longest_shared(sample: str, corpus: str) -> int:
+    """Length of the longest substring of `sample` found in `corpus` (a sliding window: O(n) searches)."""
+    best, i = 0, 0
+    for j in range(1, len(sample) + 1):
+        while i < j and sample[i:j] not in corpus:
+            i += 1
+        best = max(best, j - i)
+    return best
+
+
+def novelty(texts, corpus: str, eos_mode: str) -> list[Novelty]:
+    """Novelty of each sample against a corpus text: whole documents in lines/paragraphs mode, substrings
+    in file mode."""
+    known = set(documents(corpus, eos_mode)) if eos_mode != "file" else None
+    found = []
+    for text in texts:
+        shared = longest_shared(text, corpus)
+        novel = text not in known if known is not None else shared < len(text)
+        found.append(Novelty(novel=novel, longest_shared=shared))
+    return found
