@@ -14,6 +14,7 @@ JSON sidecar `<key>.json`; the key hashes the file's bytes and every option that
 """
 
 import codecs
+import contextlib
 import hashlib
 import json
 import os
@@ -173,7 +174,7 @@ def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dic
     try:
         ids_path.parent.mkdir(parents=True, exist_ok=True)
         n_ids = n_docs = n_unk = 0
-        with _atomic_file(ids_path) as out:
+        with atomic_writer(ids_path) as out:
             for piece_ids in iter_encoded(path, vocab, eos_mode=options["eos_mode"], encoding=options["encoding"],
                                           chunk_chars=chunk_chars):
                 out.write(piece_ids.tobytes())
@@ -183,7 +184,7 @@ def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dic
         n_docs -= 1  # the leading <EOS> starts the stream; every document ends with one
         meta = {"options": options, "vocab": vocab.to_dict(), "counts": counts, "n_ids": n_ids,
                 "n_docs": n_docs, "n_chars": n_ids - 1 - n_docs, "n_unk": n_unk, "source": str(path)}
-        with _atomic_file(meta_path) as out:
+        with atomic_writer(meta_path) as out:
             out.write(json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     except OSError as exc:
         raise CorpusError(f"cannot write the corpus cache in {ids_path.parent}: {exc.strerror or exc}; "
@@ -191,30 +192,22 @@ def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dic
     return meta
 
 
-class _atomic_file:
-    """Binary file written under a temporary name in the same directory, renamed into place on success."""
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator:
+    """Binary file written under a temporary name beside `path`, fsynced and renamed into place on success.
 
-    def __init__(self, final_path: Path):
-        self.final_path = final_path
-
-    def __enter__(self):
-        fd, self.tmp_name = tempfile.mkstemp(dir=self.final_path.parent, prefix=f".{self.final_path.name}.",
-                                             suffix=".tmp")
-        self.file = os.fdopen(fd, "wb")
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
-                self.file.flush()
-                os.fsync(self.file.fileno())
-        finally:
-            self.file.close()
-            if exc_type is None:
-                os.replace(self.tmp_name, self.final_path)
-            else:
-                os.unlink(self.tmp_name)
-        return False
+    On any exception the temporary file is removed and `path` is left as it was.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
 
 
 # -- reading --------------------------------------------------------------------------------------------

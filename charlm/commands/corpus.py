@@ -1,0 +1,53 @@
+"""`charlm corpus list` and `charlm corpus get NAME -o FILE`: the named corpora of corpora/README.md."""
+
+import hashlib
+import json
+from dataclasses import asdict
+
+import click
+from rich.table import Table
+
+from charlm.console import result_console, status_console
+from charlm.corpora import CATALOGUE, get_corpus
+
+
+@click.group()
+def corpus():
+    """Named corpora: list them, or get one into a file."""
+
+
+@corpus.command("list")
+@click.option("--json", "json_output", is_flag=True, help="One JSON object on stdout.")
+def list_corpora(json_output):
+    """Show the catalogue of named corpora."""
+    if json_output:
+        click.echo(json.dumps({"corpora": [asdict(entry) for entry in CATALOGUE]}))
+        return
+    table = Table()
+    for column in ("name", "description", "size", "licence", "source"):
+        table.add_column(column)
+    for entry in CATALOGUE:
+        table.add_row(entry.name, entry.description, entry.size, entry.licence, entry.source)
+    result_console().print(table)
+
+
+@corpus.command("get")
+@click.argument("name", type=click.Choice([entry.name for entry in CATALOGUE]))
+@click.option("--output", "-o", "out", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="File to write the corpus to.")
+@click.option("--max-bytes", type=click.IntRange(min=1), default=2_000_000, show_default=True,
+              help="Size cap of python-stdlib.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Network timeout in seconds (downloads).")
+@click.option("--json", "json_output", is_flag=True, help="One JSON object on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No status messages.")
+def get(name, out, max_bytes, timeout, json_output, quiet):
+    """Write corpus NAME to a file (tinyshakespeare is downloaded and verified; python-stdlib is built)."""
+    status_console(quiet).print(f"getting {name} into {out}")
+    path = get_corpus(name, out, timeout=timeout, max_bytes=max_bytes)
+    size = path.stat().st_size
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    if json_output:
+        click.echo(json.dumps({"name": name, "path": str(path), "bytes": size, "sha256": sha256}))
+    else:
+        click.echo(f"{path}: {size:,} bytes, sha256 {sha256}")
