@@ -1,0 +1,338 @@
+"""Checkpoints: one safetensors file each, written atomically, loaded strictly, never unpickled.
+
+Layout (through the `safetensors` package): tensors `param/<name>`, `optim/<slot>/<name>`,
+`state/<layer>.<k>` (the carried TBPTT state), and string metadata holding JSON: `format`,
+`format_version`, `charlm_version`, `config`, `vocab`, `data`, `train`, `rng`, `payload_sha256`.
+
+safetensors guarantees a well-formed container (sane header length, contiguous non-overlapping
+offsets, sizes matching shapes). charlm adds what the format lacks: a checksum of the payload, a
+finiteness check, and validation of every tensor against the model config and vocabulary.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+
+from charlm import __version__
+from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError
+from charlm.model import ModelConfig, param_shapes
+from charlm.vocab import Vocab
+
+FORMAT = "charlm"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+_DTYPE_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                   "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+
+
+@dataclass
+class Checkpoint:
+    """A validated checkpoint. Arrays are private writable copies."""
+
+    path: Path
+    config: ModelConfig
+    vocab: Vocab
+    params: dict
+    data: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    optim: dict = field(default_factory=dict)
+    state: list | None = None
+    rng: dict | None = None
+    meta: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- save
+
+
+def save_checkpoint(path, *, params, config: ModelConfig, vocab: Vocab, data: dict, train: dict | None = None,
+                    optim: dict | None = None, state: list | None = None, rng: dict | None = None) -> Path:
+    """Write a checkpoint atomically: temp file in the same directory, fsync, rename, fsync the directory.
+
+    Inputs:
+    - params: {name: array} shaped as `param_shapes(config)`
+    - optim: {"<slot>/<name>": array} optimiser slots, or None
+    - state: carried recurrent state, one tuple of (B, H) arrays per layer, or None
+    - data, train, rng: JSON-able dicts (corpus options, training position, bit generator state)
+    A crash at any moment leaves either the old file or the new one, never a torn file. Non-finite
+    parameters are refused so a diverged model can never replace a good one.
+    """
+    path = Path(path)
+    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in params.items()}
+    tensors.update({f"optim/{k}": np.ascontiguousarray(v) for k, v in (optim or {}).items()})
+    for layer, arrays in enumerate(state or ()):
+        for k, a in enumerate(arrays):
+            tensors[f"state/{layer}.{k}"] = np.ascontiguousarray(a)
+    bad = [k for k, v in tensors.items() if not np.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"refusing to save non-finite values in {', '.join(bad[:3])}")
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "charlm_version": __version__,
+        "config": json.dumps(config.to_dict()),
+        "vocab": json.dumps(vocab.to_dict()),
+        "data": json.dumps(data),
+        "train": json.dumps(train or {}),
+        "rng": json.dumps(rng),
+    }
+    metadata["payload_sha256"] = payload_digest(tensors, metadata)
+    blob = safetensors.numpy.save(tensors, metadata=metadata)
+    write_atomic(path, blob)
+    return path
+
+
+def write_atomic(path: Path, blob: bytes) -> None:
+    """Replace `path` with `blob` so that readers and crashes only ever see a whole file."""
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename durable: the directory entry itself must reach the disk."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def payload_digest(tensors: dict, metadata: dict) -> str:
+    """sha256 over the metadata (but the digest itself) and every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != "payload_sha256":
+            digest.update(f"{key}={metadata[key]}\n".encode())
+    for name in sorted(tensors):
+        a = tensors[name]
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1).data)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+def load_checkpoint(path, *, prefer: str = "best", warn=None) -> Checkpoint:
+    """Load and validate a checkpoint file, or a run directory's best (or newest) checkpoint.
+
+    prefer: "best" (sampling, scoring) or "latest" (resume) when `path` is a run directory.
+    warn: called with a message when a damaged newer file is skipped in favour of an older one.
+    Every failure is a CheckpointError with one readable sentence.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _load_from_run_dir(path, prefer, warn)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return _load_file(path)
+
+
+def _load_from_run_dir(run_dir: Path, prefer: str, warn) -> Checkpoint:
+    candidates = checkpoint_files(run_dir)
+    best = run_dir / "best.safetensors"
+    if prefer == "best" and best.exists():
+        candidates.insert(0, best)
+    if not candidates:
+        raise CheckpointError(f"no checkpoint in {run_dir} (expected ckpt-*.safetensors or best.safetensors)")
+    first_error = None
+    for candidate in candidates:
+        try:
+            checkpoint = _load_file(candidate)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            if warn:
+                warn(f"skipping {candidate.name}: {exc}")
+            continue
+        return checkpoint
+    raise CheckpointError(f"no loadable checkpoint in {run_dir}: {first_error}")
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """Step checkpoints in a run directory, newest first."""
+    found = []
+    for p in Path(run_dir).glob("ckpt-*.safetensors"):
+        step = p.name[len("ckpt-"):-len(".safetensors")]
+        if step.isdigit():
+            found.append((int(step), p))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _load_file(path: Path) -> Checkpoint:
+    try:
+        blob, header = _read_container(path)
+        tensors = safetensors.numpy.load(blob)
+    except CharlmError:
+        raise
+    except Exception as exc:  # the container parser's own errors: all mean "damaged"
+        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(exc)})") from None
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a charlm checkpoint")
+    try:
+        return _validate(path, meta, tensors)
+    except CharlmError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
+
+
+def _read_container(path: Path) -> tuple[bytes, dict]:
+    """Read the file after checking the header's claims against the file size (nothing huge allocated)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path}: not a charlm checkpoint (file has only {size} bytes)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+                raise CheckpointError(f"{path}: not a charlm checkpoint or truncated (header declares "
+                                      f"{header_len} bytes, file has {size})")
+            header_bytes = f.read(header_len)
+            header = json.loads(header_bytes, object_pairs_hook=_no_duplicate_keys,
+                                parse_constant=_reject_constant)
+            if not isinstance(header, dict):
+                raise CheckpointError(f"{path}: not a charlm checkpoint (header is not a JSON object)")
+            expected = 8 + header_len + _payload_size(header)
+            if expected != size:
+                raise CheckpointError(f"{path}: truncated or padded checkpoint (header declares "
+                                      f"{expected} bytes, file has {size})")
+            f.seek(0)
+            return f.read(), header
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not a charlm checkpoint (header is not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not a charlm checkpoint (header is not JSON: {exc.msg})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
+
+
+def _payload_size(header: dict) -> int:
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, stop = info["data_offsets"]
+            count = int(np.prod(info["shape"], dtype=np.int64)) if info["shape"] else 1
+            itemsize = _DTYPE_ITEMSIZE[info["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"tensor {name!r} has a malformed header entry") from None
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop):
+            raise CheckpointError(f"tensor {name!r} has invalid offsets")
+        if stop - start != count * itemsize:
+            raise CheckpointError(f"tensor {name!r}: offsets do not match its shape and dtype")
+        end = max(end, stop)
+    return end
+
+
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise CheckpointError("not a charlm checkpoint (duplicate keys in header)")
+    return dict(pairs)
+
+
+def _reject_constant(name):
+    raise CheckpointError(f"not a charlm checkpoint ({name} in header JSON)")
+
+
+def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
+    version = int(meta.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise CheckpointVersionError(f"{path}: checkpoint format {version} is newer than this charlm "
+                                     f"reads (<= {FORMAT_VERSION}); upgrade charlm")
+    if version < 1:
+        raise CheckpointError(f"{path}: unknown checkpoint format version {version}")
+    if meta.get("payload_sha256") != payload_digest(tensors, meta):
+        raise CheckpointError(f"{path}: checksum mismatch, the file is damaged")
+    config = ModelConfig.from_dict(json.loads(meta["config"]))
+    vocab = Vocab.from_dict(json.loads(meta["vocab"]))
+    if vocab.size != config.vocab_size:
+        raise CheckpointError(f"{path}: vocabulary has {vocab.size} entries but the model expects "
+                              f"{config.vocab_size}")
+
+    params = {k[len("param/"):]: v for k, v in tensors.items() if k.startswith("param/")}
+    optim = {k[len("optim/"):]: v for k, v in tensors.items() if k.startswith("optim/")}
+    state_arrays = {k[len("state/"):]: v for k, v in tensors.items() if k.startswith("state/")}
+    unknown = [k for k in tensors if not k.startswith(("param/", "optim/", "state/"))]
+    if unknown:
+        raise CheckpointError(f"{path}: unexpected tensors {', '.join(sorted(unknown)[:3])}")
+
+    _check_params(path, config, params)
+    for key, value in optim.items():
+        slot, _, name = key.partition("/")
+        if name not in params or value.shape != params[name].shape:
+            raise CheckpointError(f"{path}: optimiser slot {key!r} does not match the parameters")
+    state = _state_from_arrays(path, config, state_arrays)
+    for name, value in tensors.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: tensor {name} holds non-finite values")
+
+    return Checkpoint(
+        path=path,
+        config=config,
+        vocab=vocab,
+        params={k: np.array(v) for k, v in params.items()},
+        data=json.loads(meta.get("data", "{}")),
+        train=json.loads(meta.get("train", "{}")),
+        optim={k: np.array(v) for k, v in optim.items()},
+        state=state,
+        rng=json.loads(meta.get("rng", "null")),
+        meta=meta,
+    )
+
+
+def _check_params(path: Path, config: ModelConfig, params: dict) -> None:
+    expected = param_shapes(config)
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: parameters do not match the config (missing {missing}, extra {extra})")
+    for name, shape in expected.items():
+        if tuple(params[name].shape) != tuple(shape):
+            raise CheckpointError(f"{path}: parameter {name} has shape {params[name].shape}, "
+                                  f"config needs {tuple(shape)}")
+        if params[name].dtype != np.dtype(config.dtype):
+            raise CheckpointError(f"{path}: parameter {name} is {params[name].dtype}, config says "
+                                  f"{config.dtype}")
+
+
+def _state_from_arrays(path: Path, config: ModelConfig, arrays: dict) -> list | None:
+    if not arrays:
+        return None
+    per_layer = 2 if config.cell == "lstm" else 1
+    expected = {f"{layer}.{k}" for layer in range(config.layers) for k in range(per_layer)}
+    if set(arrays) != expected:
+        raise CheckpointError(f"{path}: carried state tensors do not match a {config.layers}-layer "
+                              f"{config.cell}")
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != config.hidden:
+        raise CheckpointError(f"{path}: carried state has inconsistent shapes {sorted(shapes)}")
+    return [tuple(np.array(arrays[f"{layer}.{k}"]) for k in range(per_layer))
+            for layer in range(config.layers)]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,112 @@
+"""A training run's directory: exclusive lock, stray temp-file cleanup, checkpoint rotation, logs.
+
+Layout: `ckpt-<step:08d>.safetensors` (the newest `keep` step checkpoints), `best.safetensors`
+(lowest validation loss), `config.json` (the run's options), `metrics.jsonl` (one JSON object per
+logged step or evaluation), `.lock` (holds the PID of the trainer while it runs).
+"""
+
+import errno
+import fcntl
+import json
+import math
+import os
+from pathlib import Path
+
+from charlm.checkpoint import checkpoint_files, write_atomic
+from charlm.errors import CharlmError
+
+
+class RunDir:
+    """Owns a run directory for one training process. Use as a context manager to hold the lock."""
+
+    def __init__(self, path, *, keep: int = 2):
+        self.path = Path(path)
+        self.keep = keep
+        self._lock_fd = None
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def open(self) -> None:
+        """Create (if needed), check writability and take the lock; fails at once, never an hour later."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CharlmError(f"run directory {self.path} is a file")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CharlmError(f"cannot use run directory {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise CharlmError(f"run directory {self.path} is in use by another charlm train "
+                                  f"(pid {holder})") from None
+            raise CharlmError(f"cannot lock run directory {self.path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self.remove_stray_temp_files()
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def remove_stray_temp_files(self) -> list[Path]:
+        """Delete temp files a killed save left behind (only we write them, and we hold the lock)."""
+        stray = sorted(self.path.glob(".ckpt-*.tmp"))
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return stray
+
+    def step_path(self, step: int) -> Path:
+        return self.path / f"ckpt-{step:08d}.safetensors"
+
+    @property
+    def best_path(self) -> Path:
+        return self.path / "best.safetensors"
+
+    def checkpoints(self) -> list[Path]:
+        return checkpoint_files(self.path)
+
+    def prune(self) -> None:
+        """Keep the newest `keep` step checkpoints; called only after a new one is durable."""
+        for old in self.checkpoints()[self.keep:]:
+            old.unlink(missing_ok=True)
+
+    def write_config(self, options: dict) -> None:
+        text = json.dumps(options, indent=2, sort_keys=True) + "\n"
+        write_atomic(self.path / "config.json", text.encode())
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop records logged after the checkpoint a resume starts from, so the log has no repeats."""
+        metrics = self.path / "metrics.jsonl"
+        if not metrics.exists():
+            return
+        kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _record_step(line) <= last_step]
+        write_atomic(metrics, "".join(line + "\n" for line in kept).encode())
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(_finite_or_none(record), allow_nan=False) + "\n")
+
+
+def _finite_or_none(record: dict) -> dict:
+    # Strict JSON has no NaN; a diverged loss is logged as null rather than a bare NaN token.
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+
+
+def _record_step(line: str) -> float:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError, TypeError):
+        return math.inf  # a line torn by a kill is dropped
