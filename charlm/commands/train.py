@@ -1,0 +1,133 @@
+"""`charlm train`: a thin wrapper over `charlm.train.train`."""
+
+import json
+import math
+
+import click
+from click.core import ParameterSource
+
+from charlm.console import status_console
+from charlm.optim import OPTIMIZERS
+from charlm.progress import TrainProgress
+from charlm.train import TrainOptions, parse_duration
+from charlm.train import train as run_training
+
+CELLS = ("rnn", "gru", "gru-simple", "lstm")
+EOS_MODES = ("file", "lines", "paragraphs")
+DEFAULTS = TrainOptions(corpus="")
+
+
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds <= 0:
+            self.fail("must be longer than zero", param, ctx)
+        return seconds
+
+
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+@click.command()
+@click.argument("corpus", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Run directory [default: runs/<corpus name>].")
+@click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell.")
+@click.option("--hidden", type=click.IntRange(min=1), default=DEFAULTS.hidden, show_default=True,
+              help="Hidden units per layer.")
+@click.option("--layers", type=click.IntRange(min=1), default=DEFAULTS.layers, show_default=True,
+              help="Stacked recurrent layers.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout,
+              show_default=True, help="Inverted dropout between layers and before the output.")
+@click.option("--embed", type=click.IntRange(min=0), default=DEFAULTS.embed, show_default=True,
+              help="Learned embedding width (0 = one-hot input, a row gather).")
+@click.option("--activation", type=click.Choice(("tanh", "relu")), default=DEFAULTS.activation,
+              show_default=True, help="Vanilla RNN activation.")
+@click.option("--dtype", type=click.Choice(("float32", "float64")), default=DEFAULTS.dtype, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULTS.seq_len, show_default=True,
+              help="Truncated BPTT length (characters per chunk).")
+@click.option("--batch", type=click.IntRange(min=1), default=DEFAULTS.batch, show_default=True,
+              help="Parallel streams per batch.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True,
+              callback=_finite, help="Peak learning rate.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.momentum,
+              show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=DEFAULTS.weight_decay, show_default=True,
+              callback=_finite, help="L2 (adam/sgd/...) or decoupled (adamw) weight decay on matrices.")
+@click.option("--schedule", type=click.Choice(("constant", "cosine")), default=DEFAULTS.schedule,
+              show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
+@click.option("--warmup", type=click.IntRange(min=0), default=DEFAULTS.warmup, show_default=True,
+              help="Linear warm-up steps.")
+@click.option("--clip", type=click.FloatRange(min=0), default=DEFAULTS.clip, show_default=True,
+              callback=_finite, help="Gradient clip threshold (0 = off).")
+@click.option("--clip-mode", type=click.Choice(("norm", "value")), default=DEFAULTS.clip_mode,
+              show_default=True, help="Global norm, or the lecture's elementwise clip.")
+@click.option("--steps", type=click.IntRange(min=1), help="Stop after this many steps in all (counts the whole run).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Stop after this many epochs.")
+@click.option("--time", "time_budget", type=Duration(), help="Wall-clock budget of this invocation: 90s, 10m, 2h.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.val_fraction,
+              show_default=True, help="Held-out share: the tail (file mode) or random documents.")
+@click.option("--val-file", type=click.Path(exists=True, dir_okay=False, readable=True),
+              help="Validate on this file instead.")
+@click.option("--eval-every", type=click.IntRange(min=0), default=0,
+              help="Evaluate every N steps [default: about once a minute].")
+@click.option("--patience", type=click.IntRange(min=0), default=0, help="Stop after N evaluations without "
+              "improvement (0 = off).")
+@click.option("--sample-every", type=click.IntRange(min=0), default=0, help="Show a short sample every N steps.")
+@click.option("--save-every", type=click.IntRange(min=0), default=0,
+              help="Also checkpoint every N steps (checkpoints are always written at each evaluation).")
+@click.option("--eos", type=click.Choice(EOS_MODES), default=DEFAULTS.eos, show_default=True,
+              help="Documents: the whole file, each line, or blank-line separated paragraphs.")
+@click.option("--encoding", default=DEFAULTS.encoding, show_default=True, help="Corpus text encoding.")
+@click.option("--min-count", type=click.IntRange(min=1), default=DEFAULTS.min_count, show_default=True,
+              help="Characters seen fewer times become <UNK>.")
+@click.option("--max-vocab", type=click.IntRange(min=3), help="Keep only the most frequent characters.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--init-from", type=click.Path(exists=True), help="Fine-tune from this checkpoint or run "
+              "(keeps its vocabulary).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint.")
+@click.option("--json", "json_output", is_flag=True, help="One JSON object per evaluation and a final one.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.pass_context
+def train(ctx, corpus, time_budget, json_output, **options):
+    """Train a character-level language model on CORPUS (a UTF-8 text file)."""
+    explicit = frozenset("json" if name == "json_output" else name for name in ctx.params
+                         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
+    if not explicit & {"time_budget", "steps", "epochs"} and not options["resume"]:
+        time_budget = 600.0  # no stopping rule given: the documented default budget of ten minutes
+    opts = TrainOptions(corpus=corpus, time_budget=time_budget, json=json_output, **options)
+    console = status_console(quiet=options["quiet"])
+    with TrainProgress(console) as progress:
+        def report(kind, payload):
+            if kind == "progress":
+                progress.update(*payload)
+            elif kind == "eval":
+                if json_output:
+                    click.echo(json.dumps(payload))
+                progress.log(f"step {payload['step']}: val {payload['val_loss']:.4f} nats/char "
+                             f"({payload['val_bpc']:.3f} bits/char), best {payload['best_val_loss']:.4f}")
+            else:
+                progress.log(payload)
+
+        result = run_training(opts, explicit=explicit, report=report)
+    if json_output:
+        click.echo(json.dumps({"event": "done", **result.to_dict()}))
+    else:
+        console.print(_summary(result), markup=False, highlight=False)
+
+
+def _summary(result) -> str:
+    val = (f"best val {result.best_val_loss:.4f} nats/char ({result.best_val_bpc:.3f} bits/char, "
+           f"{result.best_val_mode})" if result.best_val_loss is not None else "no validation")
+    return (f"done: {result.steps} steps, {result.epochs:.2f} epochs, {result.train_seconds:.0f}s, "
+            f"{result.chars_per_sec:,.0f} chars/s; {val}; checkpoint {result.checkpoint}")

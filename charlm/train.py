@@ -1,0 +1,483 @@
+"""Training: truncated BPTT over B parallel streams, with evaluation, checkpoints and exact resume.
+
+`train(options)` is the whole job; `charlm train` is a thin wrapper. Everything a resumed run needs to
+continue bit for bit is in the checkpoint: parameters, optimiser slots, the carried hidden state, the
+batcher cursor, the dropout RNG, the schedule position and the step count.
+"""
+
+import math
+import re
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from charlm.checkpoint import load_checkpoint, save_checkpoint
+from charlm.corpus import prepare_corpus
+from charlm.data import Batcher, split_train_val
+from charlm.errors import CharlmError, ConfigError, DivergenceError, TrainingInterrupted
+from charlm.model import ModelConfig, init_params, init_state, loss_and_grads
+from charlm.optim import clip_gradients, make_optimizer
+from charlm.rundir import RunDir
+from charlm.scoring import score_ids
+
+LN2 = math.log(2)
+# Options that define the model or its vocabulary: a resume must not change them.
+ARCHITECTURE_OPTIONS = ("cell", "hidden", "layers", "embed", "activation", "dtype",
+                        "eos", "encoding", "min_count", "max_vocab")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every `charlm train` option; the defaults are the recipe documented in README."""
+
+    corpus: str
+    out: str | None = None
+    cell: str = "lstm"
+    hidden: int = 512
+    layers: int = 2
+    embed: int = 0
+    dropout: float = 0.0
+    activation: str = "tanh"
+    dtype: str = "float32"
+    seq_len: int = 128
+    batch: int = 64
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    clip_mode: str = "norm"
+    steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None
+    val_fraction: float = 0.1
+    val_file: str | None = None
+    eval_every: int = 0
+    eval_streams: int = 64
+    patience: int = 0
+    sample_every: int = 0
+    save_every: int = 0
+    keep: int = 2
+    eos: str = "file"
+    encoding: str = "utf-8"
+    min_count: int = 1
+    max_vocab: int | None = None
+    seed: int = 1337
+    init_from: str | None = None
+    resume: bool = False
+    json: bool = False
+    quiet: bool = False
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(cell=self.cell, vocab_size=vocab_size, hidden=self.hidden, layers=self.layers,
+                           embed=self.embed, dropout=self.dropout, activation=self.activation,
+                           dtype=self.dtype)
+
+
+@dataclass
+class TrainResult:
+    best_val_loss: float | None
+    best_val_bpc: float | None
+    best_val_mode: str
+    steps: int
+    epochs: float
+    train_seconds: float
+    chars_per_sec: float
+    checkpoint: str
+    stopped_by: str
+    history: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("history")
+        return d
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '2h', '1h30m' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration like 90s, 10m, 2h or 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def learning_rate(opts: TrainOptions, step: int, progress: float) -> float:
+    """Linear warm-up over `warmup` steps, then constant or cosine decay to min_lr_ratio * lr at progress 1."""
+    lr = opts.lr
+    if opts.schedule == "cosine":
+        p = min(max(progress, 0.0), 1.0)
+        floor = opts.lr * opts.min_lr_ratio
+        lr = floor + 0.5 * (opts.lr - floor) * (1 + math.cos(math.pi * p))
+    if opts.warmup and step < opts.warmup:
+        lr *= (step + 1) / opts.warmup
+    return lr
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM only raise a flag; the loop finishes its step, saves, then exits (130/143)."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a test runner thread): no signal handling
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Holds one run's state between steps. Built by `train`; not for reuse across runs."""
+
+    def __init__(self, opts: TrainOptions, run: RunDir, report):
+        self.opts = opts
+        self.run = run
+        self.report = report  # report(kind, payload): "log" str, "progress" (fraction, fields), "eval" dict
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, explicit: frozenset):
+        opts = self.opts
+        resume_from = None
+        if opts.resume:
+            resume_from = load_checkpoint(self.run.path, prefer="latest",
+                                          warn=lambda m: self.report("log", f"warning: {m}"))
+            opts = self.opts = _merge_resumed_options(resume_from, opts, explicit)
+        elif self.run.checkpoints():
+            raise CharlmError(f"{self.run.path} already holds checkpoints; add --resume to continue that "
+                              f"run or choose another --out")
+        init_from = load_checkpoint(opts.init_from) if opts.init_from and not resume_from else None
+        base = resume_from or init_from
+        if init_from:
+            _refuse_changes(init_from, opts, explicit, what="--init-from checkpoint",
+                            keys=("cell", "hidden", "layers", "embed", "activation", "dtype"))
+
+        vocab = base.vocab if base else None
+        self.corpus = prepare_corpus(opts.corpus, eos_mode=opts.eos, encoding=opts.encoding,
+                                     min_count=opts.min_count, max_vocab=opts.max_vocab, vocab=vocab)
+        if resume_from and resume_from.data.get("corpus_sha256") != self.corpus.sha256:
+            raise CharlmError(f"{opts.corpus} is not the corpus this run was trained on (content differs); "
+                              f"to train this checkpoint on new text use --init-from {self.run.path} with a "
+                              f"new --out")
+        if init_from:
+            self.report("log", f"fine-tuning from {init_from.path}: {self.corpus.n_unk:,} of "
+                               f"{self.corpus.n_chars:,} characters of the new corpus map to <UNK>")
+        self.vocab = self.corpus.vocab
+        if self.vocab.size <= 3:
+            self.report("log", "warning: the corpus has only one distinct character")
+
+        if opts.val_file:
+            val = prepare_corpus(opts.val_file, eos_mode=opts.eos, encoding=opts.encoding, vocab=self.vocab)
+            self.train_ids, self.val_ids = self.corpus.ids, val.ids
+        else:
+            self.train_ids, self.val_ids = split_train_val(self.corpus, opts.val_fraction, opts.seed)
+        if self.val_ids is not None and len(self.val_ids) < 2:
+            self.val_ids = None
+        if self.val_ids is None and (opts.val_fraction > 0 or opts.val_file):
+            self.report("log", "warning: the validation split is empty; validation is off")
+
+        self.cfg = base.config if base else opts.model_config(self.vocab.size)
+        if base and base.config.dropout != opts.dropout:
+            self.cfg = replace(self.cfg, dropout=opts.dropout)
+        self.rng = np.random.default_rng(opts.seed)
+        self.params = base.params if base else init_params(self.cfg, self.rng)
+        self.optimizer = make_optimizer(opts.optimizer, self.params, momentum=opts.momentum,
+                                        weight_decay=opts.weight_decay)
+        self.batcher = Batcher(self.train_ids, opts.batch, opts.seq_len, opts.seed)
+        self.state = init_state(self.cfg, opts.batch)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.progress0 = 0.0
+        self.best_val = None
+        self.best_step = None
+        self.evals_since_best = 0
+        self.last_val = None
+        if resume_from:
+            self._restore(resume_from)
+        self.run.write_config({k: v for k, v in asdict(opts).items()})
+
+    def _restore(self, ckpt):
+        t = ckpt.train
+        self.optimizer.load_state_arrays(ckpt.optim, t["optimizer_steps"])
+        self.batcher = Batcher.restore(self.train_ids, self.opts.batch, self.opts.seq_len, self.opts.seed,
+                                       t["cursor"])
+        if ckpt.state is not None:
+            self.state = ckpt.state
+        self.rng.bit_generator.state = ckpt.rng
+        self.step = t["step"]
+        self.train_seconds = t["train_seconds"]
+        self.progress0 = t["progress"]
+        self.best_val, self.best_step = t.get("best_val"), t.get("best_step")
+        self.evals_since_best = t.get("evals_since_best", 0)
+        self.last_val = t.get("last_val")
+        self.run.truncate_metrics(self.step)
+        self.report("log", f"resumed {ckpt.path.name} at step {self.step}")
+
+    # ------------------------------------------------------------------ progress and stopping
+    def total_steps(self):
+        o = self.opts
+        candidates = []
+        if o.steps is not None:
+            candidates.append(o.steps)
+        if o.epochs is not None:
+            candidates.append(math.ceil(o.epochs * self.batcher.batches_per_epoch))
+        return min(candidates) if candidates else None
+
+    def progress(self, session_seconds: float) -> float:
+        """Fraction of the run done: by steps/epochs, or by wall time for --time (whichever is further)."""
+        fractions = []
+        total = self.total_steps()
+        if total:
+            fractions.append(self.step / total)
+        if self.opts.time_budget:
+            fractions.append(self.progress0 + (1 - self.progress0) * session_seconds / self.opts.time_budget)
+        return max(fractions) if fractions else 0.0
+
+    def epochs_done(self) -> float:
+        return self.step / self.batcher.batches_per_epoch
+
+    # ------------------------------------------------------------------ checkpoints
+    def train_state(self, progress: float) -> dict:
+        return {
+            "step": self.step, "epoch": self.epochs_done(), "cursor": self.batcher.cursor,
+            "optimizer_steps": self.optimizer.steps, "train_seconds": self.train_seconds,
+            "progress": progress, "best_val": self.best_val, "best_step": self.best_step,
+            "evals_since_best": self.evals_since_best, "last_val": self.last_val,
+            "options": asdict(self.opts),
+        }
+
+    def data_meta(self) -> dict:
+        return {"eos_mode": self.opts.eos, "encoding": self.opts.encoding, "min_count": self.opts.min_count,
+                "max_vocab": self.opts.max_vocab, "corpus_name": Path(self.opts.corpus).name,
+                "corpus_sha256": self.corpus.sha256, "corpus_chars": self.corpus.n_chars}
+
+    def save(self, progress: float, *, best: bool = False) -> Path:
+        path = self.run.best_path if best else self.run.step_path(self.step)
+        extra = {} if best else {"optim": self.optimizer.state_arrays(), "state": self.state,
+                                 "rng": self.rng.bit_generator.state}
+        try:
+            save_checkpoint(path, params=self.params, config=self.cfg, vocab=self.vocab,
+                            data=self.data_meta(), train=self.train_state(progress), **extra)
+        except OSError as exc:
+            last = self.run.checkpoints()
+            last_good = f"last good checkpoint: {last[0].name}" if last else "no earlier checkpoint"
+            raise CharlmError(f"could not save checkpoint {path.name}: {exc.strerror}; {last_good}") from None
+        if not best:
+            self.run.prune()
+        return path
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> float:
+        """Validation loss in nats/char; B parallel streams with burn-in for speed during training."""
+        streams = max(1, min(self.opts.eval_streams, len(self.val_ids) // (4 * self.opts.seq_len)))
+        result = score_ids(self.params, self.cfg, self.val_ids, streams=streams,
+                           burn_in=0 if streams == 1 else self.opts.seq_len)
+        return result.nll_sum / result.n_scored
+
+
+def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None) -> TrainResult:
+    """Run (or resume) a training job described by `opts`; see the module docstring.
+
+    explicit: names of options the user set on the command line (a resume refuses to change the
+    architecture and keeps the checkpoint's training options unless they were given explicitly).
+    report: callback(kind, payload) for progress; None is silent.
+    """
+    _check_options(opts)
+    report = report or (lambda kind, payload: None)
+    with RunDir(opts.run_dir, keep=opts.keep) as run:
+        trainer = Trainer(opts, run, report)
+        trainer.setup(explicit)
+        with _StopSignals() as signals:
+            return _loop(trainer, signals)
+
+
+def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
+    opts = tr.opts
+    total = tr.total_steps()
+    if total is not None and tr.step >= total:
+        tr.report("log", f"already at step {tr.step} of {total}; nothing to do (raise --steps to continue)")
+        return _result(tr, 0, 0.0, "finished", None)
+    session_start = time.perf_counter()
+    session_seconds = 0.0
+    tokens = 0
+    smoothed = None
+    last_eval_time = 0.0
+    eval_interval = min(60.0, opts.time_budget / 8) if opts.time_budget else 60.0
+    stopped_by = None
+    progress = tr.progress(0.0)
+
+    while stopped_by is None:
+        step_start = time.perf_counter()
+        x, y = tr.batcher.next_batch()
+        if tr.batcher.new_epoch:  # a new epoch starts at a new offset: the carried state no longer fits
+            tr.state = init_state(tr.cfg, opts.batch)
+        loss, grads, new_state = loss_and_grads(tr.params, tr.cfg, x, y, tr.state, rng=tr.rng)
+        norm = clip_gradients(grads, opts.clip, opts.clip_mode)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            _diverged(tr, loss, norm)
+        lr = learning_rate(opts, tr.step, progress)
+        tr.optimizer.step(tr.params, grads, lr)
+        tr.state = new_state
+        tr.step += 1
+        tokens += x.size
+        elapsed = time.perf_counter() - step_start
+        tr.train_seconds += elapsed
+        session_seconds += elapsed
+        progress = tr.progress(session_seconds)
+        smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
+        tr.run.append_metrics({"step": tr.step, "loss": loss, "grad_norm": norm, "lr": lr})
+        fields_ = {"step": tr.step, "epoch": tr.epochs_done(), "loss": smoothed, "lr": lr,
+                   "val_loss": tr.last_val, "val_bpc": tr.last_val / LN2 if tr.last_val else None,
+                   "chars_per_sec": tokens / max(session_seconds, 1e-9)}
+        tr.report("progress", (progress, fields_))
+
+        if total is not None and tr.step >= total:
+            stopped_by = "steps" if opts.steps is not None and tr.step >= opts.steps else "epochs"
+        elif opts.time_budget and session_seconds >= opts.time_budget:
+            stopped_by = "time"
+        elif signals.signum:
+            stopped_by = "signal"
+        due_eval = (opts.eval_every and tr.step % opts.eval_every == 0) or (
+            not opts.eval_every and session_seconds - last_eval_time >= eval_interval)
+        if tr.val_ids is not None and (due_eval or (stopped_by and stopped_by != "signal")):
+            last_eval_time = session_seconds
+            if _evaluate_and_checkpoint(tr, progress, smoothed, fields_):
+                stopped_by = stopped_by or "patience"
+        elif stopped_by or (opts.save_every and tr.step % opts.save_every == 0):
+            tr.save(progress)
+        if opts.sample_every and tr.step % opts.sample_every == 0:
+            _show_sample(tr)
+
+    if stopped_by == "signal":
+        _interrupted(tr, progress, signals.signum)
+    wall = time.perf_counter() - session_start
+    tr.report("log", f"stopped by {stopped_by} at step {tr.step} after {wall:.0f}s")
+    return _result(tr, tokens, session_seconds, stopped_by, _final_exact_eval(tr))
+
+
+def _evaluate_and_checkpoint(tr: Trainer, progress, smoothed, fields_) -> bool:
+    """Evaluate, save a step checkpoint (and `best` on improvement); True when patience ran out."""
+    val = tr.evaluate()
+    tr.last_val = val
+    improved = tr.best_val is None or val < tr.best_val
+    if improved:
+        tr.best_val, tr.best_step, tr.evals_since_best = val, tr.step, 0
+    else:
+        tr.evals_since_best += 1
+    record = {"step": tr.step, "epoch": round(tr.epochs_done(), 4), "train_loss": smoothed,
+              "val_loss": val, "val_bpc": val / LN2, "best_val_loss": tr.best_val,
+              "lr": fields_["lr"], "chars_per_sec": fields_["chars_per_sec"],
+              "train_seconds": round(tr.train_seconds, 3)}
+    tr.run.append_metrics({"event": "eval", **record})
+    tr.report("eval", record)
+    tr.save(progress)
+    if improved:
+        tr.save(progress, best=True)
+    return bool(tr.opts.patience) and tr.evals_since_best >= tr.opts.patience
+
+
+def _final_exact_eval(tr: Trainer):
+    """Score the best checkpoint exactly (one stream over all validation text), as `charlm perplexity` does."""
+    if tr.val_ids is None or not tr.run.best_path.exists():
+        return None
+    best = load_checkpoint(tr.run.best_path)
+    result = score_ids(best.params, best.config, tr.val_ids, streams=1)
+    exact = result.nll_sum / result.n_scored
+    train_meta = dict(best.train, best_val_exact=exact)
+    save_checkpoint(tr.run.best_path, params=best.params, config=best.config, vocab=best.vocab,
+                    data=best.data, train=train_meta)
+    return exact
+
+
+def _result(tr: Trainer, tokens, session_seconds, stopped_by, exact) -> TrainResult:
+    best_path = tr.run.best_path if tr.run.best_path.exists() else (tr.run.checkpoints() or [tr.run.path])[0]
+    val = exact if exact is not None else tr.best_val
+    return TrainResult(
+        best_val_loss=val, best_val_bpc=val / LN2 if val is not None else None,
+        best_val_mode="exact" if exact is not None else "streams",
+        steps=tr.step, epochs=round(tr.epochs_done(), 4), train_seconds=round(tr.train_seconds, 3),
+        chars_per_sec=tokens / session_seconds if session_seconds else 0.0,
+        checkpoint=str(best_path), stopped_by=stopped_by,
+    )
+
+
+def _diverged(tr: Trainer, loss, norm):
+    last = tr.run.checkpoints()
+    kept = f"the last good checkpoint {last[0].name} is kept" if last else "no checkpoint was written"
+    raise DivergenceError(
+        f"training diverged at step {tr.step + 1} (loss {loss}, gradient norm {norm}); {kept}. "
+        f"Try a lower --lr (now {tr.opts.lr:g}) or --clip (now {tr.opts.clip:g})")
+
+
+def _interrupted(tr: Trainer, progress, signum):
+    path = tr.run.checkpoints()[0]
+    name = signal.Signals(signum).name
+    raise TrainingInterrupted(
+        f"{name}: saved {path} at step {tr.step}; resume with: charlm train {tr.opts.corpus} "
+        f"--out {tr.run.path} --resume", signum)
+
+
+def _show_sample(tr: Trainer):
+    from charlm.sampling import generate
+
+    samples = generate(tr.params, tr.cfg, tr.vocab, num_samples=1, length=200, temperature=0.8,
+                       seed=tr.step, stop_at_eos=tr.opts.eos != "file")
+    tr.report("log", f"--- sample at step {tr.step} ---\n{samples[0].text}\n---")
+
+
+def _check_options(o: TrainOptions):
+    if o.steps is None and o.epochs is None and o.time_budget is None and not o.resume:
+        raise ConfigError("say how long to train: --steps, --epochs or --time")
+    if not 0 <= o.dropout < 1:
+        raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
+    if not 0 <= o.val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {o.val_fraction}")
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        raise ConfigError(f"--lr must be a positive number, got {o.lr}")
+
+
+def _merge_resumed_options(ckpt, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
+    """The run's saved options, overridden by those the user gave now (never the architecture)."""
+    saved = ckpt.train.get("options")
+    if not saved:
+        raise CharlmError(f"{ckpt.path} has no training state to resume (is it a best.safetensors copy?)")
+    _refuse_changes(ckpt, opts, explicit, what="the run being resumed",
+                    keys=ARCHITECTURE_OPTIONS + ("seq_len", "batch", "seed", "optimizer"))
+    known = {f.name for f in fields(TrainOptions)}
+    merged = {k: v for k, v in saved.items() if k in known}
+    for name in explicit:
+        merged[name] = getattr(opts, name)
+    merged.update(corpus=opts.corpus, out=str(opts.run_dir), resume=True, init_from=None)
+    return TrainOptions(**merged)
+
+
+def _refuse_changes(ckpt, opts: TrainOptions, explicit: frozenset, *, what: str, keys) -> None:
+    saved = (ckpt.train.get("options") or {}) | {
+        "cell": ckpt.config.cell, "hidden": ckpt.config.hidden, "layers": ckpt.config.layers,
+        "embed": ckpt.config.embed, "activation": ckpt.config.activation, "dtype": ckpt.config.dtype}
+    diffs = [f"--{k.replace('_', '-')} {getattr(opts, k)} (was {saved[k]})"
+             for k in keys if k in explicit and k in saved and saved[k] != getattr(opts, k)]
+    if diffs:
+        raise CharlmError(f"cannot change {what}: {'; '.join(diffs)}")

@@ -1,0 +1,229 @@
+"""`charlm train`: learning, checkpoints, exact resume, faults and their exit codes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charlm.train as train_module
+from charlm.checkpoint import load_checkpoint
+from charlm.cli import cli
+from charlm.rundir import RunDir
+from charlm.train import TrainOptions, learning_rate, parse_duration, train
+
+SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
+    lines = [" ".join(rng.choice(words, size=8)) for _ in range(200)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _run(args, **kwargs):
+    result = CliRunner().invoke(cli, args, **kwargs)
+    return result
+
+
+def _losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
+
+
+def test_learns_a_periodic_sequence(tmp_path):
+    corpus = tmp_path / "periodic.txt"
+    corpus.write_text("abcdefghij" * 1000, encoding="utf-8")  # long: the unpredictable final <EOS> is 1 target of 1000
+    opts = TrainOptions(corpus=str(corpus), out=str(tmp_path / "run"), cell="lstm", hidden=32, layers=1,
+                        batch=8, seq_len=20, lr=1e-2, steps=250, eval_every=125, warmup=10)
+    result = train(opts)
+    assert result.best_val_loss < 0.05
+    assert result.best_val_mode == "exact"
+    assert result.steps == 250
+
+
+def test_json_output_and_run_dir_contents(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    result = _run(["train", str(text_corpus), "--out", str(out), "--steps", "30", "--eval-every", "15",
+                   "--json", *SMALL])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["step"] for r in records[:-1]] == [15, 30]
+    final = records[-1]
+    for key in ("best_val_loss", "best_val_bpc", "steps", "epochs", "train_seconds", "chars_per_sec",
+                "checkpoint"):
+        assert key in final
+    assert final["steps"] == 30
+    assert final["best_val_bpc"] == pytest.approx(final["best_val_loss"] / np.log(2))
+    assert (out / "best.safetensors").exists() and (out / "config.json").exists()
+    assert len(_losses(out)) == 30
+    assert sorted(p.name for p in out.glob("ckpt-*")) == ["ckpt-00000015.safetensors", "ckpt-00000030.safetensors"]
+    assert load_checkpoint(final["checkpoint"]).train["best_val_exact"] == pytest.approx(final["best_val_loss"])
+
+
+def _train_process(args, env_extra=None):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "charlm", "train", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_resume_in_a_new_process_is_bit_exact(tmp_path, text_corpus):
+    # A cosine schedule depends on the total, so stopping with --steps 20 then extending to 40 is only
+    # the same run under a constant schedule (interrupted cosine runs are covered by the kill tests).
+    common = [str(text_corpus), *SMALL, "--dropout", "0.2", "--eval-every", "10", "--seed", "3",
+              "--seq-len", "32", "--batch", "8", "--schedule", "constant", "--warmup", "30"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _train_process([*common, "--out", str(straight), "--steps", "40"]).returncode == 0
+    first = _train_process([*common, "--out", str(split), "--steps", "20"])
+    assert first.returncode == 0, first.stderr
+    second = _train_process([str(text_corpus), "--out", str(split), "--resume", "--steps", "40", "--quiet"])
+    assert second.returncode == 0, second.stderr
+    # The corpus is short: 40 steps cross several epoch boundaries (new offsets, state resets).
+    assert load_checkpoint(split / "ckpt-00000040.safetensors", prefer="latest").train["epoch"] > 2
+    a = load_checkpoint(straight / "ckpt-00000040.safetensors")
+    b = load_checkpoint(split / "ckpt-00000040.safetensors")
+    for name in a.params:
+        assert np.array_equal(a.params[name], b.params[name]), name
+    for name in a.optim:
+        assert np.array_equal(a.optim[name], b.optim[name]), name
+    assert a.rng == b.rng
+    assert _losses(straight) == _losses(split)
+
+
+def test_resume_of_a_finished_run_says_so(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    assert _run(["train", str(text_corpus), "--out", str(out), "--steps", "10", *SMALL]).exit_code == 0
+    result = _run(["train", str(text_corpus), "--out", str(out), "--resume"])
+    assert result.exit_code == 0
+    assert "already at step 10 of 10" in result.stderr
+    more = _run(["train", str(text_corpus), "--out", str(out), "--resume", "--steps", "14", "--json"])
+    assert more.exit_code == 0, more.output
+    assert json.loads(more.stdout.splitlines()[-1])["steps"] == 14
+
+
+def test_existing_run_needs_resume(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    assert _run(["train", str(text_corpus), "--out", str(out), "--steps", "5", *SMALL]).exit_code == 0
+    result = _run(["train", str(text_corpus), "--out", str(out), "--steps", "5", *SMALL])
+    assert result.exit_code == 1
+    assert "--resume" in result.stderr and "Traceback" not in result.output
+
+
+def test_resume_refuses_another_corpus_and_other_architecture(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    assert _run(["train", str(text_corpus), "--out", str(out), "--steps", "5", *SMALL]).exit_code == 0
+    other = tmp_path / "other.txt"
+    other.write_text(text_corpus.read_text() + "more text\n", encoding="utf-8")
+    result = _run(["train", str(other), "--out", str(out), "--resume", "--steps", "10"])
+    assert result.exit_code == 1 and "not the corpus this run was trained on" in result.stderr
+    result = _run(["train", str(text_corpus), "--out", str(out), "--resume", "--steps", "10", "--hidden", "32",
+                   "--cell", "gru"])
+    assert result.exit_code == 1
+    assert "--hidden 32 (was 16)" in result.stderr and "--cell gru (was lstm)" in result.stderr
+
+
+def test_second_trainer_on_a_locked_run_dir_is_refused(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    with RunDir(out):
+        result = _run(["train", str(text_corpus), "--out", str(out), "--steps", "5", *SMALL])
+    assert result.exit_code == 1
+    assert f"in use by another charlm train (pid {os.getpid()})" in result.stderr
+    assert not list(out.glob("*.safetensors"))
+
+
+def test_divergence_exits_3_and_keeps_the_checkpoint(tmp_path, text_corpus, monkeypatch):
+    out = tmp_path / "run"
+    real = train_module.loss_and_grads
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, grads, state = real(*args, **kwargs)
+        calls["n"] += 1
+        return (float("nan") if calls["n"] > 12 else loss), grads, state
+
+    monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
+    result = _run(["train", str(text_corpus), "--out", str(out), "--steps", "50", "--save-every", "5",
+                   "--val-fraction", "0", *SMALL])
+    assert result.exit_code == 3, result.output
+    assert "diverged at step 13" in result.stderr and "--lr" in result.stderr
+    assert "ckpt-00000010" in result.stderr
+    assert load_checkpoint(out, prefer="latest").train["step"] == 10
+
+
+def test_sigint_saves_then_exits_130_and_resume_continues(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "charlm", "train", str(text_corpus), "--out", str(out),
+                             "--time", "2m", "--save-every", "5", *SMALL], stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + 60
+    while not list(out.glob("ckpt-*.safetensors")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "resume with: charlm train" in stderr and "Traceback" not in stderr
+    newest = load_checkpoint(out, prefer="latest")
+    assert newest.train["step"] >= 5
+    resumed = _run(["train", str(text_corpus), "--out", str(out), "--resume", "--steps",
+                    str(newest.train["step"] + 3), "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == newest.train["step"] + 3
+
+
+def test_corpus_shorter_than_one_batch_is_a_usage_error(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("hello there\n", encoding="utf-8")
+    result = _run(["train", str(corpus), "--out", str(tmp_path / "run"), "--steps", "5"])
+    assert result.exit_code == 2
+    assert "--seq-len" in result.stderr and "Traceback" not in result.output
+
+
+def test_fine_tune_reports_unknown_characters(tmp_path, text_corpus):
+    base = tmp_path / "base"
+    assert _run(["train", str(text_corpus), "--out", str(base), "--steps", "5", *SMALL]).exit_code == 0
+    new = tmp_path / "new.txt"
+    new.write_text(text_corpus.read_text().replace("cat", "cäť"), encoding="utf-8")
+    result = _run(["train", str(new), "--out", str(tmp_path / "tuned"), "--init-from", str(base), "--steps", "5",
+                   "--batch", "4", "--seq-len", "16"])
+    assert result.exit_code == 0, result.output
+    n_changed = text_corpus.read_text().count("cat") * 2
+    assert f"{n_changed:,} of" in result.stderr and "map to <UNK>" in result.stderr
+    tuned = load_checkpoint(tmp_path / "tuned")
+    assert tuned.vocab.to_dict() == load_checkpoint(base).vocab.to_dict()
+
+
+def test_bad_option_values_are_usage_errors(tmp_path, text_corpus):
+    for args in (["--lr", "0"], ["--lr", "nan"], ["--hidden", "0"], ["--cell", "transformer"], ["--time", "soon"],
+                 ["--dropout", "1"]):
+        result = _run(["train", str(text_corpus), "--out", str(tmp_path / "r"), "--steps", "5", *args])
+        assert result.exit_code == 2, args
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_parse_duration():
+    assert parse_duration("90s") == 90 and parse_duration("10m") == 600 and parse_duration("1h30m") == 5400
+    assert parse_duration("45") == 45
+    with pytest.raises(ValueError):
+        parse_duration("10 minutes")
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    opts = TrainOptions(corpus="x", lr=1.0, warmup=10, min_lr_ratio=0.1, schedule="cosine")
+    assert learning_rate(opts, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(opts, 50, 0.0) == pytest.approx(1.0)
+    assert learning_rate(opts, 50, 0.5) == pytest.approx(0.55)
+    assert learning_rate(opts, 50, 1.0) == pytest.approx(0.1)
+    flat = TrainOptions(corpus="x", lr=1.0, warmup=0, schedule="constant")
+    assert learning_rate(flat, 50, 0.9) == 1.0
