@@ -1,0 +1,90 @@
+"""`charlm info`: what a checkpoint holds (model, vocabulary, training summary, format and integrity)."""
+
+import json
+import math
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from charlm.checkpoint import load_checkpoint
+from charlm.console import result_console, status_console
+from charlm.vocab import SPECIALS
+
+
+def _visible(c: str) -> str:
+    return c if (c.isprintable() and not c.isspace()) or c == " " else repr(c)[1:-1]
+
+
+def _bits(nats):
+    return nats / math.log(2) if isinstance(nats, (int, float)) and math.isfinite(nats) else None
+
+
+def describe(ckpt) -> dict:
+    """Plain JSON description of a loaded (hence verified) checkpoint."""
+    cfg, train, data = ckpt.config, ckpt.train, ckpt.data
+    best_val = train.get("best_val")
+    return {
+        "path": str(ckpt.path),
+        "format_version": int(ckpt.meta.get("format_version", 0)),
+        "charlm_version": ckpt.meta.get("charlm_version"),
+        "integrity": "verified (sha256 of the payload matches; shapes and values checked)",
+        "payload_sha256": ckpt.meta.get("payload_sha256"),
+        "model": {**cfg.to_dict(), "parameters": int(sum(p.size for p in ckpt.params.values()))},
+        "vocab": {"size": ckpt.vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
+                  "encoding": data.get("encoding"), "chars": "".join(ckpt.vocab.chars)},
+        "training": {"step": train.get("step"), "epoch": train.get("epoch"),
+                     "seconds": train.get("train_seconds"), "best_val_nats": best_val,
+                     "best_val_bits": _bits(best_val), "best_step": train.get("best_step"),
+                     "best_val_exact_nats": train.get("best_val_exact"),
+                     "corpus": data.get("corpus_name"), "corpus_sha256": data.get("corpus_sha256")},
+        "has_optimizer_state": bool(ckpt.optim),
+    }
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, readable=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
+def info(checkpoint, as_json, quiet):
+    """Describe CHECKPOINT (a run directory's best checkpoint, or a .safetensors file)."""
+    console = status_console(quiet)
+    ckpt = load_checkpoint(checkpoint, warn=lambda m: console.print(f"warning: {m}", markup=False))
+    d = describe(ckpt)
+    if as_json:
+        click.echo(json.dumps(d, ensure_ascii=False, indent=2))
+        return
+    m, v, t = d["model"], d["vocab"], d["training"]
+    seconds = t["seconds"]
+    rows = [
+        ("file", d["path"]),
+        ("format", f"version {d['format_version']}, written by charlm {d['charlm_version']}"),
+        ("integrity", d["integrity"]),
+        ("model", f"{m['cell']}, {m['layers']} layer(s) x {m['hidden']} hidden, "
+                  f"{'embedding ' + str(m['embed']) if m['embed'] else 'one-hot input'}, {m['dtype']}"),
+        ("parameters", f"{m['parameters']:,}"),
+        ("vocabulary", f"{v['size']} ids: {', '.join(v['specials'])} and {v['size'] - len(v['specials'])} "
+                       f"characters; documents: {v['eos_mode']}; encoding: {v['encoding']}"),
+        ("characters", "".join(_visible(c) for c in v["chars"])),
+        ("training", f"step {_fmt(t['step'])}, epoch {_fmt(t['epoch'])}, "
+                     f"{_fmt(seconds / 60 if isinstance(seconds, (int, float)) else None)} min"),
+        ("best val", f"{_fmt(t['best_val_nats'])} nats/char, {_fmt(t['best_val_bits'])} bits/char "
+                     f"(step {_fmt(t['best_step'])}); exact: {_fmt(t['best_val_exact_nats'])} nats/char"),
+        ("corpus", f"{_fmt(t['corpus'])} (sha256 {_fmt(t['corpus_sha256'])})"),
+    ]
+    table = Table(show_header=False, show_edge=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    result_console().print(table)

@@ -1,0 +1,138 @@
+"""`charlm sample`: generate text from a checkpoint (N samples as one batch, or beam search)."""
+
+import json
+import math
+import secrets
+import sys
+
+import click
+
+from charlm.checkpoint import load_checkpoint
+from charlm.console import status_console
+from charlm.corpus import read_text
+from charlm.sampling import OrderedStream, beam_search, generate, novelty
+
+ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}
+
+
+def _temperature(ctx, param, value):
+    if not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"must be a finite number >= 0 (0 = greedy), got {value}")
+    return value
+
+
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def _unescape(ctx, param, values):
+    out = []
+    for value in values:
+        text, i = "", 0
+        while i < len(value):
+            pair = value[i:i + 2]
+            if pair in ESCAPES:
+                text, i = text + ESCAPES[pair], i + 2
+            else:
+                text, i = text + value[i], i + 1
+        if not text:
+            raise click.BadParameter("a stop string cannot be empty")
+        out.append(text)
+    return tuple(out)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, readable=True))
+@click.option("--temperature", "-t", type=float, default=1.0, show_default=True, callback=_temperature,
+              help="Softmax temperature; 0 = greedy argmax (deterministic).")
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the K most likely characters.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=_finite,
+              help="Nucleus sampling: the smallest set of characters with probability mass >= P.")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples generated together as one batch (with --beam: best hypotheses printed).")
+@click.option("--length", "-l", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Maximum characters generated per sample.")
+@click.option("--prime", "-p", default="", help="Text the model reads first; it starts every sample.")
+@click.option("--seed", type=int,
+              help="Random seed; the same seed gives the same samples [default: random, shown].")
+@click.option("--stop", multiple=True, callback=_unescape,
+              help="End a sample when this string appears (repeatable; \\n, \\t and \\\\ are understood).")
+@click.option("--stop-at-eos", is_flag=True,
+              help="In file mode, end a sample at <EOS> (lines/paragraphs models always do).")
+@click.option("--strict", "--strict-prime", "strict", is_flag=True,
+              help="Prime characters outside the vocabulary are an error instead of a warning.")
+@click.option("--beam", type=click.IntRange(min=1),
+              help="Beam search of width K for the most likely continuation of --prime.")
+@click.option("--novelty", "novelty_corpus", type=click.Path(exists=True, dir_okay=False, readable=True),
+              help="Say for each sample whether it occurs verbatim in this corpus.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {text, logprob, ended_at_eos}.")
+@click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
+def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, seed, stop, stop_at_eos, strict,
+           beam, novelty_corpus, as_json, quiet):
+    """Generate text from CHECKPOINT (a run directory or a .safetensors file).
+
+    Samples start at the beginning of a document (<EOS>), read --prime, and end at <EOS> in lines and
+    paragraphs mode. Only the generated text goes to stdout.
+    """
+    console = status_console(quiet)
+
+    def warn(message):
+        console.print(f"warning: {message}", markup=False)
+
+    if beam is not None and not prime:
+        raise click.BadParameter("beam search continues a prime; give --prime TEXT", param_hint="'--beam'")
+    ckpt = load_checkpoint(checkpoint, warn=warn)
+    vocab_size = ckpt.vocab.size
+    if top_k is not None and top_k > vocab_size:
+        raise click.BadParameter(f"must be between 1 and the vocabulary size {vocab_size}, got {top_k}",
+                                 param_hint="'--top-k'")
+    eos_mode = ckpt.data.get("eos_mode", "file")
+    eos_ends = stop_at_eos or eos_mode != "file"
+    separator = "\n" if eos_mode == "lines" else "\n\n"
+    options = dict(prime=prime, length=length, stop=stop, stop_at_eos=eos_ends, strict=strict, warn=warn)
+
+    stream = None
+    if beam is not None:
+        samples = beam_search(ckpt.params, ckpt.config, ckpt.vocab, beam=beam, **options)[:num_samples]
+    else:
+        if seed is None:
+            seed = secrets.randbits(63)
+            console.print(f"seed {seed}", markup=False)
+        if sys.stdout.isatty() and not as_json:
+            stream = OrderedStream(ckpt.vocab, num_samples, prime, _write_now, eos_ends=eos_ends,
+                                   separator=separator)
+        samples = generate(ckpt.params, ckpt.config, ckpt.vocab, num_samples=num_samples,
+                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_step=stream,
+                           **options)
+
+    found = None
+    if novelty_corpus is not None:
+        corpus_text = read_text(novelty_corpus, ckpt.data.get("encoding", "utf-8"))
+        found = novelty([s.text for s in samples], corpus_text, eos_mode)
+
+    if as_json:
+        records = [s.to_json() for s in samples]
+        for record, f in zip(records, found or [None] * len(records), strict=True):
+            if f is not None:
+                record.update(novel=f.novel, longest_shared=f.longest_shared)
+        click.echo(json.dumps(records, ensure_ascii=False, indent=2))
+    elif stream is not None:
+        stream.finish()
+    else:
+        click.echo(separator.join(s.text for s in samples))
+    sys.stdout.flush()
+    if found is not None:
+        for i, f in enumerate(found):
+            status = "novel" if f.novel else "in the corpus"
+            console.print(f"sample {i + 1}: {status} (longest shared substring: {f.longest_shared} chars)",
+                          markup=False)
+        novel = sum(f.novel for f in found)
+        console.print(f"novel: {novel} of {len(found)} samples ({100.0 * novel / len(found):.1f}%) do not "
+                      f"occur verbatim in {novelty_corpus}", markup=False)
+
+
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
