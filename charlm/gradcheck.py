@@ -1,0 +1,103 @@
+"""Float64 finite-difference checks of the model's analytic gradients (used by `charlm gradcheck` and tests).
+
+The numeric derivative is the fourth-order central difference
+    (f(x - 2h) - 8 f(x - h) + 8 f(x + h) - f(x + 2h)) / 12h,  h = 1e-3,
+whose truncation and rounding errors are both near 1e-12 for these smooth losses, so a correct gradient
+scores about 1e-9 and a wrong one about 1e-1. A relu RNN uses h = 1e-5 instead: a stencil that straddles
+a kink measures nothing, and a narrower one rarely meets one.
+
+The relative error is CS231n's with a floored denominator; the floor is the larger of 1e-5 and 1% of the
+tensor's largest |analytic| + |numeric| (an entry far smaller than that measures rounding noise, not the
+backward pass; an exactly zero gradient, e.g. under dropout that removes every unit, must match to 1e-11).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlm import model
+from charlm.model import ModelConfig
+
+TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One checked tensor: its name, shape, how many coordinates were compared, the max relative error."""
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int
+    error: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.error < TOLERANCE)
+
+
+def rel_error(analytic, numeric, floor=1e-2, abs_floor=1e-5) -> float:
+    """Max over entries of |a - n| / max(|a| + |n|, floor * max(|a| + |n|), abs_floor)."""
+    a, n = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    scale = np.abs(a) + np.abs(n)
+    if scale.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - n) / np.maximum(scale, max(floor * scale.max(), abs_floor))))
+
+
+def numeric_gradient(f, x, coords, h):
+    """Fourth-order central differences of the scalar f() at the given flat coordinates of x (restored)."""
+    flat = x.reshape(-1)
+    out = np.empty(len(coords))
+    for j, i in enumerate(coords):
+        old = flat[i]
+        values = []
+        for k in (-2, -1, 1, 2):
+            flat[i] = old + k * h
+            values.append(f())
+        flat[i] = old
+        out[j] = (values[0] - 8.0 * values[1] + 8.0 * values[2] - values[3]) / (12.0 * h)
+    return out
+
+
+def check_model(cfg: ModelConfig, *, seq_len: int, batch: int, seed: int = 0, max_coords: int = 30):
+    """Compare loss_and_grads' gradients of every parameter and of the initial state with numeric ones.
+
+    Inputs:
+    - cfg: the model to check (its dtype is replaced by float64)
+    - seq_len, batch: chunk shape (T, B) of the random ids and targets
+    - seed: drives the parameters, inputs, initial state, coordinate sample and dropout masks
+    - max_coords: tensors larger than this are checked at that many random coordinates
+
+    Returns a list of CheckResult, parameters first (in param_shapes order), then `state.<layer>.<k>`.
+    """
+    cfg = ModelConfig(**{**cfg.to_dict(), "dtype": "float64"})
+    rng = np.random.default_rng(seed)
+    params = model.init_params(cfg, rng)
+    for name, p in params.items():
+        if name.endswith(".b"):
+            p += 0.1 * rng.standard_normal(p.shape)  # a generic point, not the symmetric zero bias
+    x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+    y = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+    state = [tuple(0.5 * rng.standard_normal(a.shape) for a in layer)
+             for layer in model.init_state(cfg, batch)]
+
+    def run():
+        return model.loss_grads_and_dstate(params, cfg, x, y, state, rng=np.random.default_rng(seed + 1))
+
+    _, grads, _, dstate = run()
+
+    def loss():
+        return run()[0]
+
+    tensors = [(name, p, grads[name]) for name, p in params.items()]
+    tensors += [(f"state.{layer}.{k}", a, dstate[layer][k])
+                for layer, arrays in enumerate(state) for k, a in enumerate(arrays)]
+    h = 1e-5 if cfg.cell == "rnn" and cfg.activation == "relu" else 1e-3
+    results = []
+    for name, value, analytic in tensors:
+        n = value.size
+        coords = np.arange(n) if n <= max_coords else rng.choice(n, max_coords, replace=False)
+        numeric = numeric_gradient(loss, value, coords, h)
+        error = rel_error(analytic.reshape(-1)[coords], numeric)
+        results.append(CheckResult(name, tuple(value.shape), len(coords), error))
+    return results

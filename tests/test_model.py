@@ -1,0 +1,319 @@
+"""The model: config, shapes, float64 gradchecks, chunked TBPTT, stepping, learning, dropout, validation."""
+
+import math
+
+import numpy as np
+import pytest
+from test_cells import naive_forward
+
+from charlm import model
+from charlm.errors import ConfigError
+from charlm.gradcheck import check_model
+from charlm.model import (
+    ModelConfig,
+    forward_nll,
+    init_params,
+    init_state,
+    loss_and_grads,
+    param_shapes,
+    step_logits,
+)
+
+CELL_CASES = [("rnn", "tanh"), ("rnn", "relu"), ("gru-simple", "tanh"), ("gru", "tanh"), ("lstm", "tanh")]
+
+
+def make(cell="lstm", V=7, H=5, L=2, E=0, p=0.0, activation="tanh", dtype="float64", seed=0):
+    cfg = ModelConfig(cell=cell, vocab_size=V, hidden=H, layers=L, embed=E, dropout=p, activation=activation,
+                      dtype=dtype)
+    rng = np.random.default_rng(seed)
+    params = init_params(cfg, rng)
+    for name, value in params.items():
+        if name.endswith(".b"):
+            value += 0.1 * rng.standard_normal(value.shape)
+    return cfg, params, rng
+
+
+def random_state(cfg, B, rng):
+    return [tuple(0.5 * rng.standard_normal(a.shape) for a in layer) for layer in init_state(cfg, B)]
+
+
+# ------------------------------------------------------------------------------------------- config
+
+def test_config_round_trip_and_defaults():
+    cfg = ModelConfig(cell="gru", vocab_size=65, hidden=128, layers=3, embed=16, dropout=0.25)
+    d = cfg.to_dict()
+    assert d == {"cell": "gru", "vocab_size": 65, "hidden": 128, "layers": 3, "embed": 16, "dropout": 0.25,
+                 "activation": "tanh", "dtype": "float32"}
+    assert ModelConfig.from_dict(d) == cfg
+
+
+@pytest.mark.parametrize("changes", [
+    {"cell": "transformer"}, {"vocab_size": 0}, {"hidden": 0}, {"hidden": 2.5}, {"layers": True},
+    {"embed": -1}, {"dropout": 1.0}, {"dropout": -0.1}, {"dropout": "0.1"}, {"activation": "gelu"},
+    {"dtype": "float16"},
+])
+def test_config_rejects_bad_values(changes):
+    d = {**ModelConfig(cell="lstm", vocab_size=5, hidden=4).to_dict(), **changes}
+    with pytest.raises(ConfigError):
+        ModelConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("d", [{"cell": "lstm", "vocab_size": 5},
+                               {"cell": "lstm", "vocab_size": 5, "hidden": 4, "colour": "red"}, ["lstm"]])
+def test_config_from_dict_rejects_missing_unknown_and_non_mappings(d):
+    with pytest.raises(ConfigError):
+        ModelConfig.from_dict(d)
+
+
+def test_param_names_shapes_and_init():
+    cfg = ModelConfig(cell="lstm", vocab_size=11, hidden=6, layers=2, embed=4)
+    assert param_shapes(cfg) == {
+        "embed.W": (11, 4),
+        "layer.0.Wx": (4, 24), "layer.0.Wh": (6, 24), "layer.0.b": (24,),
+        "layer.1.Wx": (6, 24), "layer.1.Wh": (6, 24), "layer.1.b": (24,),
+        "head.W": (6, 11), "head.b": (11,),
+    }
+    no_embed = ModelConfig(cell="gru", vocab_size=11, hidden=6)
+    assert param_shapes(no_embed) == {"layer.0.Wx": (11, 18), "layer.0.Wh": (6, 18), "layer.0.b": (18,),
+                                      "head.W": (6, 11), "head.b": (11,)}
+    params = init_params(cfg, np.random.default_rng(1))
+    assert all(p.dtype == np.float32 for p in params.values())
+    np.testing.assert_array_equal(params["layer.1.b"], np.r_[np.zeros(6), np.ones(6), np.zeros(12)])
+    assert np.abs(params["layer.0.Wh"]).max() <= 1 / math.sqrt(6)
+    again = init_params(cfg, np.random.default_rng(1))
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+    state = init_state(cfg, 3)
+    assert len(state) == 2 and all(len(s) == 2 and s[0].shape == (3, 6) and not s[0].any() for s in state)
+
+
+def test_initial_loss_is_near_uniform():
+    cfg = ModelConfig(cell="lstm", vocab_size=50, hidden=32, layers=2)
+    params = init_params(cfg, np.random.default_rng(0))
+    x = np.random.default_rng(1).integers(0, 50, (20, 8))
+    loss, grads, _ = loss_and_grads(params, cfg, x, x, init_state(cfg, 8))
+    assert abs(loss - math.log(50)) < 0.1
+    assert set(grads) == set(params)
+    assert all(grads[k].shape == params[k].shape and grads[k].dtype == np.float32 for k in params)
+
+
+# ------------------------------------------------------------------------------------- gradients
+
+GRAD_CASES = [  # layers, embed, dropout, T, B, H, V
+    (1, 0, 0.0, 1, 1, 3, 4),
+    (1, 0, 0.0, 4, 3, 4, 6),
+    (2, 0, 0.0, 3, 1, 3, 5),
+    (2, 3, 0.0, 1, 2, 4, 5),
+    (3, 2, 0.4, 3, 2, 3, 4),
+]
+
+
+@pytest.mark.parametrize("cell,activation", CELL_CASES)
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_model_gradcheck_every_parameter_and_state(cell, activation, case):
+    layers, embed, dropout, T, B, H, V = case
+    cfg = ModelConfig(cell=cell, activation=activation, vocab_size=V, hidden=H, layers=layers, embed=embed,
+                      dropout=dropout)
+    results = check_model(cfg, seq_len=T, batch=B, seed=T * 100 + B, max_coords=12)
+    names = [r.name for r in results]
+    assert names[:len(param_shapes(cfg))] == list(param_shapes(cfg))
+    assert sum(n.startswith("state.") for n in names) == layers * (2 if cell == "lstm" else 1)
+    bad = [(r.name, r.error) for r in results if not r.passed]
+    assert not bad, f"gradient check failed: {bad}"
+
+
+def test_model_gradcheck_catches_a_broken_backward(monkeypatch):
+    cfg = ModelConfig(cell="gru", vocab_size=5, hidden=3, layers=2)
+    real = model._head_backward
+
+    def leaky(params, out, dlogits, grads, ws):
+        dout = real(params, out, dlogits, grads, ws)
+        dout[0] *= 1.01  # a 1% error in the first step's gradient
+        return dout
+
+    monkeypatch.setattr(model, "_head_backward", leaky)
+    results = check_model(cfg, seq_len=3, batch=2)
+    failed = {r.name for r in results if not r.passed}
+    assert "layer.1.Wh" in failed and "head.W" not in failed
+
+
+# ----------------------------------------------------------------------------------- forward passes
+
+def naive_model_nll(params, cfg, x, y, state):
+    """Plain reference: one-hot inputs, the naive cells, a per-row log-softmax."""
+    T, B = x.shape
+    V = cfg.vocab_size
+    inp = np.eye(V)[x]  # (T, B, V)
+    if cfg.embed:
+        inp = inp @ params["embed.W"]
+    for layer in range(cfg.layers):
+        xp = inp @ params[f"layer.{layer}.Wx"] + params[f"layer.{layer}.b"]
+        inp, _ = naive_forward(cfg.cell, xp, state[layer], params[f"layer.{layer}.Wh"], cfg.activation)
+    logits = inp @ params["head.W"] + params["head.b"]
+    log_probs = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+    return -np.take_along_axis(log_probs, y[..., None], axis=2)[..., 0]
+
+
+@pytest.mark.parametrize("cell,activation", CELL_CASES)
+@pytest.mark.parametrize("layers,embed", [(1, 0), (2, 3)])
+def test_forward_nll_matches_naive_model(cell, activation, layers, embed):
+    cfg, params, rng = make(cell, L=layers, E=embed, activation=activation)
+    x, y = rng.integers(0, 7, (6, 3)), rng.integers(0, 7, (6, 3))
+    state = random_state(cfg, 3, rng)
+    nll, _ = forward_nll(params, cfg, x, y, state)
+    assert nll.shape == (6, 3) and nll.dtype == np.float64
+    np.testing.assert_allclose(nll, naive_model_nll(params, cfg, x, y, state), rtol=0, atol=1e-12)
+    loss, _, _ = loss_and_grads(params, cfg, x, y, state)
+    assert loss == pytest.approx(nll.mean(), abs=1e-13)
+
+
+@pytest.mark.parametrize("cell,activation", CELL_CASES)
+def test_one_chunk_equals_three_chunks_with_carried_state(cell, activation):
+    cfg, params, rng = make(cell, L=2, E=0, activation=activation)
+    x, y = rng.integers(0, 7, (9, 4)), rng.integers(0, 7, (9, 4))
+    state = random_state(cfg, 4, rng)
+    whole, whole_state = forward_nll(params, cfg, x, y, state)
+    parts, carried = [], state
+    for k in range(3):
+        part, carried = forward_nll(params, cfg, x[3 * k:3 * k + 3], y[3 * k:3 * k + 3], carried)
+        parts.append(part)
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-12)
+    _, _, trained_state = loss_and_grads(params, cfg, x, y, state)
+    for a, b, c in zip(sum(whole_state, ()), sum(carried, ()), sum(trained_state, ()), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("cell,embed", [("rnn", 0), ("gru", 3), ("gru-simple", 0), ("lstm", 3)])
+def test_step_logits_matches_forward_nll(cell, embed):
+    cfg, params, rng = make(cell, L=2, E=embed)
+    x, y = rng.integers(0, 7, (5, 3)), rng.integers(0, 7, (5, 3))
+    state = random_state(cfg, 3, rng)
+    nll, final = forward_nll(params, cfg, x, y, state)
+    stepped = state
+    for t in range(5):
+        logits, stepped = step_logits(params, cfg, x[t], stepped)
+        assert logits.shape == (3, 7)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(-log_probs[np.arange(3), y[t]], nll[t], rtol=0, atol=1e-12)
+    for a, b in zip(sum(final, ()), sum(stepped, ()), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("id_dtype", [np.uint8, np.int32, np.int64, np.uint16])
+def test_any_integer_id_dtype_gives_the_same_loss(id_dtype):
+    cfg, params, rng = make("lstm", dtype="float32")
+    x = rng.integers(0, 7, (5, 2))
+    y = np.roll(x, 1)
+    ref, ref_grads, _ = loss_and_grads(params, cfg, x.astype(np.int64), y, init_state(cfg, 2))
+    ref_grads = {k: v.copy() for k, v in ref_grads.items()}
+    loss, grads, _ = loss_and_grads(params, cfg, x.astype(id_dtype), y.astype(id_dtype), init_state(cfg, 2))
+    assert loss == ref
+    assert all(np.array_equal(grads[k], ref_grads[k]) for k in params)
+
+
+def test_workspace_matches_fresh_buffers_and_state_is_not_aliased():
+    cfg, params, rng = make("lstm", L=2, E=3, dtype="float32")
+    x, y = rng.integers(0, 7, (6, 4)), rng.integers(0, 7, (6, 4))
+    state = init_state(cfg, 4)
+    fresh_loss, fresh_grads, fresh_state = loss_and_grads(params, cfg, x, y, state)
+    ws = {}
+    loss, grads, new_state = loss_and_grads(params, cfg, x, y, state, workspace=ws)
+    assert loss == fresh_loss
+    assert all(np.array_equal(grads[k], fresh_grads[k]) for k in params)
+    kept = [a.copy() for a in sum(new_state, ())]
+    n_buffers = len(ws)
+    loss2, grads2, _ = loss_and_grads(params, cfg, x[::-1].copy(), y, new_state, workspace=ws)
+    assert len(ws) == n_buffers and loss2 != loss
+    assert all(np.array_equal(a, b) for a, b in zip(kept, sum(new_state, ()), strict=True))
+    nll, _ = forward_nll(params, cfg, x, y, state, workspace=ws)
+    assert nll.mean() == pytest.approx(fresh_loss, rel=1e-6)
+
+
+# -------------------------------------------------------------------------------------------- dropout
+
+def test_dropout_depends_on_rng_and_zero_dropout_is_no_dropout():
+    cfg, params, rng = make("lstm", L=2, p=0.5, dtype="float32")
+    x, y = rng.integers(0, 7, (6, 4)), rng.integers(0, 7, (6, 4))
+    state = init_state(cfg, 4)
+    a, _, _ = loss_and_grads(params, cfg, x, y, state, rng=np.random.default_rng(1))
+    a_again, _, _ = loss_and_grads(params, cfg, x, y, state, rng=np.random.default_rng(1))
+    b, _, _ = loss_and_grads(params, cfg, x, y, state, rng=np.random.default_rng(2))
+    assert a == a_again and a != b
+    clean = ModelConfig(**{**cfg.to_dict(), "dropout": 0.0})
+    with_rng, _, _ = loss_and_grads(params, clean, x, y, state, rng=np.random.default_rng(1))
+    without, _, _ = loss_and_grads(params, clean, x, y, state)
+    nll, _ = forward_nll(params, cfg, x, y, state)
+    assert with_rng == without == pytest.approx(nll.mean(), rel=1e-6)
+    assert with_rng != a
+    with pytest.raises(ConfigError, match="rng"):
+        loss_and_grads(params, cfg, x, y, state)
+
+
+# ------------------------------------------------------------------------------------------ learning
+
+def test_learns_a_periodic_sequence():
+    text = "the cat sat. " * 40
+    chars = sorted(set(text))
+    ids = np.array([chars.index(c) for c in text])
+    cfg = ModelConfig(cell="lstm", vocab_size=len(chars), hidden=32, layers=1)
+    rng = np.random.default_rng(0)
+    params = init_params(cfg, rng)
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    B, T = 4, 13
+    streams = ids[:(len(ids) - 1) // B * B + 1]
+    span = (len(streams) - 1) // B
+    x_all = np.stack([streams[b * span:(b + 1) * span] for b in range(B)], axis=1)
+    y_all = np.stack([streams[b * span + 1:(b + 1) * span + 1] for b in range(B)], axis=1)
+    state, ws, loss, step = init_state(cfg, B), {}, float("inf"), 0
+    for step in range(1, 301):
+        t0 = (step - 1) * T % (span - T)
+        if t0 < T:
+            state = init_state(cfg, B)
+        x, y = x_all[t0:t0 + T], y_all[t0:t0 + T]
+        loss, grads, state = loss_and_grads(params, cfg, x, y, state, workspace=ws)
+        for k in params:  # Adam, lr 1e-2
+            m[k] = 0.9 * m[k] + 0.1 * grads[k]
+            v[k] = 0.999 * v[k] + 0.001 * grads[k] ** 2
+            params[k] -= 1e-2 * (m[k] / (1 - 0.9 ** step)) / (np.sqrt(v[k] / (1 - 0.999 ** step)) + 1e-8)
+        if step > 50 and loss < 0.02:
+            break
+    nll, _ = forward_nll(params, cfg, x_all[T:], y_all[T:], init_state(cfg, B))
+    assert loss < 0.05 and nll[T:].mean() < 0.05, (step, loss, nll[T:].mean())
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("bad", ["x_float", "x_1d", "x_range", "y_shape", "state_len", "state_shape",
+                                 "param_dtype", "param_missing", "empty"])
+def test_public_entry_points_reject_bad_inputs(bad):
+    cfg, params, rng = make("lstm", dtype="float32")
+    x, y = rng.integers(0, 7, (4, 2)), rng.integers(0, 7, (4, 2))
+    state = init_state(cfg, 2)
+    if bad == "x_float":
+        x = x.astype(np.float32)
+    elif bad == "x_1d":
+        x = x[0]
+    elif bad == "x_range":
+        x[0, 1] = 7
+    elif bad == "y_shape":
+        y = y[:3]
+    elif bad == "state_len":
+        state = state[:1]
+    elif bad == "state_shape":
+        state = init_state(cfg, 3)
+    elif bad == "param_dtype":
+        params["head.b"] = params["head.b"].astype(np.float64)
+    elif bad == "param_missing":
+        del params["layer.1.Wh"]
+    elif bad == "empty":
+        x, y = x[:0], y[:0]
+    with pytest.raises(ConfigError):
+        loss_and_grads(params, cfg, x, y, state)
+    with pytest.raises(ConfigError):
+        forward_nll(params, cfg, x, y, state)
+    if bad not in ("y_shape", "empty", "x_1d"):
+        with pytest.raises(ConfigError):
+            step_logits(params, cfg, x[0] if x.ndim == 2 else x, state)
+    with pytest.raises(ConfigError):
+        init_state(cfg, 0)
