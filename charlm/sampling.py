@@ -261,16 +261,23 @@ def encode_prime(vocab, prime: str, *, strict: bool = False, warn=None) -> np.nd
 
 
 def encode_stops(vocab, stops, *, warn=None) -> list[np.ndarray]:
-    """Id sequences of the stop strings; one that the model cannot produce is dropped with a warning."""
+    """Id sequences of the stop strings; a newline the vocabulary lacks (lines mode) stands for `<EOS>`.
+
+    A stop string the model cannot produce is dropped with a warning.
+    """
     out = []
     for s in stops:
-        unknown = vocab.unknown_chars(s)
+        unknown = [c for c in vocab.unknown_chars(s) if c != "\n"]
         if unknown or not s:
             if warn is not None:
-                why = "it is empty" if not s else "of " + ", ".join(repr(c) for c in unknown)
+                listed = ", ".join(repr(c) for c in unknown)
+                why = "it is empty" if not s else f"{listed} not in the vocabulary"
                 warn(f"stop string {s!r} can never appear ({why}); ignored")
             continue
-        out.append(np.asarray(vocab.encode(s), dtype=np.int64))
+        ids = np.asarray(vocab.encode(s), dtype=np.int64)
+        if "\n" not in vocab:
+            ids[np.array([c == "\n" for c in s])] = EOS
+        out.append(ids)
     return out
 
 

@@ -14,6 +14,7 @@ from charlm.sampling import (
     beam_search_ids,
     check_sampling_options,
     draw,
+    encode_stops,
     filter_logits,
     generate,
     generate_ids,
@@ -362,3 +363,8 @@ def test_novelty_in_file_mode_uses_the_longest_shared_substring():
     found = novelty(["cat sat", "a dog sat on it", ""], corpus, "file")
     assert [f.novel for f in found] == [False, True, False]
     assert found[1].longest_shared == len(" sat on ")
+
+
+def test_newline_stop_means_eos_when_the_vocabulary_has_no_newline():
+    assert [s.tolist() for s in encode_stops(Vocab("ab"), ["a\nb", "\n"])] == [[2, EOS, 3], [EOS]]
+    assert [s.tolist() for s in encode_stops(Vocab("\nab"), ["a\n"])] == [[3, 2]]

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 
 import click
 import numpy as np
@@ -139,7 +140,7 @@ def score(checkpoint, texts, as_json, quiet):
     """
     console = status_console(quiet)
     if not texts:
-        texts = tuple(line for line in click.get_text_stream("stdin").read().splitlines() if line.strip())
+        texts = tuple(line for line in sys.stdin.read().splitlines() if line.strip())
         if not texts:
             raise click.UsageError("no candidates: give TEXT arguments or lines on stdin")
     ckpt = _load(checkpoint, console)

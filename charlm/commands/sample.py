@@ -120,7 +120,7 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif stream is not None:
         stream.finish()
-    else:
+    elif any(s.text for s in samples):
         click.echo(separator.join(s.text for s in samples))
     sys.stdout.flush()
     if found is not None:
