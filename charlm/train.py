@@ -320,11 +320,10 @@ def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
         tr.report("log", f"already at step {tr.step} of {total}; nothing to do (raise --steps to continue)")
         return _result(tr, 0, 0.0, "finished", None)
     session_start = time.perf_counter()
-    session_seconds = 0.0
+    step_seconds = 0.0  # time in training steps only: chars/s
     tokens = 0
     smoothed = None
-    last_eval_time = 0.0
-    eval_interval = min(60.0, opts.time_budget / 8) if opts.time_budget else 60.0
+    next_eval_at = _first_eval_interval(opts)
     stopped_by = None
     progress = tr.progress(0.0)
 
@@ -342,29 +341,32 @@ def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
         tr.state = new_state
         tr.step += 1
         tokens += x.size
-        elapsed = time.perf_counter() - step_start
-        tr.train_seconds += elapsed
-        session_seconds += elapsed
-        progress = tr.progress(session_seconds)
+        now = time.perf_counter()
+        tr.train_seconds += now - step_start
+        step_seconds += now - step_start
+        wall = now - session_start  # the --time budget is wall time, evaluations included
+        progress = tr.progress(wall)
         smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
         tr.run.append_metrics({"step": tr.step, "loss": loss, "grad_norm": norm, "lr": lr})
         fields_ = {"step": tr.step, "epoch": tr.epochs_done(), "loss": smoothed, "lr": lr,
                    "val_loss": tr.last_val, "val_bpc": tr.last_val / LN2 if tr.last_val else None,
-                   "chars_per_sec": tokens / max(session_seconds, 1e-9)}
+                   "chars_per_sec": tokens / step_seconds}
         tr.report("progress", (progress, fields_))
 
         if total is not None and tr.step >= total:
             stopped_by = "steps" if opts.steps is not None and tr.step >= opts.steps else "epochs"
-        elif opts.time_budget and session_seconds >= opts.time_budget:
+        elif opts.time_budget and wall >= opts.time_budget:
             stopped_by = "time"
         elif signals.signum:
             stopped_by = "signal"
-        due_eval = (opts.eval_every and tr.step % opts.eval_every == 0) or (
-            not opts.eval_every and session_seconds - last_eval_time >= eval_interval)
+        due_eval = tr.step % opts.eval_every == 0 if opts.eval_every else wall >= next_eval_at
         if tr.val_ids is not None and (due_eval or (stopped_by and stopped_by != "signal")):
-            last_eval_time = session_seconds
+            eval_start = time.perf_counter()
             if _evaluate_and_checkpoint(tr, progress, smoothed, fields_):
                 stopped_by = stopped_by or "patience"
+            eval_cost = time.perf_counter() - eval_start
+            # Evaluations take at most about a tenth of the run, however slow they are.
+            next_eval_at = time.perf_counter() - session_start + max(_first_eval_interval(opts), 9 * eval_cost)
         elif stopped_by or (opts.save_every and tr.step % opts.save_every == 0):
             tr.save(progress)
         if opts.sample_every and tr.step % opts.sample_every == 0:
@@ -372,9 +374,13 @@ def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
 
     if stopped_by == "signal":
         _interrupted(tr, progress, signals.signum)
-    wall = time.perf_counter() - session_start
-    tr.report("log", f"stopped by {stopped_by} at step {tr.step} after {wall:.0f}s")
-    return _result(tr, tokens, session_seconds, stopped_by, _final_exact_eval(tr))
+    tr.report("log", f"stopped by {stopped_by} at step {tr.step} after {time.perf_counter() - session_start:.0f}s")
+    return _result(tr, tokens, step_seconds, stopped_by, _final_exact_eval(tr))
+
+
+def _first_eval_interval(opts: TrainOptions) -> float:
+    """Seconds between automatic evaluations: a minute, or an eighth of a shorter --time budget."""
+    return min(60.0, opts.time_budget / 8) if opts.time_budget else 60.0
 
 
 def _evaluate_and_checkpoint(tr: Trainer, progress, smoothed, fields_) -> bool:
@@ -411,14 +417,14 @@ def _final_exact_eval(tr: Trainer):
     return exact
 
 
-def _result(tr: Trainer, tokens, session_seconds, stopped_by, exact) -> TrainResult:
+def _result(tr: Trainer, tokens, step_seconds, stopped_by, exact) -> TrainResult:
     best_path = tr.run.best_path if tr.run.best_path.exists() else (tr.run.checkpoints() or [tr.run.path])[0]
     val = exact if exact is not None else tr.best_val
     return TrainResult(
         best_val_loss=val, best_val_bpc=val / LN2 if val is not None else None,
         best_val_mode="exact" if exact is not None else "streams",
         steps=tr.step, epochs=round(tr.epochs_done(), 4), train_seconds=round(tr.train_seconds, 3),
-        chars_per_sec=tokens / session_seconds if session_seconds else 0.0,
+        chars_per_sec=tokens / step_seconds if step_seconds else 0.0,
         checkpoint=str(best_path), stopped_by=stopped_by,
     )
 
