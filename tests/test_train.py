@@ -227,3 +227,16 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert learning_rate(opts, 50, 1.0) == pytest.approx(0.1)
     flat = TrainOptions(corpus="x", lr=1.0, warmup=0, schedule="constant")
     assert learning_rate(flat, 50, 0.9) == 1.0
+
+
+def test_reported_val_loss_equals_perplexity_of_the_val_file(tmp_path, text_corpus):
+    val = tmp_path / "val.txt"
+    val.write_text("the dog sat on the mat\nand the cat ran to it\n" * 20, encoding="utf-8")
+    out = tmp_path / "run"
+    trained = _run(["train", str(text_corpus), "--out", str(out), "--val-file", str(val), "--steps", "30",
+                    "--eval-every", "10", "--json", *SMALL])
+    assert trained.exit_code == 0, trained.output
+    reported = json.loads(trained.stdout.splitlines()[-1])["best_val_loss"]
+    scored = _run(["perplexity", str(out), str(val), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["total"]["nats_per_char"] == pytest.approx(reported, abs=1e-4)
