@@ -52,19 +52,20 @@ def vocab(corpus, eos_mode, encoding, min_count, max_vocab, top, json_output, qu
             "vocab": built.to_dict(),
         }, ensure_ascii=False))
         return
-    table = Table(title=f"{corpus}: {stats.n_chars:,} characters, {stats.n_docs:,} document(s), "
-                        f"{len(stats.counts)} distinct")
+    table = Table()
     for column in ("char", "code point", "count", "share"):
         table.add_column(column, justify="left" if column == "char" else "right")
     for c, n in shown:
         table.add_row(shown_char(c), f"U+{ord(c):04X}", f"{n:,}", f"{n / stats.n_chars:.4%}")
     out = result_console()
     out.print(table)
+    out.print(f"{corpus}: {stats.n_chars:,} characters in {stats.n_docs:,} document(s), {len(stats.counts)} distinct",
+              markup=False, soft_wrap=True)
     out.print(f"vocabulary: {built.size} ids (<EOS>, <UNK> and {len(built.chars)} characters)")
     if folded:
         listed = " ".join(shown_char(c) for c, _ in folded[:40]) + (" ..." if len(folded) > 40 else "")
         out.print(f"folded into <UNK> by --min-count {min_count}"
                   f"{f' --max-vocab {max_vocab}' if max_vocab else ''}: {len(folded)} characters, "
-                  f"{sum(n for _, n in folded):,} occurrences: {listed}", markup=False)
+                  f"{sum(n for _, n in folded):,} occurrences: {listed}", markup=False, soft_wrap=True)
     else:
         out.print("nothing folds into <UNK>")

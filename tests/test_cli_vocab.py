@@ -1,0 +1,108 @@
+"""`charlm vocab` and `charlm corpus`: output for people and scripts, one-line errors for bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from charlm.cli import cli
+from charlm.commands.vocab import shown_char
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_vocab_json_reports_counts_documents_and_folding(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("anna\nbob\n\nЖ🙂\n", encoding="utf-8")
+    result = invoke("vocab", path, "--eos", "lines", "--min-count", "2", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["n_docs"], report["n_chars"], report["n_distinct"]) == (3, 9, 6)
+    assert report["chars"][0] == {"char": "a", "codepoint": 97, "count": 2, "share": 2 / 9}
+    assert [c["char"] for c in report["chars"]] == ["a", "b", "n", "o", "Ж", "🙂"]
+    assert report["unk"] == {"chars": ["o", "Ж", "🙂"], "occurrences": 3}
+    assert report["vocab"]["chars"] == ["a", "b", "n"]
+    assert report["vocab_size"] == 5
+
+
+def test_vocab_max_vocab_and_top(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("aaaabbbcc d", encoding="utf-8")
+    report = json.loads(invoke("vocab", path, "--max-vocab", "2", "--top", "1", "--json").stdout)
+    assert [c["char"] for c in report["chars"]] == ["a"]
+    assert report["unk"] == {"chars": ["c", " ", "d"], "occurrences": 4}
+
+
+def test_vocab_table_for_people(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("ab a\n", encoding="utf-8")
+    result = invoke("vocab", path, "--min-count", "2")
+    assert result.exit_code == 0
+    for part in ("U+0061", "space", "\\n", "5 characters in 1 document(s), 4 distinct", "folded into <UNK>",
+                 "3 characters"):
+        assert part in result.stdout, part
+
+
+@pytest.mark.parametrize(("char", "shown"), [(" ", "space"), ("\n", "\\n"), ("\x0b", "\\x0b"),
+                                             ("\u3000", "\\u3000"), ("\u0301", "\u25cc\u0301"), ("Ж", "Ж")])
+def test_characters_are_shown_readably(char, shown):
+    assert shown_char(char) == shown
+
+
+@pytest.mark.parametrize(("make", "expected_code", "phrase"), [
+    (lambda d: d / "missing.txt", 2, "does not exist"),
+    (lambda d: d, 2, "is a directory"),
+    (lambda d: _file(d, b""), 1, "corpus is empty"),
+    (lambda d: _file(d, b"\xef\xbb\xbf  \n"), 1, "corpus is empty"),
+    (lambda d: _file(d, b"GIF89a\x01\x00\x00\x00\xff"), 1, "looks like a binary file"),
+    (lambda d: _file(d, b"caf\xe9\n"), 1, "--encoding"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, make, expected_code, phrase):
+    result = invoke("vocab", make(tmp_path), "--quiet")
+    assert result.exit_code == expected_code
+    assert phrase in result.output
+    assert "Traceback" not in result.output
+    if expected_code == 1:  # our own errors: exactly one line on stderr, nothing on stdout
+        assert result.stdout == ""
+        assert result.stderr.strip().count("\n") == 0
+
+
+def _file(directory, data: bytes):
+    path = directory / "corpus.txt"
+    path.write_bytes(data)
+    return path
+
+
+def test_unknown_encoding_is_a_usage_error(tmp_path):
+    result = invoke("vocab", _file(tmp_path, b"abc"), "--encoding", "klingon")
+    assert result.exit_code == 2 and "unknown encoding 'klingon'" in result.stderr
+
+
+def test_corpus_list_json_names_the_catalogue():
+    result = invoke("corpus", "list", "--json")
+    names = [entry["name"] for entry in json.loads(result.stdout)["corpora"]]
+    assert names == ["tinyshakespeare", "python-stdlib"]
+
+
+def test_corpus_get_python_stdlib(tmp_path):
+    out = tmp_path / "std.txt"
+    result = invoke("corpus", "get", "python-stdlib", "-o", out, "--max-bytes", "100000", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["bytes"] == out.stat().st_size <= 100_000
+    assert out.read_text(encoding="utf-8").startswith("# file: ")
+
+
+def test_corpus_get_offline_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARLM_CORPUS_URL_TINYSHAKESPEARE", "http://127.0.0.1:9/input.txt")
+    result = invoke("corpus", "get", "tinyshakespeare", "-o", tmp_path / "ts.txt", "--timeout", "5", "-q")
+    assert result.exit_code == 1
+    assert "could not download" in result.stderr and "Traceback" not in result.output
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_corpus_get_unknown_name_is_a_usage_error(tmp_path):
+    result = invoke("corpus", "get", "nope", "-o", tmp_path / "x.txt")
+    assert result.exit_code == 2 and "nope" in result.output
