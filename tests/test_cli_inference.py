@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from charlm.model import ModelConfig, init_params
 from charlm.scoring import score_ids
 from charlm.vocab import EOS, Vocab
 
+REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "vocab.py"
 SENTENCES = ["the apple and pear salad", "a pear and an apple", "pear salad with apple", "the pear tree",
              "apple and pear salad for all", "the salad and the pear"]
 
@@ -268,3 +270,17 @@ def test_info(files):
     assert data["vocab"]["chars"] == "".join(files["vocab"].chars)
     text = invoke("info", files["run"])
     assert "verified" in text.stdout and f"{params:,}" in text.stdout
+
+
+def test_perplexity_agrees_with_the_trainers_validation_loss(tmp_path):
+    text = (REAL_TEXT.read_text() * 2)
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text(text[:6000])
+    val.write_text(text[6000:7500])
+    run = tmp_path / "run"
+    result = invoke("train", train, "--out", run, "--hidden", 16, "--layers", 1, "--seq-len", 16,
+                    "--batch", 4, "--steps", 10, "--val-file", val)
+    assert result.exit_code == 0, result.output
+    best = load_checkpoint(run / "best.safetensors").train
+    total = json.loads(invoke("perplexity", run, val, "--json").stdout)["total"]
+    assert total["nats_per_char"] == pytest.approx(best["best_val_exact"], abs=1e-4)

@@ -42,6 +42,14 @@ def describe(ckpt) -> dict:
     }
 
 
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -65,7 +73,6 @@ def info(checkpoint, as_json, quiet):
         click.echo(json.dumps(d, ensure_ascii=False, indent=2))
         return
     m, v, t = d["model"], d["vocab"], d["training"]
-    seconds = t["seconds"]
     rows = [
         ("file", d["path"]),
         ("format", f"version {d['format_version']}, written by charlm {d['charlm_version']}"),
@@ -77,7 +84,7 @@ def info(checkpoint, as_json, quiet):
                        f"characters; documents: {v['eos_mode']}; encoding: {v['encoding']}"),
         ("characters", "".join(_visible(c) for c in v["chars"])),
         ("training", f"step {_fmt(t['step'])}, epoch {_fmt(t['epoch'])}, "
-                     f"{_fmt(seconds / 60 if isinstance(seconds, (int, float)) else None)} min"),
+                     f"{_duration(t['seconds'])} of training"),
         ("best val", f"{_fmt(t['best_val_nats'])} nats/char, {_fmt(t['best_val_bits'])} bits/char "
                      f"(step {_fmt(t['best_step'])}); exact: {_fmt(t['best_val_exact_nats'])} nats/char"),
         ("corpus", f"{_fmt(t['corpus'])} (sha256 {_fmt(t['corpus_sha256'])})"),
