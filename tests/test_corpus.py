@@ -60,8 +60,8 @@ def test_crlf_and_lone_cr_become_newlines_across_chunk_boundaries(tmp_path, chun
 
 def test_crlf_split_exactly_at_a_chunk_boundary(tmp_path):
     path = write(tmp_path, b"abc\r\ndef")  # chunk 4 ends right after the \r
-    corpus = prepare_corpus(path, eos_mode="lines", chunk_chars=4)
-    assert stream_text(corpus) == "|abc|def|"
+    corpus = prepare_corpus(path, chunk_chars=4)
+    assert stream_text(corpus) == "|abc\ndef|"
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 1 << 20])
