@@ -1,0 +1,288 @@
+"""Crash consistency (RELIABILITY.md section 8, cases 17 and 19; section 9 "crash consistency").
+
+1. A training subprocess that checkpoints every step is SIGKILLed 20 times at seeded random moments: some
+   from outside after a random delay, most from inside at the k-th file event of the process (before or
+   after an fsync, before or after a rename, or half-way through writing a temp file, as ckpt-chaos does
+   with audit hooks). After every kill `--resume` must start from the newest checkpoint that validates,
+   remove the temp files the kill left, and the finished run must equal an uninterrupted one bit for bit.
+2. A failure (ENOSPC / EIO) injected at each write, fsync, rename and directory fsync of a save during a
+   real training run: exit 1 with "could not save checkpoint ...; last good checkpoint: ...", the older
+   checkpoint byte-identical and loadable, no temp file left.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charlm.checkpoint as checkpoint_module
+import charlm.train as train_module
+from charlm.checkpoint import checkpoint_files, load_checkpoint
+from charlm.cli import cli
+from charlm.errors import CheckpointError
+
+SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
+STEPS = 70
+
+# Runs charlm in this process after wrapping os.fsync / os.replace / writes to temp files, so that the
+# process SIGKILLs itself at the KILL_AT-th event of one kind ("fsync", "fsync-after", "replace",
+# "replace-after" or "write" = half of a temp file written). The real save code runs unchanged.
+KILL_HOOK = r"""
+import os, signal, sys
+kind, at = os.environ["KILL_AT"].split(":")
+at = int(at)
+count = {"fsync": 0, "replace": 0, "write": 0}
+
+def die():
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def counted(name, real, after):
+    def wrapper(*args, **kwargs):
+        count[name] += 1
+        hit = kind.startswith(name) and count[name] == at
+        if hit and not after:
+            die()
+        result = real(*args, **kwargs)
+        if hit and after:
+            die()
+        return result
+    return wrapper
+
+os.fsync = counted("fsync", os.fsync, kind == "fsync-after")
+os.replace = counted("replace", os.replace, kind == "replace-after")
+real_fdopen = os.fdopen
+
+class TornFile:
+    def __init__(self, f):
+        self.f = f
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.f.__exit__(*exc)
+    def write(self, data):
+        count["write"] += 1
+        if kind == "write" and count["write"] == at:
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            die()
+        return self.f.write(data)
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+os.fdopen = lambda fd, mode="r", *a, **k: TornFile(real_fdopen(fd, mode, *a, **k)) if "w" in mode else \
+    real_fdopen(fd, mode, *a, **k)
+from charlm.cli import main
+sys.argv[0] = "charlm"
+main()
+"""
+
+
+def _env():
+    return dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(" ".join(rng.choice(words, size=8)) for _ in range(300)) + "\n", encoding="utf-8")
+    return path
+
+
+def _newest_valid(run_dir):
+    for path in checkpoint_files(run_dir):
+        try:
+            load_checkpoint(path)
+        except CheckpointError:
+            continue
+        return path.name
+    return None
+
+
+def _strays(run_dir):
+    return {p.name for p in run_dir.glob(".ckpt-*.tmp")}
+
+
+def _losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+
+def _kill_from_outside(proc, run_dir, delay):
+    """SIGKILL `proc` `delay` seconds after it writes its first new step checkpoint (or a temp file)."""
+    before = {p.name for p in run_dir.glob("ckpt-*.safetensors")}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        now = {p.name for p in run_dir.glob("ckpt-*.safetensors")}
+        if now - before:
+            break
+        time.sleep(0.002)
+    time.sleep(delay)
+    proc.kill()
+
+
+def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path, corpus):
+    rng = np.random.default_rng(2024)
+    common = [str(corpus), *SMALL, "--steps", str(STEPS), "--save-every", "1", "--seed", "5", "--val-fraction",
+              "0.05"]
+    straight, run = tmp_path / "straight", tmp_path / "killed"
+    reference = subprocess.run([sys.executable, "-m", "charlm", "train", *common, "--out", str(straight), "-q"],
+                               capture_output=True, text=True, env=_env(), timeout=120)
+    assert reference.returncode == 0, reference.stderr
+
+    kills, verified_resumes, tears, plans = 0, 0, 0, []
+    first = True
+    while kills < 20:
+        expected = None
+        stray_before = _strays(run) if run.exists() else set()
+        if not first:
+            # atomic saves: a kill never leaves a torn file under a checkpoint's final name
+            for path in [*checkpoint_files(run), run / "best.safetensors"]:
+                if path.exists():
+                    load_checkpoint(path)
+            if kills in (6, 13):  # power loss: the newest file lost its unsynced tail
+                newest = checkpoint_files(run)[0]
+                newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+                tears += 1
+            expected = _newest_valid(run)
+            assert expected is not None
+        args = [*common, "--out", str(run)] if first else [str(corpus), "--out", str(run), "--resume"]
+        mode = "outside" if first or rng.random() < 0.25 else str(rng.choice(
+            ["fsync", "fsync-after", "replace", "replace-after", "write"]))
+        if mode == "outside":
+            proc = subprocess.Popen([sys.executable, "-m", "charlm", "train", *args], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True, env=_env())
+            _kill_from_outside(proc, run, float(rng.uniform(0, 0.03)))
+            plan = "outside"
+        else:
+            # setup writes config.json and rewrites metrics.jsonl (1 fsync pair, 1 rename, 1 write each);
+            # every step checkpoint adds the same; so k in 3..10 lands in one of the first few saves
+            at = int(rng.integers(3, 11)) if mode.startswith("fsync") else int(rng.integers(2, 6))
+            plan = f"{mode}:{at}"
+            proc = subprocess.Popen([sys.executable, "-c", KILL_HOOK, "train", *args], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True, env=dict(_env(), KILL_AT=plan))
+        _, stderr = proc.communicate(timeout=120)
+        plans.append(plan)
+        assert "Traceback" not in stderr, stderr
+        if proc.returncode == 0:  # the run finished before the kill landed: nothing more to kill
+            break
+        assert proc.returncode == -signal.SIGKILL, (plan, proc.returncode, stderr)
+        kills += 1
+        first = False
+        # the previous kill's temp files were removed by this resume (if it got as far as taking the lock)
+        if "resumed " in stderr:
+            verified_resumes += 1
+            assert f"resumed {expected} at step" in stderr, (plan, expected, stderr)
+            assert not (stray_before & _strays(run)), plan
+    assert kills == 20, plans
+
+    final = subprocess.run([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(run), "--resume",
+                            "--json"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert not _strays(run)
+    assert verified_resumes >= 12, plans  # most resumes got far enough to say where they started
+    assert tears == 2
+    a = load_checkpoint(straight / f"ckpt-{STEPS:08d}.safetensors")
+    b = load_checkpoint(run / f"ckpt-{STEPS:08d}.safetensors")
+    for name in a.params:
+        assert np.array_equal(a.params[name], b.params[name]), name
+    for name in a.optim:
+        assert np.array_equal(a.optim[name], b.optim[name]), name
+    assert a.rng == b.rng and a.train["cursor"] == b.train["cursor"]
+    assert _losses(run) == _losses(straight)  # no repeated or missing step in the log either
+
+
+# ------------------------------------------------------------------------------- injected save failures
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "replace", "dir-fsync"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp_path, corpus, monkeypatch,
+                                                                              where, code):
+    out = tmp_path / "run"
+    armed = {"on": False, "fsyncs": 0}
+    older = {}
+    real_save = train_module.save_checkpoint
+
+    def save_checkpoint(path, **kwargs):  # arm the fault for the save of step 3 only
+        armed["on"] = path.name == "ckpt-00000003.safetensors"
+        if armed["on"]:
+            older["path"] = out / "ckpt-00000002.safetensors"
+            older["sha"] = _sha(older["path"])
+        try:
+            return real_save(path, **kwargs)
+        finally:
+            armed["on"] = False
+
+    def fail():
+        raise OSError(code, os.strerror(code))
+
+    real_fsync, real_replace, real_fdopen = os.fsync, os.replace, os.fdopen
+
+    def fsync(fd):
+        if armed["on"]:
+            armed["fsyncs"] += 1
+            if (where == "fsync" and armed["fsyncs"] == 1) or (where == "dir-fsync" and armed["fsyncs"] == 2):
+                fail()
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        if armed["on"] and where == "replace":
+            fail()
+        return real_replace(src, dst)
+
+    class FailingFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def write(self, data):
+            if armed["on"] and where == "write":
+                self.f.write(data[: len(data) // 3])
+                fail()
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(checkpoint_module.os, "fsync", fsync)
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    monkeypatch.setattr(checkpoint_module.os, "fdopen", lambda fd, mode="r": FailingFile(real_fdopen(fd, mode)))
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "10",
+                                      "--save-every", "1", "-q"])
+    monkeypatch.undo()
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    # after a failed directory fsync the new file is complete and in place, so it is the last good one
+    last_good = "ckpt-00000003.safetensors" if where == "dir-fsync" else "ckpt-00000002.safetensors"
+    assert lines[0] == (f"Error: could not save checkpoint ckpt-00000003.safetensors: {os.strerror(code)}; "
+                        f"last good checkpoint: {last_good}")
+    assert _sha(older["path"]) == older["sha"]
+    assert load_checkpoint(older["path"]).train["step"] == 2
+    assert load_checkpoint(out, prefer="latest").train["step"] == (3 if where == "dir-fsync" else 2)
+    assert not list(out.glob(".ckpt-*.tmp")) and not list(out.glob("*.tmp"))
+    resumed = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 10
