@@ -7,7 +7,8 @@ as written.
 
 Documents (`eos_mode`): `file` = the whole text is one document; `lines` = every line that is not blank
 (empty or whitespace only) is a document; `paragraphs` = blocks separated by blank lines, inner newlines
-kept. The id stream is always `<EOS> doc1 <EOS> doc2 ... docN <EOS>`.
+kept. The id stream is always `<EOS> doc1 <EOS> doc2 ... docN <EOS>`. (In `lines`/`paragraphs` mode a
+single line is held whole, so one enormous line is the exception to bounded memory.)
 
 `prepare_corpus` caches the ids of a file in `<cache dir>/corpus/<key>.ids` (raw `vocab.id_dtype`) with a
 JSON sidecar `<key>.json`; the key hashes the file's bytes and every option that changes the ids.
@@ -120,8 +121,7 @@ def prepare_corpus(path, *, eos_mode: str = "file", encoding: str = "utf-8", min
     Raises CorpusError for unreadable, undecodable, binary or empty files.
     """
     path = Path(path)
-    if eos_mode not in EOS_MODES:
-        raise ConfigError(f"unknown document mode {eos_mode!r}; choose one of {', '.join(EOS_MODES)}")
+    _check_eos_mode(eos_mode)
     codec_name = _codec(encoding).name
     sha256 = file_sha256(path)
     options = {"format": CACHE_FORMAT, "sha256": sha256, "eos_mode": eos_mode, "encoding": codec_name,
@@ -288,8 +288,7 @@ def _raise_undecodable(path: Path, codec_name: str, exc: UnicodeDecodeError, dat
 
 def _document_pieces(path: Path, eos_mode: str, encoding: str, chunk_bytes: int) -> Iterator[str]:
     """Document text in pieces, each document followed by `_DOC_END`; raises CorpusError if there is none."""
-    if eos_mode not in EOS_MODES:
-        raise ConfigError(f"unknown document mode {eos_mode!r}; choose one of {', '.join(EOS_MODES)}")
+    _check_eos_mode(eos_mode)
     pieces = _normalised_pieces(path, encoding, chunk_bytes)
     has_docs = False
     if eos_mode == "file":
@@ -319,6 +318,11 @@ def _document_pieces(path: Path, eos_mode: str, encoding: str, chunk_bytes: int)
             yield _DOC_END
     if not has_docs:
         raise CorpusError(f"{path}: corpus is empty (no text after removing the BOM and whitespace)")
+
+
+def _check_eos_mode(eos_mode: str) -> None:
+    if eos_mode not in EOS_MODES:
+        raise ConfigError(f"unknown document mode {eos_mode!r}; choose one of {', '.join(EOS_MODES)}")
 
 
 def _whole_lines(pieces: Iterator[str]) -> Iterator[list[str]]:

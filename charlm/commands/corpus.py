@@ -1,6 +1,5 @@
 """`charlm corpus list` and `charlm corpus get NAME -o FILE`: the named corpora of corpora/README.md."""
 
-import hashlib
 import json
 from dataclasses import asdict
 
@@ -9,6 +8,7 @@ from rich.table import Table
 
 from charlm.console import result_console, status_console
 from charlm.corpora import CATALOGUE, get_corpus
+from charlm.corpus import file_sha256
 
 
 @click.group()
@@ -46,7 +46,7 @@ def get(name, out, max_bytes, timeout, json_output, quiet):
     status_console(quiet).print(f"getting {name} into {out}")
     path = get_corpus(name, out, timeout=timeout, max_bytes=max_bytes)
     size = path.stat().st_size
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha256 = file_sha256(path)
     if json_output:
         click.echo(json.dumps({"name": name, "path": str(path), "bytes": size, "sha256": sha256}))
     else:
