@@ -47,7 +47,7 @@ class CharCounts:
     n_chars: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equality over a memmap would be elementwise and ambiguous
 class Corpus:
     """A prepared corpus.
 
