@@ -91,21 +91,30 @@ def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | 
 
 
 def draw(logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One id per row from the categorical distributions exp(logprobs) (B, V); never a zero-probability id."""
-    probs = np.exp(logprobs)
-    cdf = np.cumsum(probs, axis=1)  # (B, V)
-    u = rng.random(len(cdf)) * cdf[:, -1]
-    ids = (cdf <= u[:, None]).sum(axis=1)
-    last_possible = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
-    return np.minimum(ids, last_possible)  # u rounding up to the total would point past the end
+    """One id per row from the categorical distributions exp(logprobs) (B, V); never a zero-probability id.
+
+    The id is the first with cdf > u for u uniform in [0, total); u is kept strictly below the total, so
+    cdf[id - 1] <= u < cdf[id] and the chosen id has probability > 0.
+    """
+    cdf = np.cumsum(np.exp(logprobs), axis=1)  # (B, V)
+    total = cdf[:, -1]
+    u = np.minimum(rng.random(len(cdf)) * total, np.nextafter(total, 0))
+    return (cdf <= u[:, None]).sum(axis=1)
 
 
 def make_picker(rng: np.random.Generator, *, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None):
-    """A function logits (B, V) -> ids (B,): argmax when temperature is 0, else a filtered draw."""
+    """A function log-probabilities (B, V) -> ids (B,): argmax when temperature is 0, else a filtered draw.
+
+    The input may be logits shifted by any per-row constant as long as exp() of them cannot overflow
+    (`generate_ids` passes the model's log-softmax).
+    """
     if temperature == 0:
-        return lambda logits: np.argmax(logits, axis=1)
-    return lambda logits: draw(filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p), rng)
+        return lambda logprobs: np.argmax(logprobs, axis=1)
+    if temperature == 1 and top_k is None and (top_p is None or top_p >= 1):
+        return lambda logprobs: draw(logprobs, rng)
+    return lambda logprobs: draw(filter_logits(logprobs, temperature=temperature, top_k=top_k, top_p=top_p),
+                                 rng)
 
 
 # ---------------------------------------------------------------------------------------------- core loops
@@ -162,7 +171,7 @@ def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: 
     - step: function (ids (B,), state) -> (logits (B, V), state)
     - state: the initial state for batch 1
     - context: ids read before generating, of shape (n,), n >= 1 (`<EOS>` then the prime)
-    - pick: function logits (B, V) -> ids (B,)
+    - pick: function log-probabilities (B, V) -> ids (B,), see `make_picker`
     - eos_ends: whether generating `<EOS>` ends a sample
     - stops: id sequences that end a sample when generated (matched against the context's tail too)
     - on_step: called after every step with (rows, ids, ended): sample indices of the live rows (B,),
@@ -183,8 +192,9 @@ def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: 
     rows = np.arange(n)  # sample index of each live batch row
     matcher = _StopMatcher(list(stops), np.asarray(context)[1:], n)
     for t in range(length):
-        ids = np.asarray(pick(logits), dtype=np.int64)
-        logprob[rows] += log_softmax(logits)[np.arange(len(rows)), ids]
+        logprobs = log_softmax(logits)  # (B, V) the model's, at temperature 1
+        ids = np.asarray(pick(logprobs), dtype=np.int64)
+        logprob[rows] += logprobs[np.arange(len(rows)), ids]
         out[t, rows] = ids
         at_eos = (ids == EOS) if eos_ends else np.zeros(len(ids), dtype=bool)
         ended = at_eos | matcher.push(ids)
