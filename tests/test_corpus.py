@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import charlm.corpus as corpus_module
 from charlm.corpus import count_chars, iter_encoded, prepare_corpus, read_text
@@ -56,6 +58,26 @@ def test_crlf_and_lone_cr_become_newlines_across_chunk_boundaries(tmp_path, chun
     corpus = prepare_corpus(path, chunk_chars=chunk)
     assert stream_text(corpus) == "|a\nb\nc\n\nd\n\ne\n|"
     assert "\r" not in corpus.vocab.chars
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet="ab Ж🙂\r\n\t\ufeff", min_size=1, max_size=40), chunk=st.integers(1, 9),
+       mode=st.sampled_from(["file", "lines", "paragraphs"]))
+def test_any_chunk_size_gives_the_same_stream(tmp_path, text, chunk, mode):
+    path = write(tmp_path, text.encode(), name="prop.txt")
+    try:
+        whole = stream_text(prepare_corpus(path, eos_mode=mode, cache_dir=tmp_path / "whole"))
+    except CorpusError:
+        with pytest.raises(CorpusError, match="corpus is empty"):
+            prepare_corpus(path, eos_mode=mode, chunk_chars=chunk, cache_dir=tmp_path / "chunked")
+        return
+    chunked = stream_text(prepare_corpus(path, eos_mode=mode, chunk_chars=chunk, cache_dir=tmp_path / "chunked"))
+    assert chunked == whole
+    normalised = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if mode == "file":
+        assert whole == f"|{normalised}|"
+    else:
+        assert "\r" not in whole and not whole.startswith("||")
 
 
 def test_crlf_split_exactly_at_a_chunk_boundary(tmp_path):
