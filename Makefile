@@ -20,9 +20,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check charlm tests bench
 
+# Offline: the corpus is built from this Python's standard library; about a minute of training.
 demo: $(STAMP)
 	$(BIN)/charlm corpus get python-stdlib -o corpora/python-stdlib.txt
-	$(BIN)/charlm vocab corpora/python-stdlib.txt --top 20
+	rm -rf runs/demo
+	$(BIN)/charlm train corpora/python-stdlib.txt --out runs/demo --time 60s --hidden 256
+	$(BIN)/charlm sample runs/demo -n 3 --length 300 --temperature 0.7 --seed 1
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

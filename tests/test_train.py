@@ -67,7 +67,7 @@ def test_json_output_and_run_dir_contents(tmp_path, text_corpus):
     assert (out / "best.safetensors").exists() and (out / "config.json").exists()
     assert len(_losses(out)) == 30
     assert sorted(p.name for p in out.glob("ckpt-*")) == ["ckpt-00000015.safetensors", "ckpt-00000030.safetensors"]
-    assert load_checkpoint(final["checkpoint"]).train["best_val_exact"] == pytest.approx(final["best_val_loss"])
+    assert load_checkpoint(final["checkpoint"]).train["best_val_final"] == pytest.approx(final["best_val_loss"])
 
 
 def _train_process(args, env_extra=None):
