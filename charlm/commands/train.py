@@ -81,6 +81,8 @@ def _finite(ctx, param, value):
               help="Validate on this file instead.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
               help="Evaluate every N steps [default: about once a minute].")
+@click.option("--eval-chars", type=click.IntRange(min=2), default=DEFAULTS.eval_chars, show_default=True,
+              help="Held-out characters scored at each evaluation (all of them at the end).")
 @click.option("--patience", type=click.IntRange(min=0), default=0, help="Stop after N evaluations without "
               "improvement (0 = off).")
 @click.option("--sample-every", type=click.IntRange(min=0), default=0, help="Show a short sample every N steps.")
