@@ -147,7 +147,7 @@ def load_checkpoint(path, *, prefer: str = "best", warn=None) -> Checkpoint:
     return _load_file(path)
 
 
-def _load_from_run_dir(run_dir: Path, prefer: str, warn) -> Checkpoint:
+def _load_from_run_dir(run_dir: Path, prefer: str, warn, retries: int = 5) -> Checkpoint:
     candidates = checkpoint_files(run_dir)
     best = run_dir / "best.safetensors"
     if prefer == "best" and best.exists():
@@ -159,6 +159,8 @@ def _load_from_run_dir(run_dir: Path, prefer: str, warn) -> Checkpoint:
         try:
             checkpoint = _load_file(candidate)
         except CheckpointError as exc:
+            if retries and not candidate.exists():  # pruned by a trainer meanwhile: not damage, list again
+                return _load_from_run_dir(run_dir, prefer, warn, retries - 1)
             first_error = first_error or exc
             if warn:
                 warn(f"skipping {candidate.name}: {exc}")
@@ -199,8 +201,9 @@ def _load_file(path: Path) -> Checkpoint:
 def _read_container(path: Path) -> tuple[bytes, dict]:
     """Read the file after checking the header's claims against the file size (nothing huge allocated)."""
     try:
-        size = path.stat().st_size
+        # Size from the open file, not the path: a writer may rename a new file over `path` meanwhile.
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             prefix = f.read(8)
             if len(prefix) < 8:
                 raise CheckpointError(f"{path}: not a charlm checkpoint (file has only {size} bytes)")
