@@ -93,12 +93,11 @@ def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | 
 def draw(logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One id per row from the categorical distributions exp(logprobs) (B, V); never a zero-probability id.
 
-    The id is the first with cdf > u for u uniform in [0, total); u is kept strictly below the total, so
-    cdf[id - 1] <= u < cdf[id] and the chosen id has probability > 0.
+    The id is the first with cdf > u for u = r * total, r uniform in [0, 1 - 2**-53]; the rounded product
+    is always below the total, so cdf[id - 1] <= u < cdf[id] and the chosen id has probability > 0.
     """
     cdf = np.cumsum(np.exp(logprobs), axis=1)  # (B, V)
-    total = cdf[:, -1]
-    u = np.minimum(rng.random(len(cdf)) * total, np.nextafter(total, 0))
+    u = rng.random(len(cdf)) * cdf[:, -1]
     return (cdf <= u[:, None]).sum(axis=1)
 
 

@@ -82,6 +82,10 @@ def test_top_p_keeps_the_smallest_set_with_enough_mass():
         assert kept == expected, p
     lp = filter_logits(logits, top_p=0.7)
     assert np.allclose(np.exp(lp[0, [1, 3]]), [0.5 / 0.8, 0.3 / 0.8])
+    # exactly representable masses: a set whose mass equals p is enough
+    exact = np.log(np.array([[0.125, 0.5, 0.125, 0.25]]))
+    assert set(np.flatnonzero(np.isfinite(filter_logits(exact, top_p=0.75))[0])) == {1, 3}
+    assert set(np.flatnonzero(np.isfinite(filter_logits(exact, top_p=0.5))[0])) == {1}
 
 
 def test_top_p_matches_a_sorted_reference_on_random_rows():
@@ -127,6 +131,29 @@ def test_draw_frequencies_match_the_softmax():
         assert counts[~support].sum() == 0
         stat = chi_square(counts[support], probs[support])
         assert stat < CHI2_999[int(support.sum()) - 1], (temperature, top_k, stat)
+
+
+class FixedDraw:
+    """An rng whose uniform draws all equal `value`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def random(self, n):
+        return np.full(n, self.value)
+
+
+def test_draw_at_the_ends_of_the_unit_interval_stays_in_the_support():
+    rng = np.random.default_rng(8)
+    probs = rng.dirichlet(np.ones(6), size=2000) * (rng.random((2000, 6)) > 0.3)
+    probs[:, 2] += 1e-3  # every row keeps some mass
+    with np.errstate(divide="ignore"):
+        lowest = draw(np.log(probs), FixedDraw(0.0))
+        highest = draw(np.log(probs), FixedDraw(1.0 - 2.0 ** -53))  # the largest value numpy returns
+    rows = np.arange(2000)
+    assert (probs[rows, lowest] > 0).all() and (probs[rows, highest] > 0).all()
+    assert (lowest == np.argmax(probs > 0, axis=1)).all()  # the first id with mass
+    assert (highest == 5 - np.argmax(probs[:, ::-1] > 0, axis=1)).all()  # the last id with mass
 
 
 def test_draw_never_picks_a_zero_probability_id():
