@@ -204,13 +204,19 @@ def _read_container(path: Path) -> tuple[bytes, dict]:
         # Size from the open file, not the path: a writer may rename a new file over `path` meanwhile.
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise CheckpointError(f"{path}: not a charlm checkpoint (file has only {size} bytes)")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
-                raise CheckpointError(f"{path}: not a charlm checkpoint or truncated (header declares "
-                                      f"{header_len} bytes, file has {size})")
+            prefix = f.read(9)
+            if len(prefix) < 9 or prefix[8:9] != b"{":  # a safetensors header is a JSON object
+                kind = _foreign_kind(prefix) or (f"file has only {size} bytes" if len(prefix) < 9
+                                                 else "no safetensors header")
+                raise CheckpointError(f"{path}: not a charlm checkpoint ({kind})")
+            (header_len,) = struct.unpack("<Q", prefix[:8])
+            if header_len > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: not a charlm checkpoint (header length {header_len} is over the "
+                                      f"{MAX_HEADER_BYTES} byte limit)")
+            if 8 + header_len > size:
+                raise CheckpointError(f"{path}: truncated checkpoint (header declares {8 + header_len} bytes, "
+                                      f"file has {size})")
+            f.seek(8)
             header_bytes = f.read(header_len)
             header = json.loads(header_bytes, object_pairs_hook=_no_duplicate_keys,
                                 parse_constant=_reject_constant)
@@ -228,6 +234,17 @@ def _read_container(path: Path) -> tuple[bytes, dict]:
         raise CheckpointError(f"{path}: not a charlm checkpoint (header is not JSON: {exc.msg})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
+
+
+def _foreign_kind(prefix: bytes) -> str:
+    """Name the common file kinds people mistake for checkpoints (read as bytes only, never unpickled)."""
+    if prefix.startswith(b"PK\x03\x04"):
+        return "a zip or .npz file"
+    if prefix.startswith(b"\x93NUMPY"):
+        return "a .npy file"
+    if prefix[:1] == b"\x80":
+        return "a pickle file; charlm never unpickles"
+    return ""
 
 
 def _payload_size(header: dict) -> int:
