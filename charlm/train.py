@@ -207,6 +207,10 @@ class Trainer:
         self.optimizer = make_optimizer(opts.optimizer, self.params, momentum=opts.momentum,
                                         weight_decay=opts.weight_decay)
         self.batcher = Batcher(self.train_ids, opts.batch, opts.seq_len, opts.seed)
+        if self.batcher.batches_per_epoch < 10:
+            self.report("log", f"warning: only {self.batcher.batches_per_epoch} batch(es) per epoch from "
+                               f"{len(self.train_ids):,} training ids with --batch {opts.batch} x --seq-len "
+                               f"{opts.seq_len}; a smaller --batch or --seq-len gives more updates per epoch")
         self.state = init_state(self.cfg, opts.batch)
         self.step = 0
         self.train_seconds = 0.0
