@@ -23,6 +23,7 @@ class RunDir:
         self.path = Path(path)
         self.keep = keep
         self._lock_fd = None
+        self._created = False
 
     def __enter__(self):
         self.open()
@@ -36,6 +37,7 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise CharlmError(f"run directory {self.path} is a file")
         try:
+            self._created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -57,6 +59,10 @@ class RunDir:
     def close(self) -> None:
         if self._lock_fd is not None:
             os.ftruncate(self._lock_fd, 0)
+            if self._created and [p.name for p in self.path.iterdir()] == [".lock"]:
+                # a run that failed before writing anything leaves no empty directory behind
+                os.unlink(self.path / ".lock")
+                self.path.rmdir()
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
