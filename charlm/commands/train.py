@@ -109,6 +109,7 @@ def train(ctx, corpus, time_budget, json_output, **options):
         time_budget = 600.0  # no stopping rule given: the documented default budget of ten minutes
     opts = TrainOptions(corpus=corpus, time_budget=time_budget, json=json_output, **options)
     console = status_console(quiet=options["quiet"])
+    warnings = status_console()
     with TrainProgress(console) as progress:
         def report(kind, payload):
             if kind == "progress":
@@ -118,6 +119,8 @@ def train(ctx, corpus, time_budget, json_output, **options):
                     click.echo(json.dumps(payload))
                 progress.log(f"step {payload['step']}: val {payload['val_loss']:.4f} nats/char "
                              f"({payload['val_bpc']:.3f} bits/char), best {payload['best_val_loss']:.4f}")
+            elif payload.startswith("warning:") and console.quiet:
+                warnings.print(payload, markup=False, highlight=False)  # --quiet hides progress, not warnings
             else:
                 progress.log(payload)
 
