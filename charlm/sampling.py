@@ -316,6 +316,8 @@ def generate(params, cfg, vocab, *, num_samples: int = 1, length: int = 200, tem
     - on_step: see `generate_ids`
     """
     check_sampling_options(vocab.size, temperature, top_k, top_p)
+    if num_samples < 1 or length < 0:
+        raise ConfigError(f"need num_samples >= 1 and length >= 0, got {num_samples} and {length}")
     context = encode_prime(vocab, prime, strict=strict, warn=warn)
     pick = make_picker(np.random.default_rng(seed), temperature=temperature, top_k=top_k, top_p=top_p)
     ids, logprob, ended = generate_ids(
@@ -327,8 +329,8 @@ def generate(params, cfg, vocab, *, num_samples: int = 1, length: int = 200, tem
 def beam_search(params, cfg, vocab, *, beam: int, length: int = 200, prime: str, stop=(),
                 stop_at_eos: bool = False, strict: bool = False, warn=None) -> list[Sample]:
     """The `beam` most likely continuations of `prime` (deterministic), most likely first."""
-    if beam < 1:
-        raise ConfigError(f"beam width must be >= 1, got {beam}")
+    if beam < 1 or length < 0:
+        raise ConfigError(f"need a beam width >= 1 and length >= 0, got {beam} and {length}")
     context = encode_prime(vocab, prime, strict=strict, warn=warn)
     found = beam_search_ids(_bind(params, cfg), init_state(cfg, 1), context, beam=beam, length=length,
                             eos_ends=stop_at_eos, stops=encode_stops(vocab, stop, warn=warn))

@@ -349,6 +349,16 @@ def test_unknown_prime_characters_warn_once_or_fail_when_strict(model):
         generate(params, cfg, vocab, length=3, prime="abz", strict=True)
 
 
+def test_bad_counts_are_config_errors(model):
+    params, cfg, vocab = model
+    for options in (dict(num_samples=0), dict(length=-1)):
+        with pytest.raises(ConfigError):
+            generate(params, cfg, vocab, **options)
+    for options in (dict(beam=0), dict(beam=2, length=-1)):
+        with pytest.raises(ConfigError):
+            beam_search(params, cfg, vocab, prime="a", **options)
+
+
 def test_stop_string_outside_the_vocabulary_is_dropped_with_a_warning(model):
     params, cfg, vocab = model
     warnings = []
