@@ -94,7 +94,7 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
         out.print(legend())
 
     def print_coloured(targets, nll):
-        out.print(coloured(ckpt.vocab, targets, nll, eos_text), end="")
+        out.print(coloured(ckpt.vocab, targets, nll, eos_text), end="", soft_wrap=True)
 
     on_scored = print_coloured if show and not as_json else None
     per_file = []
