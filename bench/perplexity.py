@@ -6,7 +6,7 @@ when `import torch` works. The text is the held-out tail (last 10%, 111,539 char
 tinyshakespeare when present, else random ids. Random weights: speed does not depend on them.
 Target (issue 5): `--streams 64` >= 1.0x the PyTorch batched forward.
 
-    flock /tmp/charlm-bench.lock .venv/bin/python bench/perplexity.py [--corpus FILE] [--exact-chars 20000]
+    flock /tmp/charlm-bench.lock .venv/bin/python bench/perplexity.py [--corpus FILE] [--burn-in 128]
 """
 
 import argparse
@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--exact-chars", type=int, default=20_000,
                         help="characters scored in exact mode (one stream is slow; a prefix is enough)")
     parser.add_argument("--streams", type=int, default=64)
-    parser.add_argument("--burn-in", type=int, default=256)
+    parser.add_argument("--burn-in", type=int, default=128, help="as `charlm perplexity --burn-in`")
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=2)
     args = parser.parse_args()

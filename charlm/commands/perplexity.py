@@ -71,8 +71,9 @@ def _mode(streams: int, burn_in: int) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
               help="Score B contiguous pieces of each file in parallel (fast, approximate); 1 = exact.")
-@click.option("--burn-in", type=click.IntRange(min=0), default=256, show_default=True,
-              help="With --streams: characters each piece reads, unscored, before its first target.")
+@click.option("--burn-in", type=click.IntRange(min=0), default=128, show_default=True,
+              help="With --streams: characters each piece reads, unscored, before its first target "
+                   "(training's validation uses --seq-len).")
 @click.option("--chunk-len", type=click.IntRange(min=1), default=256, show_default=True,
               help="Time steps per forward call.")
 @click.option("--show", is_flag=True,
