@@ -282,5 +282,8 @@ def test_perplexity_agrees_with_the_trainers_validation_loss(tmp_path):
                     "--batch", 4, "--steps", 10, "--val-file", val)
     assert result.exit_code == 0, result.output
     best = load_checkpoint(run / "best.safetensors").train
+    assert best["best_val_final_mode"] == "exact"
     total = json.loads(invoke("perplexity", run, val, "--json").stdout)["total"]
-    assert total["nats_per_char"] == pytest.approx(best["best_val_exact"], abs=1e-4)
+    assert total["nats_per_char"] == pytest.approx(best["best_val_final"], abs=1e-4)
+    info = json.loads(invoke("info", run, "--json").stdout)["training"]
+    assert info["final_val_nats"] == best["best_val_final"] and info["final_val_mode"] == "exact"

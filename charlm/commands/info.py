@@ -36,7 +36,8 @@ def describe(ckpt) -> dict:
         "training": {"step": train.get("step"), "epoch": train.get("epoch"),
                      "seconds": train.get("train_seconds"), "best_val_nats": best_val,
                      "best_val_bits": _bits(best_val), "best_step": train.get("best_step"),
-                     "best_val_exact_nats": train.get("best_val_exact"),
+                     "final_val_nats": train.get("best_val_final"),
+                     "final_val_mode": train.get("best_val_final_mode"),
                      "corpus": data.get("corpus_name"), "corpus_sha256": data.get("corpus_sha256")},
         "has_optimizer_state": bool(ckpt.optim),
     }
@@ -86,7 +87,8 @@ def info(checkpoint, as_json, quiet):
         ("training", f"step {_fmt(t['step'])}, epoch {_fmt(t['epoch'])}, "
                      f"{_duration(t['seconds'])} of training"),
         ("best val", f"{_fmt(t['best_val_nats'])} nats/char, {_fmt(t['best_val_bits'])} bits/char "
-                     f"(step {_fmt(t['best_step'])}); exact: {_fmt(t['best_val_exact_nats'])} nats/char"),
+                     f"(step {_fmt(t['best_step'])}); final score of the best checkpoint: "
+                     f"{_fmt(t['final_val_nats'])} nats/char ({t['final_val_mode'] or '-'})"),
         ("corpus", f"{_fmt(t['corpus'])} (sha256 {_fmt(t['corpus_sha256'])})"),
     ]
     table = Table(show_header=False, show_edge=False, box=None)
