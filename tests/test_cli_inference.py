@@ -139,7 +139,15 @@ def test_beam_search(files):
     assert len(lines) == 2 and all(line.startswith("the ") for line in lines)
     records = json.loads(invoke("sample", files["lines"], "--beam", 4, "-p", "the ", "-n", 4,
                                 "--json").stdout)
+    assert len(records) == 4
     assert [r["logprob"] for r in records] == sorted((r["logprob"] for r in records), reverse=True)
+
+
+def test_sampling_options_with_beam_are_reported_as_ignored(files):
+    result = invoke("sample", files["lines"], "--beam", 2, "-p", "the ", "-t", 0.5, "--seed", 3)
+    assert result.exit_code == 0
+    assert "--temperature, --seed ignored" in result.stderr
+    assert result.stdout == invoke("sample", files["lines"], "--beam", 2, "-p", "the ").stdout
 
 
 def test_novelty(files):

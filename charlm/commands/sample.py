@@ -95,6 +95,10 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
 
     stream = None
     if beam is not None:
+        ignored = [name for name, value in (("--temperature", temperature != 1.0), ("--top-k", top_k),
+                                            ("--top-p", top_p), ("--seed", seed)) if value]
+        if ignored:
+            warn(f"{', '.join(ignored)} ignored: beam search is deterministic")
         samples = beam_search(ckpt.params, ckpt.config, ckpt.vocab, beam=beam, **options)[:num_samples]
     else:
         if seed is None:
