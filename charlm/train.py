@@ -146,6 +146,12 @@ class _StopSignals:
         self.signum = self.signum or signum
 
     def __exit__(self, *exc):
+        if self.signum is not None:
+            # Stopping after a clean save: more Ctrl-Cs must not turn exit 130/143 into "Aborted!" or a
+            # death by signal (SIG_IGN, unlike a Python handler, also holds during interpreter shutdown).
+            for sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
