@@ -183,8 +183,10 @@ def _load_file(path: Path) -> Checkpoint:
     try:
         blob, header = _read_container(path)
         tensors = safetensors.numpy.load(blob)
-    except CharlmError:
-        raise
+    except CharlmError as exc:
+        if str(exc).startswith(f"{path}: "):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None  # header checks that do not know the file name
     except Exception as exc:  # the container parser's own errors: all mean "damaged"
         raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(exc)})") from None
     meta = header.get("__metadata__")
