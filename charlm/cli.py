@@ -62,8 +62,9 @@ class CharlmGroup(click.Group):
         except CharlmError as exc:
             raise CharlmFailure(str(exc), exc.exit_code) from None
         except OSError as exc:
-            if exc.errno == errno.EPIPE:
-                raise
+            if exc.errno == errno.EPIPE:  # the reader went away (`charlm sample | head`): stop quietly
+                _silence_stdout()
+                raise click.exceptions.Exit(0) from None
             raise CharlmFailure(_describe_os_error(exc), 1) from None
 
 
@@ -85,14 +86,17 @@ def main(argv=None):
     """Console-script entry point: quiet on a closed pipe, never a traceback for expected failures."""
     try:
         cli.main(args=argv, prog_name="charlm")
-    except BrokenPipeError:
+    except BrokenPipeError:  # raised while flushing after the command: same quiet exit as in invoke
         _silence_stdout()
-        sys.exit(1)
+        sys.exit(0)
 
 
 def _silence_stdout():
     # Python would complain again when it flushes stdout at exit; point it at /dev/null.
     import os
 
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor behind stdout (e.g. a test runner)
+        pass

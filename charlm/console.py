@@ -6,6 +6,15 @@ import sys
 from rich.console import Console
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`charlm ... | head -1`): stop quietly, with the status of every other command."""
+        try:
+            super().on_broken_pipe()  # points stdout at /dev/null, then raises SystemExit(1)
+        except SystemExit:
+            raise SystemExit(0) from None
+
+
 def _plain_wanted(stream) -> bool:
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return True
@@ -16,7 +25,7 @@ def _plain_wanted(stream) -> bool:
 def status_console(quiet: bool = False) -> Console:
     """Console on stderr for progress and warnings; no ANSI codes unless stderr is a real terminal."""
     plain = _plain_wanted(sys.stderr)
-    return Console(
+    return _Console(
         file=sys.stderr,
         quiet=quiet,
         force_terminal=False if plain else None,
@@ -29,7 +38,7 @@ def status_console(quiet: bool = False) -> Console:
 def result_console() -> Console:
     """Console on stdout for tables; plain text when piped so scripts can read it."""
     plain = _plain_wanted(sys.stdout)
-    return Console(
+    return _Console(
         file=sys.stdout,
         force_terminal=False if plain else None,
         no_color=plain,
