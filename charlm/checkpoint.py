@@ -11,6 +11,7 @@ finiteness check, and validation of every tensor against the model config and vo
 
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
@@ -194,9 +195,11 @@ def _load_file(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not a charlm checkpoint")
     try:
         return _validate(path, meta, tensors)
-    except CharlmError:
+    except CheckpointError:
         raise
-    except (ValueError, KeyError, TypeError) as exc:
+    except CharlmError as exc:  # the model config's own checks (a ConfigError would mean exit 2)
+        raise CheckpointError(f"{path}: invalid model config ({exc})") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
 
 
@@ -234,6 +237,8 @@ def _read_container(path: Path) -> tuple[bytes, dict]:
         raise CheckpointError(f"{path}: not a charlm checkpoint (header is not UTF-8)") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not a charlm checkpoint (header is not JSON: {exc.msg})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a charlm checkpoint (header JSON nested too deeply)") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
 
@@ -256,11 +261,14 @@ def _payload_size(header: dict) -> int:
             continue
         try:
             start, stop = info["data_offsets"]
-            count = int(np.prod(info["shape"], dtype=np.int64)) if info["shape"] else 1
+            shape = info["shape"]
+            if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+                raise TypeError
+            count = math.prod(shape)  # Python ints: a huge shape cannot wrap around to a small size
             itemsize = _DTYPE_ITEMSIZE[info["dtype"]]
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"tensor {name!r} has a malformed header entry") from None
-        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop):
+        if not (type(start) is int and type(stop) is int and 0 <= start <= stop):
             raise CheckpointError(f"tensor {name!r} has invalid offsets")
         if stop - start != count * itemsize:
             raise CheckpointError(f"tensor {name!r}: offsets do not match its shape and dtype")
@@ -311,16 +319,20 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise CheckpointError(f"{path}: tensor {name} holds non-finite values")
 
+    data, train = json.loads(meta.get("data", "{}")), json.loads(meta.get("train", "{}"))
+    rng = json.loads(meta.get("rng", "null"))
+    if not (isinstance(data, dict) and isinstance(train, dict) and (rng is None or isinstance(rng, dict))):
+        raise CheckpointError(f"{path}: invalid checkpoint metadata (data, train and rng must be JSON objects)")
     return Checkpoint(
         path=path,
         config=config,
         vocab=vocab,
         params={k: np.array(v) for k, v in params.items()},
-        data=json.loads(meta.get("data", "{}")),
-        train=json.loads(meta.get("train", "{}")),
+        data=data,
+        train=train,
         optim={k: np.array(v) for k, v in optim.items()},
         state=state,
-        rng=json.loads(meta.get("rng", "null")),
+        rng=rng,
         meta=meta,
     )
 
