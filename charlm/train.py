@@ -17,7 +17,7 @@ import numpy as np
 from charlm.checkpoint import load_checkpoint, save_checkpoint
 from charlm.corpus import prepare_corpus
 from charlm.data import Batcher, split_train_val
-from charlm.errors import CharlmError, ConfigError, DivergenceError, TrainingInterrupted
+from charlm.errors import CharlmError, CheckpointError, ConfigError, DivergenceError, TrainingInterrupted
 from charlm.model import ModelConfig, init_params, init_state, loss_and_grads
 from charlm.optim import clip_gradients, make_optimizer
 from charlm.rundir import RunDir
@@ -226,7 +226,11 @@ class Trainer:
         self.evals_since_best = 0
         self.last_val = None
         if resume_from:
-            self._restore(resume_from)
+            try:
+                self._restore(resume_from)
+            except (KeyError, TypeError, ValueError) as exc:  # verified bytes, but not a usable training state
+                raise CheckpointError(f"{resume_from.path}: cannot resume, the training state is incomplete or "
+                                      f"invalid ({type(exc).__name__}: {exc})") from None
         self.run.write_config({k: v for k, v in asdict(opts).items()})
 
     def _restore(self, ckpt):
