@@ -380,6 +380,21 @@ def test_14_tampered_checkpoints_each_have_a_specific_message(trained, tmp_path)
         assert path.read_bytes() == blob  # loading never writes
 
 
+@pytest.mark.parametrize("drop, fragment", [
+    ("cursor", "cannot resume, the training state is incomplete"),
+    ("all", "data, train and rng must be JSON objects"),
+])
+def test_14_resume_from_checksummed_but_unusable_metadata_is_one_line(trained, run_copy, drop, fragment):
+    """The checksum is not a signature: a crafted file with a valid digest must still fail cleanly."""
+    newest = run_copy / "ckpt-00000012.safetensors"
+    train = json.loads(_parts(newest)[0]["__metadata__"]["train"])
+    train = [1, 2] if drop == "all" else {k: v for k, v in train.items() if k != drop}
+    newest.write_bytes(_resealed(newest, lambda t, m: m.update(train=json.dumps(train))))
+    (run_copy / "ckpt-00000008.safetensors").unlink()
+    result = invoke("train", trained["corpus"], "--out", run_copy, "--resume", "--steps", 20)
+    assert_clean_failure(result, 1, "ckpt-00000012.safetensors", fragment)
+
+
 def test_15_newer_format_version_says_upgrade(trained, tmp_path):
     path = tmp_path / "future.safetensors"
     path.write_bytes(_resealed(trained["ckpt"], lambda t, m: m.update(format_version="3")))
