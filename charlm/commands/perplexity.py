@@ -104,7 +104,7 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
                             streams=streams, burn_in=burn_in, chunk_len=chunk_len, on_scored=on_scored)
         per_file.append((path, result))
         if result.streams != streams or (streams > 1 and result.burn_in != burn_in):
-            console.print(f"{path}: used {result.streams} streams with {result.burn_in} characters of "
+            console.print(f"{path}: used {result.streams} stream(s) with {result.burn_in} characters of "
                           f"burn-in (the file is short)", markup=False)
 
     total = ScoreResult(sum(r.nll_sum for _, r in per_file), sum(r.n_scored for _, r in per_file),
