@@ -288,7 +288,11 @@ def _reject_constant(name):
 
 
 def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
-    version = int(meta.get("format_version", "0"))
+    written = meta.get("format_version", "")
+    if not (isinstance(written, str) and written.isascii() and written.isdigit() and len(written) < 10
+            and written == str(int(written))):
+        raise CheckpointError(f"{path}: invalid checkpoint format version {written!r}")
+    version = int(written)
     if version > FORMAT_VERSION:
         raise CheckpointVersionError(f"{path}: checkpoint format {version} is newer than this charlm "
                                      f"reads (<= {FORMAT_VERSION}); upgrade charlm")
@@ -296,6 +300,9 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
         raise CheckpointError(f"{path}: unknown checkpoint format version {version}")
     if meta.get("payload_sha256") != payload_digest(tensors, meta):
         raise CheckpointError(f"{path}: checksum mismatch, the file is damaged")
+    missing = [k for k in ("config", "vocab", "data", "train", "rng") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata (lacks {', '.join(missing)})")
     config = ModelConfig.from_dict(json.loads(meta["config"]))
     vocab = Vocab.from_dict(json.loads(meta["vocab"]))
     if vocab.size != config.vocab_size:
@@ -310,10 +317,15 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
         raise CheckpointError(f"{path}: unexpected tensors {', '.join(sorted(unknown)[:3])}")
 
     _check_params(path, config, params)
+    slots = {}
     for key, value in optim.items():
         slot, _, name = key.partition("/")
-        if name not in params or value.shape != params[name].shape:
+        if name not in params or value.shape != params[name].shape or value.dtype != params[name].dtype:
             raise CheckpointError(f"{path}: optimiser slot {key!r} does not match the parameters")
+        slots.setdefault(slot, set()).add(name)
+    for slot, names in slots.items():
+        if names != set(params):  # a slot covers every parameter, or the optimiser state is incomplete
+            raise CheckpointError(f"{path}: optimiser slot {slot!r} lacks {', '.join(sorted(set(params) - names))}")
     state = _state_from_arrays(path, config, state_arrays)
     for name, value in tensors.items():
         if value.dtype.kind == "f" and not np.isfinite(value).all():
@@ -360,6 +372,8 @@ def _state_from_arrays(path: Path, config: ModelConfig, arrays: dict) -> list | 
     if set(arrays) != expected:
         raise CheckpointError(f"{path}: carried state tensors do not match a {config.layers}-layer "
                               f"{config.cell}")
+    if any(a.dtype != np.dtype(config.dtype) for a in arrays.values()):
+        raise CheckpointError(f"{path}: carried state is not {config.dtype}")
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != config.hidden:
         raise CheckpointError(f"{path}: carried state has inconsistent shapes {sorted(shapes)}")
