@@ -441,8 +441,13 @@ def _final_eval(tr: Trainer):
         tr.report("log", f"exact scoring of the validation text would take about {estimate:.0f}s; "
                          f"using {tr.opts.eval_streams} parallel streams (charlm perplexity RUN FILE is exact)")
         loss, mode = tr.evaluate(best.params), "streams"
-    save_checkpoint(tr.run.best_path, params=best.params, config=best.config, vocab=best.vocab,
-                    data=best.data, train=dict(best.train, best_val_final=loss, best_val_final_mode=mode))
+    try:
+        save_checkpoint(tr.run.best_path, params=best.params, config=best.config, vocab=best.vocab,
+                        data=best.data, train=dict(best.train, best_val_final=loss, best_val_final_mode=mode))
+    except OSError as exc:  # the old best file is intact (atomic save): say so in one line
+        last = tr.run.checkpoints()
+        raise CharlmError(f"could not save checkpoint {tr.run.best_path.name}: {exc.strerror}; last good "
+                          f"checkpoint: {last[0].name if last else tr.run.best_path.name}") from None
     return loss, mode
 
 
