@@ -288,3 +288,24 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
     resumed = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--resume", "--json"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 10
+
+
+def test_disk_full_while_rewriting_best_at_the_end_names_the_last_good_checkpoint(tmp_path, corpus, monkeypatch):
+    out = tmp_path / "run"
+    real_save = train_module.save_checkpoint
+    seen = {}
+
+    def save_checkpoint(path, **kwargs):
+        if "best_val_final" in kwargs.get("train", {}):  # the final rewrite of best.safetensors
+            seen["best"] = _sha(path)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(path, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "6", "-q"])
+    monkeypatch.undo()
+    assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
+    assert result.stderr.strip() == ("Error: could not save checkpoint best.safetensors: No space left on device; "
+                                     "last good checkpoint: ckpt-00000006.safetensors")
+    assert _sha(out / "best.safetensors") == seen["best"]
+    assert load_checkpoint(out / "best.safetensors").train["step"] == 6
