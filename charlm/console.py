@@ -8,11 +8,25 @@ from rich.console import Console
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
-        """The reader went away (`charlm ... | head -1`): stop quietly, with the status of every other command."""
-        try:
-            super().on_broken_pipe()  # points stdout at /dev/null, then raises SystemExit(1)
-        except SystemExit:
-            raise SystemExit(0) from None
+        """The reader went away (`charlm ... | head -1`).
+
+        Results (stdout): stop quietly with status 0, as every command does. Status lines (stderr) are not
+        the product: they go to /dev/null and the work goes on (a training run is not lost to a closed log pipe).
+        """
+        self.quiet = True
+        silence(self.file)
+        if self.file is not sys.stderr:
+            raise SystemExit(0)
+
+
+def silence(stream) -> None:
+    """Point a stream's file descriptor at /dev/null, so later writes and the flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (e.g. a test runner's buffer)
+        pass
 
 
 def _plain_wanted(stream) -> bool:

@@ -2,11 +2,12 @@
 
 import json
 import math
+import sys
 
 import click
 from click.core import ParameterSource
 
-from charlm.console import status_console
+from charlm.console import silence, status_console
 from charlm.optim import OPTIMIZERS
 from charlm.progress import TrainProgress
 from charlm.train import TrainOptions, parse_duration
@@ -116,7 +117,7 @@ def train(ctx, corpus, time_budget, json_output, **options):
                 progress.update(*payload)
             elif kind == "eval":
                 if json_output:
-                    click.echo(json.dumps(payload))
+                    _echo(json.dumps(payload))
                 progress.log(f"step {payload['step']}: val {payload['val_loss']:.4f} nats/char "
                              f"({payload['val_bpc']:.3f} bits/char), best {payload['best_val_loss']:.4f}")
             elif payload.startswith("warning:") and console.quiet:
@@ -126,9 +127,18 @@ def train(ctx, corpus, time_budget, json_output, **options):
 
         result = run_training(opts, explicit=explicit, report=report)
     if json_output:
-        click.echo(json.dumps({"event": "done", **result.to_dict()}))
+        _echo(json.dumps({"event": "done", **result.to_dict()}))
     else:
         console.print(_summary(result), markup=False, highlight=False)
+
+
+def _echo(line: str) -> None:
+    """A JSON line on stdout; if its reader went away, training goes on (and saves) with stdout silenced."""
+    try:
+        click.echo(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence(sys.stdout)
 
 
 def _summary(result) -> str:
