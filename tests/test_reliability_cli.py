@@ -558,3 +558,16 @@ def test_11_piped_into_head_exits_quietly(trained):
         assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr and "Error" not in proc.stderr, \
             (command, proc.stderr)
         assert proc.returncode == 0, (command, proc.returncode, proc.stderr)
+
+
+def test_11_training_survives_its_log_pipe_closing(tmp_path, trained):
+    """`charlm train ... | head -1`: the reader of the progress/JSON lines leaving must not lose the run."""
+    out = tmp_path / "run"
+    command = (f"set -o pipefail; {sys.executable} -m charlm train {trained['corpus']} --out {out} {' '.join(SMALL)} "
+               f"--steps 150 --eval-every 3 --json 2>&1 | head -1")
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert load_checkpoint(out, prefer="latest").train["step"] == 150
+    assert load_checkpoint(out / "best.safetensors").train["best_val_final_mode"] in ("exact", "streams")
