@@ -266,18 +266,18 @@ def _forward_layers(params, cfg, x, state, rng, ws):
     p = cfg.dropout if rng is not None else 0.0
     if cfg.embed:
         inp = buffer(ws, "embed.out", (T, B, cfg.embed), dtype)
-        np.take(params["embed.W"], x, axis=0, out=inp)  # (T, B, E)
+        np.take(params["embed.W"], x, axis=0, out=inp, mode="clip")  # (T, B, E); ids already checked
     else:
         inp = None
     new_state, caches = [], []
     for layer in range(cfg.layers):
         Wx, Wh, b = (params[f"layer.{layer}.{k}"] for k in ("Wx", "Wh", "b"))
         xp = buffer(ws, f"layer.{layer}.xp", (T, B, G), dtype)  # (T, B, G)
-        if inp is None:
-            np.take(Wx, x, axis=0, out=xp)  # a one-hot row times Wx is a row of Wx
+        if inp is None:  # a one-hot row times Wx is a row of Wx: gather rows of Wx + b
+            np.take(Wx + b, x, axis=0, out=xp, mode="clip")  # mode="clip" writes out unbuffered
         else:
             np.matmul(inp.reshape(T * B, -1), Wx, out=xp.reshape(T * B, G))
-        xp += b
+            xp += b
         hs, final, cache = cells.sequence_forward(cfg.cell, xp, state[layer], Wh, activation=cfg.activation,
                                                   ws=ws, tag=f"layer.{layer}.")
         mask = None
