@@ -345,7 +345,9 @@ class OrderedStream:
     """
 
     def __init__(self, vocab, num_samples: int, prime: str, write, *, eos_ends: bool, separator: str = "\n"):
-        self.vocab, self.write, self.eos_ends = vocab, write, eos_ends
+        # one character per id (<EOS> as a newline, as `_sample` writes it), so pieces[i] is id i's text
+        self.pieces = vocab.decode(np.arange(vocab.size), eos="\n")
+        self.write, self.eos_ends = write, eos_ends
         self.separator, self.prime = separator, prime
         self.pending = ["" for _ in range(num_samples)]
         self.done = [False] * num_samples
@@ -355,7 +357,7 @@ class OrderedStream:
     def __call__(self, rows, ids, ended) -> None:
         for row, i, end in zip(rows.tolist(), ids.tolist(), ended.tolist(), strict=True):
             if not (end and self.eos_ends and i == EOS):
-                self.pending[row] += self.vocab.decode(np.array([i]), eos="\n")
+                self.pending[row] += self.pieces[i]
             self.done[row] = self.done[row] or end
         self._flush()
 
