@@ -30,7 +30,7 @@ from charlm.cli import cli
 from charlm.errors import CheckpointError
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
-STEPS = 70
+STEPS = 120
 
 # Runs charlm in this process after wrapping os.fsync / os.replace / writes to temp files, so that the
 # process SIGKILLs itself at the KILL_AT-th event of one kind ("fsync", "fsync-after", "replace",
