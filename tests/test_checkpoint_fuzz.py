@@ -100,3 +100,16 @@ def test_crafted_headers(base, entries, keep_metadata, length_delta, payload):
     text = json.dumps(crafted).encode()
     length = max(0, min(len(text) + length_delta, 2**64 - 1))
     _check(root, struct.pack("<Q", length) + text + payload, reference)
+
+
+def test_interop_with_the_safetensors_package_both_ways(base, tmp_path):
+    """A charlm file is plain safetensors; the same tensors and metadata saved by the package load identically."""
+    import safetensors.numpy
+
+    _, blob, reference = base
+    tensors = safetensors.numpy.load(blob)
+    (n,) = struct.unpack("<Q", blob[:8])
+    metadata = json.loads(blob[8:8 + n])["__metadata__"]
+    path = tmp_path / "by-package.safetensors"
+    safetensors.numpy.save_file(dict(tensors), str(path), metadata=metadata)
+    assert _same(load_checkpoint(path), reference)
