@@ -61,6 +61,8 @@ class CharlmGroup(click.Group):
             return super().invoke(ctx)
         except CharlmError as exc:
             raise CharlmFailure(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C outside train's own handling: 128 + SIGINT, not click's "Aborted!" 1
+            raise CharlmFailure("interrupted", 130) from None
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # the reader went away (`charlm sample | head`): stop quietly
                 _silence_stdout()
