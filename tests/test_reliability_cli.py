@@ -571,3 +571,14 @@ def test_11_training_survives_its_log_pipe_closing(tmp_path, trained):
     assert len(proc.stdout.splitlines()) == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert load_checkpoint(out, prefer="latest").train["step"] == 150
     assert load_checkpoint(out / "best.safetensors").train["best_val_final_mode"] in ("exact", "streams")
+
+
+def test_18_ctrl_c_outside_training_exits_130_in_one_line(trained):
+    proc = subprocess.Popen([*CHARLM, "sample", str(trained["run"]), "-l", "3000000", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # past start-up, while generating
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "Error: interrupted" and "Traceback" not in stderr
+    assert stdout == ""
