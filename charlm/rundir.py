@@ -90,20 +90,35 @@ class RunDir:
 
     def write_config(self, options: dict) -> None:
         text = json.dumps(options, indent=2, sort_keys=True) + "\n"
-        write_atomic(self.path / "config.json", text.encode())
+        try:
+            write_atomic(self.path / "config.json", text.encode())
+        except OSError as exc:
+            raise self.io_error("config.json", exc) from None
+
+    def io_error(self, name: str, exc: OSError) -> CharlmError:
+        """One line for a failed write in the run directory, naming the checkpoint a resume would start from."""
+        last = self.checkpoints()
+        last_good = f"last good checkpoint: {last[0].name}" if last else "no checkpoint yet"
+        return CharlmError(f"could not write {self.path / name}: {exc.strerror or exc}; {last_good}")
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop records logged after the checkpoint a resume starts from, so the log has no repeats."""
         metrics = self.path / "metrics.jsonl"
         if not metrics.exists():
             return
-        kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines()
                 if line.strip() and _record_step(line) <= last_step]
-        write_atomic(metrics, "".join(line + "\n" for line in kept).encode())
+        try:
+            write_atomic(metrics, "".join(line + "\n" for line in kept).encode())
+        except OSError as exc:
+            raise self.io_error("metrics.jsonl", exc) from None
 
     def append_metrics(self, record: dict) -> None:
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(_finite_or_none(record), allow_nan=False) + "\n")
+        try:
+            with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(_finite_or_none(record), allow_nan=False) + "\n")
+        except OSError as exc:
+            raise self.io_error("metrics.jsonl", exc) from None
 
 
 def _finite_or_none(record: dict) -> dict:
