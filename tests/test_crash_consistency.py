@@ -309,3 +309,29 @@ def test_disk_full_while_rewriting_best_at_the_end_names_the_last_good_checkpoin
                                      "last good checkpoint: ckpt-00000006.safetensors")
     assert _sha(out / "best.safetensors") == seen["best"]
     assert load_checkpoint(out / "best.safetensors").train["step"] == 6
+
+
+def test_disk_full_while_logging_metrics_names_the_file_and_last_checkpoint(tmp_path, corpus, monkeypatch):
+    import charlm.rundir as rundir_module
+
+    out = tmp_path / "run"
+    calls = {"n": 0}
+
+    def failing_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl") and "a" in mode:
+            calls["n"] += 1
+            if calls["n"] == 7:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(rundir_module, "open", failing_open, raising=False)
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "20",
+                                      "--save-every", "3", "-q"])
+    monkeypatch.undo()
+    assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"Error: could not write {out / 'metrics.jsonl'}: No space left on device; "
+                                     f"last good checkpoint: ckpt-00000006.safetensors")
+    assert load_checkpoint(out, prefer="latest").train["step"] == 6
+    resumed = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [s for s, _ in _losses(out)] == list(range(1, 21))
