@@ -61,10 +61,8 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps, threads=True):
-    """Step times (s) of the numpy engine with the one-hot (row-gather) input and Adam.
-
-    threads=False keeps the time loop on the calling thread (a workspace without a worker pool)."""
+def run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps):
+    """Step times (s) of the numpy engine with the one-hot (row-gather) input, a workspace and Adam."""
     import numpy as np
 
     from charlm.model import ModelConfig, init_params, init_state, loss_and_grads
@@ -75,7 +73,7 @@ def run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps, threads=True
     params = init_params(cfg, rng)
     opt = make_optimizer("adam", params)
     ids = rng.integers(0, VOCAB, (seq_len + 1, batch)).astype(np.int32)
-    state, ws = init_state(cfg, batch), ({} if threads else {"pool": None})
+    state, ws = init_state(cfg, batch), {}
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
@@ -117,10 +115,8 @@ def run_torch(cell, hidden, layers, batch, seq_len, warmup, steps):
 
 def worker(engine, name, warmup, steps):
     cell, hidden, layers, batch, seq_len = CONFIGS[name]
-    if engine == "torch":
-        times = run_torch(cell, hidden, layers, batch, seq_len, warmup, steps)
-    else:
-        times = run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps, threads=engine == "charlm")
+    run = run_charlm if engine == "charlm" else run_torch
+    times = run(cell, hidden, layers, batch, seq_len, warmup, steps)
     median = statistics.median(times)
     first_input = TORCH_EMBED if engine == "torch" else VOCAB
     flops = model_flops(cell, hidden, layers, batch, seq_len, first_input=first_input)
@@ -146,8 +142,6 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--quick", action="store_true", help="1 warm-up and 2 timed steps")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
-    parser.add_argument("--serial", action="store_true",
-                        help="also run charlm with the time loop on one thread (engine 'charlm-serial')")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -161,8 +155,7 @@ def main(argv=None):
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
-    engines = ["charlm"] + (["charlm-serial"] if args.serial else [])
-    engines += [] if args.no_torch or not torch_available() else ["torch"]
+    engines = ["charlm"] + ([] if args.no_torch or not torch_available() else ["torch"])
     peak = matmul_peak()
     rows = []
     for name in names:
@@ -174,7 +167,7 @@ def main(argv=None):
             row["pct_peak"] = 100 * row["gflops"] / peak
             rows.append(row)
             if not args.json:
-                print(f"{name:12s} {engine:13s} {row['chars_per_s']:9.0f} chars/s  "
+                print(f"{name:12s} {engine:6s} {row['chars_per_s']:9.0f} chars/s  "
                       f"{row['gflops']:6.1f} GFLOP/s "
                       f"({row['pct_peak']:4.1f}% of peak)  step {row['median_step_s'] * 1e3:7.1f} ms "
                       f"(best {row['best_step_s'] * 1e3:7.1f})  peak RSS {row['peak_rss_mb']:6.0f} MB",

@@ -1,6 +1,5 @@
 """Cells: forward against a plain per-step reference, float64 gradient checks of xp, Wh and the state."""
 
-import os
 import zlib
 
 import numpy as np
@@ -142,21 +141,3 @@ def test_sigmoid_is_stable_at_extremes():
         cells.sigmoid_(z)
     np.testing.assert_allclose(z, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-7)
 
-
-@pytest.mark.parametrize("cell,activation", CASES)
-def test_two_row_blocks_on_worker_threads_match_one_block(cell, activation):
-    T, B, H = 3, 18, 5  # B >= 16 splits the rows between the workspace's worker threads (when available)
-    rng = np.random.default_rng(seed_of(cell, activation, "threads"))
-    xp, state, Wh = random_inputs(cell, rng, T, B, H)
-    dhs = rng.standard_normal((T, B, H))
-    hs, final, cache = cells.sequence_forward(cell, xp, state, Wh, activation=activation)
-    dxp, dstate, dWh = cells.sequence_backward(dhs, cache)
-    ws = {}
-    for _ in range(2):
-        hs2, final2, cache2 = cells.sequence_forward(cell, xp, state, Wh, activation=activation, ws=ws)
-        dxp2, dstate2, dWh2 = cells.sequence_backward(dhs, cache2)
-        pairs = [(hs2, hs), (dxp2, dxp), (dWh2, dWh), *zip(final2 + dstate2, final + dstate, strict=True)]
-        for got, want in pairs:
-            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-    if cells._blas_thread_pinner() is not None and (os.cpu_count() or 1) >= 2:
-        assert ws["pool"] is not None
