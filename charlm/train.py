@@ -36,7 +36,7 @@ class TrainOptions:
     corpus: str
     out: str | None = None
     cell: str = "lstm"
-    hidden: int = 512
+    hidden: int = 256
     layers: int = 2
     embed: int = 0
     dropout: float = 0.0
@@ -45,7 +45,7 @@ class TrainOptions:
     seq_len: int = 128
     batch: int = 64
     optimizer: str = "adam"
-    lr: float = 2e-3
+    lr: float = 3e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"
@@ -218,6 +218,7 @@ class Trainer:
                                f"{len(self.train_ids):,} training ids with --batch {opts.batch} x --seq-len "
                                f"{opts.seq_len}; a smaller --batch or --seq-len gives more updates per epoch")
         self.state = init_state(self.cfg, opts.batch)
+        self.workspace = {}  # the engine's preallocated buffers, reused every step
         self.step = 0
         self.train_seconds = 0.0
         self.progress0 = 0.0
@@ -352,7 +353,8 @@ def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
         x, y = tr.batcher.next_batch()
         if tr.batcher.new_epoch:  # a new epoch starts at a new offset: the carried state no longer fits
             tr.state = init_state(tr.cfg, opts.batch)
-        loss, grads, new_state = loss_and_grads(tr.params, tr.cfg, x, y, tr.state, rng=tr.rng)
+        loss, grads, new_state = loss_and_grads(tr.params, tr.cfg, x, y, tr.state, rng=tr.rng,
+                                                workspace=tr.workspace)
         norm = clip_gradients(grads, opts.clip, opts.clip_mode)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             _diverged(tr, loss, norm)
