@@ -14,8 +14,9 @@ from click.testing import CliRunner
 import charlm.train as train_module
 from charlm.checkpoint import load_checkpoint
 from charlm.cli import cli
+from charlm.options import TrainOptions, learning_rate, parse_duration
 from charlm.rundir import RunDir
-from charlm.train import TrainOptions, learning_rate, parse_duration, train
+from charlm.train import train
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
 

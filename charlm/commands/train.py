@@ -9,8 +9,8 @@ from click.core import ParameterSource
 
 from charlm.console import silence, status_console
 from charlm.optim import OPTIMIZERS
+from charlm.options import TrainOptions, parse_duration
 from charlm.progress import TrainProgress
-from charlm.train import TrainOptions, parse_duration
 from charlm.train import train as run_training
 
 CELLS = ("rnn", "gru", "gru-simple", "lstm")
