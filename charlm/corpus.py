@@ -247,7 +247,7 @@ def _normalised_pieces(path: Path, encoding: str, chunk_bytes: int) -> Iterator[
             raw = f.read(chunk_bytes)
             final = not raw
             if ascii_compatible and b"\x00" in raw:
-                _raise_binary(path, chunk_start + raw.index(b"\x00"))
+                _raise_binary(path, chunk_start + raw.index(b"\x00"), raw if chunk_start == 0 else b"")
             pending = decoder.getstate()[0]
             try:
                 text = decoder.decode(raw, final=final)
@@ -271,8 +271,22 @@ def _normalised_pieces(path: Path, encoding: str, chunk_bytes: int) -> Iterator[
             newlines_before += raw.count(b"\n")
 
 
-def _raise_binary(path: Path, offset: int):
+def _raise_binary(path: Path, offset: int, head: bytes = b""):
+    """`head`: the file's first bytes, when known; UTF-16 text is full of NULs in an ASCII codec's eyes."""
+    if _looks_like_utf16(head):
+        raise CorpusError(f"{path}: looks like UTF-16 text (NUL bytes between the characters); "
+                          f"pass --encoding utf-16")
     raise CorpusError(f"{path}: looks like a binary file (NUL byte near byte {offset}); charlm reads text corpora")
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """A UTF-16 byte-order mark, or ASCII characters alternating with NULs in the first 64 bytes."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    sample = head[:64] if len(head) % 2 == 0 else head[:63]
+    pairs = [sample[i:i + 2] for i in range(0, len(sample) - 1, 2)]
+    return len(pairs) >= 4 and (all(p[1] == 0 and p[0] != 0 for p in pairs)
+                                or all(p[0] == 0 and p[1] != 0 for p in pairs))
 
 
 def _raise_undecodable(path: Path, codec_name: str, exc: UnicodeDecodeError, data_start: int,

@@ -140,6 +140,16 @@ def test_binary_file_is_rejected(tmp_path, data):
         prepare_corpus(path)
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_text_read_as_utf8_suggests_the_encoding(tmp_path, codec):
+    text = "To be, or not to be, that is the question.\n" * 20
+    path = write(tmp_path, text.encode(codec))
+    with pytest.raises(CorpusError, match="looks like UTF-16 text .*pass --encoding utf-16"):
+        prepare_corpus(path, cache_dir=tmp_path / "cache")
+    read = prepare_corpus(path, encoding=codec, cache_dir=tmp_path / "cache")
+    assert read.vocab.decode(read.ids[1:-1]) == text
+
+
 @pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b" \n\t\r\n  ", b"\xef\xbb\xbf\n\n"])
 @pytest.mark.parametrize("mode", ["file", "lines", "paragraphs"])
 def test_empty_corpus_is_rejected(tmp_path, data, mode):
