@@ -9,6 +9,7 @@ offsets, sizes matching shapes). charlm adds what the format lacks: a checksum o
 finiteness check, and validation of every tensor against the model config and vocabulary.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -100,10 +101,8 @@ def write_atomic(path: Path, blob: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):  # the failure may have come before the file existed
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     fsync_directory(directory)
 

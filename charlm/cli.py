@@ -65,7 +65,9 @@ class CharlmGroup(click.Group):
             raise CharlmFailure("interrupted", 130) from None
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # the reader went away (`charlm sample | head`): stop quietly
-                _silence_stdout()
+                from charlm.console import silence  # rich loads only on this path
+
+                silence(sys.stdout)
                 raise click.exceptions.Exit(0) from None
             raise CharlmFailure(_describe_os_error(exc), 1) from None
 
@@ -89,16 +91,7 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="charlm")
     except BrokenPipeError:  # raised while flushing after the command: same quiet exit as in invoke
-        _silence_stdout()
+        from charlm.console import silence
+
+        silence(sys.stdout)
         sys.exit(0)
-
-
-def _silence_stdout():
-    # Python would complain again when it flushes stdout at exit; point it at /dev/null.
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real file descriptor behind stdout (e.g. a test runner)
-        pass

@@ -1,5 +1,6 @@
 """Consoles for status (stderr) and results (stdout) that respect pipes, NO_COLOR and TERM=dumb."""
 
+import contextlib
 import os
 import sys
 
@@ -21,12 +22,10 @@ class _Console(Console):
 
 def silence(stream) -> None:
     """Point a stream's file descriptor at /dev/null, so later writes and the flush at exit cannot fail."""
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no real descriptor (a test runner's buffer)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())
         os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no real descriptor (e.g. a test runner's buffer)
-        pass
 
 
 def _plain_wanted(stream) -> bool:

@@ -5,6 +5,7 @@ continue bit for bit is in the checkpoint: parameters, optimiser slots, the carr
 batcher cursor, the dropout RNG, the schedule position and the step count.
 """
 
+import contextlib
 import math
 import signal
 import time
@@ -54,10 +55,9 @@ class _StopSignals:
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # ValueError: not the main thread (e.g. a test runner thread), so no signal handling there.
+            with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a test runner thread): no signal handling
-                pass
         return self
 
     def _handle(self, signum, frame):
