@@ -283,8 +283,7 @@ def _looks_like_utf16(head: bytes) -> bool:
     """A UTF-16 byte-order mark, or ASCII characters alternating with NULs in the first 64 bytes."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return True
-    sample = head[:64] if len(head) % 2 == 0 else head[:63]
-    pairs = [sample[i:i + 2] for i in range(0, len(sample) - 1, 2)]
+    pairs = [head[i:i + 2] for i in range(0, min(len(head), 64) - 1, 2)]
     return len(pairs) >= 4 and (all(p[1] == 0 and p[0] != 0 for p in pairs)
                                 or all(p[0] == 0 and p[1] != 0 for p in pairs))
 

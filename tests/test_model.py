@@ -86,6 +86,20 @@ def test_param_names_shapes_and_init():
     assert len(state) == 2 and all(len(s) == 2 and s[0].shape == (3, 6) and not s[0].any() for s in state)
 
 
+def test_one_hot_input_rows_start_at_unit_scale_and_the_rest_at_one_over_sqrt_h():
+    # One-hot input: layer.0.Wx is an embedding into gate space (standard normal, as nn.Embedding); with
+    # --embed the same matrix is an ordinary weight (uniform within 1/sqrt(H)), as are all the others.
+    one_hot = init_params(ModelConfig(cell="lstm", vocab_size=60, hidden=64, layers=2), np.random.default_rng(2))
+    assert 0.9 < one_hot["layer.0.Wx"].std() < 1.1
+    embedded = init_params(ModelConfig(cell="lstm", vocab_size=60, hidden=64, layers=2, embed=8),
+                           np.random.default_rng(2))
+    for params in (one_hot, embedded):
+        for name in ("layer.1.Wx", "layer.0.Wh", "layer.1.Wh", "head.W"):
+            assert np.abs(params[name]).max() <= 1 / 8
+    assert np.abs(embedded["layer.0.Wx"]).max() <= 1 / 8
+    assert 0.9 < embedded["embed.W"].std() < 1.1
+
+
 def test_initial_loss_is_near_uniform():
     cfg = ModelConfig(cell="lstm", vocab_size=50, hidden=32, layers=2)
     params = init_params(cfg, np.random.default_rng(0))
