@@ -274,9 +274,13 @@ def _normalised_pieces(path: Path, encoding: str, chunk_bytes: int) -> Iterator[
 def _raise_binary(path: Path, offset: int, head: bytes = b""):
     """`head`: the file's first bytes, when known; UTF-16 text is full of NULs in an ASCII codec's eyes."""
     if _looks_like_utf16(head):
-        raise CorpusError(f"{path}: looks like UTF-16 text (NUL bytes between the characters); "
-                          f"pass --encoding utf-16")
+        raise _utf16_error(path)
     raise CorpusError(f"{path}: looks like a binary file (NUL byte near byte {offset}); charlm reads text corpora")
+
+
+def _utf16_error(path: Path) -> CorpusError:
+    return CorpusError(f"{path}: looks like UTF-16 text (a byte-order mark, or NUL bytes between the characters); "
+                       f"pass --encoding utf-16")
 
 
 def _looks_like_utf16(head: bytes) -> bool:
@@ -290,6 +294,8 @@ def _looks_like_utf16(head: bytes) -> bool:
 
 def _raise_undecodable(path: Path, codec_name: str, exc: UnicodeDecodeError, data_start: int,
                        newlines_before: int | None):
+    if data_start == 0 and _looks_like_utf16(exc.object):  # a BOM with no NUL after it (non-ASCII text)
+        raise _utf16_error(path)
     bad = exc.object[exc.start:exc.end]
     where = f"byte {data_start + exc.start}"
     if newlines_before is not None:

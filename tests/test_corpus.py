@@ -140,9 +140,14 @@ def test_binary_file_is_rejected(tmp_path, data):
         prepare_corpus(path)
 
 
-@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
-def test_utf16_text_read_as_utf8_suggests_the_encoding(tmp_path, codec):
-    text = "To be, or not to be, that is the question.\n" * 20
+ASCII_TEXT, KANA_TEXT = "To be, or not to be, that is the question.\n" * 20, "\u3042\u3044\u3046" * 20
+
+
+# Without a byte-order mark only ASCII-range UTF-16 is recognisable (NULs alternating with characters); the
+# kana line has no NUL byte at all, so only its byte-order mark (read as invalid UTF-8) can give it away.
+@pytest.mark.parametrize("codec, text", [("utf-16", ASCII_TEXT), ("utf-16-le", ASCII_TEXT), ("utf-16-be", ASCII_TEXT),
+                                         ("utf-16", KANA_TEXT)])
+def test_utf16_text_read_as_utf8_suggests_the_encoding(tmp_path, codec, text):
     path = write(tmp_path, text.encode(codec))
     with pytest.raises(CorpusError, match="looks like UTF-16 text .*pass --encoding utf-16"):
         prepare_corpus(path, cache_dir=tmp_path / "cache")
