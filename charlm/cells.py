@@ -37,11 +37,17 @@ def buffer(ws, key, shape, dtype):
 
 
 def sigmoid_(z):
-    """Stable logistic in place: sigma(z) = (1 + tanh(z / 2)) / 2 never overflows. Returns z."""
-    np.multiply(z, 0.5, out=z)
-    np.tanh(z, out=z)
-    np.multiply(z, 0.5, out=z)
-    np.add(z, 0.5, out=z)
+    """Logistic in place: 1 / (1 + exp(-z)). Returns z.
+
+    exp(-z) overflows to inf for z < -88 (float32), and 1 / inf is exactly the right 0; it underflows to 0
+    for large z, giving 1: both are expected, not errors. Faster than the tanh form (1 + tanh(z / 2)) / 2:
+    numpy's float32 tanh costs about 1.5x its exp on this machine (LSTM 256x2 step: 16 -> 12.6 ms of sigmoid).
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+    z += 1.0
+    np.divide(1.0, z, out=z)
     return z
 
 
