@@ -144,6 +144,8 @@ class Trainer:
         self.best_step = None
         self.evals_since_best = 0
         self.last_val = None
+        self.exact_seconds = self._probe_exact_seconds()
+        self.eval_seconds = None  # measured at the first evaluation
         if resume_from:
             try:
                 self._restore(resume_from)
@@ -151,6 +153,34 @@ class Trainer:
                 raise CheckpointError(f"{resume_from.path}: cannot resume, the training state is incomplete or "
                                       f"invalid ({type(exc).__name__}: {exc})") from None
         self.run.write_config({k: v for k, v in asdict(opts).items()})
+
+    def _probe_exact_seconds(self) -> float | None:
+        """Estimated seconds to score all validation text exactly (one stream); the cost does not depend on
+        the weights, so the initial ones serve."""
+        if self.val_ids is None:
+            return None
+        probe = self.val_ids[:min(len(self.val_ids), 1025)]
+        start = time.perf_counter()
+        score_ids(self.params, self.cfg, probe, streams=1)
+        return (time.perf_counter() - start) * len(self.val_ids) / len(probe)
+
+    def final_is_exact(self) -> bool:
+        """Score the best checkpoint exactly at the end when that costs at most a quarter of the --time
+        budget (else of the training time, or a minute), else in parallel streams."""
+        if self.exact_seconds is None:
+            return False
+        allowance = self.opts.time_budget / 4 if self.opts.time_budget else max(60.0, self.train_seconds / 4)
+        return self.exact_seconds <= allowance
+
+    def reserved_seconds(self) -> float:
+        """Seconds of the --time budget kept for the work after the last step: the closing evaluation and
+        the final score of the best checkpoint, so the whole invocation fits the budget. At most half."""
+        if not self.opts.time_budget or self.val_ids is None:
+            return 0.0
+        # Before the first evaluation is timed, a parallel-streams pass costs about 0.4x an exact one here.
+        evaluation = self.eval_seconds if self.eval_seconds is not None else 0.4 * self.exact_seconds
+        final = self.exact_seconds if self.final_is_exact() else evaluation
+        return min(evaluation + final, self.opts.time_budget / 2)
 
     def _restore(self, ckpt):
         t = ckpt.train
@@ -180,13 +210,15 @@ class Trainer:
         return min(candidates) if candidates else None
 
     def progress(self, session_seconds: float) -> float:
-        """Fraction of the run done: by steps/epochs, or by wall time for --time (whichever is further)."""
+        """Fraction of the run done: by steps/epochs, or by wall time for --time (whichever is further; the
+        time budget less what the closing evaluations need)."""
         fractions = []
         total = self.total_steps()
         if total:
             fractions.append(self.step / total)
         if self.opts.time_budget:
-            fractions.append(self.progress0 + (1 - self.progress0) * session_seconds / self.opts.time_budget)
+            training_budget = self.opts.time_budget - self.reserved_seconds()
+            fractions.append(self.progress0 + (1 - self.progress0) * session_seconds / training_budget)
         return max(fractions) if fractions else 0.0
 
     def epochs_done(self) -> float:
@@ -295,7 +327,7 @@ def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
 
         if total is not None and tr.step >= total:
             stopped_by = "steps" if opts.steps is not None and tr.step >= opts.steps else "epochs"
-        elif opts.time_budget and wall >= opts.time_budget:
+        elif opts.time_budget and wall >= opts.time_budget - tr.reserved_seconds():
             stopped_by = "time"
         elif signals.signum:
             stopped_by = "signal"
@@ -304,9 +336,11 @@ def _loop(tr: Trainer, signals: _StopSignals) -> TrainResult:
             eval_start = time.perf_counter()
             if _evaluate_and_checkpoint(tr, progress, smoothed, fields_):
                 stopped_by = stopped_by or "patience"
-            eval_cost = time.perf_counter() - eval_start
-            # Evaluations take at most about a tenth of the run, however slow they are.
-            next_eval_at = time.perf_counter() - session_start + max(_first_eval_interval(opts), 9 * eval_cost)
+            tr.eval_seconds = time.perf_counter() - eval_start
+            # Evaluations take at most about 4% of the run, however slow they are: time spent scoring is
+            # time not spent training.
+            next_eval_at = time.perf_counter() - session_start + max(_first_eval_interval(opts),
+                                                                      24 * tr.eval_seconds)
         elif stopped_by or (opts.save_every and tr.step % opts.save_every == 0):
             tr.save(progress)
         if opts.sample_every and tr.step % opts.sample_every == 0:
@@ -345,20 +379,16 @@ def _evaluate_and_checkpoint(tr: Trainer, progress, smoothed, fields_) -> bool:
 
 
 def _final_eval(tr: Trainer):
-    """The best checkpoint's loss on all validation text: exact (as `charlm perplexity` scores it) when that
-    costs at most a quarter of the training time or a minute, else in parallel streams. -> (loss, mode)"""
+    """The best checkpoint's loss on all validation text: exact (as `charlm perplexity` scores it) when
+    Trainer.final_is_exact, else in parallel streams. -> (loss, mode)"""
     if tr.val_ids is None or not tr.run.best_path.exists():
         return None, "none"
     best = load_checkpoint(tr.run.best_path)
-    probe = tr.val_ids[:min(len(tr.val_ids), 1025)]
-    start = time.perf_counter()
-    score_ids(best.params, best.config, probe, streams=1)
-    estimate = (time.perf_counter() - start) * len(tr.val_ids) / len(probe)
-    if estimate <= max(60.0, tr.train_seconds / 4):
+    if tr.final_is_exact():
         result = score_ids(best.params, best.config, tr.val_ids, streams=1)
         loss, mode = result.nll_sum / result.n_scored, "exact"
     else:
-        tr.report("log", f"exact scoring of the validation text would take about {estimate:.0f}s; "
+        tr.report("log", f"exact scoring of the validation text would take about {tr.exact_seconds:.0f}s; "
                          f"using {tr.opts.eval_streams} parallel streams (charlm perplexity RUN FILE is exact)")
         loss, mode = tr.evaluate(best.params), "streams"
     try:

@@ -241,3 +241,31 @@ def test_reported_val_loss_equals_perplexity_of_the_val_file(tmp_path, text_corp
     scored = _run(["perplexity", str(out), str(val), "--json"])
     assert scored.exit_code == 0, scored.output
     assert json.loads(scored.stdout)["total"]["nats_per_char"] == pytest.approx(reported, abs=1e-4)
+
+
+def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpus, monkeypatch):
+    # Pretend exact scoring of the validation text takes 1 s: a 4 s budget then trains for about 3 s, so the
+    # closing evaluation and the exact final score still end within the 4 s.
+    monkeypatch.setattr(train_module.Trainer, "_probe_exact_seconds", lambda self: 1.0)
+    opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
+                        batch=4, seq_len=16, time_budget=4.0)
+    result = train(opts)
+    assert result.stopped_by == "time"
+    assert result.best_val_mode == "exact"
+    assert 2.0 < result.train_seconds < 3.0 + 0.3
+
+
+def test_reserve_is_the_closing_evaluation_plus_the_final_score_and_at_most_half_the_budget():
+    trainer = train_module.Trainer.__new__(train_module.Trainer)
+    trainer.val_ids, trainer.train_seconds = np.zeros(100, np.uint8), 0.0
+    trainer.opts = TrainOptions(corpus="x", time_budget=100.0)
+    trainer.exact_seconds, trainer.eval_seconds = 20.0, None
+    assert trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(0.4 * 20 + 20)
+    trainer.eval_seconds = 3.0
+    assert trainer.reserved_seconds() == pytest.approx(23.0)
+    trainer.exact_seconds = 30.0  # more than a quarter of the budget: the final score runs in streams
+    assert not trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(6.0)
+    trainer.eval_seconds = 80.0
+    assert trainer.reserved_seconds() == 50.0
+    trainer.opts = TrainOptions(corpus="x", steps=10)
+    assert trainer.reserved_seconds() == 0.0
