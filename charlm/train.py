@@ -20,7 +20,7 @@ from charlm.data import Batcher, split_train_val
 from charlm.errors import CharlmError, CheckpointError, ConfigError, DivergenceError, TrainingInterrupted
 from charlm.model import init_params, init_state, loss_and_grads
 from charlm.optim import clip_gradients, make_optimizer
-from charlm.options import ARCHITECTURE_OPTIONS, TrainOptions, learning_rate
+from charlm.options import ARCHITECTURE_OPTIONS, TrainOptions, learning_rate, with_budget_defaults
 from charlm.rundir import RunDir
 from charlm.scoring import score_ids
 
@@ -275,6 +275,7 @@ def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None)
     architecture and keeps the checkpoint's training options unless they were given explicitly).
     report: callback(kind, payload) for progress; None is silent.
     """
+    opts = with_budget_defaults(opts)
     _check_options(opts)
     report = report or (lambda kind, payload: None)
     with RunDir(opts.run_dir, keep=opts.keep) as run:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import charlm.train as train_module
 from charlm.checkpoint import load_checkpoint
 from charlm.cli import cli
-from charlm.options import TrainOptions, learning_rate, parse_duration
+from charlm.options import TrainOptions, learning_rate, parse_duration, with_budget_defaults
 from charlm.rundir import RunDir
 from charlm.train import train
 
@@ -269,3 +269,31 @@ def test_reserve_is_the_closing_evaluation_plus_the_final_score_and_at_most_half
     assert trainer.reserved_seconds() == 50.0
     trainer.opts = TrainOptions(corpus="x", steps=10)
     assert trainer.reserved_seconds() == 0.0
+
+
+def test_model_size_and_dropout_left_unset_scale_with_the_time_budget():
+    short, long_ = (with_budget_defaults(TrainOptions(corpus="x", time_budget=t)) for t in (300.0, 600.0))
+    assert (short.hidden, short.dropout) == (256, 0.1)
+    assert (long_.hidden, long_.dropout) == (384, 0.2)
+    by_steps = with_budget_defaults(TrainOptions(corpus="x", steps=100))
+    assert (by_steps.hidden, by_steps.dropout) == (256, 0.1)
+    chosen = with_budget_defaults(TrainOptions(corpus="x", time_budget=600.0, hidden=128, dropout=0.0))
+    assert (chosen.hidden, chosen.dropout) == (128, 0.0)
+
+
+def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monkeypatch):
+    # Scale the threshold down so a 3-second run counts as a long budget, then resume with a step limit:
+    # the resumed run must keep the checkpoint's width, not re-derive the small one from the new limit.
+    monkeypatch.setattr("charlm.options.LARGE_BUDGET_SECONDS", 2.0)
+    monkeypatch.setattr("charlm.options.LARGE_MODEL", {"hidden": 24, "dropout": 0.2})
+    out = tmp_path / "run"
+    first = _run(["train", str(text_corpus), "--out", str(out), "--time", "3s", "--layers", "1", "--batch", "4",
+                  "--seq-len", "16", "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert load_checkpoint(out).config.hidden == 24
+    steps = load_checkpoint(out, prefer="latest").train["step"]
+    resumed = _run(["train", str(text_corpus), "--out", str(out), "--resume", "--steps", str(steps + 5),
+                    "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    latest = load_checkpoint(out, prefer="latest")
+    assert latest.config.hidden == 24 and latest.train["step"] == steps + 5

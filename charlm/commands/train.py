@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from charlm.console import silence, status_console
 from charlm.optim import OPTIMIZERS
-from charlm.options import TrainOptions, parse_duration
+from charlm.options import LARGE_BUDGET_SECONDS, LARGE_MODEL, SMALL_MODEL, TrainOptions, parse_duration
 from charlm.progress import TrainProgress
 from charlm.train import train as run_training
 
@@ -43,12 +43,14 @@ def _finite(ctx, param, value):
 @click.argument("corpus", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Run directory [default: runs/<corpus name>].")
 @click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell.")
-@click.option("--hidden", type=click.IntRange(min=1), default=DEFAULTS.hidden, show_default=True,
-              help="Hidden units per layer.")
+@click.option("--hidden", type=click.IntRange(min=1),
+              help=f"Hidden units per layer [default: {SMALL_MODEL['hidden']}; {LARGE_MODEL['hidden']} with a "
+                   f"--time of {LARGE_BUDGET_SECONDS / 60:g}m or more].")
 @click.option("--layers", type=click.IntRange(min=1), default=DEFAULTS.layers, show_default=True,
               help="Stacked recurrent layers.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout,
-              show_default=True, help="Inverted dropout between layers and before the output.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help=f"Inverted dropout between layers and before the output [default: {SMALL_MODEL['dropout']}; "
+                   f"{LARGE_MODEL['dropout']} with a --time of {LARGE_BUDGET_SECONDS / 60:g}m or more].")
 @click.option("--embed", type=click.IntRange(min=0), default=DEFAULTS.embed, show_default=True,
               help="Learned embedding width (0 = one-hot input, a row gather).")
 @click.option("--activation", type=click.Choice(("tanh", "relu")), default=DEFAULTS.activation,
