@@ -11,7 +11,8 @@ kept. The id stream is always `<EOS> doc1 <EOS> doc2 ... docN <EOS>`. (In `lines
 single line is held whole, so one enormous line is the exception to bounded memory.)
 
 `prepare_corpus` caches the ids of a file in `<cache dir>/corpus/<key>.ids` (raw `vocab.id_dtype`) with a
-JSON sidecar `<key>.json`; the key hashes the file's bytes and every option that changes the ids.
+JSON sidecar `<key>.json`; the key hashes the file's bytes and every option that changes the ids. The
+cache is pruned, least recently used first, to `CACHE_MAX_BYTES` whenever an entry is added.
 """
 
 import codecs
@@ -138,6 +139,10 @@ def prepare_corpus(path, *, eos_mode: str = "file", encoding: str = "utf-8", min
             counts = count_chars(path, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars).counts
             vocab = Vocab.build(counts, min_count=min_count, max_vocab=max_vocab)
         meta = _write_cache_entry(path, ids_path, meta_path, options, vocab, counts, chunk_chars)
+        prune_cache(entry_dir, CACHE_MAX_BYTES, keep=key)
+    else:
+        with contextlib.suppress(OSError):  # the sidecar's mtime is the entry's last use (LRU pruning)
+            os.utime(meta_path)
     built_vocab = Vocab.from_dict(meta["vocab"])
     ids = np.memmap(ids_path, dtype=built_vocab.id_dtype, mode="r", shape=(meta["n_ids"],))
     return Corpus(ids=ids, vocab=built_vocab, eos_mode=eos_mode, encoding=encoding, sha256=sha256,
@@ -155,6 +160,37 @@ def file_sha256(path) -> str:
 
 
 # -- cache ----------------------------------------------------------------------------------------------
+
+# Entries are pruned least recently used first once the cache holds more than this (the entry just written
+# always stays, however large).
+CACHE_MAX_BYTES = 4 << 30
+
+
+def prune_cache(entry_dir: Path, max_bytes: int, *, keep: str | None = None) -> list[str]:
+    """Delete the least recently used cache entries (`<key>.ids` + `<key>.json`) until the directory holds
+    at most `max_bytes`; never the entry `keep`. Returns the deleted keys. A process still reading a deleted
+    entry keeps its memory map (POSIX unlink semantics)."""
+    entries = []
+    for meta_path in Path(entry_dir).glob("*.json"):
+        ids_path = meta_path.with_suffix(".ids")
+        try:
+            size = meta_path.stat().st_size + (ids_path.stat().st_size if ids_path.exists() else 0)
+            entries.append((meta_path.stat().st_mtime, meta_path.stem, size))
+        except OSError:  # deleted meanwhile by another process
+            continue
+    total = sum(size for _, _, size in entries)
+    deleted = []
+    for _, key, size in sorted(entries):  # oldest use first
+        if total <= max_bytes:
+            break
+        if key == keep:
+            continue
+        for suffix in (".ids", ".json"):
+            with contextlib.suppress(FileNotFoundError):
+                (Path(entry_dir) / f"{key}{suffix}").unlink()
+        total -= size
+        deleted.append(key)
+    return deleted
 
 
 def _load_cache_entry(ids_path: Path, meta_path: Path, options: dict) -> dict | None:

@@ -284,3 +284,28 @@ def test_unwritable_cache_dir_is_a_corpus_error(tmp_path):
     with pytest.raises(CorpusError, match="CHARLM_CACHE_DIR"):
         prepare_corpus(write(tmp_path, b"text"), cache_dir=blocker)
     assert os.path.isfile(blocker)
+
+
+def test_cache_prunes_least_recently_used_entries_but_never_the_new_one(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    texts = {name: (name * 2000) for name in ("a", "b", "c")}
+    paths = {}
+    for i, (name, text) in enumerate(texts.items()):
+        paths[name] = tmp_path / f"{name}.txt"
+        paths[name].write_text(text, encoding="utf-8")
+        prepare_corpus(paths[name], cache_dir=cache)
+        for sidecar in (cache / "corpus").glob("*.json"):  # order the uses: a, then b, then c
+            if json.loads(sidecar.read_text())["source"] == str(paths[name]):
+                os.utime(sidecar, (1_000_000 + i, 1_000_000 + i))
+    prepare_corpus(paths["a"], cache_dir=cache)  # a cache hit marks a as the most recently used
+    entry_size = sum(p.stat().st_size for p in (cache / "corpus").iterdir()) // 3
+    monkeypatch.setattr(corpus_module, "CACHE_MAX_BYTES", int(3.5 * entry_size))
+    (tmp_path / "d.txt").write_text("d" * 2000, encoding="utf-8")
+    prepare_corpus(tmp_path / "d.txt", cache_dir=cache)  # adding d must evict b (oldest use), keep a, c, d
+    sources = sorted(json.loads(p.read_text())["source"] for p in (cache / "corpus").glob("*.json"))
+    assert sources == sorted(str(tmp_path / f"{n}.txt") for n in ("a", "c", "d"))
+    assert len(list((cache / "corpus").glob("*.ids"))) == 3
+    # The entry named `keep` stays even when it alone is over the limit.
+    kept = prepare_corpus(tmp_path / "d.txt", cache_dir=cache).cache_path.stem
+    assert len(corpus_module.prune_cache(cache / "corpus", 0, keep=kept)) == 2
+    assert sorted(p.name for p in (cache / "corpus").iterdir()) == [f"{kept}.ids", f"{kept}.json"]
