@@ -179,8 +179,17 @@ class Trainer:
             return 0.0
         # Before the first evaluation is timed, a parallel-streams pass costs about 0.4x an exact one here.
         evaluation = self.eval_seconds if self.eval_seconds is not None else 0.4 * self.exact_seconds
-        final = self.exact_seconds if self.final_is_exact() else evaluation
+        if self.final_is_exact():
+            final = self.exact_seconds
+        elif self.evals_cover_val():
+            final = 0.0  # the best evaluation's score is reused
+        else:
+            final = evaluation * len(self.val_ids) / self.opts.eval_chars
         return min(evaluation + final, self.opts.time_budget / 2)
+
+    def evals_cover_val(self) -> bool:
+        """True when an evaluation during training scores all of the validation text."""
+        return len(self.val_ids) <= self.opts.eval_chars
 
     def _restore(self, ckpt):
         t = ckpt.train
@@ -391,7 +400,9 @@ def _final_eval(tr: Trainer):
     else:
         tr.report("log", f"exact scoring of the validation text would take about {tr.exact_seconds:.0f}s; "
                          f"using {tr.opts.eval_streams} parallel streams (charlm perplexity RUN FILE is exact)")
-        loss, mode = tr.evaluate(best.params), "streams"
+        # When evaluations already score all of the validation text, the best one is this very score.
+        loss = tr.best_val if tr.evals_cover_val() else tr.evaluate(best.params)
+        mode = "streams"
     try:
         save_checkpoint(tr.run.best_path, params=best.params, config=best.config, vocab=best.vocab,
                         data=best.data, train=dict(best.train, best_val_final=loss, best_val_final_mode=mode))

@@ -14,8 +14,11 @@ from click.testing import CliRunner
 import charlm.train as train_module
 from charlm.checkpoint import load_checkpoint
 from charlm.cli import cli
+from charlm.corpus import prepare_corpus
+from charlm.data import split_train_val
 from charlm.options import TrainOptions, learning_rate, parse_duration, with_budget_defaults
 from charlm.rundir import RunDir
+from charlm.scoring import score_ids
 from charlm.train import train
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
@@ -263,8 +266,10 @@ def test_reserve_is_the_closing_evaluation_plus_the_final_score_and_at_most_half
     assert trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(0.4 * 20 + 20)
     trainer.eval_seconds = 3.0
     assert trainer.reserved_seconds() == pytest.approx(23.0)
-    trainer.exact_seconds = 30.0  # more than a quarter of the budget: the final score runs in streams
-    assert not trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(6.0)
+    trainer.exact_seconds = 30.0  # more than a quarter of the budget: the final score runs in streams,
+    assert not trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(3.0)  # reused as is
+    trainer.opts = TrainOptions(corpus="x", time_budget=100.0, eval_chars=50)  # or over all 100 ids, not 50
+    assert trainer.reserved_seconds() == pytest.approx(3.0 + 3.0 * 100 / 50)
     trainer.eval_seconds = 80.0
     assert trainer.reserved_seconds() == 50.0
     trainer.opts = TrainOptions(corpus="x", steps=10)
@@ -297,3 +302,19 @@ def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monk
     assert resumed.exit_code == 0, resumed.output
     latest = load_checkpoint(out, prefer="latest")
     assert latest.config.hidden == 24 and latest.train["step"] == steps + 5
+
+
+def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_validation_text(
+        tmp_path, text_corpus, monkeypatch):
+    monkeypatch.setattr(train_module.Trainer, "_probe_exact_seconds", lambda self: 1e9)  # exact: too slow
+    opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
+                        batch=4, seq_len=16, steps=20, eval_every=10)
+    result = train(opts)
+    assert result.best_val_mode == "streams"
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.best_val_loss == min(r["val_loss"] for r in evals if r.get("event") == "eval")
+    best = load_checkpoint(result.checkpoint)
+    _, val_ids = split_train_val(prepare_corpus(text_corpus), opts.val_fraction, opts.seed)
+    streams = max(1, min(opts.eval_streams, len(val_ids) // (4 * opts.seq_len)))
+    rescored = score_ids(best.params, best.config, val_ids, streams=streams, burn_in=opts.seq_len)
+    assert result.best_val_loss == rescored.nll_sum / rescored.n_scored
