@@ -141,3 +141,14 @@ def test_sigmoid_is_stable_at_extremes():
         cells.sigmoid_(z)
     np.testing.assert_allclose(z, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-7)
 
+
+
+@pytest.mark.parametrize("cell", ["gru-simple", "gru", "lstm"])
+def test_time_loop_saturates_gates_without_floating_point_errors(cell):
+    # The loops call the gate logistic without its own errstate; sequence_forward must supply one.
+    H, G = 3, cells.GATES[cell] * 3
+    xp = np.tile(np.array([-1e4, 1e4], np.float32), (4, 2, G // 2 + 1))[:, :, :G].copy()
+    state = tuple(np.zeros((2, H), np.float32) for _ in range(cells.STATE_ARRAYS[cell]))
+    with np.errstate(all="raise"):
+        hs, _, _ = cells.sequence_forward(cell, xp, state, np.zeros((H, G), np.float32))
+    assert np.all(np.isfinite(hs)) and np.all(np.abs(hs) <= 1.0)
