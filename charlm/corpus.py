@@ -167,20 +167,20 @@ CACHE_MAX_BYTES = 4 << 30
 
 
 def prune_cache(entry_dir: Path, max_bytes: int, *, keep: str | None = None) -> list[str]:
-    """Delete the least recently used cache entries (`<key>.ids` + `<key>.json`) until the directory holds
-    at most `max_bytes`; never the entry `keep`. Returns the deleted keys. A process still reading a deleted
-    entry keeps its memory map (POSIX unlink semantics)."""
-    entries = []
-    for meta_path in Path(entry_dir).glob("*.json"):
-        ids_path = meta_path.with_suffix(".ids")
-        try:
-            size = meta_path.stat().st_size + (ids_path.stat().st_size if ids_path.exists() else 0)
-            entries.append((meta_path.stat().st_mtime, meta_path.stem, size))
+    """Delete the least recently used cache entries (`<key>.ids` + `<key>.json`, or either alone, left by a
+    crash between the two writes) until the directory holds at most `max_bytes`; never the entry `keep`.
+    Returns the deleted keys. A process still reading a deleted entry keeps its memory map (POSIX unlink)."""
+    last_use, size = {}, {}
+    for path in [*Path(entry_dir).glob("*.ids"), *Path(entry_dir).glob("*.json")]:  # sidecars last: their
+        try:                                                                         # mtime marks a use
+            info = path.stat()
         except OSError:  # deleted meanwhile by another process
             continue
-    total = sum(size for _, _, size in entries)
+        last_use[path.stem] = info.st_mtime
+        size[path.stem] = size.get(path.stem, 0) + info.st_size
+    total = sum(size.values())
     deleted = []
-    for _, key, size in sorted(entries):  # oldest use first
+    for key in sorted(last_use, key=last_use.get):  # oldest use first
         if total <= max_bytes:
             break
         if key == keep:
@@ -188,7 +188,7 @@ def prune_cache(entry_dir: Path, max_bytes: int, *, keep: str | None = None) -> 
         for suffix in (".ids", ".json"):
             with contextlib.suppress(FileNotFoundError):
                 (Path(entry_dir) / f"{key}{suffix}").unlink()
-        total -= size
+        total -= size[key]
         deleted.append(key)
     return deleted
 

@@ -305,6 +305,12 @@ def test_cache_prunes_least_recently_used_entries_but_never_the_new_one(tmp_path
     sources = sorted(json.loads(p.read_text())["source"] for p in (cache / "corpus").glob("*.json"))
     assert sources == sorted(str(tmp_path / f"{n}.txt") for n in ("a", "c", "d"))
     assert len(list((cache / "corpus").glob("*.ids"))) == 3
+    # An orphan id file (a crash between the id file and its sidecar) is pruned like any entry.
+    entries_bytes = sum(p.stat().st_size for p in (cache / "corpus").iterdir())
+    orphan = cache / "corpus" / ("0" * 64 + ".ids")
+    orphan.write_bytes(b"\0" * 10)
+    os.utime(orphan, (1_000_000, 1_000_000))
+    assert corpus_module.prune_cache(cache / "corpus", entries_bytes) == ["0" * 64] and not orphan.exists()
     # The entry named `keep` stays even when it alone is over the limit.
     kept = prepare_corpus(tmp_path / "d.txt", cache_dir=cache).cache_path.stem
     assert len(corpus_module.prune_cache(cache / "corpus", 0, keep=kept)) == 2
