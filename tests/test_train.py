@@ -307,12 +307,18 @@ def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monk
 def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_validation_text(
         tmp_path, text_corpus, monkeypatch):
     monkeypatch.setattr(train_module.Trainer, "_probe_exact_seconds", lambda self: 1e9)  # exact: too slow
+    scored = []
+    evaluate = train_module.Trainer.evaluate
+    monkeypatch.setattr(train_module.Trainer, "evaluate", lambda self, *a, **k: scored.append(1) or evaluate(
+        self, *a, **k))
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
                         batch=4, seq_len=16, steps=20, eval_every=10)
     result = train(opts)
     assert result.best_val_mode == "streams"
     evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert result.best_val_loss == min(r["val_loss"] for r in evals if r.get("event") == "eval")
+    evals = [r for r in evals if r.get("event") == "eval"]
+    assert len(scored) == len(evals) == 2  # no third pass over the validation text for the final score
+    assert result.best_val_loss == min(r["val_loss"] for r in evals)
     best = load_checkpoint(result.checkpoint)
     _, val_ids = split_train_val(prepare_corpus(text_corpus), opts.val_fraction, opts.seed)
     streams = max(1, min(opts.eval_streams, len(val_ids) // (4 * opts.seq_len)))
