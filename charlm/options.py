@@ -66,9 +66,10 @@ class TrainOptions:
         return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
 
     def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(cell=self.cell, vocab_size=vocab_size, hidden=self.hidden, layers=self.layers,
-                           embed=self.embed, dropout=self.dropout, activation=self.activation,
-                           dtype=self.dtype)
+        """The model these options describe (hidden and dropout left unset are filled from the budget)."""
+        o = with_budget_defaults(self)
+        return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
+                           dropout=o.dropout, activation=o.activation, dtype=o.dtype)
 
 
 # A longer budget affords a wider model, which then needs more dropout (README "Defaults, and why"):

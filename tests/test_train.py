@@ -284,6 +284,8 @@ def test_model_size_and_dropout_left_unset_scale_with_the_time_budget():
     assert (by_steps.hidden, by_steps.dropout) == (256, 0.1)
     chosen = with_budget_defaults(TrainOptions(corpus="x", time_budget=600.0, hidden=128, dropout=0.0))
     assert (chosen.hidden, chosen.dropout) == (128, 0.0)
+    unresolved = TrainOptions(corpus="x", time_budget=600.0).model_config(vocab_size=10)  # fills them itself
+    assert (unresolved.hidden, unresolved.dropout) == (384, 0.2)
 
 
 def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monkeypatch):
