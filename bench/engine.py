@@ -65,8 +65,8 @@ def run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps):
     """Step times (s) of the numpy engine with the one-hot (row-gather) input, a workspace and Adam."""
     import numpy as np
 
-    from charlm.model import ModelConfig, init_params, init_state, loss_and_grads
-    from charlm.optim import make_optimizer
+    from charlm.engine.optim import make_optimizer
+    from charlm.models.lm import ModelConfig, init_params, init_state, loss_and_grads
 
     cfg = ModelConfig(cell=cell, vocab_size=VOCAB, hidden=hidden, layers=layers)
     rng = np.random.default_rng(0)

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from charlm.checkpoint import MAX_HEADER_BYTES, load_checkpoint, payload_digest, save_checkpoint
+from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError
-from charlm.model import ModelConfig, init_params, init_state
-from charlm.optim import make_optimizer
-from charlm.vocab import Vocab
+from charlm.models.lm import ModelConfig, init_params, init_state
+from charlm.store.checkpoint import MAX_HEADER_BYTES, load_checkpoint, payload_digest, save_checkpoint
+from charlm.text.tokenizer import Vocab
 
 DTYPES = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL", "F8_E4M3",
           "C64", "f32", "", "F3", "STRING"]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.model import ModelConfig, init_params
-from charlm.scoring import score_ids
-from charlm.vocab import EOS, Vocab
+from charlm.inference.scoring import score_ids
+from charlm.models.lm import ModelConfig, init_params
+from charlm.text.tokenizer import EOS, Vocab
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.model import ModelConfig, init_params
-from charlm.sampling import generate
-from charlm.vocab import Vocab
+from charlm.inference.sampling import generate
+from charlm.models.lm import ModelConfig, init_params
+from charlm.text.tokenizer import Vocab
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from charlm.checkpoint import save_checkpoint
-from charlm.data import Batcher
-from charlm.model import ModelConfig, init_params, init_state, loss_and_grads
-from charlm.optim import Adam
+from charlm.engine.optim import Adam
+from charlm.models.lm import ModelConfig, init_params, init_state, loss_and_grads
+from charlm.store.checkpoint import save_checkpoint
+from charlm.text.batching import Batcher
 
 
 def train_tiny(ids, vocab_size, *, steps=300, hidden=32, cell="lstm", seed=0, batch=8, seq_len=32, lr=1e-2):

@@ -5,8 +5,8 @@ import zlib
 import numpy as np
 import pytest
 
-from charlm import cells
-from charlm.gradcheck import numeric_gradient, rel_error
+from charlm.engine import cells
+from charlm.engine.gradcheck import numeric_gradient, rel_error
 
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("gru-simple", "tanh"), ("gru", "tanh"), ("lstm", "tanh")]
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from charlm import checkpoint as ckpt_module
-from charlm.checkpoint import load_checkpoint, save_checkpoint
+from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError, CheckpointVersionError
-from charlm.model import ModelConfig, init_params, init_state
-from charlm.optim import make_optimizer
-from charlm.vocab import Vocab
+from charlm.models.lm import ModelConfig, init_params, init_state
+from charlm.store import checkpoint as ckpt_module
+from charlm.store.checkpoint import load_checkpoint, save_checkpoint
+from charlm.text.tokenizer import Vocab
 
 
 def _small(cell="lstm", layers=2):

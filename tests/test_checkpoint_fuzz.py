@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charlm.checkpoint import load_checkpoint, save_checkpoint
+from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError
-from charlm.model import ModelConfig, init_params, init_state
-from charlm.optim import make_optimizer
-from charlm.vocab import Vocab
+from charlm.models.lm import ModelConfig, init_params, init_state
+from charlm.store.checkpoint import load_checkpoint, save_checkpoint
+from charlm.text.tokenizer import Vocab
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])

@@ -9,15 +9,15 @@ import pytest
 from click.testing import CliRunner
 from inference_models import train_tiny, write_checkpoint
 
-from charlm.checkpoint import load_checkpoint
-from charlm.cli import cli
-from charlm.commands.perplexity import coloured, surprisal_style
-from charlm.corpus import prepare_corpus
-from charlm.model import ModelConfig, init_params
-from charlm.scoring import score_ids
-from charlm.vocab import EOS, Vocab
+from charlm.cli.commands.perplexity import coloured, surprisal_style
+from charlm.cli.main import cli
+from charlm.inference.scoring import score_ids
+from charlm.models.lm import ModelConfig, init_params
+from charlm.store.checkpoint import load_checkpoint
+from charlm.text.corpus import prepare_corpus
+from charlm.text.tokenizer import EOS, Vocab
 
-REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "vocab.py"
+REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "text" / "tokenizer.py"
 SENTENCES = ["the apple and pear salad", "a pear and an apple", "pear salad with apple", "the pear tree",
              "apple and pear salad for all", "the salad and the pear"]
 

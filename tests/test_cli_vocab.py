@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from charlm.cli import cli
-from charlm.commands.vocab import shown_char
+from charlm.cli.commands.vocab import shown_char
+from charlm.cli.main import cli
 
 
 def invoke(*args):

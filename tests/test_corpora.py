@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import charlm.corpora as corpora_module
-from charlm.corpora import TINYSHAKESPEARE_SHA256, URL_ENV, build_python_stdlib, download_verified, get_corpus
+import charlm.text.catalogue as corpora_module
 from charlm.errors import ConfigError, CorpusError
+from charlm.text.catalogue import TINYSHAKESPEARE_SHA256, URL_ENV, build_python_stdlib, download_verified, get_corpus
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import charlm.corpus as corpus_module
-from charlm.corpus import count_chars, iter_encoded, prepare_corpus, read_text
+import charlm.text.corpus as corpus_module
 from charlm.errors import ConfigError, CorpusError
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.text.corpus import count_chars, iter_encoded, prepare_corpus, read_text
+from charlm.text.tokenizer import EOS, UNK, Vocab
 
 CHUNK_SIZES = [1, 2, 3, 5, 64, 1 << 20]
 

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import charlm.checkpoint as checkpoint_module
-import charlm.train as train_module
-from charlm.checkpoint import checkpoint_files, load_checkpoint
-from charlm.cli import cli
+import charlm.store.checkpoint as checkpoint_module
+import charlm.training.trainer as train_module
+from charlm.cli.main import cli
 from charlm.errors import CheckpointError
+from charlm.store.checkpoint import checkpoint_files, load_checkpoint
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
 STEPS = 120
@@ -80,7 +80,7 @@ class TornFile:
 
 os.fdopen = lambda fd, mode="r", *a, **k: TornFile(real_fdopen(fd, mode, *a, **k)) if "w" in mode else \
     real_fdopen(fd, mode, *a, **k)
-from charlm.cli import main
+from charlm.cli.main import main
 sys.argv[0] = "charlm"
 main()
 """
@@ -312,7 +312,7 @@ def test_disk_full_while_rewriting_best_at_the_end_names_the_last_good_checkpoin
 
 
 def test_disk_full_while_logging_metrics_names_the_file_and_last_checkpoint(tmp_path, corpus, monkeypatch):
-    import charlm.rundir as rundir_module
+    import charlm.store.rundir as rundir_module
 
     out = tmp_path / "run"
     calls = {"n": 0}

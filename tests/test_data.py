@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from charlm.corpus import prepare_corpus
-from charlm.data import Batcher, split_train_val
 from charlm.errors import ConfigError
-from charlm.vocab import EOS
+from charlm.text.batching import Batcher, split_train_val
+from charlm.text.corpus import prepare_corpus
+from charlm.text.tokenizer import EOS
 
 
 def docs_of(ids) -> list[tuple]:

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from charlm import model
-from charlm.cli import cli
+from charlm.cli.main import cli
+from charlm.models import lm as model
 
 
 def run(*args):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from test_cells import naive_forward
 
-from charlm import model
+from charlm.engine.gradcheck import check_model
 from charlm.errors import ConfigError
-from charlm.gradcheck import check_model
-from charlm.model import (
+from charlm.models import lm as model
+from charlm.models.lm import (
     ModelConfig,
     forward_nll,
     init_params,

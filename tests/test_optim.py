@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from charlm.optim import OPTIMIZERS, clip_gradients, global_norm, make_optimizer
+from charlm.engine.optim import OPTIMIZERS, clip_gradients, global_norm, make_optimizer
 
 
 def _params(rng):

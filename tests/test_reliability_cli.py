@@ -23,9 +23,9 @@ import pytest
 import safetensors.numpy
 from click.testing import CliRunner
 
-import charlm.train as train_module
-from charlm.checkpoint import load_checkpoint, payload_digest
-from charlm.cli import cli
+import charlm.training.trainer as train_module
+from charlm.cli.main import cli
+from charlm.store.checkpoint import load_checkpoint, payload_digest
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
 ANSI = re.compile(r"\x1b[\[\]()]")

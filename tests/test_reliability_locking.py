@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from charlm.checkpoint import load_checkpoint
+from charlm.store.checkpoint import load_checkpoint
 
 SMALL = ["--cell", "gru", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from charlm.errors import ConfigError
-from charlm.model import ModelConfig, init_params, init_state, step_logits
-from charlm.sampling import (
+from charlm.inference.sampling import (
     OrderedStream,
     beam_search,
     beam_search_ids,
@@ -22,7 +21,8 @@ from charlm.sampling import (
     make_picker,
     novelty,
 )
-from charlm.vocab import EOS, Vocab
+from charlm.models.lm import ModelConfig, init_params, init_state, step_logits
+from charlm.text.tokenizer import EOS, Vocab
 
 # chi-square 0.999 quantiles by degrees of freedom
 CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46}

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from inference_models import train_tiny
 
-from charlm.corpus import prepare_corpus
 from charlm.errors import ConfigError
-from charlm.model import ModelConfig, init_params, init_state, step_logits
-from charlm.sampling import log_softmax
-from charlm.scoring import score_documents, score_file, score_ids
-from charlm.vocab import EOS, Vocab
+from charlm.inference.sampling import log_softmax
+from charlm.inference.scoring import score_documents, score_file, score_ids
+from charlm.models.lm import ModelConfig, init_params, init_state, step_logits
+from charlm.text.corpus import prepare_corpus
+from charlm.text.tokenizer import EOS, Vocab
 
-REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "vocab.py"
+REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "text" / "tokenizer.py"
 
 
 def random_model(cell="lstm", V=9, H=12, layers=2, dtype="float64", seed=0):

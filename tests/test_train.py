@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import charlm.train as train_module
-from charlm.checkpoint import load_checkpoint
-from charlm.cli import cli
-from charlm.corpus import prepare_corpus
-from charlm.data import split_train_val
-from charlm.options import TrainOptions, learning_rate, parse_duration, with_budget_defaults
-from charlm.rundir import RunDir
-from charlm.scoring import score_ids
-from charlm.train import train
+import charlm.training.trainer as train_module
+from charlm.cli.main import cli
+from charlm.inference.scoring import score_ids
+from charlm.store.checkpoint import load_checkpoint
+from charlm.store.rundir import RunDir
+from charlm.text.batching import split_train_val
+from charlm.text.corpus import prepare_corpus
+from charlm.training.options import TrainOptions, learning_rate, parse_duration, with_budget_defaults
+from charlm.training.trainer import train
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
 
@@ -291,8 +291,8 @@ def test_model_size_and_dropout_left_unset_scale_with_the_time_budget():
 def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monkeypatch):
     # Scale the threshold down so a 3-second run counts as a long budget, then resume with a step limit:
     # the resumed run must keep the checkpoint's width, not re-derive the small one from the new limit.
-    monkeypatch.setattr("charlm.options.LARGE_BUDGET_SECONDS", 2.0)
-    monkeypatch.setattr("charlm.options.LARGE_MODEL", {"hidden": 24, "dropout": 0.2})
+    monkeypatch.setattr("charlm.training.options.LARGE_BUDGET_SECONDS", 2.0)
+    monkeypatch.setattr("charlm.training.options.LARGE_MODEL", {"hidden": 24, "dropout": 0.2})
     out = tmp_path / "run"
     first = _run(["train", str(text_corpus), "--out", str(out), "--time", "3s", "--layers", "1", "--batch", "4",
                   "--seq-len", "16", "--quiet"])

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.text.tokenizer import EOS, UNK, Vocab
 
 MIXED = "Привет, мир! 中文字符 🙂🚀 e\u0301 naïve\n\ttab ß 𝔘"
 
@@ -29,7 +29,7 @@ def test_build_is_deterministic_regardless_of_count_order():
 
 
 def test_build_is_identical_across_hash_seeds():
-    script = ("import json; from collections import Counter; from charlm.vocab import Vocab; "
+    script = ("import json; from collections import Counter; from charlm.text.tokenizer import Vocab; "
               f"print(json.dumps(Vocab.build(Counter({MIXED!r} * 3 + 'xyz')).to_dict()))")
     outputs = set()
     for hash_seed in ("0", "1", "12345"):

@@ -5,11 +5,11 @@ import json
 import click
 from rich.table import Table
 
-from charlm.cells import CELLS
-from charlm.console import result_console
+from charlm.cli.console import result_console
+from charlm.engine.cells import CELLS
+from charlm.engine.gradcheck import TOLERANCE, check_model
 from charlm.errors import CharlmError
-from charlm.gradcheck import TOLERANCE, check_model
-from charlm.model import ModelConfig
+from charlm.models.lm import ModelConfig
 
 
 @click.command()

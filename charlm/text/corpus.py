@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import ConfigError, CorpusError
-from charlm.vocab import EOS, UNK, Vocab, codepoints
+from charlm.text.tokenizer import EOS, UNK, Vocab, codepoints
 
 EOS_MODES = ("file", "lines", "paragraphs")
 CACHE_FORMAT = 1

@@ -7,7 +7,7 @@ Parameters are a flat dict with stable names (shapes for cell gates k = 1, 2, 3,
 gru, lstm):
 - `embed.W` (V, E), only when `embed > 0`
 - `layer.<l>.Wx` (D, k*H): input weights; with `embed == 0` layer 0's rows are gathered by character id
-- `layer.<l>.Wh` (H, k*H): recurrent weights, gates stacked as documented in `charlm.cells`
+- `layer.<l>.Wh` (H, k*H): recurrent weights, gates stacked as documented in `charlm.engine.cells`
 - `layer.<l>.b` (k*H,)
 - `head.W` (H, V), `head.b` (V,)
 
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charlm import cells
-from charlm.cells import CELLS, GATES, STATE_ARRAYS, buffer
+from charlm.engine import cells
+from charlm.engine.cells import CELLS, GATES, STATE_ARRAYS, buffer
 from charlm.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlm import model
-from charlm.model import ModelConfig
+from charlm.models import lm as model
+from charlm.models.lm import ModelConfig
 
 TOLERANCE = 1e-6
 

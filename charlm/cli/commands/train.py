@@ -1,4 +1,4 @@
-"""`charlm train`: a thin wrapper over `charlm.train.train`."""
+"""`charlm train`: a thin wrapper over `charlm.training.trainer.train`."""
 
 import json
 import math
@@ -7,11 +7,11 @@ import sys
 import click
 from click.core import ParameterSource
 
-from charlm.console import silence, status_console
-from charlm.optim import OPTIMIZERS
-from charlm.options import LARGE_BUDGET_SECONDS, LARGE_MODEL, SMALL_MODEL, TrainOptions, parse_duration
-from charlm.progress import TrainProgress
-from charlm.train import train as run_training
+from charlm.cli.console import silence, status_console
+from charlm.cli.progress import TrainProgress
+from charlm.engine.optim import OPTIMIZERS
+from charlm.training.options import LARGE_BUDGET_SECONDS, LARGE_MODEL, SMALL_MODEL, TrainOptions, parse_duration
+from charlm.training.trainer import train as run_training
 
 CELLS = ("rnn", "gru", "gru-simple", "lstm")
 EOS_MODES = ("file", "lines", "paragraphs")

@@ -6,9 +6,9 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
-from charlm.console import result_console, status_console
-from charlm.corpora import CATALOGUE, get_corpus
-from charlm.corpus import file_sha256
+from charlm.cli.console import result_console, status_console
+from charlm.text.catalogue import CATALOGUE, get_corpus
+from charlm.text.corpus import file_sha256
 
 
 @click.group()

@@ -7,9 +7,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from charlm.checkpoint import load_checkpoint
-from charlm.console import result_console, status_console
-from charlm.vocab import SPECIALS
+from charlm.cli.console import result_console, status_console
+from charlm.store.checkpoint import load_checkpoint
+from charlm.text.tokenizer import SPECIALS
 
 
 def _visible(c: str) -> str:

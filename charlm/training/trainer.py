@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.checkpoint import load_checkpoint, save_checkpoint
-from charlm.corpus import prepare_corpus
-from charlm.data import Batcher, split_train_val
+from charlm.engine.optim import clip_gradients, make_optimizer
 from charlm.errors import CharlmError, CheckpointError, ConfigError, DivergenceError, TrainingInterrupted
-from charlm.model import init_params, init_state, loss_and_grads
-from charlm.optim import clip_gradients, make_optimizer
-from charlm.options import ARCHITECTURE_OPTIONS, TrainOptions, learning_rate, with_budget_defaults
-from charlm.rundir import RunDir
-from charlm.scoring import score_ids
+from charlm.inference.scoring import score_ids
+from charlm.models.lm import init_params, init_state, loss_and_grads
+from charlm.store.checkpoint import load_checkpoint, save_checkpoint
+from charlm.store.rundir import RunDir
+from charlm.text.batching import Batcher, split_train_val
+from charlm.text.corpus import prepare_corpus
+from charlm.training.options import ARCHITECTURE_OPTIONS, TrainOptions, learning_rate, with_budget_defaults
 
 LN2 = math.log(2)
 
@@ -442,7 +442,7 @@ def _interrupted(tr: Trainer, progress, signum):
 
 
 def _show_sample(tr: Trainer):
-    from charlm.sampling import generate
+    from charlm.inference.sampling import generate
 
     samples = generate(tr.params, tr.cfg, tr.vocab, num_samples=1, length=200, temperature=0.8,
                        seed=tr.step, stop_at_eos=tr.opts.eos != "file")

@@ -1,6 +1,6 @@
 """The `charlm` command group.
 
-Subcommands live in `charlm.commands.<name>` and are imported only when used, so `charlm --help`
+Subcommands live in `charlm.cli.commands.<name>` and are imported only when used, so `charlm --help`
 stays fast and a command's heavy imports (numpy) are paid only by that command.
 """
 
@@ -15,14 +15,14 @@ from charlm.errors import CharlmError
 
 # command name -> "module:attribute"
 COMMANDS = {
-    "train": "charlm.commands.train:train",
-    "sample": "charlm.commands.sample:sample",
-    "perplexity": "charlm.commands.perplexity:perplexity",
-    "score": "charlm.commands.perplexity:score",
-    "info": "charlm.commands.info:info",
-    "vocab": "charlm.commands.vocab:vocab",
-    "corpus": "charlm.commands.corpus:corpus",
-    "gradcheck": "charlm.commands.gradcheck:gradcheck",
+    "train": "charlm.cli.commands.train:train",
+    "sample": "charlm.cli.commands.sample:sample",
+    "perplexity": "charlm.cli.commands.perplexity:perplexity",
+    "score": "charlm.cli.commands.perplexity:score",
+    "info": "charlm.cli.commands.info:info",
+    "vocab": "charlm.cli.commands.vocab:vocab",
+    "corpus": "charlm.cli.commands.corpus:corpus",
+    "gradcheck": "charlm.cli.commands.gradcheck:gradcheck",
 }
 
 
@@ -65,7 +65,7 @@ class CharlmGroup(click.Group):
             raise CharlmFailure("interrupted", 130) from None
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # the reader went away (`charlm sample | head`): stop quietly
-                from charlm.console import silence  # rich loads only on this path
+                from charlm.cli.console import silence  # rich loads only on this path
 
                 silence(sys.stdout)
                 raise click.exceptions.Exit(0) from None
@@ -91,7 +91,7 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="charlm")
     except BrokenPipeError:  # raised while flushing after the command: same quiet exit as in invoke
-        from charlm.console import silence
+        from charlm.cli.console import silence
 
         silence(sys.stdout)
         sys.exit(0)

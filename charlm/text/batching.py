@@ -9,7 +9,7 @@ the position is therefore fully described by {"epoch": e, "batch": i}.
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.vocab import EOS
+from charlm.text.tokenizer import EOS
 
 
 def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -6,9 +6,9 @@ import unicodedata
 import click
 from rich.table import Table
 
-from charlm.console import result_console, status_console
-from charlm.corpus import EOS_MODES, count_chars
-from charlm.vocab import Vocab
+from charlm.cli.console import result_console, status_console
+from charlm.text.corpus import EOS_MODES, count_chars
+from charlm.text.tokenizer import Vocab
 
 _NAMED = {" ": "space", "\n": "\\n", "\t": "\\t"}
 

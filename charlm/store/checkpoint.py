@@ -24,8 +24,8 @@ import safetensors.numpy
 
 from charlm import __version__
 from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError
-from charlm.model import ModelConfig, param_shapes
-from charlm.vocab import Vocab
+from charlm.models.lm import ModelConfig, param_shapes
+from charlm.text.tokenizer import Vocab
 
 FORMAT = "charlm"
 FORMAT_VERSION = 1

@@ -9,10 +9,10 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from charlm.checkpoint import load_checkpoint
-from charlm.console import result_console, status_console
-from charlm.scoring import LN2, ScoreResult, score_documents, score_file
-from charlm.vocab import EOS
+from charlm.cli.console import result_console, status_console
+from charlm.inference.scoring import LN2, ScoreResult, score_documents, score_file
+from charlm.store.checkpoint import load_checkpoint
+from charlm.text.tokenizer import EOS
 
 # surprisal bins in bits (upper bounds) and their colours, for --show
 SURPRISAL_STYLES = ((1.0, "green"), (3.0, "yellow"), (6.0, "dark_orange"), (10.0, "red"),

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.model import init_state, step_logits
-from charlm.vocab import EOS
+from charlm.models.lm import init_state, step_logits
+from charlm.text.tokenizer import EOS
 
 
 @dataclass
@@ -395,7 +395,7 @@ class Novelty:
 
 
 def documents(text: str, eos_mode: str) -> list[str]:
-    """The documents of a normalised text as `charlm.corpus` cuts them (blank = empty or whitespace only)."""
+    """The documents of a normalised text as `charlm.text.corpus` cuts them (blank = empty or whitespace only)."""
     if eos_mode == "file":
         return [text] if text.strip() else []
     docs, block = [], []

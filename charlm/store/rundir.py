@@ -12,8 +12,8 @@ import math
 import os
 from pathlib import Path
 
-from charlm.checkpoint import checkpoint_files, write_atomic
 from charlm.errors import CharlmError
+from charlm.store.checkpoint import checkpoint_files, write_atomic
 
 
 class RunDir:

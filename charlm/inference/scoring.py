@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlm.corpus import iter_encoded, prepare_corpus
 from charlm.errors import ConfigError
-from charlm.model import forward_nll, init_state
-from charlm.vocab import EOS, UNK
+from charlm.models.lm import forward_nll, init_state
+from charlm.text.corpus import iter_encoded, prepare_corpus
+from charlm.text.tokenizer import EOS, UNK
 
 LN2 = math.log(2)
 

@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from charlm.checkpoint import load_checkpoint
-from charlm.console import status_console
-from charlm.corpus import read_text
-from charlm.sampling import OrderedStream, beam_search, generate, novelty
+from charlm.cli.console import status_console
+from charlm.inference.sampling import OrderedStream, beam_search, generate, novelty
+from charlm.store.checkpoint import load_checkpoint
+from charlm.text.corpus import read_text
 
 ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}
 
