@@ -66,7 +66,8 @@ def run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps):
     import numpy as np
 
     from charlm.engine.optim import make_optimizer
-    from charlm.models.lm import ModelConfig, init_params, init_state, loss_and_grads
+    from charlm.models.config import ModelConfig
+    from charlm.models.lm import init_params, init_state, loss_and_grads
 
     cfg = ModelConfig(cell=cell, vocab_size=VOCAB, hidden=hidden, layers=layers)
     rng = np.random.default_rng(0)

@@ -36,7 +36,8 @@ import safetensors.numpy
 
 from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError
-from charlm.models.lm import ModelConfig, init_params, init_state
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state
 from charlm.store.checkpoint import MAX_HEADER_BYTES, load_checkpoint, payload_digest, save_checkpoint
 from charlm.text.tokenizer import Vocab
 

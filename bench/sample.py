@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from charlm.inference.sampling import generate
-from charlm.models.lm import ModelConfig, init_params
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params
 from charlm.text.tokenizer import Vocab
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -3,7 +3,8 @@
 import numpy as np
 
 from charlm.engine.optim import Adam
-from charlm.models.lm import ModelConfig, init_params, init_state, loss_and_grads
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state, loss_and_grads
 from charlm.store.checkpoint import save_checkpoint
 from charlm.text.batching import Batcher
 

@@ -10,7 +10,8 @@ import safetensors.numpy
 
 from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError, CheckpointVersionError
-from charlm.models.lm import ModelConfig, init_params, init_state
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state
 from charlm.store import checkpoint as ckpt_module
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.text.tokenizer import Vocab

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError
-from charlm.models.lm import ModelConfig, init_params, init_state
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.text.tokenizer import Vocab
 

@@ -12,7 +12,8 @@ from inference_models import train_tiny, write_checkpoint
 from charlm.cli.commands.perplexity import coloured, surprisal_style
 from charlm.cli.main import cli
 from charlm.inference.scoring import score_ids
-from charlm.models.lm import ModelConfig, init_params
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params
 from charlm.store.checkpoint import load_checkpoint
 from charlm.text.corpus import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab

@@ -21,7 +21,8 @@ from charlm.inference.sampling import (
     make_picker,
     novelty,
 )
-from charlm.models.lm import ModelConfig, init_params, init_state, step_logits
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state, step_logits
 from charlm.text.tokenizer import EOS, Vocab
 
 # chi-square 0.999 quantiles by degrees of freedom

@@ -10,7 +10,8 @@ from inference_models import train_tiny
 from charlm.errors import ConfigError
 from charlm.inference.sampling import log_softmax
 from charlm.inference.scoring import score_documents, score_file, score_ids
-from charlm.models.lm import ModelConfig, init_params, init_state, step_logits
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state, step_logits
 from charlm.text.corpus import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.models import lm as model
-from charlm.models.lm import ModelConfig
+from charlm.models.config import ModelConfig
 
 TOLERANCE = 1e-6
 

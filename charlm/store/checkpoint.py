@@ -24,7 +24,8 @@ import safetensors.numpy
 
 from charlm import __version__
 from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError
-from charlm.models.lm import ModelConfig, param_shapes
+from charlm.models.config import ModelConfig
+from charlm.models.lm import param_shapes
 from charlm.text.tokenizer import Vocab
 
 FORMAT = "charlm"

@@ -95,11 +95,15 @@ class RunDir:
         except OSError as exc:
             raise self.io_error("config.json", exc) from None
 
+    def last_good(self) -> str:
+        """The checkpoint a resume would start from, as the end of an error message: every failure that
+        stops a run names it, so the user knows nothing was lost."""
+        last = self.checkpoints()
+        return f"last good checkpoint: {last[0].name}" if last else "no checkpoint was written yet"
+
     def io_error(self, name: str, exc: OSError) -> CharlmError:
         """One line for a failed write in the run directory, naming the checkpoint a resume would start from."""
-        last = self.checkpoints()
-        last_good = f"last good checkpoint: {last[0].name}" if last else "no checkpoint yet"
-        return CharlmError(f"could not write {self.path / name}: {exc.strerror or exc}; {last_good}")
+        return CharlmError(f"could not write {self.path / name}: {exc.strerror or exc}; {self.last_good()}")
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop records logged after the checkpoint a resume starts from, so the log has no repeats."""

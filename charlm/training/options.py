@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from charlm.models.lm import ModelConfig
+from charlm.models.config import ModelConfig
 
 # Options that define the model or its vocabulary: a resume must not change them.
 ARCHITECTURE_OPTIONS = ("cell", "hidden", "layers", "embed", "activation", "dtype",

@@ -256,9 +256,8 @@ class Trainer:
             save_checkpoint(path, params=self.params, config=self.cfg, vocab=self.vocab,
                             data=self.data_meta(), train=self.train_state(progress), **extra)
         except OSError as exc:
-            last = self.run.checkpoints()
-            last_good = f"last good checkpoint: {last[0].name}" if last else "no earlier checkpoint"
-            raise CharlmError(f"could not save checkpoint {path.name}: {exc.strerror}; {last_good}") from None
+            raise CharlmError(f"could not save checkpoint {path.name}: {exc.strerror}; {self.run.last_good()}"
+                              ) from None
         if not best:
             self.run.prune()
         return path
@@ -407,9 +406,8 @@ def _final_eval(tr: Trainer):
         save_checkpoint(tr.run.best_path, params=best.params, config=best.config, vocab=best.vocab,
                         data=best.data, train=dict(best.train, best_val_final=loss, best_val_final_mode=mode))
     except OSError as exc:  # the old best file is intact (atomic save): say so in one line
-        last = tr.run.checkpoints()
-        raise CharlmError(f"could not save checkpoint {tr.run.best_path.name}: {exc.strerror}; last good "
-                          f"checkpoint: {last[0].name if last else tr.run.best_path.name}") from None
+        raise CharlmError(f"could not save checkpoint {tr.run.best_path.name}: {exc.strerror}; "
+                          f"{tr.run.last_good()}") from None
     return loss, mode
 
 
@@ -426,10 +424,8 @@ def _result(tr: Trainer, tokens, step_seconds, stopped_by, final_val, final_mode
 
 
 def _diverged(tr: Trainer, loss, norm):
-    last = tr.run.checkpoints()
-    kept = f"the last good checkpoint {last[0].name} is kept" if last else "no checkpoint was written"
     raise DivergenceError(
-        f"training diverged at step {tr.step + 1} (loss {loss}, gradient norm {norm}); {kept}. "
+        f"training diverged at step {tr.step + 1} (loss {loss}, gradient norm {norm}); {tr.run.last_good()}. "
         f"Try a lower --lr (now {tr.opts.lr:g}) or --clip (now {tr.opts.clip:g})")
 
 

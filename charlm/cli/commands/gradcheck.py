@@ -9,7 +9,7 @@ from charlm.cli.console import result_console
 from charlm.engine.cells import CELLS
 from charlm.engine.gradcheck import TOLERANCE, check_model
 from charlm.errors import CharlmError
-from charlm.models.lm import ModelConfig
+from charlm.models.config import ModelConfig
 
 
 @click.command()

@@ -1,0 +1,59 @@
+"""The model's configuration: everything needed to rebuild the network, saved in every checkpoint."""
+
+import numbers
+from dataclasses import asdict, dataclass
+
+from charlm.engine.cells import CELLS
+from charlm.errors import ConfigError
+
+ACTIVATIONS = ("tanh", "relu")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; saved in checkpoints as a plain dict."""
+
+    cell: str  # one of "rnn", "gru", "gru-simple", "lstm"
+    vocab_size: int  # V, the number of character ids (specials included)
+    hidden: int  # H, units per recurrent layer
+    layers: int = 1  # L, stacked recurrent layers
+    embed: int = 0  # E, learned embedding width; 0 = one-hot input (a row gather of layer 0's Wx)
+    dropout: float = 0.0  # inverted dropout between layers and before the head, training only
+    activation: str = "tanh"  # rnn nonlinearity: "tanh" or "relu"
+    dtype: str = "float32"  # "float32" (training) or "float64" (gradient checks)
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name, low in (("vocab_size", 1), ("hidden", 1), ("layers", 1), ("embed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ConfigError(f"model {name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        p = self.dropout
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
+            raise ConfigError(f"model dropout must be a number in [0, 1), got {p!r}")
+        object.__setattr__(self, "dropout", float(p))
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r}; choose tanh or relu")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model dtype must be float32 or float64, got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, for checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d) -> "ModelConfig":
+        """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"model config has unknown keys: {', '.join(map(str, unknown))}")
+        missing = [k for k in ("cell", "vocab_size", "hidden") if k not in d]
+        if missing:
+            raise ConfigError(f"model config lacks {', '.join(missing)}")
+        return cls(**d)
