@@ -472,8 +472,8 @@ def test_20_divergence_exits_3_and_leaves_checkpoints_byte_identical(tmp_path, t
 
     monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
     result = invoke("train", trained["corpus"], "--out", out, "--steps", 50, "--save-every", 3, *SMALL, "-q")
-    assert_clean_failure(result, 3, "diverged at step 7", "gradient norm", "last good checkpoint: ckpt-00000006.safetensors",
-                         "--lr", "--clip")
+    assert_clean_failure(result, 3, "diverged at step 7", "gradient norm",
+                         "last good checkpoint: ckpt-00000006.safetensors", "--lr", "--clip")
     after = digest(out)
     assert {k: v for k, v in after.items() if k.endswith(".safetensors")} == \
         {k: v for k, v in snapshot.items() if k.endswith(".safetensors")}
