@@ -27,8 +27,10 @@ demo: $(STAMP)
 	$(BIN)/charlm train corpora/python-stdlib.txt --out runs/demo --time 60s --hidden 256
 	$(BIN)/charlm sample runs/demo -n 3 --length 300 --temperature 0.7 --seed 1
 
+# One benchmark at a time, under the shared lock (the machines have 2 cores); the machine's description first.
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/machine.py $(filter-out bench/machine.py,$(wildcard bench/*.py)); do \
+		echo "== $$b"; flock /tmp/charlm-bench.lock $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
