@@ -23,7 +23,7 @@ _DEFAULT_SEED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora
 # Runs in the child: prepare once, report seconds and this process's peak RSS (ru_maxrss is KiB on Linux).
 _CHILD = """
 import json, resource, sys, time
-from charlm.text.corpus import prepare_corpus
+from charlm.text.cache import prepare_corpus
 start = time.perf_counter()
 corpus = prepare_corpus(sys.argv[1], cache_dir=sys.argv[2], eos_mode=sys.argv[3])
 seconds = time.perf_counter() - start

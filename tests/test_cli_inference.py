@@ -15,7 +15,7 @@ from charlm.inference.scoring import score_ids
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params
 from charlm.store.checkpoint import load_checkpoint
-from charlm.text.corpus import prepare_corpus
+from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab
 
 REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "text" / "tokenizer.py"

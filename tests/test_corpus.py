@@ -1,16 +1,13 @@
-"""Corpus reading: documents, normalisation, strict decoding errors, and the memory-mapped cache."""
-
-import json
-import os
+"""Corpus reading: documents, normalisation and strict decoding errors (the cache: test_cache.py)."""
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import charlm.text.corpus as corpus_module
 from charlm.errors import ConfigError, CorpusError
-from charlm.text.corpus import count_chars, iter_encoded, prepare_corpus, read_text
+from charlm.text.cache import prepare_corpus
+from charlm.text.corpus import count_chars, iter_encoded, read_text, split_documents
 from charlm.text.tokenizer import EOS, UNK, Vocab
 
 CHUNK_SIZES = [1, 2, 3, 5, 64, 1 << 20]
@@ -176,67 +173,6 @@ def test_unknown_document_mode_is_a_config_error(tmp_path):
         prepare_corpus(write(tmp_path, b"x"), eos_mode="sentences")
 
 
-def test_ids_are_a_read_only_memmap_of_the_smallest_dtype(tmp_path):
-    corpus = prepare_corpus(write(tmp_path, "abc🙂".encode()))
-    assert isinstance(corpus.ids, np.memmap)
-    assert corpus.ids.dtype == np.uint8
-    with pytest.raises(ValueError):
-        corpus.ids[0] = 3
-
-
-def test_cache_is_under_charlm_cache_dir_with_a_json_sidecar(tmp_path):
-    corpus = prepare_corpus(write(tmp_path, b"hello world"))
-    assert corpus.cache_path.parent == tmp_path / "cache" / "corpus"
-    meta = json.loads(corpus.cache_path.with_suffix(".json").read_text())
-    assert meta["options"]["sha256"] == corpus.sha256
-    assert meta["counts"] == {"h": 1, "e": 1, "l": 3, "o": 2, " ": 1, "w": 1, "r": 1, "d": 1}
-    assert meta["n_docs"] == 1
-    assert not list(corpus.cache_path.parent.glob("*.tmp"))
-
-
-def test_second_prepare_reuses_the_cache_without_encoding(tmp_path, monkeypatch):
-    path = write(tmp_path, "some text, some more: ЖЖ\n".encode() * 50)
-    first = prepare_corpus(path)
-    stat = first.cache_path.stat()
-
-    def fail(*args, **kwargs):
-        raise AssertionError("the corpus was encoded again")
-
-    monkeypatch.setattr(corpus_module, "_write_cache_entry", fail)
-    monkeypatch.setattr(corpus_module, "count_chars", fail)
-    second = prepare_corpus(path)
-    assert second.cache_path == first.cache_path
-    assert (second.cache_path.stat().st_ino, second.cache_path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
-    assert np.array_equal(second.ids, first.ids)
-    assert second.vocab == first.vocab and second.n_chars == first.n_chars
-
-
-def test_changed_file_gets_a_new_cache_entry(tmp_path):
-    path = write(tmp_path, b"first version")
-    first = prepare_corpus(path)
-    path.write_bytes(b"second version!")
-    second = prepare_corpus(path)
-    assert second.sha256 != first.sha256
-    assert second.cache_path != first.cache_path
-    assert stream_text(second) == "|second version!|"
-
-
-@pytest.mark.parametrize("options", [{"eos_mode": "lines"}, {"min_count": 2}, {"max_vocab": 1},
-                                     {"encoding": "latin-1"}])
-def test_options_that_change_the_ids_change_the_key(tmp_path, options):
-    path = write(tmp_path, b"aab\nab\n")
-    assert prepare_corpus(path, **options).cache_path != prepare_corpus(path).cache_path
-
-
-def test_damaged_cache_entry_is_rebuilt(tmp_path):
-    path = write(tmp_path, b"abcdef" * 10)
-    first = prepare_corpus(path)
-    expected = np.array(first.ids)
-    first.cache_path.write_bytes(b"\x00" * 5)
-    again = prepare_corpus(path)
-    assert np.array_equal(again.ids, expected)
-
-
 def test_given_vocabulary_is_used_and_unknowns_counted(tmp_path):
     vocab = Vocab.build({"a": 1, "b": 1})
     corpus = prepare_corpus(write(tmp_path, b"abcab\ncc"), vocab=vocab, eos_mode="lines")
@@ -279,39 +215,37 @@ def test_large_file_streams_in_small_chunks_identically(tmp_path):
     assert np.array_equal(small.ids, large.ids)
 
 
-def test_unwritable_cache_dir_is_a_corpus_error(tmp_path):
-    blocker = write(tmp_path, b"not a directory", name="blocker")
-    with pytest.raises(CorpusError, match="CHARLM_CACHE_DIR"):
-        prepare_corpus(write(tmp_path, b"text"), cache_dir=blocker)
-    assert os.path.isfile(blocker)
+def _stream_documents(corpus) -> list[str]:
+    """The documents of a prepared corpus: the text between consecutive <EOS> ids."""
+    ids = np.asarray(corpus.ids)
+    ends = np.flatnonzero(ids == EOS)
+    return [corpus.vocab.decode(ids[a + 1:b]) for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
 
-def test_cache_prunes_least_recently_used_entries_but_never_the_new_one(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    texts = {name: (name * 2000) for name in ("a", "b", "c")}
-    paths = {}
-    for i, (name, text) in enumerate(texts.items()):
-        paths[name] = tmp_path / f"{name}.txt"
-        paths[name].write_text(text, encoding="utf-8")
-        prepare_corpus(paths[name], cache_dir=cache)
-        for sidecar in (cache / "corpus").glob("*.json"):  # order the uses: a, then b, then c
-            if json.loads(sidecar.read_text())["source"] == str(paths[name]):
-                os.utime(sidecar, (1_000_000 + i, 1_000_000 + i))
-    prepare_corpus(paths["a"], cache_dir=cache)  # a cache hit marks a as the most recently used
-    entry_size = sum(p.stat().st_size for p in (cache / "corpus").iterdir()) // 3
-    monkeypatch.setattr(corpus_module, "CACHE_MAX_BYTES", int(3.5 * entry_size))
-    (tmp_path / "d.txt").write_text("d" * 2000, encoding="utf-8")
-    prepare_corpus(tmp_path / "d.txt", cache_dir=cache)  # adding d must evict b (oldest use), keep a, c, d
-    sources = sorted(json.loads(p.read_text())["source"] for p in (cache / "corpus").glob("*.json"))
-    assert sources == sorted(str(tmp_path / f"{n}.txt") for n in ("a", "c", "d"))
-    assert len(list((cache / "corpus").glob("*.ids"))) == 3
-    # An orphan id file (a crash between the id file and its sidecar) is pruned like any entry.
-    entries_bytes = sum(p.stat().st_size for p in (cache / "corpus").iterdir())
-    orphan = cache / "corpus" / ("0" * 64 + ".ids")
-    orphan.write_bytes(b"\0" * 10)
-    os.utime(orphan, (1_000_000, 1_000_000))
-    assert corpus_module.prune_cache(cache / "corpus", entries_bytes) == ["0" * 64] and not orphan.exists()
-    # The entry named `keep` stays even when it alone is over the limit.
-    kept = prepare_corpus(tmp_path / "d.txt", cache_dir=cache).cache_path.stem
-    assert len(corpus_module.prune_cache(cache / "corpus", 0, keep=kept)) == 2
-    assert sorted(p.name for p in (cache / "corpus").iterdir()) == [f"{kept}.ids", f"{kept}.json"]
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet="ab \u3000\r\n\t\x0b\ufeff", max_size=30), mode=st.sampled_from(["file", "lines",
+                                                                                                   "paragraphs"]))
+def test_split_documents_gives_the_documents_of_the_streamed_file(tmp_path, text, mode):
+    path = write(tmp_path, text.encode(), name="split.txt")
+    try:
+        streamed = _stream_documents(prepare_corpus(path, eos_mode=mode, chunk_chars=3, cache_dir=tmp_path / "c"))
+    except CorpusError:
+        streamed = []
+    assert split_documents(read_text(path), mode) == streamed
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("file", ["\n alpha\nbeta\n\n  \ngamma\n"]),
+    ("lines", [" alpha", "beta", "gamma"]),
+    ("paragraphs", [" alpha\nbeta", "gamma"]),
+])
+def test_split_documents_modes(mode, expected):
+    assert split_documents("\n alpha\nbeta\n\n  \ngamma\n", mode) == expected
+    assert split_documents(" \n\t\n", mode) == [] and split_documents("", mode) == []
+
+
+def test_split_documents_refuses_unknown_modes_and_the_marker_character():
+    with pytest.raises(ConfigError, match="document mode"):
+        split_documents("x", "sentences")
+    with pytest.raises(ValueError, match="U\\+D800"):
+        split_documents("a\ud800b", "lines")

@@ -7,7 +7,7 @@ import pytest
 
 from charlm.errors import ConfigError
 from charlm.text.batching import Batcher, split_train_val
-from charlm.text.corpus import prepare_corpus
+from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS
 
 

@@ -12,7 +12,7 @@ from charlm.inference.sampling import log_softmax
 from charlm.inference.scoring import score_documents, score_file, score_ids
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, step_logits
-from charlm.text.corpus import prepare_corpus
+from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab
 
 REAL_TEXT = Path(__file__).resolve().parents[1] / "charlm" / "text" / "tokenizer.py"

@@ -17,7 +17,7 @@ from charlm.inference.scoring import score_ids
 from charlm.store.checkpoint import load_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.text.batching import split_train_val
-from charlm.text.corpus import prepare_corpus
+from charlm.text.cache import prepare_corpus
 from charlm.training.options import TrainOptions, learning_rate, parse_duration, with_budget_defaults
 from charlm.training.trainer import train
 

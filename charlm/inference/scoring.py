@@ -13,7 +13,8 @@ import numpy as np
 
 from charlm.errors import ConfigError
 from charlm.models.lm import forward_nll, init_state
-from charlm.text.corpus import iter_encoded, prepare_corpus
+from charlm.text.cache import prepare_corpus
+from charlm.text.corpus import iter_encoded
 from charlm.text.tokenizer import EOS, UNK
 
 LN2 = math.log(2)

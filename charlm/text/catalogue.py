@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charlm.errors import ConfigError, CorpusError
-from charlm.text.corpus import atomic_writer
+from charlm.store.atomic import atomic_open
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -77,7 +77,7 @@ def download_verified(url: str, out, *, sha256: str, max_bytes: int, timeout: fl
     digest = hashlib.sha256()
     received = 0
     try:
-        with _atomic_writer(out) as f, urllib.request.urlopen(url, timeout=timeout) as response:
+        with _atomic_open(out) as f, urllib.request.urlopen(url, timeout=timeout) as response:
             while block := response.read(1 << 16):
                 received += len(block)
                 if received > max_bytes:
@@ -105,7 +105,7 @@ def build_python_stdlib(out, *, max_bytes: int = 2_000_000, stdlib_dir=None) -> 
     root = Path(stdlib_dir or sysconfig.get_paths()["stdlib"])
     sources = sorted(_python_sources(root))
     total = 0
-    with _atomic_writer(Path(out)) as f:
+    with _atomic_open(Path(out)) as f:
         for rel, path in sources:
             try:
                 text = path.read_bytes().decode("utf-8")
@@ -133,9 +133,10 @@ def _python_sources(root: Path):
                 yield path.relative_to(root).as_posix(), path
 
 
-def _atomic_writer(path: Path):
+def _atomic_open(path: Path):
+    """`atomic_open` after creating the parent directory (a failure there is a CorpusError)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CorpusError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return atomic_writer(path)
+    return atomic_open(path)

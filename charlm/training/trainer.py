@@ -21,7 +21,7 @@ from charlm.models.lm import init_params, init_state, loss_and_grads
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.text.batching import Batcher, split_train_val
-from charlm.text.corpus import prepare_corpus
+from charlm.text.cache import prepare_corpus
 from charlm.training.options import ARCHITECTURE_OPTIONS, TrainOptions, learning_rate, with_budget_defaults
 
 LN2 = math.log(2)
