@@ -1,4 +1,4 @@
-"""Sampling: filtering, the batched generation loop, stop rules, beam search, novelty, streaming output."""
+"""Sampling: filtering, the batched generation loop, stop rules, beam search, streaming output."""
 
 import itertools
 import math
@@ -19,7 +19,6 @@ from charlm.inference.sampling import (
     generate_ids,
     log_softmax,
     make_picker,
-    novelty,
 )
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, step_logits
@@ -385,22 +384,6 @@ def test_ordered_stream_writes_the_final_text(model):
                            stop_at_eos=eos_ends, on_step=stream)
         stream.finish()
         assert "".join(out) == "\n\n".join(s.text for s in samples) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------- novelty
-
-
-def test_novelty_in_lines_mode_is_whole_line_membership():
-    corpus = "anna\nbob\n\n  \ncarla\n"
-    found = novelty(["bob", "bobby", "ann"], corpus, "lines")
-    assert [f.novel for f in found] == [False, True, True]
-
-
-def test_novelty_in_file_mode_uses_the_longest_shared_substring():
-    corpus = "the cat sat on the mat"
-    found = novelty(["cat sat", "a dog sat on it", ""], corpus, "file")
-    assert [f.novel for f in found] == [False, True, False]
-    assert found[1].longest_shared == len(" sat on ")
 
 
 def test_newline_stop_means_eos_when_the_vocabulary_has_no_newline():

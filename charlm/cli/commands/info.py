@@ -1,46 +1,18 @@
 """`charlm info`: what a checkpoint holds (model, vocabulary, training summary, format and integrity)."""
 
 import json
-import math
 
 import click
 from rich.table import Table
 from rich.text import Text
 
 from charlm.cli.console import result_console, status_console
+from charlm.inference.analysis import describe
 from charlm.store.checkpoint import load_checkpoint
-from charlm.text.tokenizer import SPECIALS
 
 
 def _visible(c: str) -> str:
     return c if (c.isprintable() and not c.isspace()) or c == " " else repr(c)[1:-1]
-
-
-def _bits(nats):
-    return nats / math.log(2) if isinstance(nats, (int, float)) and math.isfinite(nats) else None
-
-
-def describe(ckpt) -> dict:
-    """Plain JSON description of a loaded (hence verified) checkpoint."""
-    cfg, train, data = ckpt.config, ckpt.train, ckpt.data
-    best_val = train.get("best_val")
-    return {
-        "path": str(ckpt.path),
-        "format_version": int(ckpt.meta.get("format_version", 0)),
-        "charlm_version": ckpt.meta.get("charlm_version"),
-        "integrity": "verified (sha256 of the payload matches; shapes and values checked)",
-        "payload_sha256": ckpt.meta.get("payload_sha256"),
-        "model": {**cfg.to_dict(), "parameters": int(sum(p.size for p in ckpt.params.values()))},
-        "vocab": {"size": ckpt.vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
-                  "encoding": data.get("encoding"), "chars": "".join(ckpt.vocab.chars)},
-        "training": {"step": train.get("step"), "epoch": train.get("epoch"),
-                     "seconds": train.get("train_seconds"), "best_val_nats": best_val,
-                     "best_val_bits": _bits(best_val), "best_step": train.get("best_step"),
-                     "final_val_nats": train.get("best_val_final"),
-                     "final_val_mode": train.get("best_val_final_mode"),
-                     "corpus": data.get("corpus_name"), "corpus_sha256": data.get("corpus_sha256")},
-        "has_optimizer_state": bool(ckpt.optim),
-    }
 
 
 def _duration(seconds) -> str:

@@ -1,22 +1,20 @@
 """`charlm perplexity` (files) and `charlm score` (candidate texts): how well a checkpoint predicts text."""
 
 import json
-import math
 import sys
 
 import click
-import numpy as np
 from rich.table import Table
 from rich.text import Text
 
 from charlm.cli.console import result_console, status_console
-from charlm.inference.scoring import LN2, ScoreResult, score_documents, score_file
+from charlm.inference.analysis import SURPRISAL_BINS, rank_candidates, score_summary, surprisal, surprisal_bin
+from charlm.inference.scoring import ScoreResult, score_file
 from charlm.store.checkpoint import load_checkpoint
 from charlm.text.tokenizer import EOS
 
-# surprisal bins in bits (upper bounds) and their colours, for --show
-SURPRISAL_STYLES = ((1.0, "green"), (3.0, "yellow"), (6.0, "dark_orange"), (10.0, "red"),
-                    (math.inf, "bold white on red"))
+# the colour of each bin of `SURPRISAL_BINS`, the open last bin included, for --show
+SURPRISAL_COLOURS = ("green", "yellow", "dark_orange", "red", "bold white on red")
 EOS_GLYPH = "⏎"
 
 
@@ -24,39 +22,26 @@ def _load(checkpoint, console):
     return load_checkpoint(checkpoint, warn=lambda m: console.print(f"warning: {m}", markup=False))
 
 
-def _summary(result: ScoreResult) -> dict:
-    return {"chars": result.n_scored, "unk": result.n_unk,
-            "unk_rate": result.n_unk / result.n_scored if result.n_scored else 0.0,
-            "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
-            "perplexity": result.perplexity}
-
-
 def surprisal_style(bits: float) -> str:
     """The colour of a character predicted with `bits` of surprisal."""
-    for upper, style in SURPRISAL_STYLES:
-        if bits < upper:
-            return style
-    return SURPRISAL_STYLES[-1][1]
+    return SURPRISAL_COLOURS[surprisal_bin(bits)]
 
 
 def legend() -> Text:
     text = Text("surprisal (bits per character): ")
-    lower = 0.0
-    for upper, style in SURPRISAL_STYLES:
-        label = f" <{upper:g} " if math.isfinite(upper) else f" >={lower:g} "
-        text.append(label, style=style)
-        lower = upper
+    for upper, style in zip(SURPRISAL_BINS, SURPRISAL_COLOURS[:-1], strict=True):
+        text.append(f" <{upper:g} ", style=style)
+    text.append(f" >={SURPRISAL_BINS[-1]:g} ", style=SURPRISAL_COLOURS[-1])
     text.append(f"  {EOS_GLYPH} = end of document")
     return text
 
 
 def coloured(vocab, targets, nll, eos_text: str) -> Text:
     """The targets as text, each character styled by its surprisal; `<EOS>` shown as a glyph and eos_text."""
-    bits = np.asarray(nll) / LN2
-    pieces = (EOS_GLYPH + eos_text,) + tuple(vocab.decode([1])) + vocab.chars
     text = Text()
-    for i, b in zip(np.asarray(targets).tolist(), bits.tolist(), strict=True):
-        text.append(pieces[i], style=surprisal_style(b))
+    for record in surprisal(vocab, targets, nll, eos_text=eos_text):
+        glyph = EOS_GLYPH if record["id"] == EOS else ""
+        text.append(glyph + record["text"], style=surprisal_style(record["bits"]))
     return text
 
 
@@ -111,11 +96,11 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
                         sum(r.n_unk for _, r in per_file))
     mode = _mode(streams, burn_in)
     if as_json:
-        records = [{"file": str(p), **_summary(r), "streams": r.streams, "burn_in": r.burn_in}
+        records = [{"file": str(p), **score_summary(r), "streams": r.streams, "burn_in": r.burn_in}
                    for p, r in per_file]
         click.echo(json.dumps({"mode": "exact" if streams == 1 else "streams", "streams": streams,
                                "burn_in": burn_in if streams > 1 else 0, "files": records,
-                               "total": _summary(total)}, indent=2))
+                               "total": score_summary(total)}, indent=2))
         return
     console.print(f"mode: {mode}", markup=False)
     table = Table(title=None, show_edge=False)
@@ -123,7 +108,7 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
         table.add_column(name, justify="left" if name == "file" else "right")
     rows = per_file + ([("all files", total)] if len(per_file) > 1 else [])
     for path, r in rows:
-        s = _summary(r)
+        s = score_summary(r)
         table.add_row(Text(str(path)), f"{s['chars']:,}", f"{s['unk']:,}", f"{100 * s['unk_rate']:.2f}",
                       f"{s['nats_per_char']:.4f}", f"{s['bits_per_char']:.4f}", f"{s['perplexity']:.3f}")
     out.print(table)
@@ -145,18 +130,8 @@ def score(checkpoint, texts, as_json, quiet):
         if not texts:
             raise click.UsageError("no candidates: give TEXT arguments or lines on stdin")
     ckpt = _load(checkpoint, console)
-    vocab = ckpt.vocab
-    unknown = vocab.unknown_chars("".join(texts))
-    if unknown:
-        console.print("warning: characters outside the vocabulary are scored as <UNK>: "
-                      + ", ".join(repr(c) for c in unknown), markup=False)
-    docs = [np.concatenate([[EOS], vocab.encode(t), [EOS]]) for t in texts]
-    totals = score_documents(ckpt.params, ckpt.config, docs)
-    ranked = sorted(range(len(texts)), key=lambda i: (totals[i], i))
-    records = [{"rank": rank + 1, "text": texts[i], "logprob": -float(totals[i]), "chars": len(docs[i]) - 1,
-                "nats_per_char": float(totals[i]) / (len(docs[i]) - 1),
-                "bits_per_char": float(totals[i]) / (len(docs[i]) - 1) / LN2}
-               for rank, i in enumerate(ranked)]
+    records = rank_candidates(ckpt.params, ckpt.config, ckpt.vocab, texts,
+                              warn=lambda m: console.print(f"warning: {m}", markup=False))
     if as_json:
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return

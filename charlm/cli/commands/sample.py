@@ -8,7 +8,8 @@ import sys
 import click
 
 from charlm.cli.console import status_console
-from charlm.inference.sampling import OrderedStream, beam_search, generate, novelty
+from charlm.inference.analysis import novelty
+from charlm.inference.sampling import OrderedStream, beam_search, generate
 from charlm.store.checkpoint import load_checkpoint
 from charlm.text.corpus import read_text
 
@@ -120,7 +121,7 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
         records = [s.to_json() for s in samples]
         for record, f in zip(records, found or [None] * len(records), strict=True):
             if f is not None:
-                record.update(novel=f.novel, longest_shared=f.longest_shared)
+                record.update(f.to_json())
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
     elif stream is not None:
         stream.finish()

@@ -1,0 +1,150 @@
+"""Analyses of a model and of its output, as plain JSON-able results (dicts, lists, str, int, float, bool).
+
+`describe` says what a checkpoint holds; `score_summary`, `surprisal` and `rank_candidates` say how well a
+model predicts text; `novelty` says whether samples occur verbatim in a corpus. The CLI commands draw these
+results and the explorer page serves them, so neither holds a second copy of the analysis.
+"""
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from charlm.inference.scoring import LN2, ScoreResult, score_documents
+from charlm.text.corpus import split_documents
+from charlm.text.tokenizer import EOS, SPECIALS
+
+# Upper bounds (bits) of the surprisal bins; a last, open bin holds everything from the largest bound up.
+SURPRISAL_BINS = (1.0, 3.0, 6.0, 10.0)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def _bits(nats):
+    return nats / LN2 if isinstance(nats, (int, float)) and math.isfinite(nats) else None
+
+
+def describe(ckpt) -> dict:
+    """What a loaded (hence verified) checkpoint holds: file, model, vocabulary and training summary."""
+    cfg, train, data = ckpt.config, ckpt.train, ckpt.data
+    best_val = train.get("best_val")
+    return {
+        "path": str(ckpt.path),
+        "format_version": int(ckpt.meta.get("format_version", 0)),
+        "charlm_version": ckpt.meta.get("charlm_version"),
+        "integrity": "verified (sha256 of the payload matches; shapes and values checked)",
+        "payload_sha256": ckpt.meta.get("payload_sha256"),
+        "model": {**cfg.to_dict(), "parameters": int(sum(p.size for p in ckpt.params.values()))},
+        "vocab": {"size": ckpt.vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
+                  "encoding": data.get("encoding"), "chars": "".join(ckpt.vocab.chars)},
+        "training": {"step": train.get("step"), "epoch": train.get("epoch"),
+                     "seconds": train.get("train_seconds"), "best_val_nats": best_val,
+                     "best_val_bits": _bits(best_val), "best_step": train.get("best_step"),
+                     "final_val_nats": train.get("best_val_final"),
+                     "final_val_mode": train.get("best_val_final_mode"),
+                     "corpus": data.get("corpus_name"), "corpus_sha256": data.get("corpus_sha256")},
+        "has_optimizer_state": bool(ckpt.optim),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- scores
+
+
+def score_summary(result: ScoreResult) -> dict:
+    """Targets scored, `<UNK>` count and share, nats and bits per character, and perplexity of a score."""
+    return {"chars": result.n_scored, "unk": result.n_unk,
+            "unk_rate": result.n_unk / result.n_scored if result.n_scored else 0.0,
+            "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
+            "perplexity": result.perplexity}
+
+
+def surprisal_bin(bits: float) -> int:
+    """Index of the bin of `SURPRISAL_BINS` that holds `bits` (len(SURPRISAL_BINS) for the open last bin)."""
+    for i, upper in enumerate(SURPRISAL_BINS):
+        if bits < upper:
+            return i
+    return len(SURPRISAL_BINS)
+
+
+@functools.lru_cache(maxsize=8)
+def token_texts(vocab, eos_text: str) -> tuple[str, ...]:
+    """The text of every id, of length V, with `<EOS>` written as `eos_text` (cached: scoring calls per chunk)."""
+    return tuple(vocab.decode([i], eos=eos_text) for i in range(vocab.size))
+
+
+def surprisal(vocab, targets, nll, *, eos_text: str = "\n") -> list[dict]:
+    """Each target's text and surprisal, in stream order.
+
+    Inputs:
+    - targets: scored ids, of shape (n,)
+    - nll: their negative log-likelihoods in nats, of shape (n,) (as `scoring` reports them)
+    - eos_text: the text that stands for `<EOS>` (the document separator of the corpus mode)
+    Returns n records {"id": int, "text": str, "bits": float}.
+    """
+    pieces = token_texts(vocab, eos_text)
+    bits = (np.asarray(nll, dtype=np.float64) / LN2).tolist()
+    return [{"id": i, "text": pieces[i], "bits": b}
+            for i, b in zip(np.asarray(targets).tolist(), bits, strict=True)]
+
+
+def rank_candidates(params, cfg, vocab, texts, *, warn=None) -> list[dict]:
+    """Candidate texts ranked by their probability, each scored as one document (from `<EOS>`, closing
+    `<EOS>` included); ties keep the given order.
+
+    - warn: called once with a message when the texts hold characters outside the vocabulary (read as `<UNK>`)
+    Returns records {"rank", "text", "logprob" (nats), "chars" (targets scored), "nats_per_char",
+    "bits_per_char"}, most likely first.
+    """
+    unknown = vocab.unknown_chars("".join(texts))
+    if unknown and warn is not None:
+        warn("characters outside the vocabulary are scored as <UNK>: " + ", ".join(repr(c) for c in unknown))
+    docs = [np.concatenate([[EOS], vocab.encode(t), [EOS]]) for t in texts]
+    totals = score_documents(params, cfg, docs)
+    ranked = sorted(range(len(texts)), key=lambda i: (totals[i], i))
+    return [{"rank": rank + 1, "text": texts[i], "logprob": -float(totals[i]), "chars": len(docs[i]) - 1,
+             "nats_per_char": float(totals[i]) / (len(docs[i]) - 1),
+             "bits_per_char": float(totals[i]) / (len(docs[i]) - 1) / LN2}
+            for rank, i in enumerate(ranked)]
+
+
+# ---------------------------------------------------------------------------------------------- novelty
+
+
+@dataclass
+class Novelty:
+    """Whether a sample occurs verbatim in the corpus.
+
+    - novel: lines/paragraphs mode: the sample is not one of the corpus documents; file mode: the sample
+      is not a substring of the corpus
+    - longest_shared: length of the longest substring of the sample found in the corpus
+    """
+
+    novel: bool
+    longest_shared: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def longest_shared(sample: str, corpus: str) -> int:
+    """Length of the longest substring of `sample` found in `corpus` (a sliding window: O(n) searches)."""
+    best, i = 0, 0
+    for j in range(1, len(sample) + 1):
+        while i < j and sample[i:j] not in corpus:
+            i += 1
+        best = max(best, j - i)
+    return best
+
+
+def novelty(texts, corpus: str, eos_mode: str) -> list[Novelty]:
+    """Novelty of each sample against a normalised corpus text: whole documents in lines/paragraphs mode,
+    substrings in file mode."""
+    known = set(split_documents(corpus, eos_mode)) if eos_mode != "file" else None
+    found = []
+    for text in texts:
+        shared = longest_shared(text, corpus)
+        novel = text not in known if known is not None else shared < len(text)
+        found.append(Novelty(novel=novel, longest_shared=shared))
+    return found
