@@ -148,7 +148,7 @@ class _StopMatcher:
         self.window = np.tile(window, (rows, 1))  # (B, M) the last M ids of each row
 
     def push(self, ids: np.ndarray) -> np.ndarray:
-        """Append ids (B,); return bool (B,) rows whose window now ends with a stop sequence."""
+        """Append ids (B,); return bool (B,): rows whose window, with the ids appended, ends with a stop sequence."""
         hit = np.zeros(len(ids), dtype=bool)
         if not self.stops:
             return hit
