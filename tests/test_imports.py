@@ -1,0 +1,28 @@
+"""Layering: the library below `charlm.cli` imports neither click nor rich (the explorer page and worker
+processes use it without the command line)."""
+
+import pkgutil
+import subprocess
+import sys
+
+import charlm
+
+LOADED = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n" \
+         "print(','.join(m for m in ('click', 'rich') if m in sys.modules))"
+
+
+def loaded_by(modules):
+    """Which of click and rich a fresh interpreter holds after importing `modules`."""
+    done = subprocess.run([sys.executable, "-c", LOADED, *modules], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_the_library_imports_neither_click_nor_rich():
+    library = sorted(m.name for m in pkgutil.walk_packages(charlm.__path__, "charlm.")
+                     if m.name.split(".")[1] not in ("cli", "__main__"))
+    assert "charlm.inference.analysis" in library and "charlm.training.trainer" in library
+    assert loaded_by(library) == ""
+
+
+def test_the_check_sees_the_command_line_import_them():
+    assert loaded_by(["charlm.cli.commands.perplexity"]) == "click,rich"
