@@ -110,6 +110,14 @@ def test_encode_large_text_is_vectorised_and_exact():
     assert ids.tolist() == [lookup[c] for c in text]
 
 
+def test_dict_form_names_the_kind_and_older_dicts_without_it_are_char_vocabularies():
+    vocab = Vocab.build(Counter("abc"))
+    assert vocab.kind == "char"
+    assert vocab.to_dict() == {"kind": "char", "specials": ["<EOS>", "<UNK>"], "chars": ["a", "b", "c"]}
+    older = {"specials": ["<EOS>", "<UNK>"], "chars": ["a", "b", "c"]}
+    assert Vocab.from_dict(older) == vocab and Vocab.from_dict(older).kind == "char"
+
+
 def test_dict_round_trip_through_json():
     vocab = Vocab.build(Counter(MIXED))
     again = Vocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
@@ -118,8 +126,11 @@ def test_dict_round_trip_through_json():
 
 
 @pytest.mark.parametrize(("bad", "message"), [
-    ([], "exactly the keys"),
-    ({"specials": ["<EOS>", "<UNK>"]}, "exactly the keys"),
+    ([], "JSON object"),
+    ({"specials": ["<EOS>", "<UNK>"]}, "the keys"),
+    ({"kind": "char", "specials": ["<EOS>", "<UNK>"], "chars": [], "extra": 1}, "the keys"),
+    ({"kind": "word", "specials": ["<EOS>", "<UNK>"], "words": ["the"]}, "unknown tokenizer kind 'word'"),
+    ({"kind": None, "specials": ["<EOS>", "<UNK>"], "chars": []}, "unknown tokenizer kind None"),
     ({"specials": ["<UNK>", "<EOS>"], "chars": []}, "specials"),
     ({"specials": ["<EOS>", "<UNK>"], "chars": "abc"}, "must be a list"),
     ({"specials": ["<EOS>", "<UNK>"], "chars": ["ab"]}, "single character"),

@@ -1,5 +1,8 @@
 """Character vocabulary: `<EOS>` = 0, `<UNK>` = 1, then characters in code-point order.
 
+A vocabulary has a tokenizer `kind`, saved in its dict form (and so in checkpoints and cache keys);
+"char" is the only kind. A dict without "kind" is a character vocabulary, as every older file holds.
+
 The order depends only on which characters are kept, never on hashing or insertion order, so the same
 counts give the same ids in every process. Encoding and decoding are numpy table lookups over code points
 (UTF-32), with no Python loop over characters.
@@ -12,6 +15,7 @@ import numpy as np
 EOS = 0
 UNK = 1
 SPECIALS = ("<EOS>", "<UNK>")
+KINDS = ("char",)
 
 
 def codepoints(text: str) -> np.ndarray:
@@ -24,6 +28,8 @@ def codepoints(text: str) -> np.ndarray:
 
 class Vocab:
     """A fixed character vocabulary; build it with `Vocab.build` or load it with `Vocab.from_dict`."""
+
+    kind = "char"
 
     def __init__(self, chars: Iterable[str]):
         """chars: the kept characters, each a 1-character str, distinct, in increasing code-point order."""
@@ -79,14 +85,22 @@ class Vocab:
         return [chr(c) for c in distinct[self.encode_codepoints(distinct) == UNK]]
 
     def to_dict(self) -> dict:
-        """Plain JSON form: {"specials": ["<EOS>", "<UNK>"], "chars": [...]}."""
-        return {"specials": list(SPECIALS), "chars": list(self.chars)}
+        """Plain JSON form: {"kind": "char", "specials": ["<EOS>", "<UNK>"], "chars": [...]}."""
+        return {"kind": self.kind, "specials": list(SPECIALS), "chars": list(self.chars)}
 
     @classmethod
     def from_dict(cls, d) -> "Vocab":
-        """Inverse of `to_dict`; raises ValueError naming what is malformed."""
-        if not isinstance(d, dict) or set(d) != {"specials", "chars"}:
-            raise ValueError("vocabulary must be an object with exactly the keys 'specials' and 'chars'")
+        """Inverse of `to_dict`; a dict without "kind" is a character vocabulary.
+
+        Raises ValueError naming what is malformed, or the tokenizer kind when it is not one of KINDS.
+        """
+        if not isinstance(d, dict):
+            raise ValueError("vocabulary must be a JSON object")
+        kind = d.get("kind", "char")
+        if kind not in KINDS:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; this charlm reads {', '.join(KINDS)}")
+        if set(d) - {"kind"} != {"specials", "chars"}:
+            raise ValueError("vocabulary must be an object with the keys 'specials' and 'chars' (and 'kind')")
         if d["specials"] != list(SPECIALS):
             raise ValueError(f"vocabulary specials must be {list(SPECIALS)}, got {d['specials']!r}")
         if not isinstance(d["chars"], list):
@@ -97,10 +111,10 @@ class Vocab:
         return char in self.chars
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Vocab) and self.chars == other.chars
+        return isinstance(other, Vocab) and (self.kind, self.chars) == (other.kind, other.chars)
 
     def __hash__(self) -> int:
-        return hash(self.chars)
+        return hash((self.kind, self.chars))
 
     def __repr__(self) -> str:
         return f"Vocab(size={self.size})"
