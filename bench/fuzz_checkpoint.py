@@ -38,7 +38,8 @@ from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state
-from charlm.store.checkpoint import MAX_HEADER_BYTES, load_checkpoint, payload_digest, save_checkpoint
+from charlm.store.checkpoint import load_checkpoint, payload_digest, save_checkpoint
+from charlm.store.safetensors_io import MAX_HEADER_BYTES
 from charlm.text.tokenizer import Vocab
 
 DTYPES = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL", "F8_E4M3",

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
+from charlm.engine.cells import STATE_ARRAYS
 from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError, CheckpointVersionError
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state
-from charlm.store import checkpoint as ckpt_module
-from charlm.store.checkpoint import load_checkpoint, save_checkpoint
+from charlm.store import atomic as atomic_module
+from charlm.store.checkpoint import load_checkpoint, payload_digest, save_checkpoint
 from charlm.text.tokenizer import Vocab
 
 
@@ -99,9 +100,9 @@ def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, fa
                 self.f.write(data[: len(data) // 2])
                 boom()
 
-        monkeypatch.setattr(ckpt_module.os, "fdopen", lambda fd, mode: FailingFile(real_fdopen(fd, mode)))
+        monkeypatch.setattr(atomic_module.os, "fdopen", lambda fd, mode: FailingFile(real_fdopen(fd, mode)))
     else:
-        monkeypatch.setattr(ckpt_module.os, fail_at, boom)
+        monkeypatch.setattr(atomic_module.os, fail_at, boom)
     with pytest.raises(OSError, match="No space"):
         _save(path, train={"step": 99})
     monkeypatch.undo()
@@ -143,6 +144,47 @@ def _rewrite_metadata(path, **changes):
     header["__metadata__"].update(changes)
     new = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(new)) + new + blob[8 + n:])
+
+
+def _rewrite_metadata_signed(path, **changes):
+    """Change metadata and recompute the payload checksum, as a writer of that content would have."""
+    tensors = safetensors.numpy.load_file(str(path))
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    meta = {**json.loads(blob[8:8 + n])["__metadata__"], **changes}
+    meta["payload_sha256"] = payload_digest(tensors, meta)
+    safetensors.numpy.save_file(tensors, str(path), metadata=meta)
+
+
+def test_checkpoint_whose_vocabulary_has_no_kind_loads_as_a_char_vocabulary(tmp_path):
+    path = tmp_path / "c.safetensors"
+    saved = _save(path)
+    assert json.loads(load_checkpoint(path).meta["vocab"])["kind"] == "char"
+    older = {"specials": ["<EOS>", "<UNK>"], "chars": list(saved["vocab"].chars)}
+    _rewrite_metadata_signed(path, vocab=json.dumps(older))
+    loaded = load_checkpoint(path)
+    assert loaded.vocab == saved["vocab"] and loaded.vocab.kind == "char"
+
+
+def test_unknown_tokenizer_kind_is_one_checkpoint_error_line(tmp_path):
+    path = tmp_path / "c.safetensors"
+    _save(path)
+    _rewrite_metadata_signed(path, vocab=json.dumps({"kind": "word", "specials": ["<EOS>", "<UNK>"],
+                                                     "words": ["the"]}))
+    with pytest.raises(CheckpointError, match="unknown tokenizer kind 'word'") as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("cell", "n"), [(c, k + 1) for c, k in STATE_ARRAYS.items()]
+                         + [(c, k - 1) for c, k in STATE_ARRAYS.items() if k > 1])
+def test_carried_state_must_have_the_cells_number_of_arrays(tmp_path, cell, n):
+    cfg, vocab, params, _ = _small(cell, layers=2)
+    state = [tuple(np.zeros((3, cfg.hidden), cfg.dtype) for _ in range(n)) for _ in range(cfg.layers)]
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, params=params, config=cfg, vocab=vocab, data={}, state=state)
+    with pytest.raises(CheckpointError, match="carried state tensors do not match"):
+        load_checkpoint(path)
 
 
 def test_newer_format_version_says_upgrade(tmp_path):

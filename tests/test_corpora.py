@@ -11,6 +11,7 @@ import pytest
 
 import charlm.text.catalogue as corpora_module
 from charlm.errors import ConfigError, CorpusError
+from charlm.store.atomic import TEMP_GLOB
 from charlm.text.catalogue import TINYSHAKESPEARE_SHA256, URL_ENV, build_python_stdlib, download_verified, get_corpus
 
 
@@ -34,7 +35,7 @@ def served(tmp_path):
 
 
 def no_temp_files(directory: Path) -> bool:
-    return not list(directory.glob(".*.tmp"))
+    return not list(directory.glob(TEMP_GLOB))
 
 
 def test_download_keeps_a_file_whose_checksum_matches(served, tmp_path):

@@ -1,4 +1,4 @@
-"""Crash consistency (RELIABILITY.md section 8, cases 17 and 19; section 9 "crash consistency").
+"""Crash consistency.
 
 1. A training subprocess that checkpoints every step is SIGKILLed 20 times at seeded random moments: some
    from outside after a random delay, most from inside at the k-th file event of the process (before or
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -23,10 +24,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import charlm.store.atomic as atomic_module
 import charlm.store.checkpoint as checkpoint_module
-import charlm.training.trainer as train_module
 from charlm.cli.main import cli
 from charlm.errors import CheckpointError
+from charlm.store.atomic import TEMP_GLOB
 from charlm.store.checkpoint import checkpoint_files, load_checkpoint
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
@@ -110,7 +112,7 @@ def _newest_valid(run_dir):
 
 
 def _strays(run_dir):
-    return {p.name for p in run_dir.glob(".ckpt-*.tmp")}
+    return {p.name for p in run_dir.glob(TEMP_GLOB)}
 
 
 def _losses(run_dir):
@@ -211,6 +213,12 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _train_metadata(blob: bytes) -> dict:
+    """The `train` metadata of a checkpoint's bytes (a safetensors header: 8-byte length, then JSON)."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(json.loads(blob[8:8 + n])["__metadata__"]["train"])
+
+
 @pytest.mark.parametrize("where", ["write", "fsync", "replace", "dir-fsync"])
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
 def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp_path, corpus, monkeypatch,
@@ -218,15 +226,15 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
     out = tmp_path / "run"
     armed = {"on": False, "fsyncs": 0}
     older = {}
-    real_save = train_module.save_checkpoint
+    real_write = checkpoint_module.write_atomic
 
-    def save_checkpoint(path, **kwargs):  # arm the fault for the save of step 3 only
+    def write_atomic(path, data):  # arm the fault for the save of step 3 only
         armed["on"] = path.name == "ckpt-00000003.safetensors"
         if armed["on"]:
             older["path"] = out / "ckpt-00000002.safetensors"
             older["sha"] = _sha(older["path"])
         try:
-            return real_save(path, **kwargs)
+            return real_write(path, data)
         finally:
             armed["on"] = False
 
@@ -266,10 +274,10 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
-    monkeypatch.setattr(checkpoint_module.os, "fsync", fsync)
-    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
-    monkeypatch.setattr(checkpoint_module.os, "fdopen", lambda fd, mode="r": FailingFile(real_fdopen(fd, mode)))
+    monkeypatch.setattr(checkpoint_module, "write_atomic", write_atomic)
+    monkeypatch.setattr(atomic_module.os, "fsync", fsync)
+    monkeypatch.setattr(atomic_module.os, "replace", replace)
+    monkeypatch.setattr(atomic_module.os, "fdopen", lambda fd, mode="r": FailingFile(real_fdopen(fd, mode)))
     result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "10",
                                       "--save-every", "1", "-q"])
     monkeypatch.undo()
@@ -284,7 +292,7 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
     assert _sha(older["path"]) == older["sha"]
     assert load_checkpoint(older["path"]).train["step"] == 2
     assert load_checkpoint(out, prefer="latest").train["step"] == (3 if where == "dir-fsync" else 2)
-    assert not list(out.glob(".ckpt-*.tmp")) and not list(out.glob("*.tmp"))
+    assert not list(out.glob(TEMP_GLOB)) and not list(out.glob("*.tmp"))
     resumed = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--resume", "--json"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 10
@@ -292,16 +300,16 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
 
 def test_disk_full_while_rewriting_best_at_the_end_names_the_last_good_checkpoint(tmp_path, corpus, monkeypatch):
     out = tmp_path / "run"
-    real_save = train_module.save_checkpoint
+    real_write = checkpoint_module.write_atomic
     seen = {}
 
-    def save_checkpoint(path, **kwargs):
-        if "best_val_final" in kwargs.get("train", {}):  # the final rewrite of best.safetensors
+    def write_atomic(path, data):
+        if "best_val_final" in _train_metadata(data):  # the final rewrite of best.safetensors
             seen["best"] = _sha(path)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_save(path, **kwargs)
+        return real_write(path, data)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(checkpoint_module, "write_atomic", write_atomic)
     result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "6", "-q"])
     monkeypatch.undo()
     assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output

@@ -1,21 +1,18 @@
 """Checkpoints: one safetensors file each, written atomically, loaded strictly, never unpickled.
 
 Layout (through the `safetensors` package): tensors `param/<name>`, `optim/<slot>/<name>`,
-`state/<layer>.<k>` (the carried TBPTT state), and string metadata holding JSON: `format`,
-`format_version`, `charlm_version`, `config`, `vocab`, `data`, `train`, `rng`, `payload_sha256`.
+`state/<layer>.<k>` (the carried TBPTT state, `STATE_ARRAYS[cell]` arrays per layer), and string
+metadata holding JSON: `format`, `format_version`, `charlm_version`, `config`, `vocab` (with the
+tokenizer `kind`; files without one hold a char vocabulary), `data`, `train`, `rng`, `payload_sha256`.
 
-safetensors guarantees a well-formed container (sane header length, contiguous non-overlapping
-offsets, sizes matching shapes). charlm adds what the format lacks: a checksum of the payload, a
-finiteness check, and validation of every tensor against the model config and vocabulary.
+`charlm.store.safetensors_io` checks the container's header against the file size before reading it,
+and safetensors guarantees a well-formed container (contiguous non-overlapping offsets, sizes matching
+shapes). This module adds what the format lacks: a checksum of the payload, a finiteness check, and
+validation of every tensor against the model config and vocabulary.
 """
 
-import contextlib
 import hashlib
 import json
-import math
-import os
-import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,16 +20,16 @@ import numpy as np
 import safetensors.numpy
 
 from charlm import __version__
+from charlm.engine.cells import STATE_ARRAYS
 from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError
 from charlm.models.config import ModelConfig
 from charlm.models.lm import param_shapes
+from charlm.store.atomic import write_atomic
+from charlm.store.safetensors_io import read_container
 from charlm.text.tokenizer import Vocab
 
 FORMAT = "charlm"
 FORMAT_VERSION = 1
-MAX_HEADER_BYTES = 16 * 1024 * 1024
-_DTYPE_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-                   "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
 
 
 @dataclass
@@ -56,7 +53,7 @@ class Checkpoint:
 
 def save_checkpoint(path, *, params, config: ModelConfig, vocab: Vocab, data: dict, train: dict | None = None,
                     optim: dict | None = None, state: list | None = None, rng: dict | None = None) -> Path:
-    """Write a checkpoint atomically: temp file in the same directory, fsync, rename, fsync the directory.
+    """Write a checkpoint atomically (`charlm.store.atomic.write_atomic`).
 
     Inputs:
     - params: {name: array} shaped as `param_shapes(config)`
@@ -89,32 +86,6 @@ def save_checkpoint(path, *, params, config: ModelConfig, vocab: Vocab, data: di
     blob = safetensors.numpy.save(tensors, metadata=metadata)
     write_atomic(path, blob)
     return path
-
-
-def write_atomic(path: Path, blob: bytes) -> None:
-    """Replace `path` with `blob` so that readers and crashes only ever see a whole file."""
-    directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):  # the failure may have come before the file existed
-            os.unlink(tmp_name)
-        raise
-    fsync_directory(directory)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename durable: the directory entry itself must reach the disk."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def payload_digest(tensors: dict, metadata: dict) -> str:
@@ -182,7 +153,7 @@ def checkpoint_files(run_dir: Path) -> list[Path]:
 
 def _load_file(path: Path) -> Checkpoint:
     try:
-        blob, header = _read_container(path)
+        blob, header = read_container(path)
         tensors = safetensors.numpy.load(blob)
     except CharlmError as exc:
         if str(exc).startswith(f"{path}: "):
@@ -201,90 +172,6 @@ def _load_file(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: invalid model config ({exc})") from None
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
-
-
-def _read_container(path: Path) -> tuple[bytes, dict]:
-    """Read the file after checking the header's claims against the file size (nothing huge allocated)."""
-    try:
-        # Size from the open file, not the path: a writer may rename a new file over `path` meanwhile.
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            prefix = f.read(9)
-            if len(prefix) < 9 or prefix[8:9] != b"{":  # a safetensors header is a JSON object
-                kind = _foreign_kind(prefix) or (f"file has only {size} bytes" if len(prefix) < 9
-                                                 else "no safetensors header")
-                raise CheckpointError(f"{path}: not a charlm checkpoint ({kind})")
-            (header_len,) = struct.unpack("<Q", prefix[:8])
-            if header_len > MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path}: not a charlm checkpoint (header length {header_len} is over the "
-                                      f"{MAX_HEADER_BYTES} byte limit)")
-            if 8 + header_len > size:
-                raise CheckpointError(f"{path}: truncated checkpoint (header declares {8 + header_len} bytes, "
-                                      f"file has {size})")
-            f.seek(8)
-            header_bytes = f.read(header_len)
-            header = json.loads(header_bytes, object_pairs_hook=_no_duplicate_keys,
-                                parse_constant=_reject_constant)
-            if not isinstance(header, dict):
-                raise CheckpointError(f"{path}: not a charlm checkpoint (header is not a JSON object)")
-            expected = 8 + header_len + _payload_size(header)
-            if expected != size:
-                raise CheckpointError(f"{path}: truncated or padded checkpoint (header declares "
-                                      f"{expected} bytes, file has {size})")
-            f.seek(0)
-            return f.read(), header
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{path}: not a charlm checkpoint (header is not UTF-8)") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not a charlm checkpoint (header is not JSON: {exc.msg})") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: not a charlm checkpoint (header JSON nested too deeply)") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
-
-
-def _foreign_kind(prefix: bytes) -> str:
-    """Name the common file kinds people mistake for checkpoints (read as bytes only, never unpickled)."""
-    if prefix.startswith(b"PK\x03\x04"):
-        return "a zip or .npz file"
-    if prefix.startswith(b"\x93NUMPY"):
-        return "a .npy file"
-    if prefix[:1] == b"\x80":
-        return "a pickle file; charlm never unpickles"
-    return ""
-
-
-def _payload_size(header: dict) -> int:
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, stop = info["data_offsets"]
-            shape = info["shape"]
-            if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-                raise TypeError
-            count = math.prod(shape)  # Python ints: a huge shape cannot wrap around to a small size
-            itemsize = _DTYPE_ITEMSIZE[info["dtype"]]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"tensor {name!r} has a malformed header entry") from None
-        if not (type(start) is int and type(stop) is int and 0 <= start <= stop):
-            raise CheckpointError(f"tensor {name!r} has invalid offsets")
-        if stop - start != count * itemsize:
-            raise CheckpointError(f"tensor {name!r}: offsets do not match its shape and dtype")
-        end = max(end, stop)
-    return end
-
-
-def _no_duplicate_keys(pairs):
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise CheckpointError("not a charlm checkpoint (duplicate keys in header)")
-    return dict(pairs)
-
-
-def _reject_constant(name):
-    raise CheckpointError(f"not a charlm checkpoint ({name} in header JSON)")
 
 
 def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
@@ -367,7 +254,7 @@ def _check_params(path: Path, config: ModelConfig, params: dict) -> None:
 def _state_from_arrays(path: Path, config: ModelConfig, arrays: dict) -> list | None:
     if not arrays:
         return None
-    per_layer = 2 if config.cell == "lstm" else 1
+    per_layer = STATE_ARRAYS[config.cell]
     expected = {f"{layer}.{k}" for layer in range(config.layers) for k in range(per_layer)}
     if set(arrays) != expected:
         raise CheckpointError(f"{path}: carried state tensors do not match a {config.layers}-layer "

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from charlm.errors import CharlmError
-from charlm.store.checkpoint import checkpoint_files, write_atomic
+from charlm.store.atomic import TEMP_GLOB, write_atomic
+from charlm.store.checkpoint import checkpoint_files
 
 
 class RunDir:
@@ -67,8 +68,8 @@ class RunDir:
             self._lock_fd = None
 
     def remove_stray_temp_files(self) -> list[Path]:
-        """Delete temp files a killed save left behind (only we write them, and we hold the lock)."""
-        stray = sorted(self.path.glob(".ckpt-*.tmp"))
+        """Delete temp files a killed write left behind (only we write them, and we hold the lock)."""
+        stray = sorted(self.path.glob(TEMP_GLOB))
         for p in stray:
             p.unlink(missing_ok=True)
         return stray
