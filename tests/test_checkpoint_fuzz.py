@@ -1,11 +1,13 @@
-"""Loader fuzzing with hypothesis (RELIABILITY.md section 9): whatever the bytes, `load_checkpoint` either
-raises CheckpointError or returns exactly the checkpoint that was saved. `bench/fuzz_checkpoint.py` runs the
-same idea on more than 10,000 cases.
+"""Loader fuzzing with hypothesis: whatever the bytes, `load_checkpoint` either raises CheckpointError or
+returns exactly the checkpoint that was saved, and never allocates more than a small multiple of the file
+(a header that claims terabytes is refused before anything is allocated). `bench/fuzz_checkpoint.py` runs the
+same idea on many more cases.
 """
 
 import json
+import math
 import struct
-import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -19,6 +21,9 @@ from charlm.models.lm import init_params, init_state
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.text.tokenizer import Vocab
 
+# Loading the fuzzing base checkpoint (a few KB) peaks at tens of KB of Python allocations; a loader that
+# trusted a header's sizes would allocate what the header claims.
+MAX_LOAD_ALLOCATION = 1 << 20
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 
@@ -45,17 +50,37 @@ def _same(a, b):
             and all(np.array_equal(a.optim[k], b.optim[k]) for k in a.optim))
 
 
+def _load_measured(path):
+    """(the loaded checkpoint or the CheckpointError, peak bytes allocated while loading)."""
+    tracemalloc.start()
+    try:
+        result = load_checkpoint(path)
+    except CheckpointError as exc:
+        result = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return result, peak
+
+
 def _check(root, blob, reference):
     path = root / "case.safetensors"
     path.write_bytes(blob)
-    start = time.perf_counter()
-    try:
-        loaded = load_checkpoint(path)
-    except CheckpointError:
-        pass
-    else:  # a file that loads must mean exactly what the saved checkpoint means
+    loaded, peak = _load_measured(path)
+    if not isinstance(loaded, CheckpointError):  # a file that loads must mean exactly what the saved one means
         assert _same(loaded, reference), blob[:100]
-    assert time.perf_counter() - start < 2.0
+    assert peak < MAX_LOAD_ALLOCATION, (peak, blob[:100])
+
+
+@pytest.mark.parametrize("shape", [[2**20, 2**20], [2**62, 2**62], [2**40]])
+def test_header_claiming_terabytes_is_refused_before_allocating(tmp_path, shape):
+    claimed = 8 * math.prod(shape)  # offsets agree with the shape: only the file size contradicts them
+    header = json.dumps({"param/embed.W": {"dtype": "F64", "shape": shape, "data_offsets": [0, claimed]}}).encode()
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(64))
+    loaded, peak = _load_measured(path)
+    assert isinstance(loaded, CheckpointError) and "truncated" in str(loaded)
+    assert peak < MAX_LOAD_ALLOCATION, peak
 
 
 @FUZZ

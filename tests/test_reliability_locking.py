@@ -1,7 +1,7 @@
-"""Locking (RELIABILITY.md section 8, cases 7 and 21): one trainer per run directory, readers never see a torn file.
+"""Locking: one trainer per run directory, and readers never see a torn file.
 
 A real trainer subprocess saves a step checkpoint every step and a new `best.safetensors` at every evaluation
-(every step here). Meanwhile a second `charlm train` on the same directory must refuse at once naming the
+(every step in these tests). Meanwhile a second `charlm train` on the same directory must refuse at once naming the
 trainer's PID and touch nothing, and readers (`load_checkpoint` in a loop, and `charlm sample RUN_DIR`
 processes) must always get a complete, valid checkpoint without warnings.
 """
@@ -54,10 +54,10 @@ def test_second_trainer_refuses_at_once_naming_the_pid(trainer):
     os.kill(proc.pid, 19)  # SIGSTOP: freeze the trainer so the directory can be compared before and after
     try:
         before = _digest(out), sorted(p.name for p in out.iterdir())
-        start = time.monotonic()
+        fresh_cache = out.parent / "second-cache"
         second = subprocess.run([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(out), *SMALL,
-                                 "--steps", "5"], capture_output=True, text=True, env=_env(), timeout=60)
-        elapsed = time.monotonic() - start
+                                 "--steps", "5"], capture_output=True, text=True,
+                                env=dict(_env(), CHARLM_CACHE_DIR=str(fresh_cache)), timeout=60)
         after = _digest(out), sorted(p.name for p in out.iterdir())
     finally:
         os.kill(proc.pid, 18)  # SIGCONT
@@ -65,7 +65,7 @@ def test_second_trainer_refuses_at_once_naming_the_pid(trainer):
     assert second.stdout == "" and "Traceback" not in second.stderr
     assert f"in use by another charlm train (pid {proc.pid})" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    assert elapsed < 10  # refused at start-up, not after any work
+    assert not fresh_cache.exists()  # refused at start-up: the corpus was not even encoded
     assert before == after  # nothing touched: not the checkpoints, not the trainer's temp files
     resumed = subprocess.run([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(out), "--resume"],
                              capture_output=True, text=True, env=_env(), timeout=60)
@@ -76,15 +76,13 @@ def test_readers_always_see_a_complete_checkpoint_while_training(trainer):
     proc, corpus, out = trainer
     steps = set()
     warnings = []
-    deadline = time.monotonic() + 3
-    loads = 0
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # bounds the wait only; the loop ends once the files have been replaced
+    while len(steps) <= 20 and time.monotonic() < deadline:
         for prefer in ("best", "latest"):
             ckpt = load_checkpoint(out, prefer=prefer, warn=warnings.append)
             steps.add(ckpt.train["step"])
-            loads += 1
     assert not warnings, warnings[:3]
-    assert len(steps) > 5, steps  # the files really were being replaced while we read them
+    assert len(steps) > 20, steps  # the files really were being replaced while we read them
     for _ in range(4):
         sample = subprocess.run([sys.executable, "-m", "charlm", "sample", str(out), "-l", "50", "--seed", "1"],
                                 capture_output=True, text=True, env=_env(), timeout=60)
