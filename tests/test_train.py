@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,13 +14,11 @@ from click.testing import CliRunner
 
 import charlm.training.trainer as train_module
 from charlm.cli.main import cli
-from charlm.inference.scoring import score_ids
-from charlm.store.checkpoint import load_checkpoint
+from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.store.rundir import RunDir
-from charlm.text.batching import split_train_val
-from charlm.text.cache import prepare_corpus
-from charlm.training.options import TrainOptions, learning_rate, parse_duration, with_budget_defaults
-from charlm.training.trainer import train
+from charlm.training import events
+from charlm.training.options import DEFAULT_TIME_BUDGET, TrainOptions, parse_duration, with_budget_defaults
+from charlm.training.trainer import Trainer, train
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
 
@@ -223,16 +222,6 @@ def test_parse_duration():
         parse_duration("10 minutes")
 
 
-def test_cosine_schedule_warms_up_then_decays_to_the_floor():
-    opts = TrainOptions(corpus="x", lr=1.0, warmup=10, min_lr_ratio=0.1, schedule="cosine")
-    assert learning_rate(opts, 0, 0.0) == pytest.approx(0.1)
-    assert learning_rate(opts, 50, 0.0) == pytest.approx(1.0)
-    assert learning_rate(opts, 50, 0.5) == pytest.approx(0.55)
-    assert learning_rate(opts, 50, 1.0) == pytest.approx(0.1)
-    flat = TrainOptions(corpus="x", lr=1.0, warmup=0, schedule="constant")
-    assert learning_rate(flat, 50, 0.9) == 1.0
-
-
 def test_reported_val_loss_equals_perplexity_of_the_val_file(tmp_path, text_corpus):
     val = tmp_path / "val.txt"
     val.write_text("the dog sat on the mat\nand the cat ran to it\n" * 20, encoding="utf-8")
@@ -246,34 +235,91 @@ def test_reported_val_loss_equals_perplexity_of_the_val_file(tmp_path, text_corp
     assert json.loads(scored.stdout)["total"]["nats_per_char"] == pytest.approx(reported, abs=1e-4)
 
 
+class StepClock:
+    """A clock that moves only when a training step runs: each step takes `seconds`, everything else none."""
+
+    def __init__(self, monkeypatch, seconds: float):
+        self.now = 0.0
+        real = train_module.loss_and_grads
+
+        def timed(*args, **kwargs):
+            self.now += seconds
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(train_module, "loss_and_grads", timed)
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpus, monkeypatch):
-    # Pretend exact scoring of the validation text takes 1 s: a 4 s budget then trains for about 3 s, so the
-    # closing evaluation and the exact final score still end within the 4 s.
-    monkeypatch.setattr(train_module.Trainer, "_probe_exact_seconds", lambda self: 1.0)
+    # Exact scoring of the validation text is said to take 1 s and steps take 1/8 s: a 4 s budget trains
+    # until 3 s, so the closing evaluation (instant by this clock) and the exact final score fit the 4 s.
+    monkeypatch.setattr(Trainer, "probe_exact_seconds", lambda self: 1.0)
+    clock = StepClock(monkeypatch, 0.125)
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
                         batch=4, seq_len=16, time_budget=4.0)
-    result = train(opts)
+    result = train(opts, clock=clock)
     assert result.stopped_by == "time"
     assert result.best_val_mode == "exact"
-    assert 2.0 < result.train_seconds < 3.0 + 0.3
+    assert result.train_seconds == 3.0 and result.steps == 24
 
 
-def test_reserve_is_the_closing_evaluation_plus_the_final_score_and_at_most_half_the_budget():
-    trainer = train_module.Trainer.__new__(train_module.Trainer)
-    trainer.val_ids, trainer.train_seconds = np.zeros(100, np.uint8), 0.0
-    trainer.opts = TrainOptions(corpus="x", time_budget=100.0)
-    trainer.exact_seconds, trainer.eval_seconds = 20.0, None
-    assert trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(0.4 * 20 + 20)
-    trainer.eval_seconds = 3.0
-    assert trainer.reserved_seconds() == pytest.approx(23.0)
-    trainer.exact_seconds = 30.0  # more than a quarter of the budget: the final score runs in streams,
-    assert not trainer.final_is_exact() and trainer.reserved_seconds() == pytest.approx(3.0)  # reused as is
-    trainer.opts = TrainOptions(corpus="x", time_budget=100.0, eval_chars=50)  # or over all 100 ids, not 50
-    assert trainer.reserved_seconds() == pytest.approx(3.0 + 3.0 * 100 / 50)
-    trainer.eval_seconds = 80.0
-    assert trainer.reserved_seconds() == 50.0
-    trainer.opts = TrainOptions(corpus="x", steps=10)
-    assert trainer.reserved_seconds() == 0.0
+def test_library_train_without_a_stopping_rule_uses_the_default_budget(tmp_path, text_corpus, monkeypatch):
+    clock = StepClock(monkeypatch, DEFAULT_TIME_BUDGET / 8)
+    out = tmp_path / "run"
+    result = train(TrainOptions(corpus=str(text_corpus), out=str(out), hidden=16, layers=1, batch=4, seq_len=16),
+                   clock=clock)
+    assert result.stopped_by == "time" and result.steps == 8
+    assert json.loads((out / "config.json").read_text())["time_budget"] == DEFAULT_TIME_BUDGET
+    assert with_budget_defaults(TrainOptions(corpus="x", steps=5)).time_budget is None  # --steps alone: no budget
+
+
+def test_the_trainer_reports_typed_events(tmp_path, text_corpus):
+    seen = []
+    opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), hidden=16, layers=1, batch=4,
+                        seq_len=16, steps=6, eval_every=3, sample_every=6)
+    train(opts, report=seen.append)
+    progress = [e for e in seen if isinstance(e, events.Progress)]
+    evaluations = [e for e in seen if isinstance(e, events.Evaluation)]
+    assert [e.step for e in progress] == [1, 2, 3, 4, 5, 6] and progress[-1].fraction == 1.0
+    assert [e.step for e in evaluations] == [3, 6] and progress[3].val_loss == evaluations[0].val_loss
+    assert [e.step for e in seen if isinstance(e, events.Sample)] == [6]
+    assert isinstance(seen[-1], events.Log) and seen[-1].text.startswith("stopped by steps at step 6")
+
+
+def test_warnings_show_under_quiet_and_display_flags_are_not_saved(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    result = _run(["train", str(text_corpus), "--out", str(out), "--steps", "4", "--json", "--batch", "64",
+                   "--seq-len", "16", "--hidden", "16", "--layers", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: only ") and "batch(es) per epoch" in result.stderr
+    saved = load_checkpoint(out, prefer="latest").train["options"]
+    config = json.loads((out / "config.json").read_text())
+    for key in ("json", "quiet"):
+        assert key not in saved and key not in config
+
+
+def test_a_checkpoint_that_saved_display_flags_still_resumes(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    assert _run(["train", str(text_corpus), "--out", str(out), "--steps", "4", *SMALL]).exit_code == 0
+    old = load_checkpoint(out, prefer="latest")
+    options = dict(old.train["options"], json=True, quiet=True)  # as older versions saved them
+    save_checkpoint(old.path, params=old.params, config=old.config, vocab=old.vocab, data=old.data,
+                    train=dict(old.train, options=options), optim=old.optim, state=old.state, rng=old.rng)
+    resumed = _run(["train", str(text_corpus), "--out", str(out), "--resume", "--steps", "6", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 6
+
+
+def test_fine_tuning_refuses_another_architecture(tmp_path, text_corpus):
+    base = tmp_path / "base"
+    assert _run(["train", str(text_corpus), "--out", str(base), "--steps", "3", *SMALL]).exit_code == 0
+    result = _run(["train", str(text_corpus), "--out", str(tmp_path / "tuned"), "--init-from", str(base),
+                   "--steps", "3", "--embed", "8", "--dtype", "float64", "--dropout", "0.3"])
+    assert result.exit_code == 1
+    # dropout acts only in training, so a fine-tune may change it
+    assert "cannot change --init-from checkpoint: --embed 8 (was 0); --dtype float64 (was float32)" in result.stderr
 
 
 def test_model_size_and_dropout_left_unset_scale_with_the_time_budget():
@@ -308,11 +354,10 @@ def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monk
 
 def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_validation_text(
         tmp_path, text_corpus, monkeypatch):
-    monkeypatch.setattr(train_module.Trainer, "_probe_exact_seconds", lambda self: 1e9)  # exact: too slow
+    monkeypatch.setattr(Trainer, "probe_exact_seconds", lambda self: 1e9)  # exact: too slow
     scored = []
-    evaluate = train_module.Trainer.evaluate
-    monkeypatch.setattr(train_module.Trainer, "evaluate", lambda self, *a, **k: scored.append(1) or evaluate(
-        self, *a, **k))
+    evaluate = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: scored.append(1) or evaluate(self, *a, **k))
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
                         batch=4, seq_len=16, steps=20, eval_every=10)
     result = train(opts)
@@ -321,8 +366,8 @@ def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_vali
     evals = [r for r in evals if r.get("event") == "eval"]
     assert len(scored) == len(evals) == 2  # no third pass over the validation text for the final score
     assert result.best_val_loss == min(r["val_loss"] for r in evals)
+    # ... and that score is the trainer's own evaluation of the best checkpoint over all validation text
     best = load_checkpoint(result.checkpoint)
-    _, val_ids = split_train_val(prepare_corpus(text_corpus), opts.val_fraction, opts.seed)
-    streams = max(1, min(opts.eval_streams, len(val_ids) // (4 * opts.seq_len)))
-    rescored = score_ids(best.params, best.config, val_ids, streams=streams, burn_in=opts.seq_len)
-    assert result.best_val_loss == rescored.nll_sum / rescored.n_scored
+    with RunDir(opts.run_dir) as run_dir:
+        trainer = Trainer.open(replace(opts, resume=True), run_dir)
+        assert result.best_val_loss == trainer.evaluate(best.params)

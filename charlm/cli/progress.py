@@ -4,6 +4,8 @@ import time
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from charlm.training import events
+
 _RESOLUTION = 1000  # the bar counts thousandths of the run
 
 
@@ -43,15 +45,16 @@ class TrainProgress:
             self._bar.__exit__(*exc)
             self._bar = None
 
-    def update(self, fraction: float, fields: dict) -> None:
-        status = format_status(fields)
+    def update(self, event: events.Progress) -> None:
+        status = format_status(event)
+        fraction = min(event.fraction, 1.0)
         if self._bar is not None:
-            self._bar.update(self._task, completed=min(fraction, 1.0) * _RESOLUTION, status=status)
+            self._bar.update(self._task, completed=fraction * _RESOLUTION, status=status)
             return
         now = time.monotonic()
         if now - self._last_plain >= self.plain_interval:
             self._last_plain = now
-            self.log(f"{100 * min(fraction, 1.0):5.1f}%  {status}")
+            self.log(f"{100 * fraction:5.1f}%  {status}")
 
     def log(self, message: str) -> None:
         """A line above the bar (or a plain line): evaluations, samples, warnings."""
@@ -61,10 +64,11 @@ class TrainProgress:
             self.console.print(message, markup=False, highlight=False)
 
 
-def format_status(fields: dict) -> str:
-    parts = [f"step {fields['step']}", f"epoch {fields['epoch']:.2f}", f"loss {fields['loss']:.4f}"]
-    if fields.get("val_loss") is not None:
-        parts.append(f"val {fields['val_loss']:.4f} ({fields['val_bpc']:.3f} bpc)")
-    parts.append(f"lr {fields['lr']:.2e}")
-    parts.append(f"{fields['chars_per_sec']:,.0f} chars/s")
+def format_status(p: events.Progress) -> str:
+    """One line: step, epoch, smoothed train loss, last validation loss and bits/char, lr, chars/s."""
+    parts = [f"step {p.step}", f"epoch {p.epoch:.2f}", f"loss {p.loss:.4f}"]
+    if p.val_loss is not None:
+        parts.append(f"val {p.val_loss:.4f} ({p.val_bpc:.3f} bpc)")
+    parts.append(f"lr {p.lr:.2e}")
+    parts.append(f"{p.chars_per_sec:,.0f} chars/s")
     return "  ".join(parts)

@@ -1,31 +1,34 @@
-"""`charlm train`'s options and the learning-rate schedule they define.
+"""`charlm train`'s options: every default, and the rules that check them and carry them across a resume.
 
 The defaults are the recipe README documents under "Defaults, and why"; `bench/quality.py` measures it.
 """
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from charlm.errors import CharlmError, ConfigError
 from charlm.models.config import ModelConfig
 
-# Options that define the model or its vocabulary: a resume must not change them.
-ARCHITECTURE_OPTIONS = ("cell", "hidden", "layers", "embed", "activation", "dtype",
-                        "eos", "encoding", "min_count", "max_vocab")
+# Seconds of training when no stopping rule (steps, epochs or a time budget) is given.
+DEFAULT_TIME_BUDGET = 600.0
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Every `charlm train` option; the defaults are the recipe documented in README."""
+    """Every `charlm train` option that shapes the run; saved in each checkpoint and in config.json.
+
+    Display choices (--json, --quiet) are not options of the run: they belong to the command that shows it.
+    """
 
     corpus: str
     out: str | None = None
     cell: str = "lstm"
-    hidden: int | None = None  # None: scaled to the --time budget (with_budget_defaults)
+    hidden: int | None = None  # None: scaled to the time budget (with_budget_defaults)
     layers: int = 2
     embed: int = 0
-    dropout: float | None = None  # None: scaled to the --time budget
+    dropout: float | None = None  # None: scaled to the time budget
     activation: str = "tanh"
     dtype: str = "float32"
     seq_len: int = 32
@@ -41,7 +44,7 @@ class TrainOptions:
     clip_mode: str = "norm"
     steps: int | None = None
     epochs: float | None = None
-    time_budget: float | None = None
+    time_budget: float | None = None  # None: DEFAULT_TIME_BUDGET unless steps or epochs (or a resume) say
     val_fraction: float = 0.1
     val_file: str | None = None
     eval_every: int = 0
@@ -58,8 +61,6 @@ class TrainOptions:
     seed: int = 1337
     init_from: str | None = None
     resume: bool = False
-    json: bool = False
-    quiet: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -72,16 +73,31 @@ class TrainOptions:
                            dropout=o.dropout, activation=o.activation, dtype=o.dtype)
 
 
-# A longer budget affords a wider model, which then needs more dropout (README "Defaults, and why"):
-# on tinyshakespeare 256 units with dropout 0.1 won at 5 minutes and 384 with 0.2 at 10 minutes.
+OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
+# Options that are ModelConfig fields define the network. Dropout acts only while training, so a resume or a
+# fine-tune may change it; every other one decides the shapes or meaning of the weights.
+MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name in OPTION_NAMES and f.name != "dropout")
+# Options that decide the vocabulary: which character each id (each weight row) stands for.
+VOCAB_OPTIONS = ("eos", "encoding", "min_count", "max_vocab")
+# Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
+STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
+
+# A longer budget affords a wider model, which then needs more dropout (README "Defaults, and why" has the
+# sweep that chose these on tinyshakespeare).
 LARGE_BUDGET_SECONDS = 450.0
 SMALL_MODEL = {"hidden": 256, "dropout": 0.1}
 LARGE_MODEL = {"hidden": 384, "dropout": 0.2}
 
 
 def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
-    """Fill the options left to the budget (None): the large model for a --time of 7.5 minutes or more,
-    else the small one (also for runs stopped by --steps or --epochs)."""
+    """Fill the options left to the budget (None).
+
+    A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET.
+    Then hidden and dropout: the large model for a time budget of LARGE_BUDGET_SECONDS or more, else the
+    small one (also for runs stopped by steps or epochs).
+    """
+    if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
+        opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
     recipe = LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL
     chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
     return replace(opts, **chosen) if chosen else opts
@@ -98,13 +114,35 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
-def learning_rate(opts: TrainOptions, step: int, progress: float) -> float:
-    """Linear warm-up over `warmup` steps, then constant or cosine decay to min_lr_ratio * lr at progress 1."""
-    lr = opts.lr
-    if opts.schedule == "cosine":
-        p = min(max(progress, 0.0), 1.0)
-        floor = opts.lr * opts.min_lr_ratio
-        lr = floor + 0.5 * (opts.lr - floor) * (1 + math.cos(math.pi * p))
-    if opts.warmup and step < opts.warmup:
-        lr *= (step + 1) / opts.warmup
-    return lr
+def check_options(o: TrainOptions) -> None:
+    """Values the library refuses however the options were built (the CLI's flag types refuse them earlier)."""
+    if not 0 <= o.dropout < 1:
+        raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
+    if not 0 <= o.val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {o.val_fraction}")
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        raise ConfigError(f"--lr must be a positive number, got {o.lr}")
+
+
+def merge_resumed_options(ckpt, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
+    """The run's saved options (from checkpoint `ckpt`), overridden by those the user gave now (never the
+    model, vocabulary or saved-state options). Saved keys that are no longer options are ignored."""
+    saved = ckpt.train.get("options")
+    if not saved:
+        raise CharlmError(f"{ckpt.path} has no training state to resume (is it a best.safetensors copy?)")
+    refuse_changes(ckpt, opts, explicit, what="the run being resumed",
+                   keys=MODEL_OPTIONS + VOCAB_OPTIONS + STATE_OPTIONS)
+    merged = {k: v for k, v in saved.items() if k in OPTION_NAMES}
+    for name in explicit:
+        merged[name] = getattr(opts, name)
+    merged.update(corpus=opts.corpus, out=str(opts.run_dir), resume=True, init_from=None)
+    return TrainOptions(**merged)
+
+
+def refuse_changes(ckpt, opts: TrainOptions, explicit: frozenset, *, what: str, keys) -> None:
+    """Raise when an option in `keys` given explicitly differs from checkpoint `ckpt`'s value."""
+    saved = (ckpt.train.get("options") or {}) | {name: getattr(ckpt.config, name) for name in MODEL_OPTIONS}
+    diffs = [f"--{k.replace('_', '-')} {getattr(opts, k)} (was {saved[k]})"
+             for k in keys if k in explicit and k in saved and saved[k] != getattr(opts, k)]
+    if diffs:
+        raise CharlmError(f"cannot change {what}: {'; '.join(diffs)}")

@@ -9,12 +9,22 @@ from click.core import ParameterSource
 
 from charlm.cli.console import silence, status_console
 from charlm.cli.progress import TrainProgress
+from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
-from charlm.training.options import LARGE_BUDGET_SECONDS, LARGE_MODEL, SMALL_MODEL, TrainOptions, parse_duration
+from charlm.models.config import ACTIVATIONS, DTYPES
+from charlm.text.corpus import EOS_MODES
+from charlm.training import events
+from charlm.training.options import (
+    LARGE_BUDGET_SECONDS,
+    LARGE_MODEL,
+    OPTION_NAMES,
+    SMALL_MODEL,
+    TrainOptions,
+    parse_duration,
+)
+from charlm.training.schedule import SCHEDULES
 from charlm.training.trainer import train as run_training
 
-CELLS = ("rnn", "gru", "gru-simple", "lstm")
-EOS_MODES = ("file", "lines", "paragraphs")
 DEFAULTS = TrainOptions(corpus="")
 
 
@@ -53,9 +63,9 @@ def _finite(ctx, param, value):
                    f"{LARGE_MODEL['dropout']} with a --time of {LARGE_BUDGET_SECONDS / 60:g}m or more].")
 @click.option("--embed", type=click.IntRange(min=0), default=DEFAULTS.embed, show_default=True,
               help="Learned embedding width (0 = one-hot input, a row gather).")
-@click.option("--activation", type=click.Choice(("tanh", "relu")), default=DEFAULTS.activation,
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation,
               show_default=True, help="Vanilla RNN activation.")
-@click.option("--dtype", type=click.Choice(("float32", "float64")), default=DEFAULTS.dtype, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULTS.seq_len, show_default=True,
               help="Truncated BPTT length (characters per chunk).")
 @click.option("--batch", type=click.IntRange(min=1), default=DEFAULTS.batch, show_default=True,
@@ -67,7 +77,7 @@ def _finite(ctx, param, value):
               show_default=True, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=DEFAULTS.weight_decay, show_default=True,
               callback=_finite, help="L2 (adam/sgd/...) or decoupled (adamw) weight decay on matrices.")
-@click.option("--schedule", type=click.Choice(("constant", "cosine")), default=DEFAULTS.schedule,
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule,
               show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
 @click.option("--warmup", type=click.IntRange(min=0), default=DEFAULTS.warmup, show_default=True,
               help="Linear warm-up steps.")
@@ -104,30 +114,33 @@ def _finite(ctx, param, value):
 @click.option("--json", "json_output", is_flag=True, help="One JSON object per evaluation and a final one.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
-def train(ctx, corpus, time_budget, json_output, **options):
+def train(ctx, corpus, json_output, quiet, **options):
     """Train a character-level language model on CORPUS (a UTF-8 text file)."""
-    explicit = frozenset("json" if name == "json_output" else name for name in ctx.params
-                         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
-    if not explicit & {"time_budget", "steps", "epochs"} and not options["resume"]:
-        time_budget = 600.0  # no stopping rule given: the documented default budget of ten minutes
-    opts = TrainOptions(corpus=corpus, time_budget=time_budget, json=json_output, **options)
-    console = status_console(quiet=options["quiet"])
+    explicit = frozenset(name for name in ctx.params if name in OPTION_NAMES
+                         and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
+    opts = TrainOptions(corpus=corpus, **options)
+    console = status_console(quiet=quiet)
     warnings = status_console()
     with TrainProgress(console) as progress:
-        def report(kind, payload):
-            if kind == "progress":
-                progress.update(*payload)
-            elif kind == "eval":
-                if json_output:
-                    _echo(json.dumps(payload))
-                progress.log(f"step {payload['step']}: val {payload['val_loss']:.4f} nats/char "
-                             f"({payload['val_bpc']:.3f} bits/char), best {payload['best_val_loss']:.4f}")
-            elif payload.startswith("warning:") and console.quiet:
-                warnings.print(payload, markup=False, highlight=False)  # --quiet hides progress, not warnings
-            else:
-                progress.log(payload)
+        def draw(event: events.Event) -> None:
+            match event:
+                case events.Progress():
+                    progress.update(event)
+                case events.Evaluation():
+                    if json_output:
+                        _echo(json.dumps(event.to_dict()))
+                    progress.log(f"step {event.step}: val {event.val_loss:.4f} nats/char "
+                                 f"({event.val_bpc:.3f} bits/char), best {event.best_val_loss:.4f}")
+                case events.Warning() if console.quiet:  # --quiet hides progress, not warnings
+                    warnings.print(f"warning: {event.text}", markup=False, highlight=False)
+                case events.Warning():
+                    progress.log(f"warning: {event.text}")
+                case events.Sample():
+                    progress.log(f"--- sample at step {event.step} ---\n{event.text}\n---")
+                case events.Log():
+                    progress.log(event.text)
 
-        result = run_training(opts, explicit=explicit, report=report)
+        result = run_training(opts, explicit=explicit, report=draw)
     if json_output:
         _echo(json.dumps({"event": "done", **result.to_dict()}))
     else:

@@ -1,0 +1,87 @@
+"""The time-budget policy, as pure functions of measured seconds.
+
+A time budget covers the run's whole loop: training stops early enough that the closing evaluation and the
+final score of the best checkpoint still end within it. Their cost comes from two measurements:
+- exact_seconds: exact scoring of all validation text (one stream), estimated once at setup by timing a
+  probe of PROBE_IDS ids (the cost depends on the sizes, not on the weights); None without validation text
+- eval_seconds: the last evaluation during training, None until the first one is timed
+"""
+
+# Ids in the probe that estimates exact scoring: 1024 targets, enough that the per-id cost outweighs the
+# fixed cost of one scoring call, few enough that the probe is a small part of setup on any corpus.
+PROBE_IDS = 1025
+# Before the first evaluation is timed, its cost is guessed as this share of an exact pass. An evaluation
+# scores in parallel streams: the same arithmetic in wider matrix products, which costs less than one
+# row at a time. The guess only needs the right size: the first measured evaluation replaces it.
+STREAMS_COST_GUESS = 0.4
+# After each evaluation the next one waits at least this many times as long as it took, so evaluations
+# take at most 1 / (1 + EVAL_SPACING) of the run however slow they are: time spent scoring is time not
+# spent training.
+EVAL_SPACING = 24
+# Otherwise automatic evaluations come every EVAL_INTERVAL seconds, and at least EVALS_PER_BUDGET times
+# within a shorter budget, so a short run still shows a validation curve.
+EVAL_INTERVAL = 60.0
+EVALS_PER_BUDGET = 8
+# The final score is exact (as `charlm perplexity` scores) when that costs at most this share of the
+# budget; without a budget, of the training time but never less than EXACT_FINAL_FLOOR seconds. Past
+# that share the final score would eat the training it reports on.
+EXACT_FINAL_SHARE = 0.25
+EXACT_FINAL_FLOOR = 60.0
+# The reserve is at most this share of the budget, so a run always spends at least as long training as
+# it spends on its closing evaluations.
+MAX_RESERVE_SHARE = 0.5
+
+
+def exact_seconds_estimate(probe_seconds: float, probe_ids: int, val_ids: int) -> float:
+    """Seconds to score `val_ids` ids exactly, given that `probe_ids` of them took `probe_seconds`."""
+    return probe_seconds * val_ids / probe_ids
+
+
+def final_is_exact(exact_seconds: float | None, *, time_budget: float | None, train_seconds: float) -> bool:
+    """Whether the best checkpoint's final score is exact (else parallel streams); False without validation."""
+    if exact_seconds is None:
+        return False
+    allowance = (time_budget * EXACT_FINAL_SHARE if time_budget
+                 else max(EXACT_FINAL_FLOOR, train_seconds * EXACT_FINAL_SHARE))
+    return exact_seconds <= allowance
+
+
+def evals_cover_val(val_ids: int, eval_chars: int) -> bool:
+    """True when an evaluation during training scores all `val_ids` validation ids (at most `eval_chars`)."""
+    return val_ids <= eval_chars
+
+
+def reserved_seconds(time_budget: float | None, *, exact_seconds: float | None, eval_seconds: float | None,
+                     val_ids: int, eval_chars: int) -> float:
+    """Seconds of the budget kept for the work after the last step: the closing evaluation, then the final
+    score of the best checkpoint (none when an evaluation already scored all validation text: its score is
+    reused). 0 without a budget or without validation text; at most MAX_RESERVE_SHARE of the budget."""
+    if not time_budget or exact_seconds is None:
+        return 0.0
+    evaluation = eval_seconds if eval_seconds is not None else STREAMS_COST_GUESS * exact_seconds
+    if final_is_exact(exact_seconds, time_budget=time_budget, train_seconds=0.0):
+        final = exact_seconds
+    elif evals_cover_val(val_ids, eval_chars):
+        final = 0.0
+    else:
+        final = evaluation * val_ids / eval_chars  # an evaluation's cost, scaled to all validation text
+    return min(evaluation + final, time_budget * MAX_RESERVE_SHARE)
+
+
+def eval_interval(time_budget: float | None, eval_seconds: float | None = None) -> float:
+    """Seconds from one automatic evaluation to the next, given the last one took `eval_seconds`."""
+    interval = min(EVAL_INTERVAL, time_budget / EVALS_PER_BUDGET) if time_budget else EVAL_INTERVAL
+    return interval if eval_seconds is None else max(interval, EVAL_SPACING * eval_seconds)
+
+
+def progress_fraction(*, step: int, total_steps: int | None, time_budget: float | None, reserved: float,
+                      progress0: float, session_seconds: float) -> float:
+    """Fraction of the run done: by steps (total_steps from --steps or --epochs), or by time within a budget,
+    whichever is further. Time counts from `progress0`, the fraction a resumed run started at, over the
+    budget less the `reserved` seconds."""
+    fractions = []
+    if total_steps:
+        fractions.append(step / total_steps)
+    if time_budget:
+        fractions.append(progress0 + (1 - progress0) * session_seconds / (time_budget - reserved))
+    return max(fractions) if fractions else 0.0

@@ -1,0 +1,66 @@
+"""What a training run tells its caller, as typed events: the trainer calls `report(event)` with one of these.
+
+The trainer only describes; the caller decides how to show each kind (`charlm train` draws a progress bar,
+log lines and --json lines). Use them through the module (`events.Warning`), since `Warning` is also a
+builtin name.
+"""
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line of information: resumed, stopped, fine-tuning, which final score is used."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Warning:
+    """Something the user may want to change (an empty validation split, too few batches per epoch)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """After every step: where the run is and how it goes."""
+
+    fraction: float  # of the run done (steps, epochs or time budget)
+    step: int
+    epoch: float
+    loss: float  # training loss, smoothed over recent steps (nats/char)
+    lr: float
+    val_loss: float | None  # the last evaluation's (nats/char), None before the first
+    val_bpc: float | None
+    chars_per_sec: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A validation score during training; also the run's metrics record for it."""
+
+    step: int
+    epoch: float
+    train_loss: float
+    val_loss: float  # nats/char
+    val_bpc: float  # bits/char
+    best_val_loss: float
+    lr: float
+    chars_per_sec: float
+    train_seconds: float
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, in field order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A short text the model generated at `step` (--sample-every)."""
+
+    step: int
+    text: str
+
+
+Event = Log | Warning | Progress | Evaluation | Sample
