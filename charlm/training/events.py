@@ -1,4 +1,5 @@
-"""What a training run tells its caller, as typed events: the trainer calls `report(event)` with one of these.
+"""What a training run tells its caller: typed events while it runs (the trainer calls `report(event)` with
+one of them), and the TrainResult that `train` returns.
 
 The trainer only describes; the caller decides how to show each kind (`charlm train` draws a progress bar,
 log lines and --json lines). Use them through the module (`events.Warning`), since `Warning` is also a
@@ -64,3 +65,21 @@ class Sample:
 
 
 Event = Log | Warning | Progress | Evaluation | Sample
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a run ended: what `train` returns (not reported: the caller shows it as it likes)."""
+
+    best_val_loss: float | None
+    best_val_bpc: float | None
+    best_val_mode: str  # "exact", "streams" or "none"
+    steps: int
+    epochs: float
+    train_seconds: float
+    chars_per_sec: float
+    checkpoint: str
+    stopped_by: str  # "steps", "epochs", "time", "patience" or "finished"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

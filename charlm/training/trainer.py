@@ -22,6 +22,7 @@ from charlm.store.checkpoint import load_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.text.batching import Batcher
 from charlm.training import budget, events
+from charlm.training.events import TrainResult
 from charlm.training.inputs import RunInputs, load_inputs
 from charlm.training.options import TrainOptions, check_options, with_budget_defaults
 from charlm.training.schedule import learning_rate
@@ -37,22 +38,6 @@ MIN_BATCHES_PER_EPOCH = 10
 # --sample-every shows this many characters, drawn at this temperature (a little below 1 reads better).
 SAMPLE_LENGTH = 200
 SAMPLE_TEMPERATURE = 0.8
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    best_val_loss: float | None
-    best_val_bpc: float | None
-    best_val_mode: str  # "exact", "streams" or "none"
-    steps: int
-    epochs: float
-    train_seconds: float
-    chars_per_sec: float
-    checkpoint: str
-    stopped_by: str  # "steps", "epochs", "time", "patience" or "finished"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -77,9 +62,10 @@ class Trainer:
     """One training run: owns the model, optimiser, batcher, carried state and counters, and runs the loop.
 
     `Trainer.open` loads what the options point to (a run to resume, a checkpoint to fine-tune, the corpus)
-    and builds one. The gradient path is `apply_gradients`; a trainer spread over several processes
-    overrides `reduce_gradients`, and gives a RunWriter to one process only (`writer`, every file write).
-    `report(event)` receives the events of `charlm.training.events`; `clock()` returns seconds.
+    and builds one. The gradient path is `apply_gradients`, whose `reduce_gradients` a trainer spread over
+    several processes overrides; every file write goes through `writer`, so such a trainer can leave all
+    writing to one process. `report(event)` receives the events of `charlm.training.events`; `clock()`
+    returns seconds.
     """
 
     def __init__(self, inputs: RunInputs, run_dir: RunDir, *, report=None, clock=time.perf_counter):
