@@ -1,11 +1,13 @@
 """Quality benchmark: best validation loss that `charlm train` reaches on tinyshakespeare in a time budget.
 
 Train on the first 90% of the corpus, validate on the last 10% (`--val-file`), print the curve of
-validation loss against training seconds and the final exact best validation loss (nats/char).
+validation loss against training seconds and the best checkpoint's final validation loss (nats/char;
+exact or parallel streams, as `charlm train` chose and the output says).
 
     python bench/quality.py --corpus ../shared/corpora/tinyshakespeare.txt --time 5m [-- extra train flags]
 
-Targets (issue 4): <= 1.50 nats/char with --time 5m, <= 1.47 with --time 10m (defaults otherwise).
+Targets the default recipe must meet: <= 1.50 nats/char with --time 5m, <= 1.47 with --time 10m (pass
+them as --target to fail above them).
 """
 
 import argparse

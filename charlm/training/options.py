@@ -115,7 +115,7 @@ def parse_duration(text: str) -> float:
 
 
 def check_options(o: TrainOptions) -> None:
-    """Values the library refuses however the options were built (the CLI's flag types refuse them earlier)."""
+    """Values the library refuses however the options were built (the CLI's flag types refuse them first)."""
     if not 0 <= o.dropout < 1:
         raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
     if not 0 <= o.val_fraction < 1:
