@@ -177,7 +177,12 @@ def make_optimizer(name: str, params: dict, *, momentum: float = 0.0, weight_dec
 
 
 def global_norm(grads: dict) -> float:
-    """sqrt of the sum of squares of every gradient, accumulated in float64."""
+    """sqrt of the sum of squares of every gradient.
+
+    Each tensor's sum of squares is one dot product in the tensor's own dtype (float32 in training), and the
+    per-tensor sums are added in float64. Clipping needs only a few significant digits; a float32 square
+    beyond float32's range (|g| above ~1e19) makes the norm inf, which the trainer reports as divergence.
+    """
     total = 0.0
     for g in grads.values():
         flat = g.reshape(-1)
