@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from test_cells import naive_forward
+from reference import naive_forward
 
 from charlm.engine.gradcheck import check_model
 from charlm.errors import ConfigError

@@ -2,54 +2,54 @@
 
 Letters: T time, B batch, H hidden, G = gates * H (the stacked pre-activation width).
 
-Each layer's weights are stacked over its gates, so one step costs one matrix product for all gates
-(two for the full GRU, whose reset gate multiplies c<t-1> before the candidate's product). The caller
-computes every time step's input projection `xp = x @ Wx + b` in one product before the loop and turns
-the returned `dxp` into `dWx`, `db` and `dx` after it; `dWh` is one product over all time steps.
+Notation (the lecture's): a<t> is the layer's output at step t, c<t> the memory cell (a GRU's c<t> is its
+a<t>), Γu, Γr, Γf, Γo the update, reset, forget and output gates, c~<t> the candidate, σ the logistic,
+* the elementwise product, z a pre-activation. The caller computes every step's input projection
+xp<t> = x<t> Wx + b in one product before the loop and turns the returned dxp into dWx, db and dx after it;
+dWh is one product over all steps.
 
-Column order of the stacked gates (sigmoid gates first, the tanh candidate last):
-- rnn:        [a]             a<t> = g(a<t-1> Wh + xp<t>), g = tanh or relu
-- gru-simple: [u, c~]         c<t> = c<t-1> + u * (c~ - c<t-1>)
-- gru:        [u, r, c~]      c~ = tanh((r * c<t-1>) Wh_c + xp_c)
-- lstm:       [u, f, o, c~]   c<t> = u * c~ + f * c<t-1>,  a<t> = o * tanh(c<t>)
+Each layer's weights are stacked over its gates, columns in this order (sigmoid gates first, the tanh
+candidate last), so one step costs one matrix product for all gates (two for the full GRU):
+- rnn        [a]            a<t> = g(a<t-1> Wh + xp<t>), g = tanh or relu
+- gru-simple [u, c~]        Γu = σ(c<t-1> Wh_u + xp_u<t>), c~<t> = tanh(c<t-1> Wh_c + xp_c<t>),
+                            c<t> = Γu * c~<t> + (1 - Γu) * c<t-1>
+- gru        [u, r, c~]     Γu, Γr = σ(c<t-1> Wh_ur + xp_ur<t>), c~<t> = tanh((Γr * c<t-1>) Wh_c + xp_c<t>),
+                            c<t> as gru-simple: the reset gate scales c<t-1> BEFORE the candidate's product
+- lstm       [u, f, o, c~]  Γu, Γf, Γo = σ(a<t-1> Wh_ufo + xp_ufo<t>), c~<t> = tanh(a<t-1> Wh_c + xp_c<t>),
+                            c<t> = Γu * c~<t> + Γf * c<t-1>,  a<t> = Γo * tanh(c<t>)
 
-`sequence_forward(cell, xp, state, Wh)` returns `(hs, final_state, cache)`;
-`sequence_backward(dhs, cache)` returns `(dxp, dstate0, dWh)`. Nothing is kept between calls except in the
-optional workspace, a dict of reusable buffers that the caller owns.
+Mapping to PyTorch (one layer of nn.LSTM / nn.GRU; ours Wx (D, G), Wh (H, G), b (G,)):
+- LSTM: PyTorch stacks the row blocks [i, f, g, o] with i = Γu, f = Γf, g = c~, o = Γo. weight_ih_l0 (4H, D)
+  is Wx transposed with its row blocks reordered from [u, f, o, c~] to [u, f, c~, o], weight_hh_l0 the same
+  from Wh; PyTorch adds two biases, bias_ih + bias_hh = b reordered (e.g. bias_ih = b, bias_hh = 0). The
+  equations are the same, so the outputs agree to rounding.
+- GRU: PyTorch stacks [r, z, n] with n = c~ and z = 1 - Γu (its z keeps the old state,
+  h' = (1 - z) * n + z * h), so its z rows are our u columns negated. Its candidate is
+  n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): r applies AFTER the recurrent product, where the lecture
+  (and this module) applies Γr to c<t-1> BEFORE it. The two are different functions: weights do not transfer.
+
+`sequence_forward(cell, xp, state, Wh)` returns `(a_out, final_state, cache)`, `sequence_backward(da_out,
+cache)` returns `(dxp, dstate, dWh)`. Inside, `a_all` (T+1, B, H) holds a<0..T> with a<0> (the initial state)
+in row 0, and `a_out = a_all[1:]` (T, B, H) holds a<1..T>, the layer's outputs; `c_all` likewise. Nothing is
+kept between calls except in the optional workspace (see `charlm.engine.backend`).
 """
 
-import numpy as np
+from charlm.engine.backend import buffer, np
 
 CELLS = ("rnn", "gru", "gru-simple", "lstm")
 GATES = {"rnn": 1, "gru-simple": 2, "gru": 3, "lstm": 4}
 STATE_ARRAYS = {"rnn": 1, "gru-simple": 1, "gru": 1, "lstm": 2}
-
-
-def buffer(ws, key, shape, dtype):
-    """An uninitialised array: fresh without a workspace, else reused from `ws[key, shape, dtype]`."""
-    if ws is None:
-        return np.empty(shape, dtype)
-    full_key = (key, tuple(shape), np.dtype(dtype).str)
-    arr = ws.get(full_key)
-    if arr is None:
-        arr = ws[full_key] = np.empty(shape, dtype)
-    return arr
+GATE_NAMES = {"rnn": (), "gru-simple": ("u", "c~"), "gru": ("u", "r", "c~"), "lstm": ("u", "f", "o", "c~")}
 
 
 def sigmoid_(z):
-    """Logistic in place: 1 / (1 + exp(-z)). Returns z.
+    """The logistic σ(z) = 1 / (1 + exp(-z)) in place; returns z.
 
-    exp(-z) overflows to inf for z < -88 (float32), and 1 / inf is exactly the right 0; it underflows to 0
-    for large z, giving 1: both are expected, not errors. Faster than the tanh form (1 + tanh(z / 2)) / 2:
-    numpy's float32 tanh costs about 1.5x its exp on this machine (LSTM 256x2 step: 16 -> 12.6 ms of sigmoid).
+    Call it inside `np.errstate(over="ignore", under="ignore")` (sequence_forward holds one around its time
+    loop, so the per-step calls pay for no errstate): exp(-z) overflows to inf for very negative z, and
+    1 / (1 + inf) is the right 0; it underflows to 0 for large z, giving the right 1. The exp form rather than
+    (1 + tanh(z / 2)) / 2 because numpy's float32 tanh costs more than its exp.
     """
-    with np.errstate(over="ignore", under="ignore"):
-        return _logistic_(z)
-
-
-def _logistic_(z):
-    """sigmoid_ without its np.errstate: for the time loops, which sequence_forward runs inside one (entering
-    an errstate costs ~4 us, a third of a one-stream step's elementwise work)."""
     np.negative(z, out=z)
     np.exp(z, out=z)
     z += 1.0
@@ -58,14 +58,14 @@ def _logistic_(z):
 
 
 def _sigmoid_grad_(d, s, tmp):
-    """d *= s * (1 - s) in place (s = sigmoid output); tmp is scratch shaped like s."""
+    """d *= s * (1 - s) in place (s = σ output, so dz = dσ * σ'(z)); tmp is scratch shaped like s."""
     np.subtract(1.0, s, out=tmp)
     tmp *= s
     d *= tmp
 
 
 def _tanh_grad_(d, y, tmp):
-    """d *= 1 - y**2 in place (y = tanh output); tmp is scratch shaped like y."""
+    """d *= 1 - y**2 in place (y = tanh output, so dz = dy * tanh'(z)); tmp is scratch shaped like y."""
     np.multiply(y, y, out=tmp)
     np.subtract(1.0, tmp, out=tmp)
     d *= tmp
@@ -76,29 +76,29 @@ def sequence_forward(cell, xp, state, Wh, *, activation="tanh", ws=None, tag="")
 
     Inputs:
     - cell: one of CELLS
-    - xp: input projections x<t> Wx + b for every step, of shape (T, B, G)
-    - state: initial state, `(a0,)` or `(a0, c0)` for lstm, each of shape (B, H)
+    - xp: input projections xp<t> = x<t> Wx + b for every step, of shape (T, B, G)
+    - state: initial state, `(a<0>,)` or `(a<0>, c<0>)` for lstm, each of shape (B, H)
     - Wh: recurrent weights, of shape (H, G)
     - activation: "tanh" or "relu" (rnn only)
     - ws: optional workspace dict; tag: prefix that keeps this layer's buffers apart from other layers'
 
     Returns a tuple of:
-    - hs: hidden outputs a<1..T>, of shape (T, B, H) (a workspace view when ws is given)
-    - final_state: the state after step T, plain arrays of shape (B, H)
-    - cache: what sequence_backward needs
+    - a_out: outputs a<1..T>, of shape (T, B, H) (a view of a workspace buffer when ws is given)
+    - final_state: the state after step T, fresh arrays of shape (B, H)
+    - cache: what sequence_backward and step_activations need
     """
     forward = {"rnn": _rnn_forward, "gru-simple": _gru_simple_forward, "gru": _gru_forward,
                "lstm": _lstm_forward}[cell]
-    with np.errstate(over="ignore", under="ignore"):  # the gates' exp(-z) may overflow: see sigmoid_
+    with np.errstate(over="ignore", under="ignore"):  # gates saturate: see sigmoid_
         return forward(xp, state, Wh, activation, ws, tag)
 
 
-def sequence_backward(dhs, cache):
+def sequence_backward(da_out, cache):
     """Backpropagate through one layer's chunk (the gradient between time steps is computed inside).
 
     Inputs:
-    - dhs: gradient of the loss with respect to each step's output hs, of shape (T, B, H); the final
-      state gets no gradient (truncated BPTT)
+    - da_out: gradient of the loss with respect to each output a<1..T>, of shape (T, B, H), from the layers
+      above only; the final state gets no gradient (truncated BPTT)
     - cache: from sequence_forward
 
     Returns a tuple of:
@@ -108,47 +108,64 @@ def sequence_backward(dhs, cache):
     """
     backward = {"rnn": _rnn_backward, "gru-simple": _gru_simple_backward, "gru": _gru_backward,
                 "lstm": _lstm_backward}[cache[0]]
-    return backward(dhs, cache)
+    return backward(da_out, cache)
+
+
+def step_activations(cache):
+    """Every per-step activation a cache holds, each of shape (T, B, H): the outputs a<1..T> as "a", lstm's
+    memory cells c<1..T> as "c", and the gates after their nonlinearities named as GATE_NAMES (u, r, f, o, c~).
+
+    Views into the cache (copy them before the next call that reuses the workspace). Every cache begins
+    (cell, Wh, a_all, gates), with gates None for rnn; the lstm's c_all follows.
+    """
+    cell, _, a_all, gates = cache[:4]
+    acts = {"a": a_all[1:]}
+    if cell == "rnn":
+        return acts
+    H = a_all.shape[2]
+    acts.update({name: gates[:, :, k * H:(k + 1) * H] for k, name in enumerate(GATE_NAMES[cell])})
+    if cell == "lstm":
+        acts["c"] = cache[4][1:]
+    return acts
 
 
 # ---------------------------------------------------------------------------------------------- rnn
 
 def _rnn_forward(xp, state, Wh, activation, ws, tag):
     T, B, H = xp.shape
-    hs = buffer(ws, tag + "hs", (T + 1, B, H), xp.dtype)  # a<0..T>
-    hs[0] = state[0]
-    for t in range(T):
-        a = hs[t + 1]
-        np.matmul(hs[t], Wh, out=a)
-        a += xp[t]
+    a_all = buffer(ws, tag + "a_all", (T + 1, B, H), xp.dtype)  # a<0..T>
+    a_all[0] = state[0]
+    for t in range(1, T + 1):
+        a = a_all[t]
+        np.matmul(a_all[t - 1], Wh, out=a)  # z = a<t-1> Wh
+        a += xp[t - 1]  # z += xp<t>
         if activation == "relu":
-            np.maximum(a, 0.0, out=a)
+            np.maximum(a, 0.0, out=a)  # a<t> = relu(z)
         else:
-            np.tanh(a, out=a)
-    return hs[1:], (hs[T].copy(),), ("rnn", Wh, hs, activation, ws, tag)
+            np.tanh(a, out=a)  # a<t> = tanh(z)
+    return a_all[1:], (a_all[T].copy(),), ("rnn", Wh, a_all, None, activation, ws, tag)
 
 
-def _rnn_backward(dhs, cache):
-    _, Wh, hs, activation, ws, tag = cache
-    T1, B, H = hs.shape
-    T = T1 - 1
-    dpre = buffer(ws, tag + "dpre", (T, B, H), hs.dtype)
-    da = buffer(ws, tag + "da", (B, H), hs.dtype)
-    tmp = buffer(ws, tag + "tmp", (B, H), hs.dtype)
-    da_next = np.zeros((B, H), hs.dtype)
-    for t in range(T - 1, -1, -1):
-        np.add(dhs[t], da_next, out=da)
-        dp = dpre[t]
+def _rnn_backward(da_out, cache):
+    _, Wh, a_all, _, activation, ws, tag = cache
+    T, B, H = da_out.shape
+    dz_all = buffer(ws, tag + "dz", (T, B, H), a_all.dtype)  # dz<1..T>, which is dxp (xp enters z as is)
+    da = buffer(ws, tag + "da", (B, H), a_all.dtype)
+    tmp = buffer(ws, tag + "tmp", (B, H), a_all.dtype)
+    da_carry = np.zeros((B, H), a_all.dtype)  # the gradient step t+1 sends back to a<t>
+    for t in range(T, 0, -1):
+        dz = dz_all[t - 1]
+        np.add(da_out[t - 1], da_carry, out=da)  # da<t> = da_out<t> + da<t> from step t+1
         if activation == "relu":
-            np.greater(hs[t + 1], 0.0, out=tmp, casting="unsafe")
-            np.multiply(da, tmp, out=dp)
+            np.greater(a_all[t], 0.0, out=tmp, casting="unsafe")  # relu'(z) = [a<t> > 0]
+            np.multiply(da, tmp, out=dz)  # dz = da<t> * [a<t> > 0]
         else:
-            np.copyto(dp, da)
-            _tanh_grad_(dp, hs[t + 1], tmp)
-        np.matmul(dp, Wh.T, out=da_next)
-    dWh = buffer(ws, tag + "dWh", Wh.shape, hs.dtype)
-    np.matmul(hs[:-1].reshape(T * B, H).T, dpre.reshape(T * B, H), out=dWh)
-    return dpre, (da_next,), dWh
+            np.copyto(dz, da)
+            _tanh_grad_(dz, a_all[t], tmp)  # dz = da<t> * (1 - a<t>^2)
+        np.matmul(dz, Wh.T, out=da_carry)  # da<t-1> = dz Wh^T
+    dWh = buffer(ws, tag + "dWh", Wh.shape, a_all.dtype)
+    np.matmul(a_all[:-1].reshape(T * B, H).T, dz_all.reshape(T * B, H), out=dWh)  # dWh = sum_t a<t-1>^T dz<t>
+    return dz_all, (da_carry,), dWh
 
 
 # --------------------------------------------------------------------------------------- gru-simple
@@ -156,48 +173,48 @@ def _rnn_backward(dhs, cache):
 def _gru_simple_forward(xp, state, Wh, activation, ws, tag):
     T, B, G = xp.shape
     H = G // 2
-    hs = buffer(ws, tag + "hs", (T + 1, B, H), xp.dtype)  # c<0..T>
-    gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [u, c~] after their nonlinearities
+    c_all = buffer(ws, tag + "c_all", (T + 1, B, H), xp.dtype)  # c<0..T> (= a<0..T>)
+    gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [Γu, c~] for steps 1..T
     tmp = buffer(ws, tag + "tmp", (B, H), xp.dtype)
-    hs[0] = state[0]
-    for t in range(T):
-        g = gates[t]
-        np.matmul(hs[t], Wh, out=g)
-        g += xp[t]
-        u, cc = g[:, :H], g[:, H:]
-        _logistic_(u)
-        np.tanh(cc, out=cc)
-        np.subtract(cc, hs[t], out=tmp)
-        tmp *= u
-        np.add(hs[t], tmp, out=hs[t + 1])
-    return hs[1:], (hs[T].copy(),), ("gru-simple", Wh, hs, gates, ws, tag)
+    c_all[0] = state[0]
+    for t in range(1, T + 1):
+        g, c_prev = gates[t - 1], c_all[t - 1]
+        u, c_tilde = g[:, :H], g[:, H:]
+        np.matmul(c_prev, Wh, out=g)  # z = c<t-1> Wh
+        g += xp[t - 1]  # z += xp<t>
+        sigmoid_(u)  # Γu = σ(z_u)
+        np.tanh(c_tilde, out=c_tilde)  # c~<t> = tanh(z_c)
+        np.subtract(c_tilde, c_prev, out=tmp)  # c~<t> - c<t-1>
+        tmp *= u  # Γu * (c~<t> - c<t-1>)
+        np.add(c_prev, tmp, out=c_all[t])  # c<t> = c<t-1> + Γu * (c~<t> - c<t-1>)
+    return c_all[1:], (c_all[T].copy(),), ("gru-simple", Wh, c_all, gates, ws, tag)
 
 
-def _gru_simple_backward(dhs, cache):
-    _, Wh, hs, gates, ws, tag = cache
+def _gru_simple_backward(dc_out, cache):
+    _, Wh, c_all, gates, ws, tag = cache
     T, B, G = gates.shape
     H = G // 2
-    dpre = buffer(ws, tag + "dpre", (T, B, G), hs.dtype)
-    dc = buffer(ws, tag + "dc", (B, H), hs.dtype)
-    tmp = buffer(ws, tag + "tmp", (B, H), hs.dtype)
-    dc_next = np.zeros((B, H), hs.dtype)
-    for t in range(T - 1, -1, -1):
-        g, dp = gates[t], dpre[t]
-        u, cc = g[:, :H], g[:, H:]
-        du, dcc = dp[:, :H], dp[:, H:]
-        np.add(dhs[t], dc_next, out=dc)
-        np.subtract(cc, hs[t], out=du)
-        du *= dc
-        np.multiply(dc, u, out=dcc)
-        np.subtract(1.0, u, out=tmp)
-        np.multiply(dc, tmp, out=dc_next)
-        _sigmoid_grad_(du, u, tmp)
-        _tanh_grad_(dcc, cc, tmp)
-        np.matmul(dp, Wh.T, out=tmp)
-        dc_next += tmp
-    dWh = buffer(ws, tag + "dWh", Wh.shape, hs.dtype)
-    np.matmul(hs[:-1].reshape(T * B, H).T, dpre.reshape(T * B, G), out=dWh)
-    return dpre, (dc_next,), dWh
+    dz_all = buffer(ws, tag + "dz", (T, B, G), c_all.dtype)  # [dz_u, dz_c] for steps 1..T (= dxp)
+    dc = buffer(ws, tag + "dc", (B, H), c_all.dtype)
+    tmp = buffer(ws, tag + "tmp", (B, H), c_all.dtype)
+    dc_carry = np.zeros((B, H), c_all.dtype)  # the gradient step t+1 sends back to c<t>
+    for t in range(T, 0, -1):
+        g, dz, c_prev = gates[t - 1], dz_all[t - 1], c_all[t - 1]
+        u, c_tilde = g[:, :H], g[:, H:]
+        du, dc_tilde = dz[:, :H], dz[:, H:]
+        np.add(dc_out[t - 1], dc_carry, out=dc)  # dc<t> = dc_out<t> + dc<t> from step t+1
+        np.subtract(c_tilde, c_prev, out=du)  # c~<t> - c<t-1>
+        du *= dc  # dΓu = dc<t> * (c~<t> - c<t-1>)
+        np.multiply(dc, u, out=dc_tilde)  # dc~ = dc<t> * Γu
+        np.subtract(1.0, u, out=tmp)  # 1 - Γu
+        np.multiply(dc, tmp, out=dc_carry)  # dc<t-1> = dc<t> * (1 - Γu)
+        _sigmoid_grad_(du, u, tmp)  # dz_u = dΓu * Γu * (1 - Γu)
+        _tanh_grad_(dc_tilde, c_tilde, tmp)  # dz_c = dc~ * (1 - c~^2)
+        np.matmul(dz, Wh.T, out=tmp)  # dz Wh^T
+        dc_carry += tmp  # dc<t-1> += dz Wh^T
+    dWh = buffer(ws, tag + "dWh", Wh.shape, c_all.dtype)
+    np.matmul(c_all[:-1].reshape(T * B, H).T, dz_all.reshape(T * B, G), out=dWh)  # dWh = sum_t c<t-1>^T dz<t>
+    return dz_all, (dc_carry,), dWh
 
 
 # ---------------------------------------------------------------------------------------------- gru
@@ -206,61 +223,61 @@ def _gru_forward(xp, state, Wh, activation, ws, tag):
     T, B, G = xp.shape
     H = G // 3
     W_ur, W_c = Wh[:, :2 * H], Wh[:, 2 * H:]
-    hs = buffer(ws, tag + "hs", (T + 1, B, H), xp.dtype)  # c<0..T>
-    gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [u, r, c~] after their nonlinearities
-    rcs = buffer(ws, tag + "rcs", (T, B, H), xp.dtype)  # r * c<t-1>, the candidate's recurrent input
+    c_all = buffer(ws, tag + "c_all", (T + 1, B, H), xp.dtype)  # c<0..T> (= a<0..T>)
+    gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [Γu, Γr, c~] for steps 1..T
+    rc_all = buffer(ws, tag + "rc", (T, B, H), xp.dtype)  # Γr * c<t-1>, the candidate's recurrent input
     tmp = buffer(ws, tag + "tmp", (B, H), xp.dtype)
-    hs[0] = state[0]
-    for t in range(T):
-        g = gates[t]
-        ur, cc = g[:, :2 * H], g[:, 2 * H:]
-        np.matmul(hs[t], W_ur, out=ur)
-        ur += xp[t, :, :2 * H]
-        _logistic_(ur)
-        np.multiply(g[:, H:2 * H], hs[t], out=rcs[t])
-        np.matmul(rcs[t], W_c, out=cc)
-        cc += xp[t, :, 2 * H:]
-        np.tanh(cc, out=cc)
-        np.subtract(cc, hs[t], out=tmp)
-        tmp *= g[:, :H]
-        np.add(hs[t], tmp, out=hs[t + 1])
-    return hs[1:], (hs[T].copy(),), ("gru", Wh, hs, gates, rcs, ws, tag)
+    c_all[0] = state[0]
+    for t in range(1, T + 1):
+        g, c_prev, rc = gates[t - 1], c_all[t - 1], rc_all[t - 1]
+        ur, c_tilde = g[:, :2 * H], g[:, 2 * H:]
+        np.matmul(c_prev, W_ur, out=ur)  # z_ur = c<t-1> Wh_ur
+        ur += xp[t - 1, :, :2 * H]  # z_ur += xp_ur<t>
+        sigmoid_(ur)  # Γu, Γr = σ(z_ur)
+        np.multiply(g[:, H:2 * H], c_prev, out=rc)  # Γr * c<t-1>, before the product
+        np.matmul(rc, W_c, out=c_tilde)  # z_c = (Γr * c<t-1>) Wh_c
+        c_tilde += xp[t - 1, :, 2 * H:]  # z_c += xp_c<t>
+        np.tanh(c_tilde, out=c_tilde)  # c~<t> = tanh(z_c)
+        np.subtract(c_tilde, c_prev, out=tmp)  # c~<t> - c<t-1>
+        tmp *= g[:, :H]  # Γu * (c~<t> - c<t-1>)
+        np.add(c_prev, tmp, out=c_all[t])  # c<t> = c<t-1> + Γu * (c~<t> - c<t-1>)
+    return c_all[1:], (c_all[T].copy(),), ("gru", Wh, c_all, gates, rc_all, ws, tag)
 
 
-def _gru_backward(dhs, cache):
-    _, Wh, hs, gates, rcs, ws, tag = cache
+def _gru_backward(dc_out, cache):
+    _, Wh, c_all, gates, rc_all, ws, tag = cache
     T, B, G = gates.shape
     H = G // 3
     W_ur, W_c = Wh[:, :2 * H], Wh[:, 2 * H:]
-    dpre = buffer(ws, tag + "dpre", (T, B, G), hs.dtype)
-    dc = buffer(ws, tag + "dc", (B, H), hs.dtype)
-    drc = buffer(ws, tag + "drc", (B, H), hs.dtype)
-    tmp = buffer(ws, tag + "tmp", (B, H), hs.dtype)
-    tmp2 = buffer(ws, tag + "tmp2", (B, 2 * H), hs.dtype)
-    dc_next = np.zeros((B, H), hs.dtype)
-    for t in range(T - 1, -1, -1):
-        g, dp = gates[t], dpre[t]
-        u, r, cc = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
-        du, dr, dcc = dp[:, :H], dp[:, H:2 * H], dp[:, 2 * H:]
-        np.add(dhs[t], dc_next, out=dc)
-        np.subtract(cc, hs[t], out=du)
-        du *= dc
-        np.multiply(dc, u, out=dcc)
-        np.subtract(1.0, u, out=tmp)
-        np.multiply(dc, tmp, out=dc_next)
-        _tanh_grad_(dcc, cc, tmp)
-        np.matmul(dcc, W_c.T, out=drc)  # gradient of r * c<t-1>
-        np.multiply(drc, hs[t], out=dr)
-        np.multiply(drc, r, out=tmp)
-        dc_next += tmp
-        _sigmoid_grad_(dp[:, :2 * H], g[:, :2 * H], tmp2)
-        np.matmul(dp[:, :2 * H], W_ur.T, out=tmp)
-        dc_next += tmp
-    dWh = buffer(ws, tag + "dWh", Wh.shape, hs.dtype)
-    flat = dpre.reshape(T * B, G)
-    np.matmul(hs[:-1].reshape(T * B, H).T, flat[:, :2 * H], out=dWh[:, :2 * H])
-    np.matmul(rcs.reshape(T * B, H).T, flat[:, 2 * H:], out=dWh[:, 2 * H:])
-    return dpre, (dc_next,), dWh
+    dz_all = buffer(ws, tag + "dz", (T, B, G), c_all.dtype)  # [dz_u, dz_r, dz_c] for steps 1..T (= dxp)
+    dc = buffer(ws, tag + "dc", (B, H), c_all.dtype)
+    drc = buffer(ws, tag + "drc", (B, H), c_all.dtype)
+    tmp = buffer(ws, tag + "tmp", (B, H), c_all.dtype)
+    tmp2 = buffer(ws, tag + "tmp2", (B, 2 * H), c_all.dtype)
+    dc_carry = np.zeros((B, H), c_all.dtype)  # the gradient step t+1 sends back to c<t>
+    for t in range(T, 0, -1):
+        g, dz, c_prev = gates[t - 1], dz_all[t - 1], c_all[t - 1]
+        u, r, c_tilde = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+        du, dr, dc_tilde = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:]
+        np.add(dc_out[t - 1], dc_carry, out=dc)  # dc<t> = dc_out<t> + dc<t> from step t+1
+        np.subtract(c_tilde, c_prev, out=du)  # c~<t> - c<t-1>
+        du *= dc  # dΓu = dc<t> * (c~<t> - c<t-1>)
+        np.multiply(dc, u, out=dc_tilde)  # dc~ = dc<t> * Γu
+        np.subtract(1.0, u, out=tmp)  # 1 - Γu
+        np.multiply(dc, tmp, out=dc_carry)  # dc<t-1> = dc<t> * (1 - Γu)
+        _tanh_grad_(dc_tilde, c_tilde, tmp)  # dz_c = dc~ * (1 - c~^2)
+        np.matmul(dc_tilde, W_c.T, out=drc)  # d(Γr * c<t-1>) = dz_c Wh_c^T
+        np.multiply(drc, c_prev, out=dr)  # dΓr = d(Γr * c<t-1>) * c<t-1>
+        np.multiply(drc, r, out=tmp)  # d(Γr * c<t-1>) * Γr
+        dc_carry += tmp  # dc<t-1> += d(Γr * c<t-1>) * Γr
+        _sigmoid_grad_(dz[:, :2 * H], g[:, :2 * H], tmp2)  # dz_ur = dΓ * Γ * (1 - Γ) for Γu, Γr
+        np.matmul(dz[:, :2 * H], W_ur.T, out=tmp)  # dz_ur Wh_ur^T
+        dc_carry += tmp  # dc<t-1> += dz_ur Wh_ur^T
+    dWh = buffer(ws, tag + "dWh", Wh.shape, c_all.dtype)
+    flat = dz_all.reshape(T * B, G)
+    np.matmul(c_all[:-1].reshape(T * B, H).T, flat[:, :2 * H], out=dWh[:, :2 * H])  # dWh_ur = sum_t c<t-1>^T dz_ur<t>
+    np.matmul(rc_all.reshape(T * B, H).T, flat[:, 2 * H:], out=dWh[:, 2 * H:])  # dWh_c = sum_t (Γr*c<t-1>)^T dz_c<t>
+    return dz_all, (dc_carry,), dWh
 
 
 # --------------------------------------------------------------------------------------------- lstm
@@ -268,52 +285,52 @@ def _gru_backward(dhs, cache):
 def _lstm_forward(xp, state, Wh, activation, ws, tag):
     T, B, G = xp.shape
     H = G // 4
-    hs = buffer(ws, tag + "hs", (T + 1, B, H), xp.dtype)  # a<0..T>
-    cs = buffer(ws, tag + "cs", (T + 1, B, H), xp.dtype)  # c<0..T>
-    gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [u, f, o, c~] after their nonlinearities
-    tcs = buffer(ws, tag + "tcs", (T, B, H), xp.dtype)  # tanh(c<t>)
+    a_all = buffer(ws, tag + "a_all", (T + 1, B, H), xp.dtype)  # a<0..T>
+    c_all = buffer(ws, tag + "c_all", (T + 1, B, H), xp.dtype)  # c<0..T>
+    gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [Γu, Γf, Γo, c~] for steps 1..T
+    tanh_c = buffer(ws, tag + "tanh_c", (T, B, H), xp.dtype)  # tanh(c<1..T>)
     tmp = buffer(ws, tag + "tmp", (B, H), xp.dtype)
-    hs[0], cs[0] = state
-    for t in range(T):
-        g = gates[t]
-        np.matmul(hs[t], Wh, out=g)
-        g += xp[t]
-        _logistic_(g[:, :3 * H])
-        np.tanh(g[:, 3 * H:], out=g[:, 3 * H:])
-        np.multiply(g[:, :H], g[:, 3 * H:], out=cs[t + 1])
-        np.multiply(g[:, H:2 * H], cs[t], out=tmp)
-        cs[t + 1] += tmp
-        np.tanh(cs[t + 1], out=tcs[t])
-        np.multiply(g[:, 2 * H:3 * H], tcs[t], out=hs[t + 1])
-    return hs[1:], (hs[T].copy(), cs[T].copy()), ("lstm", Wh, hs, cs, gates, tcs, ws, tag)
+    a_all[0], c_all[0] = state
+    for t in range(1, T + 1):
+        g, c = gates[t - 1], c_all[t]
+        np.matmul(a_all[t - 1], Wh, out=g)  # z = a<t-1> Wh
+        g += xp[t - 1]  # z += xp<t>
+        sigmoid_(g[:, :3 * H])  # Γu, Γf, Γo = σ(z_ufo)
+        np.tanh(g[:, 3 * H:], out=g[:, 3 * H:])  # c~<t> = tanh(z_c)
+        np.multiply(g[:, :H], g[:, 3 * H:], out=c)  # c<t> = Γu * c~<t>
+        np.multiply(g[:, H:2 * H], c_all[t - 1], out=tmp)  # Γf * c<t-1>
+        c += tmp  # c<t> += Γf * c<t-1>
+        np.tanh(c, out=tanh_c[t - 1])  # tanh(c<t>)
+        np.multiply(g[:, 2 * H:3 * H], tanh_c[t - 1], out=a_all[t])  # a<t> = Γo * tanh(c<t>)
+    return a_all[1:], (a_all[T].copy(), c_all[T].copy()), ("lstm", Wh, a_all, gates, c_all, tanh_c, ws, tag)
 
 
-def _lstm_backward(dhs, cache):
-    _, Wh, hs, cs, gates, tcs, ws, tag = cache
+def _lstm_backward(da_out, cache):
+    _, Wh, a_all, gates, c_all, tanh_c, ws, tag = cache
     T, B, G = gates.shape
     H = G // 4
-    dpre = buffer(ws, tag + "dpre", (T, B, G), hs.dtype)
-    dh = buffer(ws, tag + "dh", (B, H), hs.dtype)
-    tmp = buffer(ws, tag + "tmp", (B, H), hs.dtype)
-    tmp3 = buffer(ws, tag + "tmp3", (B, 3 * H), hs.dtype)
-    dh_next = np.zeros((B, H), hs.dtype)
-    dc = np.zeros((B, H), hs.dtype)  # gradient of c<t>, carried backwards
-    for t in range(T - 1, -1, -1):
-        g, dp = gates[t], dpre[t]
-        u, f, o, cc = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-        du, df, do, dcc = dp[:, :H], dp[:, H:2 * H], dp[:, 2 * H:3 * H], dp[:, 3 * H:]
-        np.add(dhs[t], dh_next, out=dh)
-        np.multiply(dh, tcs[t], out=do)
-        dh *= o  # now the gradient of tanh(c<t>)
-        _tanh_grad_(dh, tcs[t], tmp)
-        dc += dh
-        np.multiply(dc, cc, out=du)
-        np.multiply(dc, cs[t], out=df)
-        np.multiply(dc, u, out=dcc)
-        dc *= f
-        _sigmoid_grad_(dp[:, :3 * H], g[:, :3 * H], tmp3)
-        _tanh_grad_(dcc, cc, tmp)
-        np.matmul(dp, Wh.T, out=dh_next)
-    dWh = buffer(ws, tag + "dWh", Wh.shape, hs.dtype)
-    np.matmul(hs[:-1].reshape(T * B, H).T, dpre.reshape(T * B, G), out=dWh)
-    return dpre, (dh_next, dc), dWh
+    dz_all = buffer(ws, tag + "dz", (T, B, G), a_all.dtype)  # [dz_u, dz_f, dz_o, dz_c] for steps 1..T (= dxp)
+    da = buffer(ws, tag + "da", (B, H), a_all.dtype)
+    tmp = buffer(ws, tag + "tmp", (B, H), a_all.dtype)
+    tmp3 = buffer(ws, tag + "tmp3", (B, 3 * H), a_all.dtype)
+    da_carry = np.zeros((B, H), a_all.dtype)  # the gradient step t+1 sends back to a<t>
+    dc = np.zeros((B, H), a_all.dtype)  # dc<t>: from step t+1, then from a<t> added; ends as dc<0>
+    for t in range(T, 0, -1):
+        g, dz, tc = gates[t - 1], dz_all[t - 1], tanh_c[t - 1]
+        u, f, o, c_tilde = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        du, df, do, dc_tilde = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
+        np.add(da_out[t - 1], da_carry, out=da)  # da<t> = da_out<t> + da<t> from step t+1
+        np.multiply(da, tc, out=do)  # dΓo = da<t> * tanh(c<t>)
+        da *= o  # d tanh(c<t>) = da<t> * Γo
+        _tanh_grad_(da, tc, tmp)  # ... * (1 - tanh(c<t>)^2): the gradient a<t> sends to c<t>
+        dc += da  # dc<t> = dc<t> from step t+1 + da<t> * Γo * (1 - tanh(c<t>)^2)
+        np.multiply(dc, c_tilde, out=du)  # dΓu = dc<t> * c~<t>
+        np.multiply(dc, c_all[t - 1], out=df)  # dΓf = dc<t> * c<t-1>
+        np.multiply(dc, u, out=dc_tilde)  # dc~ = dc<t> * Γu
+        dc *= f  # dc<t-1> = dc<t> * Γf
+        _sigmoid_grad_(dz[:, :3 * H], g[:, :3 * H], tmp3)  # dz_ufo = dΓ * Γ * (1 - Γ) for Γu, Γf, Γo
+        _tanh_grad_(dc_tilde, c_tilde, tmp)  # dz_c = dc~ * (1 - c~^2)
+        np.matmul(dz, Wh.T, out=da_carry)  # da<t-1> = dz Wh^T
+    dWh = buffer(ws, tag + "dWh", Wh.shape, a_all.dtype)
+    np.matmul(a_all[:-1].reshape(T * B, H).T, dz_all.reshape(T * B, G), out=dWh)  # dWh = sum_t a<t-1>^T dz<t>
+    return dz_all, (da_carry, dc), dWh

@@ -13,8 +13,7 @@ backward pass; an exactly zero gradient, e.g. under dropout that removes every u
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from charlm.engine.backend import np
 from charlm.models import lm as model
 from charlm.models.config import ModelConfig
 

@@ -7,7 +7,7 @@ bit for bit. Updates write into preallocated scratch buffers: no temporaries in 
 
 import math
 
-import numpy as np
+from charlm.engine.backend import np
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 

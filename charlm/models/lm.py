@@ -17,10 +17,9 @@ Ids and targets are time-major (T, B) of any integer dtype.
 
 import numbers
 
-import numpy as np
-
 from charlm.engine import cells
-from charlm.engine.cells import GATES, STATE_ARRAYS, buffer
+from charlm.engine.backend import buffer, np
+from charlm.engine.cells import GATES, STATE_ARRAYS
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 
