@@ -4,19 +4,20 @@ import math
 
 import numpy as np
 import pytest
-from reference import naive_forward
+from reference import naive_forward, naive_model_nll
 
-from charlm.engine.gradcheck import check_model
+from charlm.engine.gradcheck import check_model, numeric_gradient, rel_error
 from charlm.errors import ConfigError
 from charlm.models import lm as model
+from charlm.models.config import ModelConfig
 from charlm.models.lm import (
-    ModelConfig,
     forward_nll,
     init_params,
     init_state,
     loss_and_grads,
     param_shapes,
     step_logits,
+    trace,
 )
 
 CELL_CASES = [("rnn", "tanh"), ("rnn", "relu"), ("gru-simple", "tanh"), ("gru", "tanh"), ("lstm", "tanh")]
@@ -139,8 +140,8 @@ def test_model_gradcheck_catches_a_broken_backward(monkeypatch):
     cfg = ModelConfig(cell="gru", vocab_size=5, hidden=3, layers=2)
     real = model._head_backward
 
-    def leaky(params, out, dlogits, grads, ws):
-        dout = real(params, out, dlogits, grads, ws)
+    def leaky(cache, grads):
+        dout = real(cache, grads)
         dout[0] *= 1.01  # a 1% error in the first step's gradient
         return dout
 
@@ -151,21 +152,6 @@ def test_model_gradcheck_catches_a_broken_backward(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------- forward passes
-
-def naive_model_nll(params, cfg, x, y, state):
-    """Plain reference: one-hot inputs, the naive cells, a per-row log-softmax."""
-    T, B = x.shape
-    V = cfg.vocab_size
-    inp = np.eye(V)[x]  # (T, B, V)
-    if cfg.embed:
-        inp = inp @ params["embed.W"]
-    for layer in range(cfg.layers):
-        xp = inp @ params[f"layer.{layer}.Wx"] + params[f"layer.{layer}.b"]
-        inp, _ = naive_forward(cfg.cell, xp, state[layer], params[f"layer.{layer}.Wh"], cfg.activation)
-    logits = inp @ params["head.W"] + params["head.b"]
-    log_probs = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
-    return -np.take_along_axis(log_probs, y[..., None], axis=2)[..., 0]
-
 
 @pytest.mark.parametrize("cell,activation", CELL_CASES)
 @pytest.mark.parametrize("layers,embed", [(1, 0), (2, 3)])
@@ -241,6 +227,103 @@ def test_workspace_matches_fresh_buffers_and_state_is_not_aliased():
     assert all(np.array_equal(a, b) for a, b in zip(kept, sum(new_state, ()), strict=True))
     nll, _ = forward_nll(params, cfg, x, y, state, workspace=ws)
     assert nll.mean() == pytest.approx(fresh_loss, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- mask
+
+def test_mask_weighs_the_loss_and_masked_targets_get_no_gradient():
+    cfg, params, rng = make("gru", L=2, E=3)
+    x, y = rng.integers(0, 7, (5, 3)), rng.integers(0, 7, (5, 3))
+    mask = (rng.random((5, 3)) < 0.6).astype(float)
+    mask[0, 0] = 1.0
+    state = random_state(cfg, 3, rng)
+    nll, _ = forward_nll(params, cfg, x, y, state)
+    loss, grads, _ = loss_and_grads(params, cfg, x, y, state, mask=mask)
+    assert loss == pytest.approx((mask * nll).sum() / mask.sum(), abs=1e-13)
+    other_y = np.where(mask == 0, (y + 1) % 7, y)  # change only the masked targets
+    other_loss, other_grads, _ = loss_and_grads(params, cfg, x, other_y, state, mask=mask)
+    assert other_loss == loss and all(np.array_equal(other_grads[k], grads[k]) for k in params)
+    ones, ones_grads, _ = loss_and_grads(params, cfg, x, y, state, mask=np.ones((5, 3)))
+    plain, plain_grads, _ = loss_and_grads(params, cfg, x, y, state)
+    assert ones == pytest.approx(plain, abs=1e-14)
+    for k in params:
+        np.testing.assert_allclose(ones_grads[k], plain_grads[k], rtol=0, atol=1e-14, err_msg=k)
+
+
+@pytest.mark.parametrize("cell,embed", [("lstm", 0), ("gru-simple", 3)])
+def test_padded_batch_with_mask_equals_the_unpadded_streams(cell, embed):
+    cfg, params, rng = make(cell, L=2, E=embed)
+    lengths = [6, 2, 4]
+    streams = [(rng.integers(0, 7, n), rng.integers(0, 7, n)) for n in lengths]
+    x, y = rng.integers(0, 7, (6, 3)), rng.integers(0, 7, (6, 3))  # padding: arbitrary valid ids
+    mask = np.zeros((6, 3))
+    for b, (xs, ys) in enumerate(streams):
+        x[:lengths[b], b], y[:lengths[b], b], mask[:lengths[b], b] = xs, ys, 1.0
+    state = random_state(cfg, 3, rng)
+    loss, grads, _ = loss_and_grads(params, cfg, x, y, state, mask=mask)
+    total, summed = 0.0, {k: np.zeros_like(p) for k, p in params.items()}
+    for b, (xs, ys) in enumerate(streams):  # each stream alone, unpadded: its mean loss times its length
+        alone = [tuple(a[b:b + 1] for a in layer) for layer in state]
+        part, part_grads, _ = loss_and_grads(params, cfg, xs[:, None], ys[:, None], alone)
+        total += part * lengths[b]
+        for k in params:
+            summed[k] += part_grads[k] * lengths[b]
+    assert loss == pytest.approx(total / sum(lengths), abs=1e-13)
+    for k in params:
+        np.testing.assert_allclose(grads[k], summed[k] / sum(lengths), rtol=0, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_weighted_mask_gradcheck(cell):
+    cfg, params, rng = make(cell, V=5, H=3, L=2, E=2)
+    x, y = rng.integers(0, 5, (3, 2)), rng.integers(0, 5, (3, 2))
+    mask = np.array([[1.0, 0.0], [0.5, 2.0], [0.0, 1.0]])
+    state = random_state(cfg, 2, rng)
+    _, grads, _, dstate = model.loss_grads_and_dstate(params, cfg, x, y, state, mask=mask)
+
+    def loss():
+        return loss_and_grads(params, cfg, x, y, state, mask=mask)[0]
+
+    tensors = [*((k, params[k], grads[k]) for k in params), ("state.0.0", state[0][0], dstate[0][0])]
+    for name, value, analytic in tensors:
+        numeric = numeric_gradient(loss, value, np.arange(value.size), 1e-3)
+        assert rel_error(analytic.reshape(-1), numeric) < 1e-6, name
+
+
+@pytest.mark.parametrize("bad", [np.ones((5, 2)), np.zeros((4, 2)), np.full((4, 2), -1.0), np.full((4, 2), np.nan)])
+def test_mask_must_match_x_and_hold_weights_with_a_positive_sum(bad):
+    cfg, params, rng = make("lstm")
+    x = rng.integers(0, 7, (4, 2))
+    with pytest.raises(ConfigError, match="mask"):
+        loss_and_grads(params, cfg, x, x, init_state(cfg, 2), mask=bad)
+
+
+# ---------------------------------------------------------------------------------------------- trace
+
+@pytest.mark.parametrize("cell,activation,embed", [("lstm", "tanh", 0), ("gru", "tanh", 3), ("rnn", "relu", 0),
+                                                   ("gru-simple", "tanh", 2)])
+def test_trace_agrees_with_the_forward_pass(cell, activation, embed):
+    cfg, params, rng = make(cell, L=2, E=embed, p=0.3, activation=activation)
+    x, y = rng.integers(0, 7, (4, 3)), rng.integers(0, 7, (4, 3))
+    state = random_state(cfg, 3, rng)
+    acts, new_state = trace(params, cfg, x, state)
+    gates = {"rnn": [], "gru-simple": ["u", "c~"], "gru": ["u", "r", "c~"], "lstm": ["u", "f", "o", "c~", "c"]}
+    expected = {f"layer.{l}.{k}" for l in range(2) for k in ["a", *gates[cell]]} | {"head.logits"}
+    assert set(acts) == expected | ({"embed"} if embed else set())
+    assert all(v.shape[:2] == (4, 3) for v in acts.values())
+    inp = params["embed.W"][x] if embed else np.eye(7)[x]
+    for layer in range(2):  # every layer's a<t> is the naive cell's on the previous layer's a<t> (no dropout)
+        xp = inp @ params[f"layer.{layer}.Wx"] + params[f"layer.{layer}.b"]
+        inp, _ = naive_forward(cell, xp, state[layer], params[f"layer.{layer}.Wh"], activation)
+        np.testing.assert_allclose(acts[f"layer.{layer}.a"], inp, rtol=0, atol=1e-12)
+    logits = acts["head.logits"]
+    log_probs = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+    nll, final = forward_nll(params, cfg, x, y, state)
+    np.testing.assert_allclose(-np.take_along_axis(log_probs, y[..., None], axis=2)[..., 0], nll, atol=1e-12)
+    for a, b in zip(sum(final, ()), sum(new_state, ()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if cell == "lstm":
+        np.testing.assert_array_equal(acts["layer.1.c"][-1], new_state[1][1])
 
 
 # -------------------------------------------------------------------------------------------- dropout
