@@ -51,7 +51,7 @@ def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray,
 class Batcher:
     """Consecutive (T, B) chunks of B parallel streams, for truncated BPTT.
 
-    - ids: 1-D id stream of length N (any integer dtype; a memmap is read lazily)
+    - ids: 1-D id stream (any integer dtype; a memmap is read lazily)
     - batch: B, seq_len: T, seed: drives the per-epoch offsets
     Every epoch has the same `batches_per_epoch`; `new_epoch` is True right after the first batch of an
     epoch has been returned (the trainer resets its carried state then).

@@ -56,7 +56,7 @@ def default_cache_dir() -> Path:
 def prepare_corpus(path, *, eos_mode: str = "file", encoding: str = "utf-8", min_count: int = 1,
                    max_vocab: int | None = None, vocab: Vocab | None = None, cache_dir=None,
                    chunk_chars: int = CHUNK_BYTES) -> Corpus:
-    """Encode a corpus file into a cached, memory-mapped id stream (instant when the cache is warm).
+    """Encode a corpus file into a cached, memory-mapped id stream; a cached file is mapped, never re-encoded.
 
     - vocab: use this vocabulary (fine-tuning, scoring) instead of building one from the file's counts
     - cache_dir: defaults to `default_cache_dir()`
