@@ -44,7 +44,9 @@ def test_config_round_trip_and_defaults():
     cfg = ModelConfig(cell="gru", vocab_size=65, hidden=128, layers=3, embed=16, dropout=0.25)
     d = cfg.to_dict()
     assert d == {"cell": "gru", "vocab_size": 65, "hidden": 128, "layers": 3, "embed": 16, "dropout": 0.25,
-                 "activation": "tanh", "dtype": "float32"}
+                 "activation": "tanh", "dtype": "float32", "tie": False}
+    assert ModelConfig.from_dict(d) == cfg
+    del d["tie"]  # a checkpoint written before tied heads existed
     assert ModelConfig.from_dict(d) == cfg
 
 
@@ -141,9 +143,9 @@ def test_model_gradcheck_catches_a_broken_backward(monkeypatch):
     real = model._head_backward
 
     def leaky(cache, grads):
-        dout = real(cache, grads)
+        dout, dtable = real(cache, grads)
         dout[0] *= 1.01  # a 1% error in the first step's gradient
-        return dout
+        return dout, dtable
 
     monkeypatch.setattr(model, "_head_backward", leaky)
     results = check_model(cfg, seq_len=3, batch=2)

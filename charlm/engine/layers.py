@@ -1,5 +1,6 @@
-"""Non-recurrent layers as pure forward/backward pairs: embedding, affine on one-hot input, temporal affine,
-inverted dropout, softmax cross-entropy with per-target weights (a mask).
+"""Non-recurrent layers as pure forward/backward pairs: embedding, affine on one-hot input, temporal affine
+(W stored (D, M), or (M, D) as a tied head's table), inverted dropout, softmax cross-entropy with per-target
+weights (a mask).
 
 Letters: T time, B batch, N = T * B rows, V vocabulary (rows of a gathered table), D input width, M output
 width. Each forward returns its output and a cache; the matching backward takes the upstream gradient and
@@ -19,9 +20,12 @@ SEGMENT_BLOCK = 256  # rows gathered at a time in segment_sum: a block stays in 
 def segment_sum(values, ids, num_rows, *, ws=None, tag=""):
     """Sum rows by id: out[v] = sum of the rows values[n] with ids[n] == v (0 for ids absent).
 
-    The ids are sorted once; each id's rows are gathered block by block into scratch and summed there while
-    the block is in cache, so the work is one pass over values. (np.add.at computes the same sum unbuffered,
-    one row at a time; a dense one-hot (V, N) product multiplies by zeros.)
+    The ids are sorted once; the rows are then gathered in sorted order block by block into scratch, and
+    each block's runs of equal ids are summed at once (np.add.reduceat) while the block is in cache and
+    written to their rows of out (added, for a run that began in the previous block). The work is one pass
+    over values plus zeroing out; the Python loop runs once per block of SEGMENT_BLOCK rows, however many
+    distinct ids there are (a word batch has hundreds), and never over all V. (np.add.at computes the same
+    sum unbuffered, one row at a time; a dense one-hot (V, N) product multiplies by zeros.)
 
     Inputs:
     - values: of shape (N, M)
@@ -32,24 +36,23 @@ def segment_sum(values, ids, num_rows, *, ws=None, tag=""):
     """
     N, M = values.shape
     order = np.argsort(ids, kind="stable")  # positions grouped by id, each group in time order
-    counts = np.bincount(ids.astype(np.intp, copy=False), minlength=num_rows)
+    sorted_ids = ids[order]
     out = buffer(ws, tag + "segsum", (num_rows, M), values.dtype)
     out.fill(0.0)
     block = buffer(ws, tag + "block", (min(N, SEGMENT_BLOCK), M), values.dtype)
-    partial = buffer(ws, tag + "partial", (M,), values.dtype)
-    start = 0
-    for v in np.flatnonzero(counts).tolist():
-        stop = start + int(counts[v])
-        for lo in range(start, stop, SEGMENT_BLOCK):
-            hi = min(lo + SEGMENT_BLOCK, stop)
-            rows = block[:hi - lo]
-            np.take(values, order[lo:hi], axis=0, out=rows, mode="clip")  # the next block of id v's rows
-            if lo == start:
-                np.add.reduce(rows, axis=0, out=out[v])  # out[v] = sum of the block's rows
-            else:
-                np.add.reduce(rows, axis=0, out=partial)
-                out[v] += partial  # out[v] += sum of this block's rows
-        start = stop
+    sums = buffer(ws, tag + "sums", (min(N, SEGMENT_BLOCK), M), values.dtype)
+    for lo in range(0, N, SEGMENT_BLOCK):
+        hi = min(lo + SEGMENT_BLOCK, N)
+        rows = block[:hi - lo]
+        np.take(values, order[lo:hi], axis=0, out=rows, mode="clip")  # the next block of rows, in id order
+        block_ids = sorted_ids[lo:hi]
+        starts = np.flatnonzero(np.r_[True, block_ids[1:] != block_ids[:-1]])  # first row of each id's run
+        run_ids, run_sums = block_ids[starts], sums[:len(starts)]
+        np.add.reduceat(rows, starts, axis=0, out=run_sums)  # run_sums[k] = sum of run k's rows
+        if lo and run_ids[0] == sorted_ids[lo - 1]:  # the previous block's last run goes on here
+            out[run_ids[0]] += run_sums[0]  # out[v] += the rest of v's rows
+            run_ids, run_sums = run_ids[1:], run_sums[1:]
+        out[run_ids] = run_sums  # out[v] = sum of v's rows (ids sorted: every other run starts in this block)
     return out
 
 
@@ -160,6 +163,53 @@ def affine_backward(dout, cache):
     np.sum(dflat, axis=0, out=db)  # db = sum over rows of dout
     dx = buffer(ws, tag + "dx", (T, B, D), W.dtype)
     np.matmul(dflat, W.T, out=dx.reshape(T * B, D))  # dx = dout W^T
+    return dx, dW, db
+
+
+def affine_transposed_forward(x, W, b, *, ws=None, tag=""):
+    """Temporal affine with W stored by output rows (as nn.Linear stores it): out = x W^T + b.
+
+    A tied LM head passes the embedding table here, so one (V, E) matrix serves as the input lookup and the
+    output weights without a transposed copy.
+
+    Inputs:
+    - x: of shape (T, B, D)
+    - W: of shape (M, D); b: of shape (M,)
+
+    Returns a tuple of:
+    - out: of shape (T, B, M)
+    - cache: for affine_transposed_backward
+    """
+    T, B, D = x.shape
+    M = W.shape[0]
+    out = buffer(ws, tag + "out", (T, B, M), W.dtype)
+    np.matmul(x.reshape(T * B, D), W.T, out=out.reshape(T * B, M))  # out = x W^T
+    out += b  # out += b
+    return out, (x, W, ws, tag)
+
+
+def affine_transposed_backward(dout, cache):
+    """Backward of affine_transposed_forward.
+
+    Inputs:
+    - dout: upstream gradient, of shape (T, B, M)
+    - cache: from affine_transposed_forward
+
+    Returns a tuple of:
+    - dx: of shape (T, B, D)
+    - dW: of shape (M, D)
+    - db: of shape (M,)
+    """
+    x, W, ws, tag = cache
+    T, B, D = x.shape
+    M = W.shape[0]
+    dflat = dout.reshape(T * B, M)
+    dW = buffer(ws, tag + "dW", W.shape, W.dtype)
+    np.matmul(dflat.T, x.reshape(T * B, D), out=dW)  # dW = dout^T x
+    db = buffer(ws, tag + "db", (M,), W.dtype)
+    np.sum(dflat, axis=0, out=db)  # db = sum over rows of dout
+    dx = buffer(ws, tag + "dx", (T, B, D), W.dtype)
+    np.matmul(dflat, W, out=dx.reshape(T * B, D))  # dx = dout W
     return dx, dW, db
 
 

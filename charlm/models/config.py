@@ -15,13 +15,14 @@ class ModelConfig:
     """Everything needed to rebuild the network; saved in checkpoints as a plain dict."""
 
     cell: str  # one of "rnn", "gru", "gru-simple", "lstm"
-    vocab_size: int  # V, the number of character ids (specials included)
+    vocab_size: int  # V, the number of token ids (specials included)
     hidden: int  # H, units per recurrent layer
     layers: int = 1  # L, stacked recurrent layers
     embed: int = 0  # E, learned embedding width; 0 = one-hot input (a row gather of layer 0's Wx)
     dropout: float = 0.0  # inverted dropout between layers and before the head, training only
     activation: str = "tanh"  # rnn nonlinearity: "tanh" or "relu"
     dtype: str = "float32"  # "float32" (training) or "float64" (gradient checks)
+    tie: bool = False  # the head's weight is embed.W transposed (no head.W); needs embed == hidden
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -39,6 +40,12 @@ class ModelConfig:
             raise ConfigError(f"unknown activation {self.activation!r}; choose tanh or relu")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model dtype must be float32 or float64, got {self.dtype!r}")
+        if not isinstance(self.tie, bool):
+            raise ConfigError(f"model tie must be true or false, got {self.tie!r}")
+        if self.tie and self.embed != self.hidden:  # hidden >= 1, so this also refuses one-hot input (embed 0)
+            raise ConfigError(f"--tie needs --embed equal to --hidden (got --embed {self.embed}, --hidden "
+                              f"{self.hidden}): the tied head multiplies the top layer's output by the "
+                              f"embedding table")
 
     def to_dict(self) -> dict:
         """Plain JSON types, for checkpoints."""
@@ -46,7 +53,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d) -> "ModelConfig":
-        """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError."""
+        """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError. Optional
+        fields missing from an older checkpoint's dict take their defaults (`tie` False)."""
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)

@@ -1,12 +1,14 @@
-"""The character language model: the recurrent encoder (`charlm.models.encoder`) and the LM head, an affine
-H -> V layer whose softmax predicts the next character at every step.
+"""The language model: the recurrent encoder (`charlm.models.encoder`) and the LM head, an affine H -> V
+layer whose softmax predicts the next token (character or word) at every step.
 
-Letters: T time, B batch, V vocabulary, H hidden, N = T * B predicted characters.
+Letters: T time, B batch, V vocabulary, E embedding width, H hidden, N = T * B predicted tokens.
 
 Parameters are a flat dict with stable names, in the order of `param_shapes`: the encoder's (`embed.W`,
 `layer.<l>.Wx`, `layer.<l>.Wh`, `layer.<l>.b`), then the head's `head.W` (H, V) and `head.b` (V,).
-Checkpoints store them under these names. State: as the encoder's (`init_state`). Ids and targets are
-time-major (T, B) of any integer dtype.
+Checkpoints store them under these names. With `cfg.tie` there is no `head.W`: the head's weight is the
+embedding table transposed, logits = out embed.W^T + head.b (E == H), and the table's gradient is the sum
+of its two uses, the input gather's segment sum and the head's dlogits^T out (V, H). State: as the
+encoder's (`init_state`). Ids and targets are time-major (T, B) of any integer dtype.
 
 The loss is the mean negative log-likelihood of the targets, or with a per-target `mask` (T, B) of weights
 (0/1 for padding) sum(mask * nll) / sum(mask); a target of weight 0 adds nothing to the loss or gradients.
@@ -34,7 +36,8 @@ __all__ = ["forward_nll", "init_params", "init_state", "loss_and_grads", "loss_g
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every parameter, in a fixed order: the encoder's, then the head's."""
     shapes = encoder_param_shapes(cfg)
-    shapes["head.W"] = (cfg.hidden, cfg.vocab_size)
+    if not cfg.tie:
+        shapes["head.W"] = (cfg.hidden, cfg.vocab_size)
     shapes["head.b"] = (cfg.vocab_size,)
     return shapes
 
@@ -49,12 +52,15 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
     With one-hot input (embed 0) the first layer's Wx is itself an embedding, one row per character straight
     into gate space, so it is standard normal like nn.Embedding: a character must move the gates by order 1
     for training to leave the unigram plateau quickly, and 1/sqrt(H)-sized rows move them by far less.
+
+    A tied table (`cfg.tie`) is also the head's weight, so it takes the head's uniform init: standard normal
+    rows would start the logits at order sqrt(H) times the outputs' size, far from the uniform prediction.
     """
     dtype = np.dtype(cfg.dtype)
     bound = 1.0 / np.sqrt(cfg.hidden)
     params = {}
     for name, shape in param_shapes(cfg).items():
-        if name == "embed.W" or (name == "layer.0.Wx" and not cfg.embed):
+        if (name == "embed.W" and not cfg.tie) or (name == "layer.0.Wx" and not cfg.embed):
             params[name] = rng.standard_normal(shape).astype(dtype)
         elif name.endswith(".b"):
             params[name] = np.zeros(shape, dtype)
@@ -111,27 +117,27 @@ def forward_nll(params, cfg: ModelConfig, x, y, state, *, workspace=None):
     """
     x, y, state, _ = _check_inputs(params, cfg, x, y, state)
     out, new_state, _ = encoder_forward(params, cfg, x, state, ws=workspace)
-    _, nll, _ = _head_forward(params, out, y, None, workspace)
+    _, nll, _ = _head_forward(params, cfg, out, y, None, workspace)
     return nll.reshape(x.shape), new_state
 
 
 def step_logits(params, cfg: ModelConfig, ids, state):
-    """Advance B streams by one character each (sampling); the same cell code as training.
+    """Advance B streams by one token each (sampling); the same cell code as training.
 
     Inputs:
-    - ids: the current character of each stream, of shape (B,)
+    - ids: the current token of each stream, of shape (B,)
     - state: list of per-layer tuples of (B, H) arrays
 
     Returns a tuple of:
-    - logits: unnormalised log-probabilities of the next character, of shape (B, V)
-    - new_state: the state after this character, plain arrays
+    - logits: unnormalised log-probabilities of the next token, of shape (B, V)
+    - new_state: the state after this token, plain arrays
     """
     ids = np.asarray(ids)
     if ids.ndim != 1:
         raise ConfigError(f"step_logits needs ids of shape (B,), got shape {ids.shape}")
     x, _, state, _ = _check_inputs(params, cfg, ids[None, :], None, state)
     out, new_state, _ = encoder_forward(params, cfg, x, state)
-    logits, _ = layers.affine_forward(out, params["head.W"], params["head.b"])
+    logits, _ = _head_logits(params, cfg, out, None)
     return logits[0], new_state
 
 
@@ -150,7 +156,7 @@ def trace(params, cfg: ModelConfig, x, state):
     x, _, state, _ = _check_inputs(params, cfg, x, None, state)
     out, new_state, cache = encoder_forward(params, cfg, x, state)
     acts = encoder_activations(cfg, cache)
-    acts["head.logits"], _ = layers.affine_forward(out, params["head.W"], params["head.b"])
+    acts["head.logits"], _ = _head_logits(params, cfg, out, None)
     return acts, new_state
 
 
@@ -181,31 +187,50 @@ def _loss_grads_dstate(params, cfg, x, y, state, mask, rng, ws):
     if cfg.dropout > 0 and not isinstance(rng, np.random.Generator):
         raise ConfigError("dropout > 0 needs an rng (np.random.Generator) to draw its masks")
     out, new_state, enc_cache = encoder_forward(params, cfg, x, state, rng=rng, ws=ws)
-    loss, _, head_cache = _head_forward(params, out, y, mask, ws)
+    loss, _, head_cache = _head_forward(params, cfg, out, y, mask, ws)
     grads = {}
-    dout = _head_backward(head_cache, grads)
+    dout, dtable = _head_backward(head_cache, grads)
     dstate = encoder_backward(cfg, dout, enc_cache, grads)
+    if dtable is not None:
+        grads["embed.W"] += dtable  # dE = segment_sum(dembedded by id) + dlogits^T out: the table's two uses
     return loss, grads, new_state, dstate
 
 
-def _head_forward(params, out, y, mask, ws):
-    """The LM head: logits = out W + b, then softmax cross-entropy against y weighted by mask.
+def _head_logits(params, cfg, out, ws):
+    """Logits of the LM head: out W + b with W = head.W (H, V), or tied, out embed.W^T + b (embed.W (V, E),
+    E == H). Inputs: out (T, B, H). Returns (logits (T, B, V), cache for _head_backward)."""
+    if cfg.tie:
+        logits, cache = layers.affine_transposed_forward(out, params["embed.W"], params["head.b"], ws=ws,
+                                                         tag="head.")
+    else:
+        logits, cache = layers.affine_forward(out, params["head.W"], params["head.b"], ws=ws, tag="head.")
+    return logits, (cfg.tie, cache)
+
+
+def _head_forward(params, cfg, out, y, mask, ws):
+    """The LM head: logits (_head_logits), then softmax cross-entropy against y weighted by mask.
 
     Inputs: out (T, B, H); y (T, B); mask (T, B) float64 or None.
     Returns (loss, nll of shape (N,) float64, cache for _head_backward).
     """
     T, B, _ = out.shape
-    logits, affine_cache = layers.affine_forward(out, params["head.W"], params["head.b"], ws=ws, tag="head.")
+    logits, logits_cache = _head_logits(params, cfg, out, ws)
     weights = None if mask is None else mask.reshape(-1)
     loss, nll, nll_cache = layers.softmax_nll_forward(logits.reshape(T * B, -1), y.reshape(-1), weights)
-    return loss, nll, (affine_cache, nll_cache)
+    return loss, nll, (T, B, logits_cache, nll_cache)
 
 
 def _head_backward(cache, grads):
-    """Fills grads for head.W and head.b; returns the gradient of the encoder's output, of shape (T, B, H)."""
-    affine_cache, nll_cache = cache
-    dlogits = layers.softmax_nll_backward(nll_cache)  # (N, V)
-    out = affine_cache[0]
-    dout, grads["head.W"], grads["head.b"] = layers.affine_backward(dlogits.reshape(*out.shape[:2], -1),
-                                                                     affine_cache)
-    return dout
+    """Fills grads for head.b and (untied) head.W.
+
+    Returns a tuple of:
+    - dout: the gradient of the encoder's output, of shape (T, B, H)
+    - dtable: tied, the head's share of embed.W's gradient, dlogits^T out of shape (V, E); else None
+    """
+    T, B, (tie, affine_cache), nll_cache = cache
+    dlogits = layers.softmax_nll_backward(nll_cache).reshape(T, B, -1)  # (T, B, V)
+    if tie:
+        dout, dtable, grads["head.b"] = layers.affine_transposed_backward(dlogits, affine_cache)
+        return dout, dtable
+    dout, grads["head.W"], grads["head.b"] = layers.affine_backward(dlogits, affine_cache)
+    return dout, None
