@@ -169,9 +169,9 @@ def test_checkpoint_whose_vocabulary_has_no_kind_loads_as_a_char_vocabulary(tmp_
 def test_unknown_tokenizer_kind_is_one_checkpoint_error_line(tmp_path):
     path = tmp_path / "c.safetensors"
     _save(path)
-    _rewrite_metadata_signed(path, vocab=json.dumps({"kind": "word", "specials": ["<EOS>", "<UNK>"],
-                                                     "words": ["the"]}))
-    with pytest.raises(CheckpointError, match="unknown tokenizer kind 'word'") as caught:
+    _rewrite_metadata_signed(path, vocab=json.dumps({"kind": "bpe", "specials": ["<EOS>", "<UNK>"],
+                                                     "merges": ["t h"]}))
+    with pytest.raises(CheckpointError, match="unknown tokenizer kind 'bpe'") as caught:
         load_checkpoint(path)
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
 

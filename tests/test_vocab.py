@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from charlm.text.tokenizer import EOS, UNK, Vocab
+from charlm.text.tokenizer import EOS, UNK, Vocab, tokenizer_from_dict
 
 MIXED = "Привет, мир! 中文字符 🙂🚀 e\u0301 naïve\n\ttab ß 𝔘"
 
@@ -79,7 +79,7 @@ def test_unknown_characters_encode_to_unk_and_are_listed():
     vocab = Vocab.build(Counter("abc"))
     ids = vocab.encode("a🙂bЖ\U0010ffff")
     assert ids.tolist() == [2, UNK, 3, UNK, UNK]
-    assert vocab.unknown_chars("a🙂bЖ🙂") == ["Ж", "🙂"]
+    assert vocab.unknown("a🙂bЖ🙂") == ["Ж", "🙂"]
     assert vocab.decode(ids, unk="?") == "a?b??"
 
 
@@ -129,8 +129,9 @@ def test_dict_round_trip_through_json():
     ([], "JSON object"),
     ({"specials": ["<EOS>", "<UNK>"]}, "the keys"),
     ({"kind": "char", "specials": ["<EOS>", "<UNK>"], "chars": [], "extra": 1}, "the keys"),
-    ({"kind": "word", "specials": ["<EOS>", "<UNK>"], "words": ["the"]}, "unknown tokenizer kind 'word'"),
+    ({"kind": "bpe", "specials": ["<EOS>", "<UNK>"], "merges": ["t h"]}, "unknown tokenizer kind 'bpe'"),
     ({"kind": None, "specials": ["<EOS>", "<UNK>"], "chars": []}, "unknown tokenizer kind None"),
+    ({"kind": "word", "specials": ["<EOS>", "<UNK>"], "words": ["the"]}, "the keys"),
     ({"specials": ["<UNK>", "<EOS>"], "chars": []}, "specials"),
     ({"specials": ["<EOS>", "<UNK>"], "chars": "abc"}, "must be a list"),
     ({"specials": ["<EOS>", "<UNK>"], "chars": ["ab"]}, "single character"),
@@ -140,7 +141,12 @@ def test_dict_round_trip_through_json():
 ])
 def test_from_dict_rejects_malformed_input(bad, message):
     with pytest.raises(ValueError, match=message):
-        Vocab.from_dict(bad)
+        tokenizer_from_dict(bad)
+
+
+def test_char_vocab_refuses_another_kind():
+    with pytest.raises(ValueError, match="'word' is not a character vocabulary"):
+        Vocab.from_dict({"kind": "word", "specials": ["<EOS>", "<UNK>"], "chars": []})
 
 
 def test_build_rejects_nonsense_options():

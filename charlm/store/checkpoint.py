@@ -26,7 +26,7 @@ from charlm.models.config import ModelConfig
 from charlm.models.lm import param_shapes
 from charlm.store.atomic import write_atomic
 from charlm.store.safetensors_io import read_container
-from charlm.text.tokenizer import Vocab
+from charlm.text.tokenizer import Vocab, tokenizer_from_dict
 
 FORMAT = "charlm"
 FORMAT_VERSION = 1
@@ -191,7 +191,7 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
     if missing:
         raise CheckpointError(f"{path}: invalid checkpoint metadata (lacks {', '.join(missing)})")
     config = ModelConfig.from_dict(json.loads(meta["config"]))
-    vocab = Vocab.from_dict(json.loads(meta["vocab"]))
+    vocab = tokenizer_from_dict(json.loads(meta["vocab"]))
     if vocab.size != config.vocab_size:
         raise CheckpointError(f"{path}: vocabulary has {vocab.size} entries but the model expects "
                               f"{config.vocab_size}")

@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import ConfigError, CorpusError
-from charlm.text.tokenizer import EOS, Vocab, codepoints
+from charlm.text.tokenizer import DOC_END, EOS, Vocab, codepoints
 
 EOS_MODES = ("file", "lines", "paragraphs")
 # Bytes read per step by default: bounds memory while keeping per-chunk overhead negligible.
 CHUNK_BYTES = 1 << 22
-# Marks the end of a document inside normalised text. A lone surrogate cannot come out of a strict decoder,
-# so it never collides with a real character; it becomes `<EOS>` when encoded.
-_DOC_END = "\ud800"
-_DOC_END_CODE = 0xD800
+_DOC_END_CODE = ord(DOC_END)
 
 
 @dataclass(frozen=True)
@@ -84,10 +81,10 @@ def split_documents(text: str, eos_mode: str) -> list[str]:
     Raises ValueError if `text` holds the lone surrogate U+D800 (strict decoding never produces one).
     """
     check_eos_mode(eos_mode)
-    if _DOC_END in text:
+    if DOC_END in text:
         raise ValueError("text holds U+D800, the document-end marker; strictly decoded text never does")
     marked = "".join(_split_pieces(iter([text] if text else []), eos_mode))
-    return marked.split(_DOC_END)[:-1]  # every document ends with a marker; the rest is trailing blank text
+    return marked.split(DOC_END)[:-1]  # every document ends with a marker; the rest is trailing blank text
 
 
 def file_sha256(path) -> str:
@@ -200,7 +197,7 @@ def _raise_undecodable(path: Path, codec_name: str, exc: UnicodeDecodeError, dat
 
 
 def _document_pieces(path: Path, eos_mode: str, encoding: str, chunk_bytes: int) -> Iterator[str]:
-    """Document text of a file in pieces, each document followed by `_DOC_END`; CorpusError if there is none."""
+    """Document text of a file in pieces, each document followed by `DOC_END`; CorpusError if there is none."""
     check_eos_mode(eos_mode)
     has_docs = yield from _split_pieces(_normalised_pieces(path, encoding, chunk_bytes), eos_mode)
     if not has_docs:
@@ -209,7 +206,7 @@ def _document_pieces(path: Path, eos_mode: str, encoding: str, chunk_bytes: int)
 
 def _split_pieces(pieces: Iterator[str], eos_mode: str):
     """The one document splitter: normalised text pieces in, document pieces out, each document followed by
-    `_DOC_END`. Returns (as the generator's value) whether there was any document.
+    `DOC_END`. Returns (as the generator's value) whether there was any document.
 
     A line is blank when it is empty or whitespace only (`str.isspace`).
     """
@@ -219,7 +216,7 @@ def _split_pieces(pieces: Iterator[str], eos_mode: str):
             has_docs = has_docs or not text.isspace()
             yield text
         if has_docs:
-            yield _DOC_END
+            yield DOC_END
         return has_docs
     in_paragraph = False
     for lines in _whole_lines(pieces):
@@ -227,10 +224,10 @@ def _split_pieces(pieces: Iterator[str], eos_mode: str):
         for line in lines:
             if not line or line.isspace():
                 if in_paragraph:
-                    out.append(_DOC_END)
+                    out.append(DOC_END)
                 in_paragraph = False
             elif eos_mode == "lines":
-                out += (line, _DOC_END)
+                out += (line, DOC_END)
             else:
                 out += ("\n", line) if in_paragraph else (line,)
                 in_paragraph = True
@@ -238,7 +235,7 @@ def _split_pieces(pieces: Iterator[str], eos_mode: str):
             has_docs = True
             yield "".join(out)
     if in_paragraph:
-        yield _DOC_END
+        yield DOC_END
     return has_docs
 
 

@@ -1,7 +1,10 @@
 """Character vocabulary: `<EOS>` = 0, `<UNK>` = 1, then characters in code-point order.
 
-A vocabulary has a tokenizer `kind`, saved in its dict form (and so in checkpoints and cache keys);
-"char" is the only kind. A dict without "kind" is a character vocabulary, as every older file holds.
+A vocabulary has a tokenizer `kind` (one of KINDS), saved in its dict form (and so in checkpoints and cache
+keys); `tokenizer_from_dict` reads either kind. A dict without "kind" is a character vocabulary, as every
+older file holds. Both kinds share one duck-typed interface: `kind`, `size`, `id_dtype`, `tokens`,
+`lowercase`, `encode`, `decode`, `decoder`, `unknown`, `token_text`, `char_count`, `to_dict`
+(`charlm.text.words.WordVocab` is the word kind).
 
 The order depends only on which characters are kept, never on hashing or insertion order, so the same
 counts give the same ids in every process. Encoding and decoding are numpy table lookups over code points
@@ -15,7 +18,42 @@ import numpy as np
 EOS = 0
 UNK = 1
 SPECIALS = ("<EOS>", "<UNK>")
-KINDS = ("char",)
+KINDS = ("char", "word")
+# Marks the end of a document inside normalised text (charlm.text.corpus). A lone surrogate cannot come out of
+# a strict decoder, so it never collides with a real character; it becomes `<EOS>` when encoded.
+DOC_END = "\ud800"
+
+
+def id_dtype_for(size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds ids 0..size-1."""
+    return np.dtype(np.uint8 if size <= 1 << 8 else np.uint16 if size <= 1 << 16 else np.uint32)
+
+
+def tokenizer_from_dict(d):
+    """The vocabulary a `to_dict()` form describes: a `Vocab` or a `charlm.text.words.WordVocab`.
+
+    A dict without "kind" is a character vocabulary. Raises ValueError naming what is malformed, or the kind
+    when it is not one of KINDS.
+    """
+    from charlm.text.words import WordVocab  # words.py builds on this module's specials
+
+    if not isinstance(d, dict):
+        raise ValueError("vocabulary must be a JSON object")
+    kind = d.get("kind", "char")
+    if kind not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; this charlm reads {', '.join(KINDS)}")
+    return WordVocab.from_dict(d) if kind == "word" else Vocab.from_dict(d)
+
+
+class CharDecoder:
+    """Incremental decoding for characters: every id is its own text, so no context is needed."""
+
+    def __init__(self, vocab: "Vocab", eos: str, unk: str):
+        self._vocab, self._eos, self._unk = vocab, eos, unk
+
+    def feed(self, ids) -> str:
+        """The text of `ids`."""
+        return self._vocab.decode(ids, eos=self._eos, unk=self._unk)
 
 
 def codepoints(text: str) -> np.ndarray:
@@ -30,13 +68,14 @@ class Vocab:
     """A fixed character vocabulary; build it with `Vocab.build` or load it with `Vocab.from_dict`."""
 
     kind = "char"
+    lowercase = False
 
     def __init__(self, chars: Iterable[str]):
         """chars: the kept characters, each a 1-character str, distinct, in increasing code-point order."""
         self.chars = tuple(chars)
         _check_chars(self.chars)
         self.size = len(SPECIALS) + len(self.chars)
-        self.id_dtype = np.dtype(np.uint8 if self.size <= 1 << 8 else np.uint16 if self.size <= 1 << 16 else np.uint32)
+        self.id_dtype = id_dtype_for(self.size)
         # Dense table from code point to id over 0..max code point, plus one trailing <UNK> slot that every
         # larger code point is clipped onto.
         char_codes = codepoints("".join(self.chars))
@@ -79,10 +118,29 @@ class Vocab:
         pieces = np.array((eos, unk) + self.chars, dtype=object)
         return "".join(pieces[ids.reshape(-1)].tolist())
 
-    def unknown_chars(self, text: str) -> list[str]:
+    @property
+    def tokens(self) -> tuple:
+        """The kept characters, ids 2.. (the tokens of this kind)."""
+        return self.chars
+
+    def decoder(self, context=(), eos: str = "\n", unk: str = "\ufffd") -> CharDecoder:
+        """An incremental decoder; `context` (ids already shown) does not change a character's text."""
+        return CharDecoder(self, eos, unk)
+
+    def unknown(self, text: str) -> list[str]:
         """Distinct characters of `text` that encode to `<UNK>`, in code-point order."""
         distinct = np.unique(codepoints(text))
         return [chr(c) for c in distinct[self.encode_codepoints(distinct) == UNK]]
+
+    def token_text(self, i: int) -> str:
+        """The display text of id `i`: its character, or "<EOS>" / "<UNK>"."""
+        return SPECIALS[i] if i < len(SPECIALS) else self.chars[i - len(SPECIALS)]
+
+    def char_count(self, ids, *, unk_length: float = 1.0) -> float:
+        """Characters of the text `ids[1:]` stand for: one per id (`<EOS>` stands for a document end),
+        `unk_length` per `<UNK>`."""
+        ids = np.asarray(ids).reshape(-1)[1:]
+        return float(len(ids) + (unk_length - 1.0) * np.count_nonzero(ids == UNK))
 
     def to_dict(self) -> dict:
         """Plain JSON form: {"kind": "char", "specials": ["<EOS>", "<UNK>"], "chars": [...]}."""
@@ -92,13 +150,13 @@ class Vocab:
     def from_dict(cls, d) -> "Vocab":
         """Inverse of `to_dict`; a dict without "kind" is a character vocabulary.
 
-        Raises ValueError naming what is malformed, or the tokenizer kind when it is not one of KINDS.
+        Raises ValueError naming what is malformed, or the tokenizer kind when it is not "char".
         """
         if not isinstance(d, dict):
             raise ValueError("vocabulary must be a JSON object")
         kind = d.get("kind", "char")
-        if kind not in KINDS:
-            raise ValueError(f"unknown tokenizer kind {kind!r}; this charlm reads {', '.join(KINDS)}")
+        if kind != "char":
+            raise ValueError(f"tokenizer kind {kind!r} is not a character vocabulary")
         if set(d) - {"kind"} != {"specials", "chars"}:
             raise ValueError("vocabulary must be an object with the keys 'specials' and 'chars' (and 'kind')")
         if d["specials"] != list(SPECIALS):

@@ -1,0 +1,377 @@
+"""Word vocabulary: words, punctuation marks and the whitespace between them, reversibly.
+
+Token classes, matched left to right over the (normalised) document text:
+- the literal `<unk>` (case-sensitive) is the `<UNK>` id, never three characters;
+- a WORD is a letter or digit of any script (`[^\\W_]`) followed by letters, digits and combining marks
+  (so decomposed accents, Devanagari vowel signs and the like stay inside their word);
+- a PUNCT is any single other non-space character (`_` included);
+- a whitespace run between tokens is a SEPARATOR.
+A separator is implied where it is the default and is a token where it is not. The default before a content
+token t (WORD, PUNCT or `<UNK>`) that follows a content token is "" if t is PUNCT, else " "; nothing is
+implied at the start of a document or after a separator token. Other whitespace is its own token ("\\n",
+"  ", " " before a PUNCT, ...), and two content tokens with no whitespace between them where the default is
+" " are joined by the JOIN token "" (shown as `<join>`). `<UNK>` counts as a WORD for the default (the decoder
+cannot know what it replaced), and the encoder decides separators for an out-of-vocabulary token as the
+decoder will see it, so only that token's text is lost. A whitespace run outside the vocabulary is spelt with
+the vocabulary's separator tokens (longest first); whitespace none of them covers is dropped, leaving the
+default. Hence `decode(encode(text)) == text` whenever every token of `text` is in the vocabulary.
+
+With `lowercase`, each token is lowercased on its own (`str.lower`), so a token never depends on the text
+around it and a file read in chunks gives the same ids as one read whole.
+
+Ids: `<EOS>` = 0, `<UNK>` = 1, then the kept tokens by count descending, ties by the token string (code-point
+order). Encoding is one compiled regex plus one dict lookup per token, the separator rules numpy masks.
+"""
+
+import functools
+import re
+import sys
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import repeat
+
+import numpy as np
+
+from charlm.text.tokenizer import DOC_END, EOS, SPECIALS, UNK, codepoints, id_dtype_for
+
+UNK_TEXT = "<unk>"
+JOIN = ""
+JOIN_TEXT = "<join>"
+DEFAULT_MAX_VOCAB = 10_000
+# Token classes. BOUNDARY is a document end (and the start of the stream); an <UNK> is a WORD.
+BOUNDARY, SEP, WORD, PUNCT = 0, 1, 2, 3
+# A token whose start lies this many characters before the end of the text read so far is complete, and so is
+# its class: the longest lookahead the regex needs is "<unk>" after its "<".
+_LOOKAHEAD = len(UNK_TEXT)
+
+
+@functools.cache
+def _token_regex() -> re.Pattern:
+    """The tokenizer's regex; the combining-mark class is built from the Unicode database once per process."""
+    marks, start = [], None
+    for code in range(sys.maxunicode + 2):
+        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code))[0] == "M"
+        if is_mark and start is None:
+            start = code
+        elif not is_mark and start is not None:
+            marks.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
+            start = None
+    word = rf"[^\W_]+(?:[{''.join(marks)}]+[^\W_]*)*"
+    return re.compile(rf"\s+|{re.escape(UNK_TEXT)}|{word}|\S")
+
+
+def token_class(token: str) -> int | None:
+    """SEP, WORD or PUNCT for a string that can be a vocabulary token, else None."""
+    if token == JOIN or token.isspace():
+        return SEP
+    if token == UNK_TEXT or token == DOC_END:
+        return None
+    if _token_regex().fullmatch(token) is None:
+        return None
+    return WORD if len(token) > 1 or re.match(r"[^\W_]", token) else PUNCT
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A text cut into tokens: `tokens` (strings covering the text in order), `classes` (int8, one per token:
+    BOUNDARY for the document-end marker, SEP, WORD (also the literal "<unk>"), PUNCT), `ends` (int64,
+    each token's end offset in the text) and `single_space` (bool, the token is exactly " ")."""
+
+    tokens: list
+    classes: np.ndarray
+    ends: np.ndarray
+    single_space: np.ndarray
+
+
+def segment(text: str) -> Segments:
+    """Cut `text` into tokens with the regex and classify each by its first character."""
+    tokens = _token_regex().findall(text)
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    ends = np.cumsum(lengths)
+    firsts = codepoints(text)[ends - lengths] if len(tokens) else np.zeros(0, np.uint32)
+    distinct, inverse = np.unique(firsts, return_inverse=True)
+    table = np.array([_first_char_class(chr(c)) for c in distinct], dtype=np.int8)
+    classes = table[inverse.reshape(-1)] if len(tokens) else np.zeros(0, np.int8)
+    classes[(classes == PUNCT) & (lengths > 1)] = WORD  # only "<unk>" is longer than one character
+    return Segments(tokens=tokens, classes=classes, ends=ends, single_space=(lengths == 1) & (firsts == ord(" ")))
+
+
+def _first_char_class(char: str) -> int:
+    if char == DOC_END:
+        return BOUNDARY
+    if char.isspace():
+        return SEP
+    return WORD if re.match(r"[^\W_]", char) else PUNCT
+
+
+def iter_segments(pieces: Iterable[str]) -> Iterator[tuple[Segments, int]]:
+    """Segment text arriving in pieces: yields (segments, done) where the first `done` tokens are complete and
+    the class of token `done` (if any) is known; the rest is cut again with the next piece, so the tokens
+    equal those of the whole text cut at once."""
+    held = ""
+    for piece in pieces:
+        text = held + piece
+        seg = segment(text)
+        done = int(np.searchsorted(seg.ends, len(text) - _LOOKAHEAD, side="right"))
+        if done:
+            yield seg, done
+        held = text[int(seg.ends[done - 1]):] if done else text
+    if held:
+        seg = segment(held)
+        yield seg, len(seg.tokens)
+
+
+def _separator_plan(classes: np.ndarray, is_space: np.ndarray, prev_class: int, next_class: int):
+    """Which separators the decoder implies: returns (join, implied), bool arrays over the tokens.
+
+    - classes: each token's class as the decoder will see it; prev_class / next_class: the tokens around
+    - join[i]: content token i follows a content token with no whitespace between, and the default is " "
+    - implied[i]: token i is a single " " between content tokens where the default is " "
+    """
+    prev = np.concatenate(([prev_class], classes[:-1])).astype(np.int8)
+    nxt = np.concatenate((classes[1:], [next_class])).astype(np.int8)
+    after_content = prev >= WORD
+    join = after_content & (classes == WORD)
+    implied = is_space & (classes == SEP) & after_content & (nxt == WORD)
+    return join, implied
+
+
+def count_word_tokens(pieces: Iterable[str], *, lowercase: bool = False):
+    """Count the tokens a vocabulary holding all of them would emit, over text pieces with document-end markers.
+
+    Returns (counts: token -> occurrences, the literal "<unk>" included; n_docs; n_chars: characters of the
+    documents; n_tokens: tokens of the documents, separators and joins included, document ends not).
+    """
+    counts, n_docs, n_chars, n_tokens = Counter(), 0, 0, 0
+    prev_class = BOUNDARY
+    for seg, done in iter_segments(pieces):
+        emitted, n_join, prev_class, chars = _emitted(seg, done, prev_class, lowercase)
+        counts.update(emitted)
+        if n_join:
+            counts[JOIN] += n_join
+        n_docs += int(np.count_nonzero(seg.classes[:done] == BOUNDARY))
+        n_chars += chars
+        n_tokens += len(emitted) + n_join
+    return dict(counts), n_docs, n_chars, n_tokens
+
+
+def _emitted(seg: Segments, done: int, prev_class: int, lowercase: bool):
+    """(token strings emitted, number of joins, class of the last token, characters of the documents)."""
+    classes = seg.classes[:done]
+    next_class = int(seg.classes[done]) if done < len(seg.tokens) else BOUNDARY
+    join, implied = _separator_plan(classes, seg.single_space[:done], prev_class, next_class)
+    keep = ~implied & (classes != BOUNDARY)
+    tokens = np.array(seg.tokens[:done], dtype=object)[keep].tolist()
+    if lowercase:
+        tokens = list(map(str.lower, tokens))
+    lengths = np.diff(seg.ends[:done], prepend=0)
+    chars = int(lengths[classes != BOUNDARY].sum())
+    return tokens, int(np.count_nonzero(join)), int(classes[-1]), chars
+
+
+class WordDecoder:
+    """Incremental decoding: remembers the class of the last id so streamed pieces concatenate to the
+    decoding of all ids at once."""
+
+    def __init__(self, vocab: "WordVocab", context, eos: str, unk: str):
+        context = np.asarray(context, dtype=np.int64).reshape(-1)
+        self._vocab = vocab
+        self._pieces = np.array((eos, unk) + vocab.tokens, dtype=object)  # (V,) the text of each id
+        self._prev = int(vocab.classes[context[-1]]) if len(context) else BOUNDARY
+
+    def feed(self, ids) -> str:
+        """The text of `ids`, given the context and every id fed before."""
+        ids = self._vocab.check_ids(ids)
+        if not len(ids):
+            return ""
+        classes = self._vocab.classes[ids]
+        prev = np.concatenate(([self._prev], classes[:-1]))
+        space = (prev >= WORD) & (classes == WORD)
+        out = np.empty(2 * len(ids), dtype=object)
+        out[0::2] = np.where(space, " ", "")
+        out[1::2] = self._pieces[ids]
+        self._prev = int(classes[-1])
+        return "".join(out.tolist())
+
+
+class WordVocab:
+    """A fixed word vocabulary; build it with `WordVocab.build` or load it with `WordVocab.from_dict`."""
+
+    kind = "word"
+
+    def __init__(self, tokens: Iterable[str], lowercase: bool = False):
+        """tokens: the kept tokens, ids 2.. in order, each a valid token (see `token_class`), distinct."""
+        self.tokens = tuple(tokens)
+        self.lowercase = bool(lowercase)
+        self.size = len(SPECIALS) + len(self.tokens)
+        self.id_dtype = id_dtype_for(self.size)
+        classes = [BOUNDARY, WORD]
+        for i, token in enumerate(self.tokens):
+            cls = token_class(token) if isinstance(token, str) else None
+            if cls is None:
+                raise ValueError(f"vocabulary token {i} is not a word, punctuation mark or separator: {token!r}")
+            classes.append(cls)
+        self.classes = np.array(classes, dtype=np.int8)  # (V,) the class of each id as the decoder sees it
+        self._ids = {t: i for i, t in enumerate(self.tokens, start=len(SPECIALS))}
+        if len(self._ids) != len(self.tokens):
+            twice = next(t for t, n in Counter(self.tokens).items() if n > 1)
+            raise ValueError(f"vocabulary token {twice!r} appears more than once")
+        self._ids[DOC_END] = EOS
+        self._join = self._ids.get(JOIN, -1)
+        self._lengths = np.array([1.0, 0.0] + [len(t) for t in self.tokens])  # (V,) characters per id
+        self._separators = sorted((t for t in self.tokens if t and t.isspace()), key=len, reverse=True)
+
+    @classmethod
+    def build(cls, counts: Mapping[str, int], min_count: int = 1, max_vocab: int | None = DEFAULT_MAX_VOCAB,
+              lowercase: bool = False) -> "WordVocab":
+        """Keep the tokens seen at least `min_count` times, then the `max_vocab` most frequent of them.
+
+        - counts: token -> occurrences (as `count_word_tokens` gives; the literal "<unk>" is never kept)
+        - max_vocab: the number of tokens kept (the two specials come on top); None keeps every token
+        - lowercase: whether the counts (and so every text this vocabulary encodes) are lowercased
+        Ids follow count descending, ties by the token string in code-point order.
+        """
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        if max_vocab is not None and max_vocab < 1:
+            raise ValueError(f"max_vocab must be at least 1, got {max_vocab}")
+        kept = sorted((t for t, n in counts.items() if n >= min_count and t != UNK_TEXT),
+                      key=lambda t: (-counts[t], t))
+        return cls(kept[:max_vocab] if max_vocab is not None else kept, lowercase=lowercase)
+
+    def tokenize(self, text: str) -> list[str]:
+        """The token strings of `text` (separator tokens and joins included, implied separators not), as a
+        vocabulary holding all of them encodes it; a literal "<unk>" stays "<unk>"."""
+        seg = segment(text)
+        return _emitted(seg, len(seg.tokens), BOUNDARY, self.lowercase)[0] if seg.tokens else []
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of `text` read as the content of one document, dtype `id_dtype`; unknown tokens -> `<UNK>`."""
+        seg = segment(text)
+        return self._encode_segments(seg, len(seg.tokens), BOUNDARY)[0]
+
+    def iter_encode(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
+        """Ids of text arriving in pieces (document ends marked by DOC_END, encoded as `<EOS>`); the pieces
+        of ids concatenate to the encoding of the whole text."""
+        prev_class = BOUNDARY
+        for seg, done in iter_segments(pieces):
+            ids, prev_class = self._encode_segments(seg, done, prev_class)
+            yield ids
+
+    def _encode_segments(self, seg: Segments, done: int, prev_class: int) -> tuple[np.ndarray, int]:
+        """Ids of the first `done` tokens of `seg` after a token of class `prev_class`, and the class of the
+        last of them as the decoder sees it."""
+        if not done:
+            return np.zeros(0, self.id_dtype), prev_class
+        tokens = seg.tokens[:done]
+        if self.lowercase:
+            tokens = list(map(str.lower, tokens))
+        ids = np.fromiter(map(self._ids.get, tokens, repeat(UNK)), dtype=np.int64, count=done)
+        classes = seg.classes[:done].copy()
+        unknown = ids == UNK
+        classes[unknown & (classes == PUNCT)] = WORD  # the decoder reads an <UNK> as a word
+        next_class = int(seg.classes[done]) if done < len(seg.tokens) else BOUNDARY
+        if next_class == PUNCT and self._ids.get(seg.tokens[done].lower() if self.lowercase else seg.tokens[done],
+                                                 UNK) == UNK:
+            next_class = WORD
+        join, implied = _separator_plan(classes, seg.single_space[:done], prev_class, next_class)
+        join_slot = np.where(join, self._join, -1)
+        token_slot = np.where(implied, -1, ids)
+        spelt = np.flatnonzero(unknown & (classes == SEP) & ~implied)
+        token_slot[spelt] = -1
+        slots = np.stack((join_slot, token_slot), axis=1).reshape(-1)
+        if len(spelt):
+            spellings = [self._spell(tokens[i]) for i in spelt]
+            where = np.repeat(2 * spelt + 1, [len(s) for s in spellings])
+            slots = np.insert(slots, where, [i for s in spellings for i in s])
+        return slots[slots >= 0].astype(self.id_dtype), int(classes[-1])
+
+    def _spell(self, run: str) -> list[int]:
+        """Ids of the separator tokens that spell an out-of-vocabulary whitespace run, longest first;
+        characters none of them covers are dropped."""
+        out, i = [], 0
+        while i < len(run):
+            token = next((s for s in self._separators if run.startswith(s, i)), None)
+            if token is None:
+                i += 1
+            else:
+                out.append(self._ids[token])
+                i += len(token)
+        return out
+
+    def check_ids(self, ids) -> np.ndarray:
+        """`ids` as a flat int64 array; ValueError if any lies outside 0..size-1."""
+        ids = np.asarray(ids).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
+            raise ValueError(f"ids must lie in 0..{self.size - 1}, got {ids.min()}..{ids.max()}")
+        return ids.astype(np.int64)
+
+    def decode(self, ids, eos: str = "\n", unk: str = UNK_TEXT) -> str:
+        """Text of an id sequence (the first id read at a document start); `<EOS>`, `<UNK>` -> `eos`, `unk`."""
+        return self.decoder(eos=eos, unk=unk).feed(ids)
+
+    def decoder(self, context=(), eos: str = "\n", unk: str = UNK_TEXT) -> WordDecoder:
+        """An incremental decoder whose first id follows the ids `context` (empty: a document start)."""
+        return WordDecoder(self, context, eos, unk)
+
+    def unknown(self, text: str) -> list[str]:
+        """Distinct words and punctuation marks of `text` that encode to `<UNK>`, in first-seen order (the
+        literal "<unk>" is meant as `<UNK>` and is not listed)."""
+        seg = segment(text)
+        content = np.array(seg.tokens, dtype=object)[seg.classes >= WORD].tolist() if seg.tokens else []
+        if self.lowercase:
+            content = map(str.lower, content)
+        return [t for t in dict.fromkeys(content) if t not in self._ids and t != UNK_TEXT]
+
+    def token_text(self, i: int) -> str:
+        """The display text of id `i`: its token, "<EOS>" / "<UNK>" for the specials, "<join>" for JOIN."""
+        if i < len(SPECIALS):
+            return SPECIALS[i]
+        token = self.tokens[i - len(SPECIALS)]
+        return JOIN_TEXT if token == JOIN else token
+
+    def char_count(self, ids, *, unk_length: float = 5.0) -> float:
+        """Characters of the original text `ids[1:]` stand for, each read after its predecessor: the implied
+        separator plus the token's text; `<EOS>` counts 1 (a document end), `<UNK>` counts `unk_length`."""
+        ids = self.check_ids(ids)
+        if len(ids) < 2:
+            return 0.0
+        lengths = self._lengths.copy()
+        lengths[UNK] = unk_length
+        classes = self.classes[ids]
+        space = (classes[:-1] >= WORD) & (classes[1:] == WORD)
+        return float(lengths[ids[1:]].sum() + np.count_nonzero(space))
+
+    def to_dict(self) -> dict:
+        """Plain JSON form: {"kind": "word", "lowercase": bool, "specials": ["<EOS>", "<UNK>"], "tokens": [...]}."""
+        return {"kind": self.kind, "lowercase": self.lowercase, "specials": list(SPECIALS),
+                "tokens": list(self.tokens)}
+
+    @classmethod
+    def from_dict(cls, d) -> "WordVocab":
+        """Inverse of `to_dict`; ValueError naming what is malformed."""
+        if not isinstance(d, dict) or d.get("kind") != "word":
+            raise ValueError("a word vocabulary must be a JSON object with kind 'word'")
+        if set(d) != {"kind", "lowercase", "specials", "tokens"}:
+            raise ValueError("a word vocabulary must have the keys 'kind', 'lowercase', 'specials' and 'tokens'")
+        if d["specials"] != list(SPECIALS):
+            raise ValueError(f"vocabulary specials must be {list(SPECIALS)}, got {d['specials']!r}")
+        if not isinstance(d["lowercase"], bool):
+            raise ValueError("vocabulary 'lowercase' must be true or false")
+        if not isinstance(d["tokens"], list):
+            raise ValueError("vocabulary 'tokens' must be a list")
+        return cls(d["tokens"], lowercase=d["lowercase"])
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._ids and token != DOC_END
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, WordVocab) and (self.lowercase, self.tokens) == (other.lowercase, other.tokens)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.lowercase, self.tokens))
+
+    def __repr__(self) -> str:
+        return f"WordVocab(size={self.size}, lowercase={self.lowercase})"
