@@ -1,7 +1,7 @@
 """Plain float64 references for the engine tests, written from the equations, not from charlm's code.
 
 - naive_forward: the lecture's cells one step and one gate at a time, on charlm's stacked weights.
-- naive_model_nll: one-hot inputs, naive_forward per layer, a per-row log-softmax.
+- naive_model_nll: one-hot inputs, naive_forward per layer, a per-row log-softmax (tied head too).
 - torch_lstm / torch_gru: PyTorch's nn.LSTM / nn.GRU equations (gate orders i, f, g, o and r, z, n,
   per-gate weight matrices, two biases), written independently of charlm's cells; to_torch_lstm /
   to_torch_gru map charlm's stacked weights to them by the mapping documented in `charlm.engine.cells`.
@@ -58,14 +58,16 @@ def naive_forward(cell, xp, state, Wh, activation):
 
 
 def naive_model_nll(params, cfg, x, y, state):
-    """Per-target nll (T, B) of the language model: one-hot inputs, the naive cells, a per-row log-softmax."""
+    """Per-target nll (T, B) of the language model: one-hot inputs, the naive cells, a per-row log-softmax;
+    a tied head (cfg.tie) multiplies by the embedding table transposed."""
     inp = np.eye(cfg.vocab_size)[x]  # (T, B, V)
     if cfg.embed:
         inp = inp @ params["embed.W"]
     for layer in range(cfg.layers):
         xp = inp @ params[f"layer.{layer}.Wx"] + params[f"layer.{layer}.b"]
         inp, _ = naive_forward(cfg.cell, xp, state[layer], params[f"layer.{layer}.Wh"], cfg.activation)
-    logits = inp @ params["head.W"] + params["head.b"]
+    head_W = params["embed.W"].T if cfg.tie else params["head.W"]  # (H, V)
+    logits = inp @ head_W + params["head.b"]
     log_probs = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
     return -np.take_along_axis(log_probs, y[..., None], axis=2)[..., 0]
 

@@ -57,3 +57,22 @@ def test_wrong_gradient_exits_1_with_one_line(monkeypatch):
 @pytest.mark.parametrize("args", [["--cell", "transformer"], ["--hidden", "0"], ["--dropout", "1"]])
 def test_bad_flags_exit_2(args):
     assert run(*args).exit_code == 2
+
+
+def test_tie_checks_a_tied_head_with_embed_equal_to_hidden():
+    result = run("--tie", "--cell", "gru", "--layers", "1", "--hidden", "4", "--vocab", "40", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["passed"] is True
+    assert report["config"]["tie"] is True and report["config"]["embed"] == 4
+    names = [r["name"] for r in report["results"]]
+    assert names == ["embed.W", "layer.0.Wx", "layer.0.Wh", "layer.0.b", "head.b", "state.0.0"]
+    table = run("--tie", "--cell", "lstm", "--layers", "2", "--hidden", "3", "--vocab", "20")
+    assert table.exit_code == 0, table.output
+    assert "tied" in table.output and "head.W" not in table.output and "FAIL" not in table.output
+
+
+def test_tie_with_a_different_embed_width_exits_2_naming_the_flags():
+    result = run("--tie", "--embed", "3", "--hidden", "4")
+    assert result.exit_code == 2
+    assert "--tie needs --embed equal to --hidden (got --embed 3, --hidden 4)" in result.output

@@ -1,5 +1,6 @@
 """Layers: float64 gradient checks of every forward/backward pair on random small shapes (T = 1 and B = 1
-included), the segment sum against np.add.at, the masked softmax cross-entropy, dropout, workspaces."""
+included), the segment sum against np.add.at (at block edges, and per block for a word batch), the masked
+softmax cross-entropy, dropout, workspaces."""
 
 import numpy as np
 import pytest
@@ -138,6 +139,60 @@ def test_segment_sum_equals_add_at(N, V, M, dtype):
     np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
     if V > 1:
         assert not got[V - 1].any()
+
+
+@pytest.mark.parametrize("counts", [[256, 256, 10], [255, 2, 600], [1] * 300, [700]])
+def test_segment_sum_runs_across_block_edges(counts):
+    # Runs that end exactly at a block edge, cross one edge, fill many blocks, or are all of length one.
+    rng = np.random.default_rng(seed_of("segment-edges", *counts))
+    ids = rng.permutation(np.repeat(3 * np.arange(len(counts)), counts))
+    values = rng.standard_normal((len(ids), 3))
+    expected = np.zeros((3 * len(counts), 3))
+    np.add.at(expected, ids, values)
+    np.testing.assert_allclose(layers.segment_sum(values, ids, 3 * len(counts)), expected, rtol=0, atol=1e-12)
+
+
+def test_segment_sum_of_a_word_batch_loops_per_block_not_per_id(monkeypatch):
+    # V = 10,000 and hundreds of distinct ids in N = 700 rows: one gather per block of rows, whatever V is.
+    rng = np.random.default_rng(3)
+    V, N = 10_000, 700
+    ids = rng.choice(rng.choice(V, 400, replace=False), N)
+    values = rng.standard_normal((N, 8))
+    expected = np.zeros((V, 8))
+    np.add.at(expected, ids, values)
+    gathers = []
+
+    class CountingNumpy:  # the numpy module, counting np.take calls
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def take(self, *args, **kwargs):
+            gathers.append(1)
+            return np.take(*args, **kwargs)
+
+    monkeypatch.setattr(layers, "np", CountingNumpy())
+    got = layers.segment_sum(values, ids, V)
+    assert len(np.unique(ids)) > 300
+    assert len(gathers) == -(-N // layers.SEGMENT_BLOCK)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("T,B", SHAPES)
+def test_affine_transposed_gradcheck(T, B):
+    rng = np.random.default_rng(seed_of("affine-transposed", T, B))
+    D, M = 3, 5
+    x, W, b = rng.standard_normal((T, B, D)), rng.standard_normal((M, D)), rng.standard_normal(M)
+    dout = rng.standard_normal((T, B, M))
+    out, cache = layers.affine_transposed_forward(x, W, b)
+    np.testing.assert_allclose(out, x @ W.T + b, rtol=0, atol=1e-14)
+    dx, dW, db = layers.affine_transposed_backward(dout, cache)
+    assert dW.shape == (M, D)
+
+    def f():
+        return float(np.sum(layers.affine_transposed_forward(x, W, b)[0] * dout))
+
+    for name, value, analytic in (("x", x, dx), ("W", W, dW), ("b", b, db)):
+        check(f, value, analytic, name)
 
 
 @pytest.mark.parametrize("id_dtype", [np.uint8, np.uint16, np.int32, np.int64, np.uint64])
