@@ -1,7 +1,7 @@
 """The recurrent encoder every model shares: input layer, L stacked recurrent layers, dropout after each.
 
 It maps ids (T, B) to features (T, B, H); a head sits on top (the language model's softmax over the next
-character in `charlm.models.lm`; a tagger's or classifier's later).
+token in `charlm.models.lm`, which may share `embed.W` as its weight; a tagger's or classifier's later).
 
 Letters: T time, B batch, V vocabulary, E embedding width, D a layer's input width (V, E or H), H hidden,
 G = gates * H, L layers.
