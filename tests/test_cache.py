@@ -45,7 +45,7 @@ def test_second_prepare_reuses_the_cache_without_encoding(tmp_path, monkeypatch)
         raise AssertionError("the corpus was encoded again")
 
     monkeypatch.setattr(cache_module, "_write_cache_entry", fail)
-    monkeypatch.setattr(cache_module, "count_chars", fail)
+    monkeypatch.setattr(cache_module, "count_tokens", fail)
     second = prepare_corpus(path)
     assert second.cache_path == first.cache_path
     assert (second.cache_path.stat().st_ino, second.cache_path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)

@@ -26,12 +26,13 @@ def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray,
         return ids, None
     eos = np.array([EOS], dtype=ids.dtype)
     if corpus.eos_mode == "file":
-        n_chars = len(ids) - 2
-        n_val = min(max(1, round(val_fraction * n_chars)), n_chars - 1)
+        n_tokens = len(ids) - 2
+        n_val = min(max(1, round(val_fraction * n_tokens)), n_tokens - 1)
         if n_val < 1:
-            raise ConfigError(f"the corpus has {n_chars} character(s), too few to hold out a validation part; "
+            unit = "character(s)" if corpus.vocab.kind == "char" else "token(s)"
+            raise ConfigError(f"the corpus has {n_tokens} {unit}, too few to hold out a validation part; "
                               f"use --val-fraction 0 or --val-file")
-        cut = len(ids) - 1 - n_val  # ids[cut:-1] are the held-out characters
+        cut = len(ids) - 1 - n_val  # ids[cut:-1] are the held-out tokens
         return np.concatenate((ids[:cut], eos)), np.concatenate((eos, ids[cut:]))
 
     doc_ends = np.flatnonzero(ids == EOS)  # doc k is ids[doc_ends[k] + 1 : doc_ends[k + 1]]

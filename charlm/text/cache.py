@@ -1,7 +1,8 @@
 """The memory-mapped id cache: a corpus file is encoded once, then every run maps the cached ids.
 
 `prepare_corpus` caches the ids of a file in `<cache dir>/corpus/<key>.ids` (raw `vocab.id_dtype`) with a
-JSON sidecar `<key>.json`; the key hashes the file's bytes and every option that changes the ids. Both
+JSON sidecar `<key>.json`; the key hashes the file's bytes and every option that changes the ids (the
+token kind and case rule included). Both
 files are written atomically, the id file first, so a sidecar always describes a complete id file. The
 cache is pruned, least recently used first, to `CACHE_MAX_BYTES` whenever an entry is added.
 """
@@ -17,8 +18,17 @@ import numpy as np
 
 from charlm.errors import CorpusError
 from charlm.store.atomic import atomic_open, write_atomic
-from charlm.text.corpus import CHUNK_BYTES, check_eos_mode, codec_name, count_chars, file_sha256, iter_encoded
-from charlm.text.tokenizer import EOS, UNK, Vocab
+from charlm.text.corpus import (
+    CHUNK_BYTES,
+    check_eos_mode,
+    check_tokens,
+    codec_name,
+    count_tokens,
+    file_sha256,
+    iter_encoded_pieces,
+)
+from charlm.text.tokenizer import EOS, UNK, Vocab, tokenizer_from_dict
+from charlm.text.words import DEFAULT_MAX_VOCAB, WordVocab
 
 CACHE_FORMAT = 1
 # Entries are pruned least recently used first once the cache holds more than this (the entry just written
@@ -30,19 +40,24 @@ CACHE_MAX_BYTES = 4 << 30
 class Corpus:
     """A prepared corpus.
 
-    - ids: memory-mapped id stream, shape (1 + n_chars + n_docs,), dtype `vocab.id_dtype`
-    - counts: the character counts the vocabulary was built from, or None when `vocab=` was given
-    - n_unk: how many ids are `<UNK>` (characters folded by min_count/max_vocab or unknown to a given vocab)
+    - ids: memory-mapped id stream `<EOS> doc1 <EOS> ... docN <EOS>`, dtype `vocab.id_dtype` (for characters
+      of shape (1 + n_chars + n_docs,))
+    - vocab: a char `Vocab` or a `WordVocab`
+    - counts: the token counts the vocabulary was built from, or None when `vocab=` was given
+    - n_chars: characters of the documents (document ends not included)
+    - n_unk: how many ids are `<UNK>` (tokens folded by min_count/max_vocab or unknown to a given vocab)
+    - unk_chars: characters of the text that became `<UNK>` (= n_unk for characters)
     """
 
     ids: np.ndarray
-    vocab: Vocab
+    vocab: Vocab | WordVocab
     eos_mode: str
     encoding: str
     sha256: str
     n_docs: int
     n_chars: int
     n_unk: int
+    unk_chars: int
     path: Path
     counts: dict | None
     cache_path: Path
@@ -53,21 +68,30 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CHARLM_CACHE_DIR") or Path.home() / ".cache" / "charlm")
 
 
-def prepare_corpus(path, *, eos_mode: str = "file", encoding: str = "utf-8", min_count: int = 1,
-                   max_vocab: int | None = None, vocab: Vocab | None = None, cache_dir=None,
-                   chunk_chars: int = CHUNK_BYTES) -> Corpus:
+def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_mode: str = "file",
+                   encoding: str = "utf-8", min_count: int = 1, max_vocab: int | None = None,
+                   vocab: Vocab | WordVocab | None = None, cache_dir=None, chunk_chars: int = CHUNK_BYTES) -> Corpus:
     """Encode a corpus file into a cached, memory-mapped id stream; a cached file is mapped, never re-encoded.
 
-    - vocab: use this vocabulary (fine-tuning, scoring) instead of building one from the file's counts
+    - tokens: "char" or "word" (KINDS); lowercase: lowercase every word token
+    - max_vocab: tokens kept; None keeps every character, or the DEFAULT_MAX_VOCAB most frequent words
+    - vocab: use this vocabulary (fine-tuning, scoring) instead of building one from the file's counts; its
+      kind and case rule then replace `tokens` and `lowercase`
     - cache_dir: defaults to `default_cache_dir()`
     - chunk_chars: bytes read per step (bounds memory; tests use tiny chunks)
-    Raises CorpusError for unreadable, undecodable, binary or empty files.
+    Raises CorpusError for unreadable, undecodable, binary or empty files; ConfigError for unknown options.
     """
     path = Path(path)
     check_eos_mode(eos_mode)
+    if vocab is not None:
+        tokens, lowercase = vocab.kind, vocab.lowercase
+    check_tokens(tokens, lowercase)
+    if tokens == "word" and max_vocab is None:
+        max_vocab = DEFAULT_MAX_VOCAB
     sha256 = file_sha256(path)
-    options = {"format": CACHE_FORMAT, "sha256": sha256, "eos_mode": eos_mode, "encoding": codec_name(encoding),
-               "min_count": min_count, "max_vocab": max_vocab, "vocab": vocab.to_dict() if vocab else None}
+    options = {"format": CACHE_FORMAT, "sha256": sha256, "tokens": tokens, "lowercase": lowercase,
+               "eos_mode": eos_mode, "encoding": codec_name(encoding), "min_count": min_count,
+               "max_vocab": max_vocab, "vocab": vocab.to_dict() if vocab else None}
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
     entry_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     entry_dir = entry_dir / "corpus"
@@ -77,17 +101,20 @@ def prepare_corpus(path, *, eos_mode: str = "file", encoding: str = "utf-8", min
     if meta is None:
         counts = None
         if vocab is None:
-            counts = count_chars(path, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars).counts
-            vocab = Vocab.build(counts, min_count=min_count, max_vocab=max_vocab)
+            counts = count_tokens(path, tokens=tokens, eos_mode=eos_mode, encoding=encoding, lowercase=lowercase,
+                                  chunk_chars=chunk_chars).counts
+            vocab = (WordVocab.build(counts, min_count=min_count, max_vocab=max_vocab, lowercase=lowercase)
+                     if tokens == "word" else Vocab.build(counts, min_count=min_count, max_vocab=max_vocab))
         meta = _write_cache_entry(path, ids_path, meta_path, options, vocab, counts, chunk_chars)
         prune_cache(entry_dir, CACHE_MAX_BYTES, keep=key)
     else:
         with contextlib.suppress(OSError):  # the sidecar's mtime is the entry's last use (LRU pruning)
             os.utime(meta_path)
-    built_vocab = Vocab.from_dict(meta["vocab"])
+    built_vocab = tokenizer_from_dict(meta["vocab"])
     ids = np.memmap(ids_path, dtype=built_vocab.id_dtype, mode="r", shape=(meta["n_ids"],))
     return Corpus(ids=ids, vocab=built_vocab, eos_mode=eos_mode, encoding=encoding, sha256=sha256,
-                  n_docs=meta["n_docs"], n_chars=meta["n_chars"], n_unk=meta["n_unk"], path=path,
+                  n_docs=meta["n_docs"], n_chars=meta["n_chars"], n_unk=meta["n_unk"],
+                  unk_chars=meta["unk_chars"], path=path,
                   counts=meta["counts"], cache_path=ids_path)
 
 
@@ -122,29 +149,32 @@ def _load_cache_entry(ids_path: Path, meta_path: Path, options: dict) -> dict | 
     """The sidecar of a complete, consistent cache entry, or None (missing or damaged: rebuild it)."""
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        vocab = Vocab.from_dict(meta["vocab"])
+        vocab = tokenizer_from_dict(meta["vocab"])
         complete = meta["options"] == options and ids_path.stat().st_size == meta["n_ids"] * vocab.id_dtype.itemsize
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return meta if complete else None
 
 
-def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dict, vocab: Vocab,
+def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dict, vocab: Vocab | WordVocab,
                        counts: dict | None, chunk_chars: int) -> dict:
     """Encode the file into `ids_path` (temp file + rename), then write the sidecar the same way."""
     try:
         ids_path.parent.mkdir(parents=True, exist_ok=True)
-        n_ids = n_docs = n_unk = 0
+        n_ids = n_docs = n_unk = n_chars = unk_chars = 0
         with atomic_open(ids_path) as out:
-            for piece_ids in iter_encoded(path, vocab, eos_mode=options["eos_mode"], encoding=options["encoding"],
-                                          chunk_chars=chunk_chars):
-                out.write(piece_ids.tobytes())
-                n_ids += len(piece_ids)
-                n_docs += int(np.count_nonzero(piece_ids == EOS))
-                n_unk += int(np.count_nonzero(piece_ids == UNK))
+            for piece in iter_encoded_pieces(path, vocab, eos_mode=options["eos_mode"],
+                                             encoding=options["encoding"], chunk_chars=chunk_chars):
+                out.write(piece.ids.tobytes())
+                n_ids += len(piece.ids)
+                n_docs += int(np.count_nonzero(piece.ids == EOS))
+                n_unk += int(np.count_nonzero(piece.ids == UNK))
+                n_chars += piece.n_chars
+                unk_chars += piece.unk_chars
         n_docs -= 1  # the leading <EOS> starts the stream; every document ends with one
         meta = {"options": options, "vocab": vocab.to_dict(), "counts": counts, "n_ids": n_ids,
-                "n_docs": n_docs, "n_chars": n_ids - 1 - n_docs, "n_unk": n_unk, "source": str(path)}
+                "n_docs": n_docs, "n_chars": n_chars, "n_unk": n_unk, "unk_chars": unk_chars,
+                "source": str(path)}
         write_atomic(meta_path, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     except OSError as exc:
         raise CorpusError(f"cannot write the corpus cache in {ids_path.parent}: {exc.strerror or exc}; "

@@ -9,7 +9,9 @@ Documents (`eos_mode`): `file` = the whole text is one document; `lines` = every
 (empty or whitespace only) is a document; `paragraphs` = blocks separated by blank lines, inner newlines
 kept. The id stream is always `<EOS> doc1 <EOS> doc2 ... docN <EOS>`. (In `lines`/`paragraphs` mode a
 single line is held whole, so one enormous line is the exception to bounded memory.) `split_documents`
-cuts a str with the same splitter; `charlm.text.cache` keeps id streams on disk.
+cuts a str with the same splitter; `charlm.text.cache` keeps id streams on disk. Word tokens
+(`charlm.text.words`) are cut from the same document pieces; a token split across two chunks is held back
+until it is complete, so chunking never changes the ids.
 """
 
 import codecs
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import ConfigError, CorpusError
-from charlm.text.tokenizer import DOC_END, EOS, Vocab, codepoints
+from charlm.text.tokenizer import DOC_END, EOS, KINDS, UNK, Vocab, codepoints
+from charlm.text.words import WordVocab, count_word_tokens
 
 EOS_MODES = ("file", "lines", "paragraphs")
 # Bytes read per step by default: bounds memory while keeping per-chunk overhead negligible.
@@ -36,6 +39,28 @@ class CharCounts:
     counts: dict
     n_docs: int
     n_chars: int
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Token statistics of a corpus: `counts` (token -> occurrences in documents), `n_docs`, `n_chars`
+    (characters of the documents, as `count_chars` gives) and `n_tokens` (tokens of the documents, document
+    ends not included; for word tokens the separator tokens and joins a full vocabulary emits)."""
+
+    counts: dict
+    n_docs: int
+    n_chars: int
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class EncodedPiece:
+    """A piece of an id stream with what it stands for: `ids`, `n_chars` (characters of the documents it
+    encodes, document ends not included) and `unk_chars` (how many of those became `<UNK>`)."""
+
+    ids: np.ndarray
+    n_chars: int
+    unk_chars: int
 
 
 def read_text(path, encoding: str = "utf-8") -> str:
@@ -62,16 +87,54 @@ def count_chars(path, *, eos_mode: str = "file", encoding: str = "utf-8", chunk_
     return CharCounts(counts=counts, n_docs=n_docs, n_chars=int(totals.sum()))
 
 
-def iter_encoded(path, vocab: Vocab, *, eos_mode: str = "file", encoding: str = "utf-8",
+def count_tokens(path, *, tokens: str = "char", eos_mode: str = "file", encoding: str = "utf-8",
+                 lowercase: bool = False, chunk_chars: int = CHUNK_BYTES) -> TokenCounts:
+    """Count the tokens (`tokens`: one of KINDS) of the documents of a file in one streamed pass.
+
+    `lowercase` (word tokens only) lowercases every token. Raises CorpusError if the file is unreadable,
+    undecodable, binary or has no documents; ConfigError for an unknown kind or lowercase characters.
+    """
+    check_tokens(tokens, lowercase)
+    if tokens == "char":
+        stats = count_chars(path, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars)
+        return TokenCounts(stats.counts, stats.n_docs, stats.n_chars, stats.n_chars)
+    pieces = _document_pieces(Path(path), eos_mode, encoding, chunk_chars)
+    return TokenCounts(*count_word_tokens(pieces, lowercase=lowercase))
+
+
+def check_tokens(tokens: str, lowercase: bool = False) -> None:
+    """ConfigError unless `tokens` is one of KINDS, and `lowercase` is only asked of word tokens."""
+    if tokens not in KINDS:
+        raise ConfigError(f"unknown token kind {tokens!r}; choose one of {', '.join(KINDS)}")
+    if lowercase and tokens != "word":
+        raise ConfigError("lowercasing applies to word tokens only (--tokens word)")
+
+
+def iter_encoded(path, vocab, *, eos_mode: str = "file", encoding: str = "utf-8",
                  chunk_chars: int = 1 << 20) -> Iterator[np.ndarray]:
     """The id stream of a file in pieces (1-D arrays of `vocab.id_dtype`), without caching.
 
-    Concatenated, the pieces equal `charlm.text.cache.prepare_corpus(path, ..., vocab=vocab).ids`.
-    `chunk_chars` is the number of bytes read per step, so a piece holds about that many ids.
+    `vocab` is a char `Vocab` or a `WordVocab`. Concatenated, the pieces equal
+    `charlm.text.cache.prepare_corpus(path, ..., vocab=vocab).ids`. `chunk_chars` is the number of bytes
+    read per step, so a piece holds about that many ids (word tokens: fewer, some pieces none).
     """
-    yield np.array([EOS], dtype=vocab.id_dtype)
-    for piece in _document_pieces(Path(path), eos_mode, encoding, chunk_chars):
-        yield _encode_piece(piece, vocab)
+    for piece in iter_encoded_pieces(path, vocab, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars):
+        yield piece.ids
+
+
+def iter_encoded_pieces(path, vocab, *, eos_mode: str = "file", encoding: str = "utf-8",
+                        chunk_chars: int = 1 << 20) -> Iterator[EncodedPiece]:
+    """`iter_encoded` with what each piece stands for (`EncodedPiece`): the cache's single pass."""
+    yield EncodedPiece(np.array([EOS], dtype=vocab.id_dtype), 0, 0)
+    pieces = _document_pieces(Path(path), eos_mode, encoding, chunk_chars)
+    if isinstance(vocab, WordVocab):
+        for ids, n_chars, unk_chars in vocab.iter_encode(pieces):
+            yield EncodedPiece(ids, n_chars, unk_chars)
+        return
+    for piece in pieces:
+        ids = _encode_piece(piece, vocab)
+        n_docs = int(np.count_nonzero(ids == EOS))
+        yield EncodedPiece(ids, len(ids) - n_docs, int(np.count_nonzero(ids == UNK)))
 
 
 def split_documents(text: str, eos_mode: str) -> list[str]:

@@ -252,29 +252,36 @@ class WordVocab:
         seg = segment(text)
         return self._encode_segments(seg, len(seg.tokens), BOUNDARY)[0]
 
-    def iter_encode(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
-        """Ids of text arriving in pieces (document ends marked by DOC_END, encoded as `<EOS>`); the pieces
-        of ids concatenate to the encoding of the whole text."""
+    def iter_encode(self, pieces: Iterable[str]) -> Iterator[tuple[np.ndarray, int, int]]:
+        """Encode text arriving in pieces (document ends marked by DOC_END, encoded as `<EOS>`): yields
+        (ids, n_chars, unk_chars) per step, the characters of the documents those ids encode and how many of
+        them became `<UNK>`. The ids concatenate to the encoding of the whole text."""
         prev_class = BOUNDARY
         for seg, done in iter_segments(pieces):
-            ids, prev_class = self._encode_segments(seg, done, prev_class)
-            yield ids
+            ids, prev_class, n_chars, unk_chars = self._encode_segments(seg, done, prev_class)
+            yield ids, n_chars, unk_chars
 
-    def _encode_segments(self, seg: Segments, done: int, prev_class: int) -> tuple[np.ndarray, int]:
-        """Ids of the first `done` tokens of `seg` after a token of class `prev_class`, and the class of the
-        last of them as the decoder sees it."""
-        if not done:
-            return np.zeros(0, self.id_dtype), prev_class
-        tokens = seg.tokens[:done]
+    def _ids_of(self, tokens: list) -> np.ndarray:
+        """Each token's id (lowercased first if the vocabulary is), `<UNK>` when it is not kept; int64."""
         if self.lowercase:
             tokens = list(map(str.lower, tokens))
-        ids = np.fromiter(map(self._ids.get, tokens, repeat(UNK)), dtype=np.int64, count=done)
+        return np.fromiter(map(self._ids.get, tokens, repeat(UNK)), dtype=np.int64, count=len(tokens))
+
+    def _encode_segments(self, seg: Segments, done: int, prev_class: int) -> tuple[np.ndarray, int, int, int]:
+        """Encode the first `done` tokens of `seg`, read after a token of class `prev_class`.
+
+        Returns (ids, the class of the last token as the decoder sees it, characters of the documents those
+        tokens cover, characters of the words and marks among them that became `<UNK>`).
+        """
+        if not done:
+            return np.zeros(0, self.id_dtype), prev_class, 0, 0
+        tokens = seg.tokens[:done]
+        ids = self._ids_of(tokens)
         classes = seg.classes[:done].copy()
         unknown = ids == UNK
         classes[unknown & (classes == PUNCT)] = WORD  # the decoder reads an <UNK> as a word
         next_class = int(seg.classes[done]) if done < len(seg.tokens) else BOUNDARY
-        if next_class == PUNCT and self._ids.get(seg.tokens[done].lower() if self.lowercase else seg.tokens[done],
-                                                 UNK) == UNK:
+        if next_class == PUNCT and self._ids_of(seg.tokens[done:done + 1])[0] == UNK:
             next_class = WORD
         join, implied = _separator_plan(classes, seg.single_space[:done], prev_class, next_class)
         join_slot = np.where(join, self._join, -1)
@@ -286,7 +293,10 @@ class WordVocab:
             spellings = [self._spell(tokens[i]) for i in spelt]
             where = np.repeat(2 * spelt + 1, [len(s) for s in spellings])
             slots = np.insert(slots, where, [i for s in spellings for i in s])
-        return slots[slots >= 0].astype(self.id_dtype), int(classes[-1])
+        lengths = np.diff(seg.ends[:done], prepend=0)
+        n_chars = int(lengths[classes != BOUNDARY].sum())
+        unk_chars = int(lengths[unknown & (classes >= WORD)].sum())
+        return slots[slots >= 0].astype(self.id_dtype), int(classes[-1]), n_chars, unk_chars
 
     def _spell(self, run: str) -> list[int]:
         """Ids of the separator tokens that spell an out-of-vocabulary whitespace run, longest first;
