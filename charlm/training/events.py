@@ -30,11 +30,12 @@ class Progress:
     fraction: float  # of the run done (steps, epochs or time budget)
     step: int
     epoch: float
-    loss: float  # training loss, smoothed over recent steps (nats/char)
+    loss: float  # training loss, smoothed over recent steps (nats per token)
     lr: float
-    val_loss: float | None  # the last evaluation's (nats/char), None before the first
-    val_bpc: float | None
-    chars_per_sec: float
+    val_loss: float | None  # the last evaluation's (nats per token), None before the first
+    val_bpc: float | None  # the same in bits per character of the original text
+    chars_per_sec: float  # tokens trained on per second (characters, or words and marks)
+    tokens: str = "char"  # the tokenizer kind: what a token is in the figures above
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,13 @@ class Evaluation:
     step: int
     epoch: float
     train_loss: float
-    val_loss: float  # nats/char
-    val_bpc: float  # bits/char
+    val_loss: float  # nats per token
+    val_bpc: float  # bits per character of the original text
     best_val_loss: float
     lr: float
-    chars_per_sec: float
+    chars_per_sec: float  # tokens per second
     train_seconds: float
+    tokens: str = "char"  # the tokenizer kind
 
     def to_dict(self) -> dict:
         """Plain JSON types, in field order."""
@@ -71,15 +73,16 @@ Event = Log | Warning | Progress | Evaluation | Sample
 class TrainResult:
     """How a run ended: what `train` returns (not reported: the caller shows it as it likes)."""
 
-    best_val_loss: float | None
-    best_val_bpc: float | None
+    best_val_loss: float | None  # nats per token of the run's kind
+    best_val_bpc: float | None  # bits per character of the original text
     best_val_mode: str  # "exact", "streams" or "none"
     steps: int
     epochs: float
     train_seconds: float
-    chars_per_sec: float
+    chars_per_sec: float  # tokens per second
     checkpoint: str
     stopped_by: str  # "steps", "epochs", "time", "patience" or "finished"
+    tokens: str = "char"  # the tokenizer kind
 
     def to_dict(self) -> dict:
         return asdict(self)

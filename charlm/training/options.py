@@ -10,6 +10,7 @@ from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models.config import ModelConfig
+from charlm.text.tokenizer import KINDS
 
 # Seconds of training when no stopping rule (steps, epochs or a time budget) is given.
 DEFAULT_TIME_BUDGET = 600.0
@@ -27,7 +28,8 @@ class TrainOptions:
     cell: str = "lstm"
     hidden: int | None = None  # None: scaled to the time budget (with_budget_defaults)
     layers: int = 2
-    embed: int = 0
+    embed: int | None = None  # None: 0 (one-hot input) for characters, the hidden width for words
+    tie: bool = False
     dropout: float | None = None  # None: scaled to the time budget
     activation: str = "tanh"
     dtype: str = "float32"
@@ -54,6 +56,8 @@ class TrainOptions:
     sample_every: int = 0
     save_every: int = 0
     keep: int = 2
+    tokens: str = "char"
+    lowercase: bool = False
     eos: str = "file"
     encoding: str = "utf-8"
     min_count: int = 1
@@ -70,15 +74,15 @@ class TrainOptions:
         """The model these options describe (hidden and dropout left unset are filled from the budget)."""
         o = with_budget_defaults(self)
         return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
-                           dropout=o.dropout, activation=o.activation, dtype=o.dtype)
+                           dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
 # Options that are ModelConfig fields define the network. Dropout acts only while training, so a resume or a
 # fine-tune may change it; every other one decides the shapes or meaning of the weights.
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name in OPTION_NAMES and f.name != "dropout")
-# Options that decide the vocabulary: which character each id (each weight row) stands for.
-VOCAB_OPTIONS = ("eos", "encoding", "min_count", "max_vocab")
+# Options that decide the vocabulary: which character or word each id (each weight row) stands for.
+VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab")
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 
@@ -94,12 +98,16 @@ def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
 
     A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET.
     Then hidden and dropout: the large model for a time budget of LARGE_BUDGET_SECONDS or more, else the
-    small one (also for runs stopped by steps or epochs).
+    small one (also for runs stopped by steps or epochs). Then the input: characters are few, so one-hot rows
+    (a row gather of the first layer's weights) cost nothing; words are many, so they get a learned embedding
+    as wide as the hidden layer, which is also what `--tie` needs to share it with the output layer.
     """
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
         opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
     recipe = LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL
     chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
+    if opts.embed is None:
+        chosen["embed"] = 0 if opts.tokens == "char" else chosen.get("hidden", opts.hidden)
     return replace(opts, **chosen) if chosen else opts
 
 
@@ -122,6 +130,11 @@ def check_options(o: TrainOptions) -> None:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {o.val_fraction}")
     if not (math.isfinite(o.lr) and o.lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {o.lr}")
+    if o.tokens not in KINDS:
+        raise ConfigError(f"--tokens must be one of {', '.join(KINDS)}, got {o.tokens!r}")
+    if o.tie and o.embed != o.hidden:
+        raise ConfigError(f"--tie shares the input embedding with the output layer, so it needs --embed equal to "
+                          f"--hidden (got --embed {o.embed}, --hidden {o.hidden})")
 
 
 def merge_resumed_options(ckpt, opts: TrainOptions, explicit: frozenset) -> TrainOptions:

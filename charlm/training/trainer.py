@@ -78,6 +78,8 @@ class Trainer:
         self.corpus = inputs.corpus
         self.vocab = inputs.corpus.vocab
         self.train_ids, self.val_ids = inputs.train_ids, inputs.val_ids
+        # Losses are per token; bits/char divides the same total by the characters the tokens stand for.
+        self.tokens_per_char = (len(self.val_ids) - 1) / inputs.val_chars if inputs.val_chars else 1.0
         self.cfg = base.config if base else opts.model_config(self.vocab.size)
         if base and base.config.dropout != opts.dropout:
             self.cfg = replace(self.cfg, dropout=opts.dropout)
@@ -206,8 +208,8 @@ class Trainer:
             self.writer.append_metrics({"step": self.step, "loss": loss, "grad_norm": norm, "lr": lr})
             self.report(events.Progress(
                 fraction=progress, step=self.step, epoch=self.epochs_done(), loss=session.smoothed_loss, lr=lr,
-                val_loss=self.last_val, val_bpc=self.last_val / LN2 if self.last_val else None,
-                chars_per_sec=session.chars_per_sec()))
+                val_loss=self.last_val, val_bpc=self.bits_per_char(self.last_val),
+                chars_per_sec=session.chars_per_sec(), tokens=self.vocab.kind))
 
             stopped_by = self._stop_reason(total, wall, stop)
             due_eval = self.step % o.eval_every == 0 if o.eval_every else wall >= session.next_eval_at
@@ -297,8 +299,12 @@ class Trainer:
                                      rng=self.rng.bit_generator.state, **contents)
 
     # ------------------------------------------------------------------ evaluation
+    def bits_per_char(self, nats_per_token: float | None) -> float | None:
+        """A validation loss in bits per character of the original text (None stays None)."""
+        return None if nats_per_token is None else nats_per_token * self.tokens_per_char / LN2
+
     def evaluate(self, params=None, *, max_ids: int | None = None) -> float:
-        """Validation loss in nats/char over B parallel streams with burn-in (fast; close to exact).
+        """Validation loss in nats per token over B parallel streams with burn-in (fast; close to exact).
 
         During training only the first `eval_chars` ids are scored, so an evaluation costs the same on a
         small corpus as on a huge one (like nanoGPT's eval_iters).
@@ -320,8 +326,8 @@ class Trainer:
             self.evals_since_best += 1
         record = events.Evaluation(
             step=self.step, epoch=round(self.epochs_done(), 4), train_loss=session.smoothed_loss, val_loss=val,
-            val_bpc=val / LN2, best_val_loss=self.best_val, lr=lr, chars_per_sec=session.chars_per_sec(),
-            train_seconds=round(self.train_seconds, 3))
+            val_bpc=self.bits_per_char(val), best_val_loss=self.best_val, lr=lr,
+            chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.vocab.kind)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
         self.save(progress)
@@ -357,7 +363,7 @@ class Trainer:
         best_path = run.best_path if run.best_path.exists() else (run.checkpoints() or [run.path])[0]
         val, mode = (final_val, final_mode) if final_val is not None else (self.best_val, "streams")
         return TrainResult(
-            best_val_loss=val, best_val_bpc=val / LN2 if val is not None else None,
+            best_val_loss=val, best_val_bpc=self.bits_per_char(val), tokens=self.vocab.kind,
             best_val_mode=mode if val is not None else "none",
             steps=self.step, epochs=round(self.epochs_done(), 4), train_seconds=round(self.train_seconds, 3),
             chars_per_sec=session.chars_per_sec(), checkpoint=str(best_path), stopped_by=stopped_by,

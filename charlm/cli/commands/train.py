@@ -13,6 +13,7 @@ from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
 from charlm.models.config import ACTIVATIONS, DTYPES
 from charlm.text.corpus import EOS_MODES
+from charlm.text.tokenizer import KINDS
 from charlm.training import events
 from charlm.training.options import (
     LARGE_BUDGET_SECONDS,
@@ -61,13 +62,16 @@ def _finite(ctx, param, value):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help=f"Inverted dropout between layers and before the output [default: {SMALL_MODEL['dropout']}; "
                    f"{LARGE_MODEL['dropout']} with a --time of {LARGE_BUDGET_SECONDS / 60:g}m or more].")
-@click.option("--embed", type=click.IntRange(min=0), default=DEFAULTS.embed, show_default=True,
-              help="Learned embedding width (0 = one-hot input, a row gather).")
+@click.option("--embed", type=click.IntRange(min=0),
+              help="Learned embedding width (0 = one-hot input, a row gather) [default: 0 for characters, "
+                   "--hidden for words].")
+@click.option("--tie", is_flag=True, help="Share the input embedding with the output layer (needs --embed equal "
+              "to --hidden).")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation,
               show_default=True, help="Vanilla RNN activation.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULTS.seq_len, show_default=True,
-              help="Truncated BPTT length (characters per chunk).")
+              help="Truncated BPTT length (tokens per chunk).")
 @click.option("--batch", type=click.IntRange(min=1), default=DEFAULTS.batch, show_default=True,
               help="Parallel streams per batch.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
@@ -101,12 +105,16 @@ def _finite(ctx, param, value):
 @click.option("--sample-every", type=click.IntRange(min=0), default=0, help="Show a short sample every N steps.")
 @click.option("--save-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint every N steps (checkpoints are always written at each evaluation).")
+@click.option("--tokens", type=click.Choice(KINDS), default=DEFAULTS.tokens, show_default=True,
+              help="What the model predicts: characters, or words and punctuation marks.")
+@click.option("--lowercase", is_flag=True, help="Lowercase the text before tokenizing (words).")
 @click.option("--eos", type=click.Choice(EOS_MODES), default=DEFAULTS.eos, show_default=True,
               help="Documents: the whole file, each line, or blank-line separated paragraphs.")
 @click.option("--encoding", default=DEFAULTS.encoding, show_default=True, help="Corpus text encoding.")
 @click.option("--min-count", type=click.IntRange(min=1), default=DEFAULTS.min_count, show_default=True,
-              help="Characters seen fewer times become <UNK>.")
-@click.option("--max-vocab", type=click.IntRange(min=3), help="Keep only the most frequent characters.")
+              help="Tokens seen fewer times become <UNK>.")
+@click.option("--max-vocab", type=click.IntRange(min=3), help="Keep only the most frequent tokens [default: all "
+              "characters; 10,000 words].")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True), help="Fine-tune from this checkpoint or run "
               "(keeps its vocabulary).")
@@ -115,7 +123,7 @@ def _finite(ctx, param, value):
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
 def train(ctx, corpus, json_output, quiet, **options):
-    """Train a character-level language model on CORPUS (a UTF-8 text file)."""
+    """Train a character- or word-level language model on CORPUS (a UTF-8 text file)."""
     explicit = frozenset(name for name in ctx.params if name in OPTION_NAMES
                          and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     opts = TrainOptions(corpus=corpus, **options)
@@ -129,8 +137,8 @@ def train(ctx, corpus, json_output, quiet, **options):
                 case events.Evaluation():
                     if json_output:
                         _echo(json.dumps(event.to_dict()))
-                    progress.log(f"step {event.step}: val {event.val_loss:.4f} nats/char "
-                                 f"({event.val_bpc:.3f} bits/char), best {event.best_val_loss:.4f}")
+                    progress.log(f"step {event.step}: val {_loss(event.val_loss, event.val_bpc, event.tokens)}, "
+                                 f"best {event.best_val_loss:.4f}")
                 case events.Warning() if console.quiet:  # --quiet hides progress, not warnings
                     warnings.print(f"warning: {event.text}", markup=False, highlight=False)
                 case events.Warning():
@@ -156,8 +164,17 @@ def _echo(line: str) -> None:
         silence(sys.stdout)
 
 
+def _loss(nats: float, bpc: float, tokens: str, mode: str = "") -> str:
+    """'1.4640 nats/char (2.112 bits/char)', or for words '5.1234 nats/token (ppl 168.0, 1.712 bits/char)'."""
+    mode = f", {mode}" if mode else ""
+    if tokens == "char":
+        return f"{nats:.4f} nats/char ({bpc:.3f} bits/char{mode})"
+    return f"{nats:.4f} nats/token (ppl {math.exp(min(nats, 700)):,.1f}, {bpc:.3f} bits/char{mode})"
+
+
 def _summary(result) -> str:
-    val = (f"best val {result.best_val_loss:.4f} nats/char ({result.best_val_bpc:.3f} bits/char, "
-           f"{result.best_val_mode})" if result.best_val_loss is not None else "no validation")
+    val = (f"best val {_loss(result.best_val_loss, result.best_val_bpc, result.tokens, result.best_val_mode)}"
+           if result.best_val_loss is not None else "no validation")
+    unit = "chars/s" if result.tokens == "char" else "tokens/s"
     return (f"done: {result.steps} steps, {result.epochs:.2f} epochs, {result.train_seconds:.0f}s, "
-            f"{result.chars_per_sec:,.0f} chars/s; {val}; checkpoint {result.checkpoint}")
+            f"{result.chars_per_sec:,.0f} {unit}; {val}; checkpoint {result.checkpoint}")
