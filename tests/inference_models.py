@@ -9,9 +9,11 @@ from charlm.store.checkpoint import save_checkpoint
 from charlm.text.batching import Batcher
 
 
-def train_tiny(ids, vocab_size, *, steps=300, hidden=32, cell="lstm", seed=0, batch=8, seq_len=32, lr=1e-2):
-    """Train a 1-layer model on an id stream; returns (params, cfg)."""
-    cfg = ModelConfig(cell, vocab_size, hidden, layers=1)
+def train_tiny(ids, vocab_size, *, steps=300, hidden=32, cell="lstm", seed=0, batch=8, seq_len=32, lr=1e-2,
+               embed=0):
+    """Train a 1-layer model on an id stream (one-hot input, or an embedding of width `embed`);
+    returns (params, cfg)."""
+    cfg = ModelConfig(cell, vocab_size, hidden, layers=1, embed=embed)
     params = init_params(cfg, np.random.default_rng(seed))
     batcher = Batcher(ids, batch, seq_len, seed)
     opt = Adam(params)

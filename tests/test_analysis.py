@@ -48,7 +48,7 @@ def test_describe_is_json_and_counts_parameters(uniform, tmp_path):
     d = json.loads(json.dumps(describe(load_checkpoint(path))))
     assert d["model"]["cell"] == "gru" and d["model"]["parameters"] == sum(p.size for p in params.values())
     assert d["vocab"] == {"size": vocab.size, "specials": ["<EOS>", "<UNK>"], "eos_mode": "lines",
-                          "encoding": "utf-8", "chars": " abc"}
+                          "encoding": "utf-8", "kind": "char", "lowercase": False, "chars": " abc"}
     assert d["training"]["step"] == 5 and d["training"]["best_step"] == 4
     assert d["training"]["best_val_bits"] == pytest.approx(2.0 / math.log(2))
     assert d["training"]["epoch"] is None and d["training"]["final_val_mode"] is None
@@ -61,9 +61,24 @@ def test_describe_is_json_and_counts_parameters(uniform, tmp_path):
 def test_score_summary_of_a_score_and_of_nothing():
     s = score_summary(ScoreResult(nll_sum=8 * math.log(4), n_scored=8, n_unk=2))
     assert s == pytest.approx({"chars": 8, "unk": 2, "unk_rate": 0.25, "nats_per_char": math.log(4),
-                               "bits_per_char": 2.0, "perplexity": 4.0})
+                               "bits_per_char": 2.0, "perplexity": 4.0, "tokens": 8,
+                               "nats_per_token": math.log(4)})
     empty = score_summary(ScoreResult(0.0, 0, 0))
     assert empty["chars"] == 0 and empty["unk_rate"] == 0.0 and math.isnan(empty["perplexity"])
+    assert math.isnan(empty["nats_per_char"]) and math.isnan(empty["nats_per_token"])
+
+
+def test_score_summary_of_tokens_that_stand_for_several_characters():
+    # 4 word targets (one <UNK>) standing for 20 characters: per-token and per-character figures differ
+    s = json.loads(json.dumps(score_summary(ScoreResult(nll_sum=4 * math.log(8), n_scored=4, n_unk=1,
+                                                        n_chars=20))))
+    assert s["tokens"] == 4 and s["chars"] == 20 and isinstance(s["chars"], int)
+    assert s["unk_rate"] == 0.25  # of the tokens
+    assert s["nats_per_token"] == pytest.approx(math.log(8)) and s["perplexity"] == pytest.approx(8.0)
+    assert s["nats_per_char"] == pytest.approx(4 * math.log(8) / 20)
+    assert s["bits_per_char"] == pytest.approx(4 * 3 / 20)
+    estimated = score_summary(ScoreResult(1.0, 2, 1, n_chars=7.5))
+    assert estimated["chars"] == 7.5
 
 
 def test_surprisal_bins_are_half_open_with_an_open_last_bin():
@@ -98,6 +113,7 @@ def test_rank_candidates_under_a_uniform_model(uniform):
         assert r["logprob"] == pytest.approx(-r["chars"] * math.log(vocab.size))
         assert r["nats_per_char"] == pytest.approx(math.log(vocab.size))
         assert r["bits_per_char"] == pytest.approx(math.log2(vocab.size))
+        assert r["tokens"] == r["chars"] and r["nats_per_token"] == r["nats_per_char"]
     assert len(warnings) == 1 and "'z'" in warnings[0] and "<UNK>" in warnings[0]
     rank_candidates(params, cfg, vocab, ["abc"], warn=warnings.append)
     assert len(warnings) == 1  # nothing unknown, no warning

@@ -202,8 +202,9 @@ def test_perplexity_is_exact_by_default_and_matches_score_ids(files):
     ckpt = load_checkpoint(files["lines"])
     ids = prepare_corpus(files["corpus"], eos_mode="lines", vocab=ckpt.vocab).ids
     expected = score_ids(ckpt.params, ckpt.config, ids)
-    assert data["total"]["chars"] == expected.n_scored
+    assert data["total"]["chars"] == data["total"]["tokens"] == expected.n_scored
     assert data["total"]["nats_per_char"] == pytest.approx(expected.nats_per_char, abs=1e-6)
+    assert data["total"]["nats_per_token"] == data["total"]["nats_per_char"]  # a character is a token
     table = invoke("perplexity", files["lines"], files["corpus"], files["corpus"])
     assert "exact" in table.stderr and "all files" in table.stdout and "Traceback" not in table.output
 
@@ -222,7 +223,7 @@ def test_perplexity_counts_unknown_characters(files, tmp_path):
     odd = tmp_path / "odd.txt"
     odd.write_text("the pear xyz\n")
     total = json.loads(invoke("perplexity", files["lines"], odd, "--json").stdout)["total"]
-    assert total["unk"] == 3 and total["chars"] == 13
+    assert total["unk"] == 3 and total["chars"] == 13 == total["tokens"]
 
 
 def test_perplexity_show_prints_legend_and_text(files):
@@ -279,8 +280,10 @@ def test_info(files):
     assert data["training"]["step"] == 70
     assert data["training"]["best_val_bits"] == pytest.approx(0.9 / math.log(2))
     assert data["vocab"]["chars"] == "".join(files["vocab"].chars)
+    assert data["vocab"]["kind"] == "char" and data["vocab"]["lowercase"] is False
     text = invoke("info", files["run"])
     assert "verified" in text.stdout and f"{params:,}" in text.stdout
+    assert "characters" in text.stdout and "nats/char" in text.stdout and "token" not in text.stdout
 
 
 def test_perplexity_agrees_with_the_trainers_validation_loss(tmp_path):

@@ -13,16 +13,16 @@ from charlm.inference.sampling import (
     beam_search_ids,
     check_sampling_options,
     draw,
-    encode_stops,
     filter_logits,
     generate,
     generate_ids,
     log_softmax,
     make_picker,
 )
+from charlm.inference.stops import TextStops, encode_stops
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, step_logits
-from charlm.text.tokenizer import EOS, Vocab
+from charlm.text.tokenizer import EOS, UNK, Vocab
 
 # chi-square 0.999 quantiles by degrees of freedom
 CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46}
@@ -166,11 +166,13 @@ def test_draw_never_picks_a_zero_probability_id():
 # ---------------------------------------------------------------------------------------------- generation
 
 
-def run(table, seed=0, n=4, length=30, eos_ends=False, stops=(), context=(EOS,), on_step=None,
+def run(table, seed=0, n=4, length=30, eos_ends=False, stops=(), context=(EOS,), on_step=None, banned=(),
         **pick_options):
     pick = make_picker(np.random.default_rng(seed), **pick_options)
+    if not isinstance(stops, TextStops):
+        stops = [np.array(s) for s in stops]
     return generate_ids(bigram_step(table), None, np.array(context), num_samples=n, length=length, pick=pick,
-                        eos_ends=eos_ends, stops=[np.array(s) for s in stops], on_step=on_step)
+                        eos_ends=eos_ends, stops=stops, banned=banned, on_step=on_step)
 
 
 def test_generation_follows_the_model_frequencies(table):
@@ -249,6 +251,59 @@ def test_stop_sequence_may_start_in_the_prime(table):
             assert len(s) == 1
 
 
+def test_banned_ids_are_never_generated_and_the_rest_keep_their_odds(table):
+    ids, logprob, _ = run(table, n=20000, length=2, banned=(UNK,))
+    first = np.array([s[0] for s in ids])
+    assert not any(UNK in s.tolist() for s in ids)
+    allowed = np.arange(5) != UNK
+    probs = softmax(table[EOS])[0][allowed]
+    stat = chi_square(np.bincount(first, minlength=5)[allowed], probs / probs.sum())
+    assert stat < CHI2_999[3]
+    # the reported log-probability is still the model's, <UNK> included in its normalisation
+    lsm = log_softmax(table)
+    for sample, lp in zip(ids[:50], logprob[:50], strict=True):
+        assert lp == pytest.approx(lsm[[EOS, sample[0]], sample].sum())
+    for options in (dict(temperature=0.5, top_k=2), dict(top_p=0.5), dict(temperature=3.0)):
+        ids, _, _ = run(table, n=300, length=5, banned=(UNK,), **options)
+        assert not any(UNK in s.tolist() for s in ids), options
+
+
+def test_greedy_with_a_banned_argmax_takes_the_next_best(table):
+    table = table.copy()
+    table[:, UNK] = 50.0  # <UNK> is the argmax of every row
+    ids, _, _ = run(table, n=2, length=6, temperature=0, banned=(UNK,))
+    expected, cur = [], EOS
+    for _ in range(6):
+        row = table[cur].copy()
+        row[UNK] = -np.inf
+        cur = int(np.argmax(row))
+        expected.append(cur)
+    assert all(s.tolist() == expected for s in ids)
+    allowed, _, _ = run(table, n=2, length=3, temperature=0)
+    assert all(s.tolist() == [UNK] * 3 for s in allowed)
+
+
+def test_text_stops_match_like_id_stops_for_characters(table):
+    # with a character vocabulary every id is one character, so text and id matching agree
+    vocab = Vocab("abc")  # ids 2, 3, 4 = a, b, c
+    by_ids = run(table, n=300, length=40, stops=[(2, 3)], context=(EOS, 2))[0]
+    by_text = run(table, n=300, length=40, context=(EOS, 2),
+                  stops=TextStops(vocab, ["ab"], prime="a", context=np.array([EOS, 2])))[0]
+    assert all(np.array_equal(x, y) for x, y in zip(by_ids, by_text, strict=True))
+    assert any(len(s) < 40 for s in by_text)
+
+
+def test_text_stops_end_inside_generated_text_only():
+    # the prime "xab" already holds the stop string "ab": only a new occurrence ends the sample
+    vocab = Vocab("abx")  # a=2, b=3, x=4
+    stops = TextStops(vocab, ["ab", "bxa"], prime="xab", context=np.array([EOS, 4, 2, 3]))
+    matcher = stops.start(2)
+    assert matcher.push(np.array([4, 2])).tolist() == [False, False]  # "xabx", "xaba"
+    assert matcher.push(np.array([2, 3])).tolist() == [True, True]  # "xabxa" ends with "bxa", "xabab"
+    matcher.keep(np.array([1, 1, 0]))
+    assert matcher.tails == ["ab", "ab", "xa"]
+
+
 def test_length_zero_gives_nothing(table):
     ids, logprob, ended = run(table, n=3, length=0)
     assert [len(s) for s in ids] == [0, 0, 0] and not logprob.any() and not ended.any()
@@ -296,6 +351,21 @@ def test_wide_beam_finds_the_most_likely_continuation(table, eos_ends):
     assert found[0][0].tolist() == list(seq)
     assert found[0][1] == pytest.approx(lp)
     assert [f[1] for f in found] == sorted((f[1] for f in found), reverse=True)
+
+
+def test_beam_search_never_proposes_a_banned_id(table):
+    table = table.copy()
+    table[:, UNK] = 50.0
+    found = beam_search_ids(bigram_step(table), None, np.array([EOS]), beam=30, length=4, eos_ends=False,
+                            banned=(UNK,))
+    assert len(found) == 30 and not any(UNK in ids.tolist() for ids, _, _ in found)
+    row = table.copy()
+    row[:, UNK] = -np.inf
+    lp, seq = exhaustive_best(row, 4, eos_ends=False)
+    assert found[0][0].tolist() == list(seq)
+    # the score is the model's log-probability (<UNK> keeps its share of every softmax)
+    lsm = log_softmax(table)
+    assert found[0][1] == pytest.approx(lsm[[EOS, *seq[:-1]], list(seq)].sum())
 
 
 def test_beam_of_one_is_greedy(table):
@@ -347,6 +417,21 @@ def test_unknown_prime_characters_warn_once_or_fail_when_strict(model):
     assert samples[0].text.startswith("abzé")
     with pytest.raises(ConfigError, match="'z'"):
         generate(params, cfg, vocab, length=3, prime="abz", strict=True)
+
+
+def test_unk_is_never_sampled_unless_allowed(model):
+    params, cfg, vocab = model
+    params["head.b"][UNK] = 3.0  # <UNK> is likely
+    for options in (dict(seed=0), dict(temperature=0), dict(top_k=2, seed=1)):
+        samples = generate(params, cfg, vocab, num_samples=30, length=20, **options)
+        assert not any(UNK in s.ids.tolist() for s in samples), options
+        assert all("\ufffd" not in s.text for s in samples)
+    beams = beam_search(params, cfg, vocab, beam=4, length=8, prime="a")
+    assert not any(UNK in s.ids.tolist() for s in beams)
+    allowed = generate(params, cfg, vocab, num_samples=30, length=20, seed=0, allow_unk=True)
+    assert any(UNK in s.ids.tolist() for s in allowed)
+    assert all(s.text == vocab.decode(s.ids) for s in allowed)
+    assert UNK in beam_search(params, cfg, vocab, beam=4, length=8, prime="a", allow_unk=True)[0].ids
 
 
 def test_bad_counts_are_config_errors(model):

@@ -142,6 +142,42 @@ def test_file_in_small_pieces_equals_the_whole_stream(tmp_path, eos_mode):
     assert streams.streams == 4 and streams.n_scored == whole.n_scored
 
 
+@pytest.mark.parametrize("streams", [1, 3])
+def test_a_files_characters_are_counted_from_its_documents(tmp_path, streams):
+    # lines mode drops blank lines: characters are those of the documents plus one end each, and for a
+    # character vocabulary that is one per target, <UNK> targets included
+    path = tmp_path / "t.txt"
+    path.write_text("ab ba\n\n  \ncab z\nbbba ab\n" * 5)
+    vocab = Vocab(" abc")
+    params, cfg = random_model(V=vocab.size)
+    result = score_file(params, cfg, vocab, path, eos_mode="lines", streams=streams, burn_in=4)
+    docs = ["ab ba", "cab z", "bbba ab"] * 5
+    assert result.n_chars == sum(map(len, docs)) + len(docs) == result.n_scored
+    assert result.n_unk == 5
+    assert result.nats_per_char == result.nats_per_token == pytest.approx(result.nll_sum / result.n_scored)
+    assert result.perplexity == pytest.approx(math.exp(result.nats_per_token))
+
+
+def test_score_ids_counts_characters_with_the_vocabulary():
+    params, cfg = random_model(V=6)
+    vocab = Vocab("abcd")
+    ids = np.array([EOS, 2, 3, 1, 4, EOS, 5, EOS])
+    plain = score_ids(params, cfg, ids)
+    counted = score_ids(params, cfg, ids, vocab=vocab)
+    assert plain.n_chars == counted.n_chars == 7 == vocab.char_count(ids)
+
+    class Doubling:
+        """A vocabulary whose every id stands for two characters."""
+
+        def char_count(self, ids):
+            return 2.0 * (len(ids) - 1)
+
+    doubled = score_ids(params, cfg, ids, vocab=Doubling(), streams=2)
+    assert doubled.n_chars == 14.0 and doubled.n_scored == 7
+    assert doubled.bits_per_char == pytest.approx(doubled.nll_sum / 14 / math.log(2))
+    assert doubled.nats_per_token == pytest.approx(doubled.nll_sum / 7)
+
+
 def test_documents_are_scored_from_the_zero_state(real):
     params, cfg, vocab, _ = real
     texts = ["def encode(self)", "x", "return self.size", ""]

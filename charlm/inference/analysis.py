@@ -11,12 +11,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from charlm.inference.sampling import unit_noun
 from charlm.inference.scoring import LN2, ScoreResult, score_documents
 from charlm.text.corpus import split_documents
 from charlm.text.tokenizer import EOS, SPECIALS
 
 # Upper bounds (bits) of the surprisal bins; a last, open bin holds everything from the largest bound up.
 SURPRISAL_BINS = (1.0, 3.0, 6.0, 10.0)
+# How many of a word vocabulary's tokens `describe` lists (the most frequent: ids follow counts).
+TOKENS_SHOWN = 20
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -26,8 +29,22 @@ def _bits(nats):
     return nats / LN2 if isinstance(nats, (int, float)) and math.isfinite(nats) else None
 
 
+def _vocab_summary(vocab, data) -> dict:
+    """Size, specials, document mode, encoding, the tokenizer's kind and case rule; a char vocabulary lists
+    its characters, a word vocabulary its `TOKENS_SHOWN` most frequent tokens (display texts)."""
+    summary = {"size": vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
+               "encoding": data.get("encoding"), "kind": vocab.kind, "lowercase": vocab.lowercase}
+    if vocab.kind == "char":
+        return {**summary, "chars": "".join(vocab.chars)}
+    shown = range(len(SPECIALS), min(vocab.size, len(SPECIALS) + TOKENS_SHOWN))
+    return {**summary, "tokens": [vocab.token_text(i) for i in shown]}
+
+
 def describe(ckpt) -> dict:
-    """What a loaded (hence verified) checkpoint holds: file, model, vocabulary and training summary."""
+    """What a loaded (hence verified) checkpoint holds: file, model, vocabulary and training summary.
+
+    Validation losses are in nats per token of the checkpoint's kind (per character for a char model).
+    """
     cfg, train, data = ckpt.config, ckpt.train, ckpt.data
     best_val = train.get("best_val")
     return {
@@ -37,8 +54,7 @@ def describe(ckpt) -> dict:
         "integrity": "verified (sha256 of the payload matches; shapes and values checked)",
         "payload_sha256": ckpt.meta.get("payload_sha256"),
         "model": {**cfg.to_dict(), "parameters": int(sum(p.size for p in ckpt.params.values()))},
-        "vocab": {"size": ckpt.vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
-                  "encoding": data.get("encoding"), "chars": "".join(ckpt.vocab.chars)},
+        "vocab": _vocab_summary(ckpt.vocab, data),
         "training": {"step": train.get("step"), "epoch": train.get("epoch"),
                      "seconds": train.get("train_seconds"), "best_val_nats": best_val,
                      "best_val_bits": _bits(best_val), "best_step": train.get("best_step"),
@@ -52,12 +68,19 @@ def describe(ckpt) -> dict:
 # ---------------------------------------------------------------------------------------------- scores
 
 
+def _count(n):
+    """A character count as an int when it is whole (exact), else the float estimate."""
+    return int(n) if float(n).is_integer() else float(n)
+
+
 def score_summary(result: ScoreResult) -> dict:
-    """Targets scored, `<UNK>` count and share, nats and bits per character, and perplexity of a score."""
-    return {"chars": result.n_scored, "unk": result.n_unk,
+    """Characters and tokens scored, `<UNK>` count and share (of the tokens), nats and bits per character,
+    nats per token and the per-token perplexity of a score (tokens == chars for a char vocabulary)."""
+    return {"chars": _count(result.n_chars), "unk": result.n_unk,
             "unk_rate": result.n_unk / result.n_scored if result.n_scored else 0.0,
             "nats_per_char": result.nats_per_char, "bits_per_char": result.bits_per_char,
-            "perplexity": result.perplexity}
+            "perplexity": result.perplexity, "tokens": result.n_scored,
+            "nats_per_token": result.nats_per_token}
 
 
 def surprisal_bin(bits: float) -> int:
@@ -74,39 +97,54 @@ def token_texts(vocab, eos_text: str) -> tuple[str, ...]:
     return tuple(vocab.decode([i], eos=eos_text) for i in range(vocab.size))
 
 
-def surprisal(vocab, targets, nll, *, eos_text: str = "\n") -> list[dict]:
+def surprisal(vocab, targets, nll, *, eos_text: str = "\n", decoder=None) -> list[dict]:
     """Each target's text and surprisal, in stream order.
 
     Inputs:
     - targets: scored ids, of shape (n,)
     - nll: their negative log-likelihoods in nats, of shape (n,) (as `scoring` reports them)
     - eos_text: the text that stands for `<EOS>` (the document separator of the corpus mode)
+    - decoder: a `vocab.decoder(...)` that has read the ids before `targets` (it reads them too); each
+      text is then what its target adds to the decoded text, the implied separator before a word included.
+      Without it each text is the id's own (a character vocabulary's texts need no context).
     Returns n records {"id": int, "text": str, "bits": float}.
     """
-    pieces = token_texts(vocab, eos_text)
+    ids = np.asarray(targets).tolist()
     bits = (np.asarray(nll, dtype=np.float64) / LN2).tolist()
-    return [{"id": i, "text": pieces[i], "bits": b}
-            for i, b in zip(np.asarray(targets).tolist(), bits, strict=True)]
+    if len(ids) != len(bits):
+        raise ValueError(f"{len(ids)} targets but {len(bits)} nll values")
+    if decoder is None:
+        pieces = token_texts(vocab, eos_text)
+        texts = [pieces[i] for i in ids]
+    else:
+        texts = [decoder.feed([i]) for i in ids]
+        texts = [eos_text if i == EOS else t for i, t in zip(ids, texts, strict=True)]
+    return [{"id": i, "text": t, "bits": b} for i, t, b in zip(ids, texts, bits, strict=True)]
 
 
 def rank_candidates(params, cfg, vocab, texts, *, warn=None) -> list[dict]:
     """Candidate texts ranked by their probability, each scored as one document (from `<EOS>`, closing
     `<EOS>` included); ties keep the given order.
 
-    - warn: called once with a message when the texts hold characters outside the vocabulary (read as `<UNK>`)
-    Returns records {"rank", "text", "logprob" (nats), "chars" (targets scored), "nats_per_char",
-    "bits_per_char"}, most likely first.
+    - warn: called once with a message when the texts hold tokens outside the vocabulary (read as `<UNK>`)
+    Returns records {"rank", "text", "logprob" (nats), "chars" (the text's characters and the closing
+    `<EOS>`), "nats_per_char", "bits_per_char", "tokens" (targets scored), "nats_per_token"}, most likely
+    first (for a char vocabulary tokens == chars).
     """
-    unknown = vocab.unknown_chars("".join(texts))
+    unknown = sorted({u for t in texts for u in vocab.unknown(t)})
     if unknown and warn is not None:
-        warn("characters outside the vocabulary are scored as <UNK>: " + ", ".join(repr(c) for c in unknown))
+        warn(f"{unit_noun(vocab)} outside the vocabulary are scored as <UNK>: "
+             + ", ".join(repr(c) for c in unknown))
     docs = [np.concatenate([[EOS], vocab.encode(t), [EOS]]) for t in texts]
     totals = score_documents(params, cfg, docs)
     ranked = sorted(range(len(texts)), key=lambda i: (totals[i], i))
-    return [{"rank": rank + 1, "text": texts[i], "logprob": -float(totals[i]), "chars": len(docs[i]) - 1,
-             "nats_per_char": float(totals[i]) / (len(docs[i]) - 1),
-             "bits_per_char": float(totals[i]) / (len(docs[i]) - 1) / LN2}
-            for rank, i in enumerate(ranked)]
+    records = []
+    for rank, i in enumerate(ranked):
+        nats, chars, tokens = float(totals[i]), len(texts[i]) + 1, len(docs[i]) - 1
+        records.append({"rank": rank + 1, "text": texts[i], "logprob": -nats, "chars": chars,
+                        "nats_per_char": nats / chars, "bits_per_char": nats / chars / LN2,
+                        "tokens": tokens, "nats_per_token": nats / tokens})
+    return records
 
 
 # ---------------------------------------------------------------------------------------------- novelty

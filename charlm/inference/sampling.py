@@ -5,25 +5,28 @@ The core (`filter_logits`, `draw`, `generate_ids`, `beam_search_ids`) works with
 `generate` and `beam_search` bind it to a checkpoint's parameters and vocabulary.
 
 A sample is a document: the model first reads `<EOS>` (the start of a document), then the prime, then
-generates. A sample ends at `<EOS>` when `stop_at_eos` (callers pass True in `lines`/`paragraphs` mode),
-when a stop string appears, or after `length` generated ids.
+generates tokens (characters or words, as the vocabulary's kind says). A sample ends at `<EOS>` when
+`stop_at_eos` (callers pass True in `lines`/`paragraphs` mode), when a stop string appears, or after
+`length` generated ids. `<UNK>` is never generated unless `allow_unk`: it stands for no text.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from charlm.errors import ConfigError
+from charlm.inference.stops import start_matcher, stop_rule
 from charlm.models.lm import init_state, step_logits
-from charlm.text.tokenizer import EOS
+from charlm.text.tokenizer import EOS, UNK
 
 
 @dataclass
 class Sample:
     """One generated sample.
 
-    - text: the prime followed by the generated characters (a closing `<EOS>` is not part of it)
+    - text: the prime followed by the text of the generated ids (a closing `<EOS>` is not part of it)
     - logprob: the model's log-probability (nats; temperature 1, no filtering) of the generated ids,
       including the closing `<EOS>`
     - ended_at_eos: True when the sample was ended by `<EOS>`
@@ -136,34 +139,17 @@ def read_context(step, state, context: np.ndarray):
     return logits, state
 
 
-class _StopMatcher:
-    """Finds, per batch row, whether the ids just generated complete one of the stop sequences."""
-
-    def __init__(self, stops: list[np.ndarray], history: np.ndarray, rows: int):
-        self.stops = [np.asarray(s, dtype=np.int64) for s in stops if len(s)]
-        width = max((len(s) for s in self.stops), default=0)
-        window = np.full(width, -1, dtype=np.int64)
-        tail = np.asarray(history, dtype=np.int64)[-width:] if width else history[:0]
-        window[width - len(tail):] = tail
-        self.window = np.tile(window, (rows, 1))  # (B, M) the last M ids of each row
-
-    def push(self, ids: np.ndarray) -> np.ndarray:
-        """Append ids (B,); return bool (B,): rows whose window, with the ids appended, ends with a stop sequence."""
-        hit = np.zeros(len(ids), dtype=bool)
-        if not self.stops:
-            return hit
-        self.window[:, :-1] = self.window[:, 1:]
-        self.window[:, -1] = ids
-        for s in self.stops:
-            hit |= np.all(self.window[:, -len(s):] == s, axis=1)
-        return hit
-
-    def keep(self, rows: np.ndarray) -> None:
-        self.window = self.window[rows]
+def _without(logprobs: np.ndarray, banned: Sequence[int]) -> np.ndarray:
+    """logprobs (B, V) with the banned ids' entries set to -inf (a copy when any id is banned)."""
+    if not len(banned):
+        return logprobs
+    out = logprobs.copy()
+    out[:, list(banned)] = -np.inf
+    return out
 
 
 def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: int, pick,
-                 eos_ends: bool, stops: list[np.ndarray] = (), on_step=None):
+                 eos_ends: bool, stops=(), banned: Sequence[int] = (), on_step=None):
     """Generate `num_samples` continuations of `context` together as one batch.
 
     Inputs:
@@ -172,7 +158,10 @@ def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: 
     - context: ids read before generating, of shape (n,), n >= 1 (`<EOS>` then the prime)
     - pick: function log-probabilities (B, V) -> ids (B,), see `make_picker`
     - eos_ends: whether generating `<EOS>` ends a sample
-    - stops: id sequences that end a sample when generated (matched against the context's tail too)
+    - stops: id sequences that end a sample when generated (matched against the context's tail too), or a
+      `charlm.inference.stops.TextStops` (stop strings matched against the decoded text)
+    - banned: ids never generated (their probability is zero before any filtering; `<UNK>` by default in
+      `generate`); every other id keeps the model's log-probability in `logprob`
     - on_step: called after every step with (rows, ids, ended): sample indices of the live rows (B,),
       their new ids (B,), and bool (B,) rows that ended with this id
     Returns (ids, logprob, ended_at_eos): a list of N id arrays, float64 (N,), bool (N,).
@@ -189,10 +178,10 @@ def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: 
     one_to_n = np.zeros(n, dtype=np.int64)
     logits, state = logits[one_to_n], take_rows(state, one_to_n)
     rows = np.arange(n)  # sample index of each live batch row
-    matcher = _StopMatcher(list(stops), np.asarray(context)[1:], n)
+    matcher = start_matcher(stops, context, n)
     for t in range(length):
         logprobs = log_softmax(logits)  # (B, V) the model's, at temperature 1
-        ids = np.asarray(pick(logprobs), dtype=np.int64)
+        ids = np.asarray(pick(_without(logprobs, banned)), dtype=np.int64)
         logprob[rows] += logprobs[np.arange(len(rows)), ids]
         out[t, rows] = ids
         at_eos = (ids == EOS) if eos_ends else np.zeros(len(ids), dtype=bool)
@@ -212,7 +201,7 @@ def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: 
 
 
 def beam_search_ids(step, state, context: np.ndarray, *, beam: int, length: int, eos_ends: bool,
-                    stops: list[np.ndarray] = ()):
+                    stops=(), banned: Sequence[int] = ()):
     """The most likely continuations of `context` by beam search (deterministic).
 
     Inputs as `generate_ids`; `beam` live hypotheses are kept per step. A hypothesis is finished when it
@@ -225,13 +214,14 @@ def beam_search_ids(step, state, context: np.ndarray, *, beam: int, length: int,
     logits, state = read_context(step, state, context)
     history = np.zeros((1, 0), dtype=np.int64)  # (K, t) generated ids of each live hypothesis
     scores = np.zeros(1)
-    matcher = _StopMatcher(list(stops), np.asarray(context)[1:], 1)
+    matcher = start_matcher(stops, context, 1)
     finished = []  # (logprob, order, ids, ended_at_eos)
     for t in range(length):
-        cand = scores[:, None] + log_softmax(logits)  # (K, V)
+        cand = scores[:, None] + _without(log_softmax(logits), banned)  # (K, V)
         flat = cand.ravel()
         n_take = min(flat.size, 2 * beam)
         top = np.argpartition(-flat, n_take - 1)[:n_take]
+        top = top[np.isfinite(flat[top])]  # banned ids are never candidates
         top = top[np.lexsort((top, -flat[top]))]  # best first, ties by index: deterministic
         parents, ids = np.divmod(top, cand.shape[1])
         history = np.concatenate([history[parents], ids[:, None]], axis=1)
@@ -257,61 +247,53 @@ def beam_search_ids(step, state, context: np.ndarray, *, beam: int, length: int,
 # ------------------------------------------------------------------------------------ model-bound API
 
 
-def encode_prime(vocab, prime: str, *, strict: bool = False, warn=None) -> np.ndarray:
-    """Ids of `<EOS>` then the prime; unknown characters become `<UNK>` with one warning (or an error)."""
-    unknown = vocab.unknown_chars(prime)
-    if unknown:
-        listed = ", ".join(repr(c) for c in unknown)
-        if strict:
-            raise ConfigError(f"the prime has characters outside the vocabulary: {listed}")
-        if warn is not None:
-            warn(f"the prime has characters outside the vocabulary, read as <UNK>: {listed}")
+def unit_noun(vocab) -> str:
+    """What the vocabulary's tokens are called in messages: "characters" or "tokens"."""
+    return "characters" if vocab.kind == "char" else "tokens"
+
+
+def prime_context(vocab, prime: str) -> np.ndarray:
+    """Ids of `<EOS>` then the prime, of shape (1 + n,) int64 (unknown tokens are `<UNK>`, silently)."""
     return np.concatenate([[EOS], np.asarray(vocab.encode(prime), dtype=np.int64)])
 
 
-def encode_stops(vocab, stops, *, warn=None) -> list[np.ndarray]:
-    """Id sequences of the stop strings; a newline the vocabulary lacks (lines mode) stands for `<EOS>`.
-
-    A stop string the model cannot produce is dropped with a warning.
-    """
-    out = []
-    for s in stops:
-        unknown = [c for c in vocab.unknown_chars(s) if c != "\n"]
-        if unknown or not s:
-            if warn is not None:
-                listed = ", ".join(repr(c) for c in unknown)
-                why = "it is empty" if not s else f"{listed} not in the vocabulary"
-                warn(f"stop string {s!r} can never appear ({why}); ignored")
-            continue
-        ids = np.asarray(vocab.encode(s), dtype=np.int64)
-        if "\n" not in vocab:
-            ids[np.array([c == "\n" for c in s])] = EOS
-        out.append(ids)
-    return out
+def encode_prime(vocab, prime: str, *, strict: bool = False, warn=None) -> np.ndarray:
+    """`prime_context`, with one warning (or a ConfigError when strict) naming the prime's unknown tokens."""
+    unknown = vocab.unknown(prime)
+    if unknown:
+        listed = ", ".join(repr(c) for c in unknown)
+        noun = unit_noun(vocab)
+        if strict:
+            raise ConfigError(f"the prime has {noun} outside the vocabulary: {listed}")
+        if warn is not None:
+            warn(f"the prime has {noun} outside the vocabulary, read as <UNK>: {listed}")
+    return prime_context(vocab, prime)
 
 
 def _bind(params, cfg):
     return lambda ids, state: step_logits(params, cfg, ids, state)
 
 
-def _sample(vocab, prime: str, ids: np.ndarray, logprob: float, ended_at_eos: bool) -> Sample:
+def _sample(vocab, prime: str, context: np.ndarray, ids: np.ndarray, logprob: float,
+            ended_at_eos: bool) -> Sample:
     body = ids[:-1] if ended_at_eos else ids
-    return Sample(text=prime + vocab.decode(body, eos="\n"), logprob=float(logprob),
+    return Sample(text=prime + vocab.decoder(context=context).feed(body), logprob=float(logprob),
                   ended_at_eos=bool(ended_at_eos), ids=ids)
 
 
 def generate(params, cfg, vocab, *, num_samples: int = 1, length: int = 200, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, prime: str = "", seed: int | None = None,
-             stop=(), stop_at_eos: bool = False, strict: bool = False, warn=None,
+             stop=(), stop_at_eos: bool = False, strict: bool = False, allow_unk: bool = False, warn=None,
              on_step=None) -> list[Sample]:
     """Sample `num_samples` texts from a model, all advancing together as one batch.
 
-    - length: maximum generated ids per sample (the prime is not counted)
+    - length: maximum generated ids (tokens) per sample (the prime is not counted)
     - temperature, top_k, top_p: see `filter_logits`; temperature 0 is greedy argmax
     - seed: seeds the `np.random.Generator`; the same seed gives the same samples
     - stop: strings that end a sample when generated (kept in its text)
     - stop_at_eos: whether `<EOS>` ends a sample (pass True in lines/paragraphs mode)
-    - strict: unknown prime characters are a ConfigError instead of a warning
+    - strict: unknown prime tokens are a ConfigError instead of a warning
+    - allow_unk: `<UNK>` may be generated (otherwise it never is, greedy included)
     - warn: called with each warning message
     - on_step: see `generate_ids`
     """
@@ -320,21 +302,24 @@ def generate(params, cfg, vocab, *, num_samples: int = 1, length: int = 200, tem
         raise ConfigError(f"need num_samples >= 1 and length >= 0, got {num_samples} and {length}")
     context = encode_prime(vocab, prime, strict=strict, warn=warn)
     pick = make_picker(np.random.default_rng(seed), temperature=temperature, top_k=top_k, top_p=top_p)
+    stops = stop_rule(vocab, stop, prime=prime, context=context, allow_unk=allow_unk, warn=warn)
     ids, logprob, ended = generate_ids(
         _bind(params, cfg), init_state(cfg, 1), context, num_samples=num_samples, length=length, pick=pick,
-        eos_ends=stop_at_eos, stops=encode_stops(vocab, stop, warn=warn), on_step=on_step)
-    return [_sample(vocab, prime, ids[i], logprob[i], ended[i]) for i in range(num_samples)]
+        eos_ends=stop_at_eos, stops=stops, banned=() if allow_unk else (UNK,), on_step=on_step)
+    return [_sample(vocab, prime, context, ids[i], logprob[i], ended[i]) for i in range(num_samples)]
 
 
 def beam_search(params, cfg, vocab, *, beam: int, length: int = 200, prime: str, stop=(),
-                stop_at_eos: bool = False, strict: bool = False, warn=None) -> list[Sample]:
+                stop_at_eos: bool = False, strict: bool = False, allow_unk: bool = False,
+                warn=None) -> list[Sample]:
     """The `beam` most likely continuations of `prime` (deterministic), most likely first."""
     if beam < 1 or length < 0:
         raise ConfigError(f"need a beam width >= 1 and length >= 0, got {beam} and {length}")
     context = encode_prime(vocab, prime, strict=strict, warn=warn)
+    stops = stop_rule(vocab, stop, prime=prime, context=context, allow_unk=allow_unk, warn=warn)
     found = beam_search_ids(_bind(params, cfg), init_state(cfg, 1), context, beam=beam, length=length,
-                            eos_ends=stop_at_eos, stops=encode_stops(vocab, stop, warn=warn))
-    return [_sample(vocab, prime, ids, lp, eos) for ids, lp, eos in found]
+                            eos_ends=stop_at_eos, stops=stops, banned=() if allow_unk else (UNK,))
+    return [_sample(vocab, prime, context, ids, lp, eos) for ids, lp, eos in found]
 
 
 class OrderedStream:
@@ -345,8 +330,9 @@ class OrderedStream:
     """
 
     def __init__(self, vocab, num_samples: int, prime: str, write, *, eos_ends: bool, separator: str = "\n"):
-        # one character per id (<EOS> as a newline, as `_sample` writes it), so pieces[i] is id i's text
-        self.pieces = vocab.decode(np.arange(vocab.size), eos="\n")
+        # one decoder per sample, as `_sample` decodes it: the text of each id depends on the id before it
+        context = prime_context(vocab, prime)
+        self.decoders = [vocab.decoder(context=context) for _ in range(num_samples)]
         self.write, self.eos_ends = write, eos_ends
         self.separator, self.prime = separator, prime
         self.pending = ["" for _ in range(num_samples)]
@@ -357,7 +343,7 @@ class OrderedStream:
     def __call__(self, rows, ids, ended) -> None:
         for row, i, end in zip(rows.tolist(), ids.tolist(), ended.tolist(), strict=True):
             if not (end and self.eos_ends and i == EOS):
-                self.pending[row] += self.pieces[i]
+                self.pending[row] += self.decoders[row].feed([i])
             self.done[row] = self.done[row] or end
         self._flush()
 

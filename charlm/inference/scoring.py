@@ -4,6 +4,10 @@ Exact mode carries one state from the zero state over the whole stream: target i
 ids[:i]. Streams mode cuts the targets into B contiguous pieces scored side by side; each piece first
 reads `burn_in` preceding ids without scoring them (the first piece starts at the zero state, as exact).
 Training's validation, `charlm perplexity` and `charlm score` all go through this module, so they agree.
+
+Per-token figures divide by the targets scored; per-character figures divide by the characters of the
+original text the targets stand for (`n_chars`: each document's characters plus one per document end, as
+a character model's targets count them), so models of either tokenizer kind compare on bits per character.
 """
 
 import math
@@ -14,7 +18,7 @@ import numpy as np
 from charlm.errors import ConfigError
 from charlm.models.lm import forward_nll, init_state
 from charlm.text.cache import prepare_corpus
-from charlm.text.corpus import iter_encoded
+from charlm.text.corpus import count_chars, iter_encoded
 from charlm.text.tokenizer import EOS, UNK
 
 LN2 = math.log(2)
@@ -25,10 +29,13 @@ class ScoreResult:
     """Totals of a scored stream.
 
     - nll_sum: summed negative log-likelihood in nats
-    - n_scored: number of targets scored (characters and `<EOS>`)
+    - n_scored: number of targets scored (tokens and `<EOS>`)
     - n_unk: how many of the targets are `<UNK>`
     - nll: per-target nats in stream order, of shape (n_scored,), when asked for
     - streams, burn_in: the mode actually used (1 and 0 for exact)
+    - n_chars: characters of the original text the targets stand for (`<EOS>` counts 1); None means one
+      per target, as for a character vocabulary. A float when `<UNK>` targets are counted by an
+      estimated length (`vocab.char_count`).
     """
 
     nll_sum: float
@@ -37,18 +44,28 @@ class ScoreResult:
     nll: np.ndarray | None = None
     streams: int = 1
     burn_in: int = 0
+    n_chars: float | None = None
+
+    def __post_init__(self):
+        if self.n_chars is None:
+            self.n_chars = self.n_scored
+
+    @property
+    def nats_per_token(self) -> float:
+        return self.nll_sum / self.n_scored if self.n_scored else math.nan
+
+    @property
+    def perplexity(self) -> float:
+        """Per token: exp(nats per token) (a word model's word perplexity)."""
+        return math.exp(self.nats_per_token) if self.n_scored else math.nan
 
     @property
     def nats_per_char(self) -> float:
-        return self.nll_sum / self.n_scored if self.n_scored else math.nan
+        return self.nll_sum / self.n_chars if self.n_chars else math.nan
 
     @property
     def bits_per_char(self) -> float:
         return self.nats_per_char / LN2
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.nats_per_char) if self.n_scored else math.nan
 
 
 class ExactScorer:
@@ -103,7 +120,7 @@ class ExactScorer:
 
 
 def score_ids(params, cfg, ids, *, streams: int = 1, burn_in: int = 0, chunk_len: int = 256,
-              per_char: bool = False) -> ScoreResult:
+              per_char: bool = False, vocab=None) -> ScoreResult:
     """Score ids[1:] given ids[:-1] (a stream `<EOS> doc <EOS> ...`, any integer dtype, a memmap is fine).
 
     Inputs:
@@ -112,6 +129,7 @@ def score_ids(params, cfg, ids, *, streams: int = 1, burn_in: int = 0, chunk_len
     - burn_in: ids each piece reads unscored before its first target (capped at the piece length)
     - chunk_len: time steps per forward call
     - per_char: also return every target's nll
+    - vocab: the ids' vocabulary; when given, `n_chars` is `vocab.char_count(ids)` (else one per target)
     """
     if streams < 1:
         raise ConfigError(f"streams must be >= 1, got {streams}")
@@ -120,8 +138,12 @@ def score_ids(params, cfg, ids, *, streams: int = 1, burn_in: int = 0, chunk_len
     if streams == 1 or len(ids) < 3:
         scorer = ExactScorer(params, cfg, chunk_len=chunk_len, keep_nll=per_char)
         scorer.feed(ids)
-        return scorer.result()
-    return _score_streams(params, cfg, ids, streams, burn_in, chunk_len, per_char)
+        result = scorer.result()
+    else:
+        result = _score_streams(params, cfg, ids, streams, burn_in, chunk_len, per_char)
+    if vocab is not None and result.n_scored:
+        result.n_chars = vocab.char_count(ids)
+    return result
 
 
 def _score_streams(params, cfg, ids, streams, burn_in, chunk_len, per_char) -> ScoreResult:
@@ -168,16 +190,22 @@ def score_file(params, cfg, vocab, path, *, eos_mode: str, encoding: str = "utf-
 
     Exact mode (streams 1) reads the file in pieces of `chunk_chars` characters, carrying the state
     across them, so memory stays flat; `on_scored(targets, nll)` sees every chunk in order. Streams mode
-    scores the encoded id stream (a memory-mapped cache file) with `score_ids`.
+    scores the encoded id stream (a memory-mapped cache file) with `score_ids`. `n_chars` is exact:
+    the characters of the file's documents plus one per document end, whatever became `<UNK>`.
     """
     if streams == 1:
         scorer = ExactScorer(params, cfg, chunk_len=chunk_len, on_scored=on_scored)
         for piece in iter_encoded(path, vocab, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars):
             scorer.feed(piece)
-        return scorer.result()
-    corpus = prepare_corpus(path, eos_mode=eos_mode, encoding=encoding, vocab=vocab)
+        result = scorer.result()
+        counted = count_chars(path, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars)
+        result.n_chars = counted.n_chars + counted.n_docs
+        return result
+    corpus = prepare_corpus(path, tokens=vocab.kind, lowercase=vocab.lowercase, eos_mode=eos_mode,
+                            encoding=encoding, vocab=vocab)
     result = score_ids(params, cfg, corpus.ids, streams=streams, burn_in=burn_in, chunk_len=chunk_len,
                        per_char=on_scored is not None)
+    result.n_chars = corpus.n_chars + corpus.n_docs
     if on_scored is not None:
         on_scored(np.asarray(corpus.ids[1:]), result.nll)
     return result

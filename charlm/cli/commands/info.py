@@ -46,6 +46,7 @@ def info(checkpoint, as_json, quiet):
         click.echo(json.dumps(d, ensure_ascii=False, indent=2))
         return
     m, v, t = d["model"], d["vocab"], d["training"]
+    unit = "char" if v["kind"] == "char" else "token"
     rows = [
         ("file", d["path"]),
         ("format", f"version {d['format_version']}, written by charlm {d['charlm_version']}"),
@@ -53,14 +54,12 @@ def info(checkpoint, as_json, quiet):
         ("model", f"{m['cell']}, {m['layers']} layer(s) x {m['hidden']} hidden, "
                   f"{'embedding ' + str(m['embed']) if m['embed'] else 'one-hot input'}, {m['dtype']}"),
         ("parameters", f"{m['parameters']:,}"),
-        ("vocabulary", f"{v['size']} ids: {', '.join(v['specials'])} and {v['size'] - len(v['specials'])} "
-                       f"characters; documents: {v['eos_mode']}; encoding: {v['encoding']}"),
-        ("characters", "".join(_visible(c) for c in v["chars"])),
+        *_vocabulary_rows(v),
         ("training", f"step {_fmt(t['step'])}, epoch {_fmt(t['epoch'])}, "
                      f"{_duration(t['seconds'])} of training"),
-        ("best val", f"{_fmt(t['best_val_nats'])} nats/char, {_fmt(t['best_val_bits'])} bits/char "
+        ("best val", f"{_fmt(t['best_val_nats'])} nats/{unit}, {_fmt(t['best_val_bits'])} bits/{unit} "
                      f"(step {_fmt(t['best_step'])}); final score of the best checkpoint: "
-                     f"{_fmt(t['final_val_nats'])} nats/char ({t['final_val_mode'] or '-'})"),
+                     f"{_fmt(t['final_val_nats'])} nats/{unit} ({t['final_val_mode'] or '-'})"),
         ("corpus", f"{_fmt(t['corpus'])} (sha256 {_fmt(t['corpus_sha256'])})"),
     ]
     table = Table(show_header=False, show_edge=False, box=None)
@@ -69,3 +68,22 @@ def info(checkpoint, as_json, quiet):
     for key, value in rows:
         table.add_row(key, Text(value))
     result_console().print(table)
+
+
+def _vocabulary_rows(v: dict) -> list[tuple[str, str]]:
+    """A char vocabulary's size and characters; a word vocabulary's size, case rule and first tokens."""
+    specials = ", ".join(v["specials"])
+    kept = v["size"] - len(v["specials"])
+    where = f"documents: {v['eos_mode']}; encoding: {v['encoding']}"
+    if v["kind"] == "char":
+        return [("vocabulary", f"{v['size']} ids: {specials} and {kept} characters; {where}"),
+                ("characters", "".join(_visible(c) for c in v["chars"]))]
+    case = "lowercased" if v["lowercase"] else "case kept"
+    return [("vocabulary", f"{v['size']} ids: {specials} and {kept} tokens; tokenizer: {v['kind']} ({case}); "
+                           f"{where}"),
+            ("most frequent", "  ".join(_visible_token(tok) for tok in v["tokens"]))]
+
+
+def _visible_token(token: str) -> str:
+    """A token as shown in a list: quoted with escapes when it holds whitespace (a separator token)."""
+    return repr(token) if any(c.isspace() or not c.isprintable() for c in token) else token

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from charlm.cli.console import result_console, status_console
 from charlm.inference.analysis import SURPRISAL_BINS, rank_candidates, score_summary, surprisal, surprisal_bin
+from charlm.inference.sampling import unit_noun
 from charlm.inference.scoring import ScoreResult, score_file
 from charlm.store.checkpoint import load_checkpoint
 from charlm.text.tokenizer import EOS
@@ -23,12 +24,12 @@ def _load(checkpoint, console):
 
 
 def surprisal_style(bits: float) -> str:
-    """The colour of a character predicted with `bits` of surprisal."""
+    """The colour of a token predicted with `bits` of surprisal."""
     return SURPRISAL_COLOURS[surprisal_bin(bits)]
 
 
-def legend() -> Text:
-    text = Text("surprisal (bits per character): ")
+def legend(unit: str = "character") -> Text:
+    text = Text(f"surprisal (bits per {unit}): ")
     for upper, style in zip(SURPRISAL_BINS, SURPRISAL_COLOURS[:-1], strict=True):
         text.append(f" <{upper:g} ", style=style)
     text.append(f" >={SURPRISAL_BINS[-1]:g} ", style=SURPRISAL_COLOURS[-1])
@@ -36,19 +37,22 @@ def legend() -> Text:
     return text
 
 
-def coloured(vocab, targets, nll, eos_text: str) -> Text:
-    """The targets as text, each character styled by its surprisal; `<EOS>` shown as a glyph and eos_text."""
+def coloured(vocab, targets, nll, eos_text: str, decoder=None) -> Text:
+    """The targets as text, each token styled by its surprisal; `<EOS>` shown as a glyph and eos_text.
+
+    - decoder: see `surprisal` (a word vocabulary's tokens need it for the spacing between them)
+    """
     text = Text()
-    for record in surprisal(vocab, targets, nll, eos_text=eos_text):
+    for record in surprisal(vocab, targets, nll, eos_text=eos_text, decoder=decoder):
         glyph = EOS_GLYPH if record["id"] == EOS else ""
         text.append(glyph + record["text"], style=surprisal_style(record["bits"]))
     return text
 
 
-def _mode(streams: int, burn_in: int) -> str:
+def _mode(streams: int, burn_in: int, noun: str) -> str:
     if streams == 1:
         return "exact (one stream over each whole file)"
-    return f"{streams} parallel streams with {burn_in} characters of burn-in (approximate)"
+    return f"{streams} parallel streams with {burn_in} {noun} of burn-in (approximate)"
 
 
 @click.command()
@@ -57,44 +61,53 @@ def _mode(streams: int, burn_in: int) -> str:
 @click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
               help="Score B contiguous pieces of each file in parallel (fast, approximate); 1 = exact.")
 @click.option("--burn-in", type=click.IntRange(min=0), default=128, show_default=True,
-              help="With --streams: characters each piece reads, unscored, before its first target "
-                   "(training's validation uses --seq-len).")
+              help="With --streams: tokens (characters) each piece reads, unscored, before its first "
+                   "target (training's validation uses --seq-len).")
 @click.option("--chunk-len", type=click.IntRange(min=1), default=256, show_default=True,
               help="Time steps per forward call.")
 @click.option("--show", is_flag=True,
-              help="Print the text coloured by each character's surprisal, with a legend.")
+              help="Print the text coloured by each token's (character's) surprisal, with a legend.")
 @click.option("--json", "as_json", is_flag=True, help="Print {files: [...], total: {...}} as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
 def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, quiet):
     """Bits per character and perplexity of CHECKPOINT on FILES.
 
     Each file is read with the checkpoint's vocabulary, encoding and document mode; by default every
-    character is predicted from all the text before it in its file (exact).
+    token is predicted from all the text before it in its file (exact). Bits per character count the
+    characters of the file, so word and character models compare; a word model also shows nats per
+    token and the word perplexity.
     """
     console = status_console(quiet)
     ckpt = _load(checkpoint, console)
+    vocab = ckpt.vocab
+    words = vocab.kind != "char"
+    noun = unit_noun(vocab)
     eos_mode, encoding = ckpt.data.get("eos_mode", "file"), ckpt.data.get("encoding", "utf-8")
     out = result_console()
     eos_text = "\n\n" if eos_mode == "paragraphs" else "\n"
     if show and not as_json:
-        out.print(legend())
+        out.print(legend("token" if words else "character"))
 
-    def print_coloured(targets, nll):
-        out.print(coloured(ckpt.vocab, targets, nll, eos_text), end="", soft_wrap=True)
-
-    on_scored = print_coloured if show and not as_json else None
     per_file = []
     for path in files:
-        result = score_file(ckpt.params, ckpt.config, ckpt.vocab, path, eos_mode=eos_mode, encoding=encoding,
+        on_scored = None
+        if show and not as_json:
+            # a word's text depends on the token before it: one decoder reads the whole file
+            decoder = vocab.decoder(context=[EOS]) if words else None
+
+            def on_scored(targets, nll, decoder=decoder):
+                out.print(coloured(vocab, targets, nll, eos_text, decoder), end="", soft_wrap=True)
+
+        result = score_file(ckpt.params, ckpt.config, vocab, path, eos_mode=eos_mode, encoding=encoding,
                             streams=streams, burn_in=burn_in, chunk_len=chunk_len, on_scored=on_scored)
         per_file.append((path, result))
         if result.streams != streams or (streams > 1 and result.burn_in != burn_in):
-            console.print(f"{path}: used {result.streams} stream(s) with {result.burn_in} characters of "
+            console.print(f"{path}: used {result.streams} stream(s) with {result.burn_in} {noun} of "
                           f"burn-in (the file is short)", markup=False)
 
     total = ScoreResult(sum(r.nll_sum for _, r in per_file), sum(r.n_scored for _, r in per_file),
-                        sum(r.n_unk for _, r in per_file))
-    mode = _mode(streams, burn_in)
+                        sum(r.n_unk for _, r in per_file), n_chars=sum(r.n_chars for _, r in per_file))
+    mode = _mode(streams, burn_in, noun)
     if as_json:
         records = [{"file": str(p), **score_summary(r), "streams": r.streams, "burn_in": r.burn_in}
                    for p, r in per_file]
@@ -103,15 +116,29 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
                                "total": score_summary(total)}, indent=2))
         return
     console.print(f"mode: {mode}", markup=False)
+    out.print(_table(per_file + ([("all files", total)] if len(per_file) > 1 else []), words))
+
+
+def _table(rows, words: bool) -> Table:
+    """One row per file: a char model's per-character figures; a word model's per-token figures (word
+    perplexity) and bits per character of the original text."""
+    if words:
+        columns = ("file", "tokens", "chars", "<UNK>", "<UNK> %", "nats/token", "word perplexity", "bits/char")
+    else:
+        columns = ("file", "chars", "<UNK>", "<UNK> %", "nats/char", "bits/char", "perplexity")
     table = Table(title=None, show_edge=False)
-    for name in ("file", "chars", "<UNK>", "<UNK> %", "nats/char", "bits/char", "perplexity"):
+    for name in columns:
         table.add_column(name, justify="left" if name == "file" else "right")
-    rows = per_file + ([("all files", total)] if len(per_file) > 1 else [])
     for path, r in rows:
         s = score_summary(r)
-        table.add_row(Text(str(path)), f"{s['chars']:,}", f"{s['unk']:,}", f"{100 * s['unk_rate']:.2f}",
-                      f"{s['nats_per_char']:.4f}", f"{s['bits_per_char']:.4f}", f"{s['perplexity']:.3f}")
-    out.print(table)
+        unk = (f"{s['unk']:,}", f"{100 * s['unk_rate']:.2f}")
+        if words:
+            table.add_row(Text(str(path)), f"{s['tokens']:,}", f"{s['chars']:,}", *unk,
+                          f"{s['nats_per_token']:.4f}", f"{s['perplexity']:.3f}", f"{s['bits_per_char']:.4f}")
+        else:
+            table.add_row(Text(str(path)), f"{s['chars']:,}", *unk, f"{s['nats_per_char']:.4f}",
+                          f"{s['bits_per_char']:.4f}", f"{s['perplexity']:.3f}")
+    return table
 
 
 @click.command()
@@ -135,10 +162,13 @@ def score(checkpoint, texts, as_json, quiet):
     if as_json:
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
+    words = ckpt.vocab.kind != "char"
     table = Table(show_edge=False)
-    for name in ("rank", "log-prob (nats)", "nats/char", "bits/char", "text"):
+    for name in ("rank", "log-prob (nats)", *(("nats/token",) if words else ()), "nats/char", "bits/char",
+                 "text"):
         table.add_column(name, justify="left" if name == "text" else "right")
     for r in records:
-        table.add_row(str(r["rank"]), f"{r['logprob']:.3f}", f"{r['nats_per_char']:.4f}",
+        per_token = (f"{r['nats_per_token']:.4f}",) if words else ()
+        table.add_row(str(r["rank"]), f"{r['logprob']:.3f}", *per_token, f"{r['nats_per_char']:.4f}",
                       f"{r['bits_per_char']:.4f}", Text(r["text"]))
     result_console().print(table)

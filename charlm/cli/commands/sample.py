@@ -48,13 +48,13 @@ def _unescape(ctx, param, values):
 @click.argument("checkpoint", type=click.Path(exists=True, readable=True))
 @click.option("--temperature", "-t", type=float, default=1.0, show_default=True, callback=_temperature,
               help="Softmax temperature; 0 = greedy argmax (deterministic).")
-@click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the K most likely characters.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the K most likely tokens.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=_finite,
-              help="Nucleus sampling: the smallest set of characters with probability mass >= P.")
+              help="Nucleus sampling: the smallest set of tokens with probability mass >= P.")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples generated together as one batch (with --beam: best hypotheses printed).")
 @click.option("--length", "-l", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Maximum characters generated per sample.")
+              help="Maximum tokens generated per sample (characters or words, as the model reads).")
 @click.option("--prime", "-p", default="", help="Text the model reads first; it starts every sample.")
 @click.option("--seed", type=int,
               help="Random seed; the same seed gives the same samples [default: random, shown].")
@@ -63,7 +63,8 @@ def _unescape(ctx, param, values):
 @click.option("--stop-at-eos", is_flag=True,
               help="In file mode, end a sample at <EOS> (lines/paragraphs models always do).")
 @click.option("--strict", "--strict-prime", "strict", is_flag=True,
-              help="Prime characters outside the vocabulary are an error instead of a warning.")
+              help="Prime tokens outside the vocabulary are an error instead of a warning.")
+@click.option("--allow-unk", is_flag=True, help="Let samples contain <UNK> (by default it is never drawn).")
 @click.option("--beam", type=click.IntRange(min=1),
               help="Beam search of width K for the most likely continuation of --prime.")
 @click.option("--novelty", "novelty_corpus", type=click.Path(exists=True, dir_okay=False, readable=True),
@@ -71,11 +72,12 @@ def _unescape(ctx, param, values):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {text, logprob, ended_at_eos}.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
 def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, seed, stop, stop_at_eos, strict,
-           beam, novelty_corpus, as_json, quiet):
+           allow_unk, beam, novelty_corpus, as_json, quiet):
     """Generate text from CHECKPOINT (a run directory or a .safetensors file).
 
     Samples start at the beginning of a document (<EOS>), read --prime, and end at <EOS> in lines and
-    paragraphs mode. Only the generated text goes to stdout.
+    paragraphs mode. A word model's samples are tokens of its vocabulary, decoded with their spacing;
+    --stop strings match that text. Only the generated text goes to stdout.
     """
     console = status_console(quiet)
 
@@ -92,7 +94,8 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
     eos_mode = ckpt.data.get("eos_mode", "file")
     eos_ends = stop_at_eos or eos_mode != "file"
     separator = "\n" if eos_mode == "lines" else "\n\n"
-    options = dict(prime=prime, length=length, stop=stop, stop_at_eos=eos_ends, strict=strict, warn=warn)
+    options = dict(prime=prime, length=length, stop=stop, stop_at_eos=eos_ends, strict=strict,
+                   allow_unk=allow_unk, warn=warn)
 
     stream = None
     if beam is not None:
