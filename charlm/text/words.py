@@ -147,28 +147,28 @@ def count_word_tokens(pieces: Iterable[str], *, lowercase: bool = False):
     counts, n_docs, n_chars, n_tokens = Counter(), 0, 0, 0
     prev_class = BOUNDARY
     for seg, done in iter_segments(pieces):
-        emitted, n_join, prev_class, chars = _emitted(seg, done, prev_class, lowercase)
+        emitted, prev_class, chars = _emitted(seg, done, prev_class, lowercase)
         counts.update(emitted)
-        if n_join:
-            counts[JOIN] += n_join
         n_docs += int(np.count_nonzero(seg.classes[:done] == BOUNDARY))
         n_chars += chars
-        n_tokens += len(emitted) + n_join
+        n_tokens += len(emitted)
     return dict(counts), n_docs, n_chars, n_tokens
 
 
 def _emitted(seg: Segments, done: int, prev_class: int, lowercase: bool):
-    """(token strings emitted, number of joins, class of the last token, characters of the documents)."""
+    """(token strings emitted in order, joins included; class of the last token; characters of the documents)
+    for the first `done` tokens of `seg`, read after a token of class `prev_class`, all tokens known."""
     classes = seg.classes[:done]
     next_class = int(seg.classes[done]) if done < len(seg.tokens) else BOUNDARY
     join, implied = _separator_plan(classes, seg.single_space[:done], prev_class, next_class)
     keep = ~implied & (classes != BOUNDARY)
-    tokens = np.array(seg.tokens[:done], dtype=object)[keep].tolist()
-    if lowercase:
-        tokens = list(map(str.lower, tokens))
+    texts = np.empty((done, 2), dtype=object)
+    texts[:, 0] = JOIN
+    texts[:, 1] = list(map(str.lower, seg.tokens[:done])) if lowercase else seg.tokens[:done]
+    tokens = texts.reshape(-1)[np.stack((join, keep), axis=1).reshape(-1)].tolist()
     lengths = np.diff(seg.ends[:done], prepend=0)
     chars = int(lengths[classes != BOUNDARY].sum())
-    return tokens, int(np.count_nonzero(join)), int(classes[-1]), chars
+    return tokens, int(classes[-1]), chars
 
 
 class WordDecoder:
