@@ -115,3 +115,18 @@ def test_cache_prunes_least_recently_used_entries_but_never_the_new_one(tmp_path
     kept = prepare_corpus(tmp_path / "d.txt", cache_dir=cache).cache_path.stem
     assert len(cache_module.prune_cache(cache / "corpus", 0, keep=kept)) == 2
     assert sorted(p.name for p in (cache / "corpus").iterdir()) == [f"{kept}.ids", f"{kept}.json"]
+
+
+def test_cache_key_includes_the_token_kind_and_lowercasing(tmp_path):
+    path = write(tmp_path, b"Big big words, BIG words.")
+    chars = prepare_corpus(path)
+    words = prepare_corpus(path, tokens="word")
+    lower = prepare_corpus(path, tokens="word", lowercase=True)
+    assert len({chars.cache_path, words.cache_path, lower.cache_path}) == 3
+    assert (chars.vocab.kind, words.vocab.kind, lower.vocab.kind) == ("char", "word", "word")
+    assert lower.vocab.lowercase and "big" in lower.vocab and "Big" in words.vocab
+    again = prepare_corpus(path, tokens="word", lowercase=True)
+    assert again.cache_path == lower.cache_path and again.vocab == lower.vocab
+    meta = json.loads(lower.cache_path.with_suffix(".json").read_text())
+    assert meta["options"]["tokens"] == "word" and meta["options"]["max_vocab"] == 10_000
+    assert meta["counts"]["big"] == 3 and meta["unk_chars"] == 0

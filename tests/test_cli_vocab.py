@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from charlm.cli.commands.vocab import shown_char
+from charlm.cli.commands.vocab import shown_char, shown_token
 from charlm.cli.main import cli
 
 
@@ -49,6 +49,59 @@ def test_vocab_table_for_people(tmp_path):
                                              ("\u3000", "\\u3000"), ("\u0301", "\u25cc\u0301"), ("Ж", "Ж")])
 def test_characters_are_shown_readably(char, shown):
     assert shown_char(char) == shown
+
+
+WORDS = "The cat sat.\nThe dog sat!\nA cat, a dog\n<unk> sat  there\nthe end.\n"
+
+
+def test_vocab_words_json_reports_tokens_folding_and_unk_rates(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text(WORDS, encoding="utf-8")
+    result = invoke("vocab", path, "--tokens", "word", "--eos", "lines", "--min-count", "2", "--val-fraction",
+                    "0.4", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["kind"], report["lowercase"], report["n_docs"]) == ("word", False, 5)
+    assert report["n_chars"] == len(WORDS) - 5
+    assert report["tokens"][0] == {"token": "sat", "shown": "sat", "count": 3, "share": 3 / report["n_tokens"]}
+    assert report["vocab"]["tokens"] == ["sat", ".", "The", "cat", "dog"]
+    assert "<unk>" in report["unk"]["tokens"] and "the" in report["unk"]["tokens"]
+    # 19 tokens and 5 document ends: "A", "!", ",", "the", "end" and "<unk>" are <UNK>, and the join after
+    # "sat"/"cat" and the "  " separator are not in the vocabulary
+    assert report["unk"]["ids"] == 8 and report["unk"]["rate"] == 8 / 24
+    held = report["held_out"]
+    assert held["val_fraction"] == 0.4 and held["tokens"] > 0 and 0 < held["unk_rate"] <= 1
+
+
+def test_vocab_words_lowercase_and_the_table_for_people(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text(WORDS + "don't\n", encoding="utf-8")
+    lower = json.loads(invoke("vocab", path, "--tokens", "word", "--lowercase", "--json", "-q").stdout)
+    assert lower["lowercase"] and lower["vocab"]["lowercase"] and "The" not in lower["vocab"]["tokens"]
+    result = invoke("vocab", path, "--tokens", "word", "--max-vocab", "3")
+    assert result.exit_code == 0, result.output
+    for part in ("token", "\\n", "'  '", "<join>", "tokens in 1 document(s)", "--max-vocab 3",
+                 "<UNK> in the corpus:", "<UNK> in the held-out part (--val-fraction 0.1):"):
+        assert part in result.stdout, part
+    refused = invoke("vocab", path, "--lowercase")
+    assert refused.exit_code == 2 and "word tokens only" in refused.output
+
+
+def test_vocab_chars_with_val_fraction_add_the_held_out_rate(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("abcabcabcz", encoding="utf-8")
+    plain = json.loads(invoke("vocab", path, "--json").stdout)
+    assert "held_out" not in plain and plain["kind"] == "char"
+    report = json.loads(invoke("vocab", path, "--max-vocab", "3", "--val-fraction", "0.2", "--json").stdout)
+    assert report["held_out"]["tokens"] == 3 and report["held_out"]["unk"] == 1  # "cz" and the end
+    table = invoke("vocab", path, "--val-fraction", "0.2").stdout
+    assert "<UNK> in the held-out part (--val-fraction 0.2): 0 of 3 characters" in table
+
+
+@pytest.mark.parametrize(("token", "shown"), [("", "<join>"), (" ", "space"), ("\n", "\\n"), ("  ", "'  '"),
+                                              (" \n", "' \\n'"), ("word", "word"), ("\u0301", "\u25cc\u0301")])
+def test_tokens_are_shown_readably(token, shown):
+    assert shown_token(token) == shown
 
 
 @pytest.mark.parametrize(("make", "expected_code", "phrase"), [

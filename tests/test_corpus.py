@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from charlm.errors import ConfigError, CorpusError
 from charlm.text.cache import prepare_corpus
-from charlm.text.corpus import count_chars, iter_encoded, read_text, split_documents
-from charlm.text.tokenizer import EOS, UNK, Vocab
+from charlm.text.corpus import count_chars, count_tokens, iter_encoded, read_text, split_documents
+from charlm.text.tokenizer import DOC_END, EOS, UNK, Vocab
+from charlm.text.words import WordVocab, count_word_tokens
 
 CHUNK_SIZES = [1, 2, 3, 5, 64, 1 << 20]
 
@@ -249,3 +250,63 @@ def test_split_documents_refuses_unknown_modes_and_the_marker_character():
         split_documents("x", "sentences")
     with pytest.raises(ValueError, match="U\\+D800"):
         split_documents("a\ud800b", "lines")
+
+
+WORD_TEXT = "The cat\u2019s  <unk> sat.\r\n\r\nΓειά σου, κόσμε!\n\tπρώτο 中文 e\u0301tude\nlast line  \n"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet="ab Жς.,<unk>\r\n\t\u0301", min_size=1, max_size=40), chunk=st.integers(1, 9),
+       mode=st.sampled_from(["file", "lines", "paragraphs"]), cap=st.sampled_from([None, 2]))
+def test_word_ids_of_a_file_read_in_tiny_chunks_equal_the_whole_text_encoded(tmp_path, text, chunk, mode, cap):
+    path = write(tmp_path, text.encode(), name="prop.txt")
+    try:
+        counts = count_tokens(path, tokens="word", eos_mode=mode)
+    except CorpusError:
+        return  # an empty corpus: refused alike in both modes (test_any_chunk_size_gives_the_same_stream)
+    assert count_tokens(path, tokens="word", eos_mode=mode, chunk_chars=chunk) == counts
+    vocab = WordVocab.build(counts.counts, max_vocab=cap)
+    chunked = np.concatenate(list(iter_encoded(path, vocab, eos_mode=mode, chunk_chars=chunk))).tolist()
+    expected = [EOS]
+    for doc in split_documents(read_text(path), mode):
+        expected += [*vocab.encode(doc).tolist(), EOS]
+    assert chunked == expected
+
+
+@pytest.mark.parametrize("mode", ["file", "lines", "paragraphs"])
+def test_word_counts_match_the_character_counts_and_the_string_splitter(tmp_path, mode):
+    path = write(tmp_path, WORD_TEXT.encode())
+    words = count_tokens(path, tokens="word", eos_mode=mode, chunk_chars=3)
+    chars = count_chars(path, eos_mode=mode)
+    assert (words.n_docs, words.n_chars) == (chars.n_docs, chars.n_chars)
+    docs = split_documents(read_text(path), mode)
+    assert words.counts == count_word_tokens([d + DOC_END for d in docs])[0]
+    assert words.n_tokens == sum(words.counts.values())
+    assert count_tokens(path, eos_mode=mode).counts == chars.counts
+
+
+def test_word_vocabulary_from_a_prepared_file_round_trips_its_documents(tmp_path):
+    path = write(tmp_path, WORD_TEXT.encode())
+    corpus = prepare_corpus(path, tokens="word", eos_mode="paragraphs", chunk_chars=5)
+    assert corpus.vocab.kind == "word" and corpus.n_unk == 1 and corpus.unk_chars == len("<unk>")
+    docs = split_documents(read_text(path), "paragraphs")
+    assert corpus.vocab.decode(corpus.ids, eos="|") == "|" + "".join(d + "|" for d in docs)
+    assert corpus.n_chars == sum(map(len, docs)) and corpus.n_docs == len(docs)
+    assert corpus.vocab.char_count(corpus.ids, unk_length=5) == corpus.n_chars + corpus.n_docs
+
+
+def test_a_given_word_vocabulary_counts_unknown_text(tmp_path):
+    vocab = WordVocab.build({"the": 2, "cat": 1, "\n": 1})
+    corpus = prepare_corpus(write(tmp_path, "the dog\nthe cat sat!".encode()), vocab=vocab)
+    assert corpus.vocab == vocab and corpus.counts is None
+    assert corpus.ids.tolist() == [EOS, 2, UNK, 3, 2, 4, UNK, UNK, EOS]  # ties by code point: "\n" < "cat"
+    assert (corpus.n_unk, corpus.unk_chars, corpus.n_chars) == (3, len("dogsat!"), 20)
+
+
+def test_token_kind_and_lowercasing_are_checked(tmp_path):
+    path = write(tmp_path, b"Some Words")
+    with pytest.raises(ConfigError, match="unknown token kind 'bpe'"):
+        count_tokens(path, tokens="bpe")
+    with pytest.raises(ConfigError, match="word tokens only"):
+        prepare_corpus(path, lowercase=True)
+    assert prepare_corpus(path, tokens="word", lowercase=True).vocab.tokens == ("some", "words")
