@@ -297,7 +297,7 @@ def test_word_vocabulary_from_a_prepared_file_round_trips_its_documents(tmp_path
 
 def test_a_given_word_vocabulary_counts_unknown_text(tmp_path):
     vocab = WordVocab.build({"the": 2, "cat": 1, "\n": 1})
-    corpus = prepare_corpus(write(tmp_path, "the dog\nthe cat sat!".encode()), vocab=vocab)
+    corpus = prepare_corpus(write(tmp_path, b"the dog\nthe cat sat!"), vocab=vocab)
     assert corpus.vocab == vocab and corpus.counts is None
     assert corpus.ids.tolist() == [EOS, 2, UNK, 3, 2, 4, UNK, UNK, EOS]  # ties by code point: "\n" < "cat"
     assert (corpus.n_unk, corpus.unk_chars, corpus.n_chars) == (3, len("dogsat!"), 20)
