@@ -17,6 +17,21 @@ from charlm.engine.backend import buffer, np
 SEGMENT_BLOCK = 256  # rows gathered at a time in segment_sum: a block stays in cache while it is summed
 
 
+def ones(n: int, dtype, ws=None) -> np.ndarray:
+    """A vector of n ones, kept in the workspace once made: sums as products with it are one BLAS pass."""
+    if ws is None:
+        return np.ones(n, dtype)
+    key = ("ones", n, np.dtype(dtype).str)  # not a `buffer` key: those hold uninitialised arrays
+    if key not in ws:
+        ws[key] = np.ones(n, dtype)
+    return ws[key]
+
+
+def sum_rows(values, *, out, ws=None):
+    """out = the sum of the rows of values (N, M), as ones(N) @ values: one BLAS pass instead of N row adds."""
+    return np.matmul(ones(values.shape[0], values.dtype, ws), values, out=out)
+
+
 def segment_sum(values, ids, num_rows, *, ws=None, tag=""):
     """Sum rows by id: out[v] = sum of the rows values[n] with ids[n] == v (0 for ids absent).
 
@@ -118,7 +133,7 @@ def onehot_affine_backward(dout, cache):
     dflat = dout.reshape(ids.size, -1)
     dW = segment_sum(dflat, ids.reshape(-1), V, ws=ws, tag=tag)  # dW = onehot^T dout, as a segment sum
     db = buffer(ws, tag + "db", (dflat.shape[1],), dout.dtype)
-    np.sum(dflat, axis=0, out=db)  # db = sum over rows of dout
+    sum_rows(dflat, out=db, ws=ws)  # db = sum over rows of dout
     return dW, db
 
 
@@ -160,7 +175,7 @@ def affine_backward(dout, cache):
     dW = buffer(ws, tag + "dW", W.shape, W.dtype)
     np.matmul(x.reshape(T * B, D).T, dflat, out=dW)  # dW = x^T dout
     db = buffer(ws, tag + "db", (M,), W.dtype)
-    np.sum(dflat, axis=0, out=db)  # db = sum over rows of dout
+    sum_rows(dflat, out=db, ws=ws)  # db = sum over rows of dout
     dx = buffer(ws, tag + "dx", (T, B, D), W.dtype)
     np.matmul(dflat, W.T, out=dx.reshape(T * B, D))  # dx = dout W^T
     return dx, dW, db
@@ -207,7 +222,7 @@ def affine_transposed_backward(dout, cache):
     dW = buffer(ws, tag + "dW", W.shape, W.dtype)
     np.matmul(dflat.T, x.reshape(T * B, D), out=dW)  # dW = dout^T x
     db = buffer(ws, tag + "db", (M,), W.dtype)
-    np.sum(dflat, axis=0, out=db)  # db = sum over rows of dout
+    sum_rows(dflat, out=db, ws=ws)  # db = sum over rows of dout
     dx = buffer(ws, tag + "dx", (T, B, D), W.dtype)
     np.matmul(dflat, W, out=dx.reshape(T * B, D))  # dx = dout W
     return dx, dW, db
@@ -262,7 +277,9 @@ def softmax_nll_forward(logits, targets, weights=None):
     logits -= logits.max(axis=1, keepdims=True)  # shift so exp cannot overflow
     target_logit = logits[rows, targets].astype(np.float64)
     np.exp(logits, out=logits)
-    total = logits.sum(axis=1, dtype=np.float64)  # the softmax denominator
+    # the softmax denominator: a product with a ones vector (one BLAS pass); every term is in (0, 1] and the
+    # largest is 1, so single-precision accumulation loses nothing the loss can show
+    total = np.matmul(logits, ones(logits.shape[1], logits.dtype)).astype(np.float64)
     nll = np.log(total) - target_logit  # nll = log sum exp - target's logit
     if weights is None:
         loss = float(nll.sum() / N)
