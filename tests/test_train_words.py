@@ -117,8 +117,13 @@ def test_resume_refuses_another_tokenizer(tmp_path, grammar):
     assert "--tokens char (was word)" in result.output
 
 
-def test_word_defaults_embed_as_wide_as_hidden_and_chars_stay_one_hot():
+def test_word_defaults_tie_an_embedding_as_wide_as_hidden_and_chars_stay_one_hot():
     word = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", steps=1))
     char = with_budget_defaults(TrainOptions(corpus="c.txt", steps=1))
     assert word.embed == word.hidden and char.embed == 0
-    assert with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", embed=32, steps=1)).embed == 32
+    assert word.tie is True and char.tie is False
+    assert word.dropout > char.dropout
+    narrow = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", embed=32, steps=1))
+    assert narrow.embed == 32 and narrow.tie is False  # another width cannot share the output matrix
+    untied = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", tie=False, steps=1))
+    assert untied.tie is False and untied.embed == untied.hidden

@@ -29,7 +29,7 @@ class TrainOptions:
     hidden: int | None = None  # None: scaled to the time budget (with_budget_defaults)
     layers: int = 2
     embed: int | None = None  # None: 0 (one-hot input) for characters, the hidden width for words
-    tie: bool = False
+    tie: bool | None = None  # None: shared for words (when embed == hidden), never for characters
     dropout: float | None = None  # None: scaled to the time budget
     activation: str = "tanh"
     dtype: str = "float32"
@@ -91,6 +91,10 @@ STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 LARGE_BUDGET_SECONDS = 450.0
 SMALL_MODEL = {"hidden": 256, "dropout": 0.1}
 LARGE_MODEL = {"hidden": 384, "dropout": 0.2}
+# A word model's input and output matrices hold a row per word, most of them rare: it overfits a corpus that
+# a character model of the same width does not, so it gets more dropout and shares the two matrices (README
+# "Word-level models" has the runs that chose this).
+WORD_DROPOUT = 0.4
 
 
 def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
@@ -98,16 +102,23 @@ def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
 
     A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET.
     Then hidden and dropout: the large model for a time budget of LARGE_BUDGET_SECONDS or more, else the
-    small one (also for runs stopped by steps or epochs). Then the input: characters are few, so one-hot rows
-    (a row gather of the first layer's weights) cost nothing; words are many, so they get a learned embedding
-    as wide as the hidden layer, which is also what `--tie` needs to share it with the output layer.
+    small one (also for runs stopped by steps or epochs); words take WORD_DROPOUT. Then the input: characters
+    are few, so one-hot rows (a row gather of the first layer's weights) cost nothing; words are many, so they
+    get a learned embedding as wide as the hidden layer, shared with the output layer (`tie`) unless the user
+    set another width.
     """
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
         opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
-    recipe = LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL
+    recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL)
+    words = opts.tokens == "word"
+    if words:
+        recipe["dropout"] = WORD_DROPOUT
     chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
+    hidden = chosen.get("hidden", opts.hidden)
     if opts.embed is None:
-        chosen["embed"] = 0 if opts.tokens == "char" else chosen.get("hidden", opts.hidden)
+        chosen["embed"] = hidden if words else 0
+    if opts.tie is None:
+        chosen["tie"] = words and chosen.get("embed", opts.embed) == hidden
     return replace(opts, **chosen) if chosen else opts
 
 

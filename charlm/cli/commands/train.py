@@ -20,6 +20,7 @@ from charlm.training.options import (
     LARGE_MODEL,
     OPTION_NAMES,
     SMALL_MODEL,
+    WORD_DROPOUT,
     TrainOptions,
     parse_duration,
 )
@@ -61,12 +62,13 @@ def _finite(ctx, param, value):
               help="Stacked recurrent layers.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help=f"Inverted dropout between layers and before the output [default: {SMALL_MODEL['dropout']}; "
-                   f"{LARGE_MODEL['dropout']} with a --time of {LARGE_BUDGET_SECONDS / 60:g}m or more].")
+                   f"{LARGE_MODEL['dropout']} with a --time of {LARGE_BUDGET_SECONDS / 60:g}m or more; "
+                   f"{WORD_DROPOUT} for words].")
 @click.option("--embed", type=click.IntRange(min=0),
               help="Learned embedding width (0 = one-hot input, a row gather) [default: 0 for characters, "
                    "--hidden for words].")
-@click.option("--tie", is_flag=True, help="Share the input embedding with the output layer (needs --embed equal "
-              "to --hidden).")
+@click.option("--tie/--no-tie", default=None, help="Share the input embedding with the output layer (needs --embed "
+              "equal to --hidden) [default: words yes, characters no].")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation,
               show_default=True, help="Vanilla RNN activation.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True)
