@@ -216,3 +216,19 @@ def test_workspace_buffers_are_reused_and_give_the_same_results():
         np.testing.assert_array_equal(db, fresh[1])
         n = len(ws)
     assert len(ws) == n > 0
+
+
+def test_softmax_of_a_confident_model_makes_no_subnormal_floats_and_keeps_the_loss_exact():
+    # Logits spread over hundreds of nats (a confident word model): exp of the far ones would be subnormal
+    # floats, which CPUs process many times slower; the floor keeps every value normal or zero.
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((64, 500)) * 80).astype(np.float32)
+    targets = rng.integers(500, size=64)
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exact = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(64), targets]
+    loss, nll, cache = layers.softmax_nll_forward(logits.copy(), targets)
+    np.testing.assert_allclose(nll, exact, rtol=1e-5)  # far targets keep their whole loss, not the floor's
+    dlogits = layers.softmax_nll_backward(cache)
+    tiny = np.finfo(np.float32).tiny
+    assert np.all((dlogits == 0) | (np.abs(dlogits) >= tiny))
+    assert np.all((cache[0] == 0) | (np.abs(cache[0]) >= tiny))
