@@ -43,22 +43,22 @@ def split_corpus(corpus: Path, workdir: Path) -> tuple[Path, Path]:
     return train, val
 
 
-def charlm(*args) -> list[dict]:
-    """Run the charlm CLI with --json; returns its JSON lines."""
+def charlm(*args) -> str:
+    """Run the charlm CLI with --json; returns its stdout."""
     done = subprocess.run([sys.executable, "-m", "charlm", *map(str, args), "--json"], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"charlm {' '.join(map(str, args))} failed:\n{done.stderr}")
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith(("{", "["))]
+    return done.stdout
 
 
 def run_charlm(train: Path, val: Path, workdir: Path, tokens: str, budget: str, extra: list[str]) -> dict:
     out = workdir / f"run-{tokens}"
     start = time.perf_counter()
     lines = charlm("train", train, "--val-file", val, "--tokens", tokens, "--time", budget, "--out", out, "-q",
-                   *extra)
+                   *extra).splitlines()  # one JSON object per line
     wall = time.perf_counter() - start
-    done = lines[-1]
-    total = charlm("perplexity", out, val, "-q")[-1]["total"]
+    done = json.loads(lines[-1])
+    total = json.loads(charlm("perplexity", out, val, "-q"))["total"]  # one indented JSON object
     return {"name": f"charlm --tokens {tokens}", "wall_seconds": round(wall, 1), "steps": done["steps"],
             "tokens_per_sec": done["chars_per_sec"], "nats_per_token": total["nats_per_token"],
             "perplexity": total["perplexity"], "bits_per_char": total["bits_per_char"],
