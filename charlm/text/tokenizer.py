@@ -49,11 +49,13 @@ class CharDecoder:
     """Incremental decoding for characters: every id is its own text, so no context is needed."""
 
     def __init__(self, vocab: "Vocab", eos: str, unk: str):
-        self._vocab, self._eos, self._unk = vocab, eos, unk
+        # id -> text, built once: feed runs once per generated character of every streamed sample
+        self._texts = (eos, unk) + vocab.chars
 
     def feed(self, ids) -> str:
         """The text of `ids`."""
-        return self._vocab.decode(ids, eos=self._eos, unk=self._unk)
+        texts = self._texts
+        return "".join(texts[i] for i in ids)
 
 
 def codepoints(text: str) -> np.ndarray:
