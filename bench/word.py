@@ -27,20 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from quality import split_corpus  # the same 90/10 split as the quality benchmark
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 LN2 = math.log(2)
 PEER = {"embed": 200, "hidden": 200, "layers": 2, "dropout": 0.2, "lr": 20.0, "clip": 0.25, "bptt": 35,
         "batch": 20, "init": 0.1, "anneal": 4.0}
-
-
-def split_corpus(corpus: Path, workdir: Path) -> tuple[Path, Path]:
-    text = corpus.read_text(encoding="utf-8")
-    cut = int(len(text) * 0.9)
-    train, val = workdir / "train.txt", workdir / "val.txt"
-    train.write_text(text[:cut], encoding="utf-8")
-    val.write_text(text[cut:], encoding="utf-8")
-    return train, val
 
 
 def charlm(*args) -> str:

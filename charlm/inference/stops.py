@@ -107,6 +107,17 @@ def start_matcher(stops, context: np.ndarray, rows: int):
     return _StopMatcher(list(stops), np.asarray(context)[1:], rows)
 
 
+def _reachable(s: str, missing: list[str], why_missing: str, warn) -> bool:
+    """True when stop string `s` can appear; else warn (naming the `missing` characters through the
+    `why_missing` template) and return False. An empty string never ends a sample."""
+    if s and not missing:
+        return True
+    if warn is not None:
+        why = "it is empty" if not s else why_missing.format(", ".join(repr(c) for c in missing))
+        warn(f"stop string {s!r} can never appear ({why}); ignored")
+    return False
+
+
 def encode_stops(vocab, stops, *, warn=None) -> list[np.ndarray]:
     """Id sequences of the stop strings (character vocabularies); a newline the vocabulary lacks (lines
     mode) stands for `<EOS>`.
@@ -116,11 +127,7 @@ def encode_stops(vocab, stops, *, warn=None) -> list[np.ndarray]:
     out = []
     for s in stops:
         unknown = [c for c in vocab.unknown(s) if c != "\n"]
-        if unknown or not s:
-            if warn is not None:
-                listed = ", ".join(repr(c) for c in unknown)
-                why = "it is empty" if not s else f"{listed} not in the vocabulary"
-                warn(f"stop string {s!r} can never appear ({why}); ignored")
+        if not _reachable(s, unknown, "{} not in the vocabulary", warn):
             continue
         ids = np.asarray(vocab.encode(s), dtype=np.int64)
         if "\n" not in vocab:
@@ -141,14 +148,8 @@ def text_stops(vocab, stops, *, prime: str, context: np.ndarray, allow_unk: bool
         producible.update(vocab.decode([UNK]))
     kept = []
     for s in stops:
-        missing = sorted(set(s) - producible)
-        if missing or not s:
-            if warn is not None:
-                listed = ", ".join(repr(c) for c in missing)
-                why = "it is empty" if not s else f"no token holds {listed}"
-                warn(f"stop string {s!r} can never appear ({why}); ignored")
-            continue
-        kept.append(s)
+        if _reachable(s, sorted(set(s) - producible), "no token holds {}", warn):
+            kept.append(s)
     return TextStops(vocab, kept, prime=prime, context=context)
 
 

@@ -97,7 +97,7 @@ class Trainer:
         self.workspace = {}  # the engine's preallocated buffers, reused every step
         self.step = 0
         self.train_seconds = 0.0  # in training steps, over the whole run
-        self.progress0 = 0.0  # the fraction of the run done when this session started
+        self.progress0 = 0.0  # the fraction of the run done when this invocation started
         self.best_val = None
         self.best_step = None
         self.evals_since_best = 0
@@ -252,7 +252,7 @@ class Trainer:
         return min(candidates) if candidates else None
 
     def progress(self, session_seconds: float) -> float:
-        """Fraction of the run done after `session_seconds` of this session (see budget.progress_fraction)."""
+        """Fraction of the run done after `session_seconds` of this invocation (see budget.progress_fraction)."""
         return budget.progress_fraction(step=self.step, total_steps=self.total_steps(),
                                         time_budget=self.opts.time_budget, reserved=self.reserved_seconds(),
                                         progress0=self.progress0, session_seconds=session_seconds)
