@@ -18,7 +18,7 @@ import numpy as np
 from charlm.errors import ConfigError
 from charlm.models.lm import forward_nll, init_state
 from charlm.text.cache import prepare_corpus
-from charlm.text.corpus import count_chars, iter_encoded
+from charlm.text.corpus import iter_encoded_pieces
 from charlm.text.tokenizer import EOS, UNK
 
 LN2 = math.log(2)
@@ -195,11 +195,14 @@ def score_file(params, cfg, vocab, path, *, eos_mode: str, encoding: str = "utf-
     """
     if streams == 1:
         scorer = ExactScorer(params, cfg, chunk_len=chunk_len, on_scored=on_scored)
-        for piece in iter_encoded(path, vocab, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars):
-            scorer.feed(piece)
+        n_chars, n_eos = 0, 0
+        for piece in iter_encoded_pieces(path, vocab, eos_mode=eos_mode, encoding=encoding,
+                                         chunk_chars=chunk_chars):
+            scorer.feed(piece.ids)
+            n_chars += piece.n_chars
+            n_eos += int(np.count_nonzero(piece.ids == EOS))
         result = scorer.result()
-        counted = count_chars(path, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars)
-        result.n_chars = counted.n_chars + counted.n_docs
+        result.n_chars = n_chars + n_eos - 1  # every document end but the stream's leading <EOS>
         return result
     corpus = prepare_corpus(path, tokens=vocab.kind, lowercase=vocab.lowercase, eos_mode=eos_mode,
                             encoding=encoding, vocab=vocab)
