@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint
-from charlm.training.options import TrainOptions, with_budget_defaults
+from charlm.training.options import CHAR_TRAINING, WORD_RECIPE, TrainOptions, with_budget_defaults
 from charlm.training.trainer import train
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old king", "her sister"]
@@ -43,9 +43,10 @@ def invoke(*args):
 def test_a_word_model_learns_a_generated_grammar(tmp_path, grammar):
     # Every sentence is 8 or 16 words and marks from small sets: the next token is one of at most 5
     # choices (ln 5 = 1.61 nats), and after 'sees'/'likes'/... one of 5 objects; a unigram model needs
-    # about ln(V) - (what frequency gives) ~ 2.7 nats. Learning the grammar brings it well under 1.2.
+    # about ln(V) - (what frequency gives) ~ 2.7 nats. Learning the grammar (with the word recipe: SGD at lr
+    # 20, clipped at 0.25) brings it well under 1.2.
     opts = TrainOptions(corpus=str(grammar), out=str(tmp_path / "run"), tokens="word", eos="lines", hidden=48,
-                        layers=1, batch=8, seq_len=16, steps=300, eval_every=150, warmup=10, lr=1e-2,
+                        layers=1, batch=8, seq_len=16, steps=300, eval_every=150, warmup=10,
                         dropout=0.0)
     result = train(opts)
     ckpt = load_checkpoint(tmp_path / "run")
@@ -117,13 +118,18 @@ def test_resume_refuses_another_tokenizer(tmp_path, grammar):
     assert "--tokens char (was word)" in result.output
 
 
-def test_word_defaults_tie_an_embedding_as_wide_as_hidden_and_chars_stay_one_hot():
-    word = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", steps=1))
+def test_words_take_the_word_recipe_whatever_the_budget_and_explicit_options_win():
+    for limits in ({"steps": 1}, {"time_budget": 300.0}, {"time_budget": 3600.0}):
+        word = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", **limits))
+        assert {name: getattr(word, name) for name in WORD_RECIPE} == WORD_RECIPE
+        assert word.embed == word.hidden
+        assert word.dropout == with_budget_defaults(TrainOptions(corpus="c.txt", **limits)).dropout  # as chars
     char = with_budget_defaults(TrainOptions(corpus="c.txt", steps=1))
-    assert word.embed == word.hidden and char.embed == 0
-    assert word.tie is True and char.tie is False
-    assert word.dropout > char.dropout
+    assert {name: getattr(char, name) for name in CHAR_TRAINING} == CHAR_TRAINING
+    assert char.embed == 0 and char.tie is False
+    mine = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", steps=1, hidden=64, optimizer="adam",
+                                             lr=1e-3, tie=True, batch=8))
+    assert (mine.hidden, mine.embed, mine.optimizer, mine.lr, mine.tie, mine.batch) == (64, 64, "adam", 1e-3, True, 8)
+    assert (mine.seq_len, mine.clip) == (WORD_RECIPE["seq_len"], WORD_RECIPE["clip"])  # the rest of the recipe
     narrow = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", embed=32, steps=1))
-    assert narrow.embed == 32 and narrow.tie is False  # another width cannot share the output matrix
-    untied = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", tie=False, steps=1))
-    assert untied.tie is False and untied.embed == untied.hidden
+    assert narrow.embed == 32 and narrow.hidden == WORD_RECIPE["hidden"]

@@ -26,23 +26,23 @@ class TrainOptions:
     corpus: str
     out: str | None = None
     cell: str = "lstm"
-    hidden: int | None = None  # None: scaled to the time budget (with_budget_defaults)
+    hidden: int | None = None  # None: the recipe (with_budget_defaults): by the time budget for characters
     layers: int = 2
     embed: int | None = None  # None: 0 (one-hot input) for characters, the hidden width for words
-    tie: bool | None = None  # None: shared for words (when embed == hidden), never for characters
-    dropout: float | None = None  # None: scaled to the time budget
+    tie: bool | None = None  # None: separate input and output matrices
+    dropout: float | None = None  # None: the recipe, as hidden
     activation: str = "tanh"
     dtype: str = "float32"
-    seq_len: int = 32
-    batch: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-2
-    momentum: float = 0.9
+    seq_len: int | None = None  # None, and the five below: the recipe of the token kind (with_budget_defaults)
+    batch: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
     weight_decay: float = 0.0
     schedule: str = "cosine"
     warmup: int = 30
     min_lr_ratio: float = 0.1
-    clip: float = 1.0
+    clip: float | None = None
     clip_mode: str = "norm"
     steps: int | None = None
     epochs: float | None = None
@@ -86,39 +86,40 @@ VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_voc
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 
-# A longer budget affords a wider model, which then needs more dropout (README "Defaults, and why" has the
-# sweep that chose these on tinyshakespeare).
+# Characters: a longer budget affords a wider model, which then needs more dropout (README "Defaults, and
+# why" has the sweep that chose these on tinyshakespeare); Adam at a high rate with the global norm clipped
+# at 1, and many short streams, buy the most updates per second.
 LARGE_BUDGET_SECONDS = 450.0
 SMALL_MODEL = {"hidden": 256, "dropout": 0.1}
 LARGE_MODEL = {"hidden": 384, "dropout": 0.2}
-# A word model's input and output matrices hold a row per word, most of them rare: it overfits a corpus that
-# a character model of the same width does not, so it gets more dropout and shares the two matrices (README
-# "Word-level models" has the runs that chose this).
-WORD_DROPOUT = 0.4
+CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0}
+# Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
+# and output matrices, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35 words; the
+# dropout follows the budget as for characters. A word's rows get updates only where the word occurs, and
+# Adam's per-coordinate steps at any rate that also trains the LSTM quickly let the carried cell state run
+# away (README "Word-level models" has the runs); clipped SGD bounds every step.
+WORD_RECIPE = {"hidden": 200, "tie": False, "seq_len": 35, "batch": 20, "optimizer": "sgd", "lr": 20.0,
+               "momentum": 0.0, "clip": 0.25}
 
 
 def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
-    """Fill the options left to the budget (None).
+    """Fill the options left to the recipe (None).
 
     A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET.
-    Then hidden and dropout: the large model for a time budget of LARGE_BUDGET_SECONDS or more, else the
-    small one (also for runs stopped by steps or epochs); words take WORD_DROPOUT. Then the input: characters
-    are few, so one-hot rows (a row gather of the first layer's weights) cost nothing; words are many, so they
-    get a learned embedding as wide as the hidden layer, shared with the output layer (`tie`) unless the user
-    set another width.
+    Hidden and dropout follow the budget (the large model for a time budget of LARGE_BUDGET_SECONDS or
+    more, else the small one, also for runs stopped by steps or epochs). Characters then take CHAR_TRAINING;
+    they are few, so the input is one-hot rows (a row gather of the first layer's weights, `embed` 0). Words
+    take WORD_RECIPE (its width replaces the budget's), with a learned embedding as wide as the hidden layer
+    (words are many). Options the user set always win.
     """
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
         opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
-    recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL)
     words = opts.tokens == "word"
-    if words:
-        recipe["dropout"] = WORD_DROPOUT
+    recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL)
+    recipe.update(WORD_RECIPE if words else dict(tie=False, **CHAR_TRAINING))
     chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
-    hidden = chosen.get("hidden", opts.hidden)
     if opts.embed is None:
-        chosen["embed"] = hidden if words else 0
-    if opts.tie is None:
-        chosen["tie"] = words and chosen.get("embed", opts.embed) == hidden
+        chosen["embed"] = chosen.get("hidden", opts.hidden) if words else 0
     return replace(opts, **chosen) if chosen else opts
 
 

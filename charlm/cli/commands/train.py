@@ -16,11 +16,12 @@ from charlm.text.corpus import EOS_MODES
 from charlm.text.tokenizer import KINDS
 from charlm.training import events
 from charlm.training.options import (
+    CHAR_TRAINING,
     LARGE_BUDGET_SECONDS,
     LARGE_MODEL,
     OPTION_NAMES,
     SMALL_MODEL,
-    WORD_DROPOUT,
+    WORD_RECIPE,
     TrainOptions,
     parse_duration,
 )
@@ -28,6 +29,11 @@ from charlm.training.schedule import SCHEDULES
 from charlm.training.trainer import train as run_training
 
 DEFAULTS = TrainOptions(corpus="")
+
+
+def _by_kind(name: str) -> str:
+    """The help text's default of a training option that the token kind's recipe sets."""
+    return f"[default: {CHAR_TRAINING[name]} for characters, {WORD_RECIPE[name]} for words]"
 
 
 class Duration(click.ParamType):
@@ -57,38 +63,37 @@ def _finite(ctx, param, value):
 @click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell.")
 @click.option("--hidden", type=click.IntRange(min=1),
               help=f"Hidden units per layer [default: {SMALL_MODEL['hidden']}; {LARGE_MODEL['hidden']} with a "
-                   f"--time of {LARGE_BUDGET_SECONDS / 60:g}m or more].")
+                   f"--time of {LARGE_BUDGET_SECONDS / 60:g}m or more; {WORD_RECIPE['hidden']} for words].")
 @click.option("--layers", type=click.IntRange(min=1), default=DEFAULTS.layers, show_default=True,
               help="Stacked recurrent layers.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Inverted dropout between layers and before the output [default: {SMALL_MODEL['dropout']}; "
-                   f"{LARGE_MODEL['dropout']} with a --time of {LARGE_BUDGET_SECONDS / 60:g}m or more; "
-                   f"{WORD_DROPOUT} for words].")
+              help=f"Inverted dropout on embedded inputs, between layers and before the output [default: "
+                   f"{SMALL_MODEL['dropout']}; {LARGE_MODEL['dropout']} with a --time of "
+                   f"{LARGE_BUDGET_SECONDS / 60:g}m or more].")
 @click.option("--embed", type=click.IntRange(min=0),
               help="Learned embedding width (0 = one-hot input, a row gather) [default: 0 for characters, "
                    "--hidden for words].")
 @click.option("--tie/--no-tie", default=None, help="Share the input embedding with the output layer (needs --embed "
-              "equal to --hidden) [default: words yes, characters no].")
+              "equal to --hidden) [default: no].")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation,
               show_default=True, help="Vanilla RNN activation.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True)
-@click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULTS.seq_len, show_default=True,
-              help="Truncated BPTT length (tokens per chunk).")
-@click.option("--batch", type=click.IntRange(min=1), default=DEFAULTS.batch, show_default=True,
-              help="Parallel streams per batch.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True,
-              callback=_finite, help="Peak learning rate.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.momentum,
-              show_default=True, help="SGD momentum.")
+@click.option("--seq-len", type=click.IntRange(min=1),
+              help=f"Truncated BPTT length (tokens per chunk) {_by_kind('seq_len')}.")
+@click.option("--batch", type=click.IntRange(min=1), help=f"Parallel streams per batch {_by_kind('batch')}.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=_by_kind("optimizer"))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite,
+              help=f"Peak learning rate {_by_kind('lr')}.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True),
+              help=f"SGD momentum {_by_kind('momentum')}.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=DEFAULTS.weight_decay, show_default=True,
               callback=_finite, help="L2 (adam/sgd/...) or decoupled (adamw) weight decay on matrices.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule,
               show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
 @click.option("--warmup", type=click.IntRange(min=0), default=DEFAULTS.warmup, show_default=True,
               help="Linear warm-up steps.")
-@click.option("--clip", type=click.FloatRange(min=0), default=DEFAULTS.clip, show_default=True,
-              callback=_finite, help="Gradient clip threshold (0 = off).")
+@click.option("--clip", type=click.FloatRange(min=0), callback=_finite,
+              help=f"Gradient clip threshold (0 = off) {_by_kind('clip')}.")
 @click.option("--clip-mode", type=click.Choice(("norm", "value")), default=DEFAULTS.clip_mode,
               show_default=True, help="Global norm, or the lecture's elementwise clip.")
 @click.option("--steps", type=click.IntRange(min=1), help="Stop after this many steps in all (counts the whole run).")
