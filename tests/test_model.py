@@ -350,21 +350,6 @@ def test_dropout_depends_on_rng_and_zero_dropout_is_no_dropout():
 
 # ------------------------------------------------------------------------------------------ learning
 
-def test_dropout_drops_embedded_inputs():
-    # One token in, so embed.W gets gradient in one row only: with the embedded input dropped out, about
-    # half of that row's entries are exactly zero (the units dropped); without, none would be.
-    cfg = ModelConfig(cell="lstm", vocab_size=5, hidden=64, layers=1, embed=64, dropout=0.5, dtype="float64")
-    params = init_params(cfg, np.random.default_rng(0))
-    x, y = np.array([[3]]), np.array([[1]])
-    _, grads, _ = loss_and_grads(params, cfg, x, y, init_state(cfg, 1), rng=np.random.default_rng(1))
-    row = grads["embed.W"][3]
-    assert np.all(np.delete(grads["embed.W"], 3, axis=0) == 0)
-    assert 16 <= int(np.sum(row == 0)) <= 48
-    clean = ModelConfig(**{**cfg.to_dict(), "dropout": 0.0})
-    _, grads, _ = loss_and_grads(params, clean, x, y, init_state(cfg, 1))
-    assert np.all(grads["embed.W"][3] != 0)
-
-
 def test_learns_a_periodic_sequence():
     text = "the cat sat. " * 40
     chars = sorted(set(text))

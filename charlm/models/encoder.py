@@ -14,10 +14,8 @@ Parameters (gates k = 1, 2, 3, 4 for rnn, gru-simple, gru, lstm):
 - `layer.<l>.b` (k*H,)
 
 State: a list with one tuple per layer, `(a,)` (rnn, gru, gru-simple) or `(a, c)` (lstm), each (B, H).
-Inverted dropout (training only, when an rng is given) drops the embedding's output (when embed > 0) and
-follows every recurrent layer: between layers and before the head. Dropping embedded inputs is what keeps a
-word model with a large table from memorising its training text (one-hot input has nothing to drop: its
-rows are the first layer's Wx, whose output the next dropout covers).
+Inverted dropout (training only, when an rng is given) follows every recurrent layer: between layers and
+before the head.
 """
 
 import numbers
@@ -53,8 +51,7 @@ def init_state(cfg: ModelConfig, batch: int) -> list[tuple[np.ndarray, ...]]:
 
 
 def encoder_forward(params, cfg: ModelConfig, x, state, *, rng=None, ws=None):
-    """Input layer (dropped out when embedded) -> L recurrent layers, each followed by inverted dropout, when
-    rng is given.
+    """Input layer -> L recurrent layers, each followed by inverted dropout when rng is given.
 
     Inputs (validated by the caller):
     - params: dict with at least the encoder's parameters
@@ -69,12 +66,10 @@ def encoder_forward(params, cfg: ModelConfig, x, state, *, rng=None, ws=None):
     - cache: for encoder_backward and encoder_activations
     """
     p = cfg.dropout if rng is not None else 0.0
-    embedded, embed_cache, embed_drop_cache = None, None, None
+    embedded, embed_cache = None, None
     if cfg.embed:
         embedded, embed_cache = layers.embedding_forward(params["embed.W"], x, ws=ws, tag="embed.")  # (T, B, E)
     inp = embedded
-    if cfg.embed:
-        inp, embed_drop_cache = layers.dropout_forward(embedded, p, rng, ws=ws, tag="embed.")
     layer_caches, new_state = [], []
     for layer in range(cfg.layers):
         Wx, Wh, b = (params[f"layer.{layer}.{k}"] for k in ("Wx", "Wh", "b"))
@@ -88,7 +83,7 @@ def encoder_forward(params, cfg: ModelConfig, x, state, *, rng=None, ws=None):
         inp, drop_cache = layers.dropout_forward(a_out, p, rng, ws=ws, tag=tag)  # (T, B, H)
         layer_caches.append((in_cache, cell_cache, drop_cache))
         new_state.append(final)
-    return inp, new_state, (embedded, embed_cache, embed_drop_cache, layer_caches)
+    return inp, new_state, (embedded, embed_cache, layer_caches)
 
 
 def encoder_backward(cfg: ModelConfig, dout, cache, grads):
@@ -101,7 +96,7 @@ def encoder_backward(cfg: ModelConfig, dout, cache, grads):
 
     Returns dstate: the gradient of the initial state, a list shaped like `state`.
     """
-    _, embed_cache, embed_drop_cache, layer_caches = cache
+    _, embed_cache, layer_caches = cache
     dstate = [None] * cfg.layers
     d = dout
     for layer in range(cfg.layers - 1, -1, -1):
@@ -113,7 +108,6 @@ def encoder_backward(cfg: ModelConfig, dout, cache, grads):
         else:
             d, grads[f"layer.{layer}.Wx"], grads[f"layer.{layer}.b"] = layers.affine_backward(dxp, in_cache)
     if cfg.embed:
-        d = layers.dropout_backward(d, embed_drop_cache)  # d = d * mask
         grads["embed.W"] = layers.embedding_backward(d, embed_cache)
     return dstate
 
@@ -123,7 +117,7 @@ def encoder_activations(cfg: ModelConfig, cache) -> dict[str, np.ndarray]:
     `embed` (T, B, E) when embed > 0, then per layer `layer.<l>.a` (the outputs a<t>), `layer.<l>.c` (lstm's
     memory cells c<t>) and the gates after their nonlinearities `layer.<l>.<gate>`, gate in
     `charlm.engine.cells.GATE_NAMES` (u, r, f, o, c~)."""
-    embedded, _, _, layer_caches = cache
+    embedded, _, layer_caches = cache
     acts = {}
     if embedded is not None:
         acts["embed"] = embedded.copy()

@@ -67,7 +67,7 @@ def _finite(ctx, param, value):
 @click.option("--layers", type=click.IntRange(min=1), default=DEFAULTS.layers, show_default=True,
               help="Stacked recurrent layers.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Inverted dropout on embedded inputs, between layers and before the output [default: "
+              help=f"Inverted dropout between layers and before the output [default: "
                    f"{SMALL_MODEL['dropout']}; {LARGE_MODEL['dropout']} with a --time of "
                    f"{LARGE_BUDGET_SECONDS / 60:g}m or more].")
 @click.option("--embed", type=click.IntRange(min=0),
