@@ -123,7 +123,6 @@ def test_words_take_the_word_recipe_whatever_the_budget_and_explicit_options_win
         word = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", **limits))
         assert {name: getattr(word, name) for name in WORD_RECIPE} == WORD_RECIPE
         assert word.embed == word.hidden
-        assert word.dropout == with_budget_defaults(TrainOptions(corpus="c.txt", **limits)).dropout  # as chars
     char = with_budget_defaults(TrainOptions(corpus="c.txt", steps=1))
     assert {name: getattr(char, name) for name in CHAR_TRAINING} == CHAR_TRAINING
     assert char.embed == 0 and char.tie is False

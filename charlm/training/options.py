@@ -94,29 +94,32 @@ SMALL_MODEL = {"hidden": 256, "dropout": 0.1}
 LARGE_MODEL = {"hidden": 384, "dropout": 0.2}
 CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0}
 # Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
-# and output matrices, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35 words; the
-# dropout follows the budget as for characters. A word's rows get updates only where the word occurs, and
-# Adam's per-coordinate steps at any rate that also trains the LSTM quickly let the carried cell state run
-# away (README "Word-level models" has the runs); clipped SGD bounds every step.
-WORD_RECIPE = {"hidden": 200, "tie": False, "seq_len": 35, "batch": 20, "optimizer": "sgd", "lr": 20.0,
-               "momentum": 0.0, "clip": 0.25}
+# and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
+# words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
+# that also trains the LSTM quickly let the carried cell state run away (README "Word-level models" has the
+# runs); clipped SGD bounds every step.
+WORD_RECIPE = {"hidden": 200, "dropout": 0.2, "tie": False, "seq_len": 35, "batch": 20, "optimizer": "sgd",
+               "lr": 20.0, "momentum": 0.0, "clip": 0.25}
 
 
 def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
     """Fill the options left to the recipe (None).
 
     A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET.
-    Hidden and dropout follow the budget (the large model for a time budget of LARGE_BUDGET_SECONDS or
-    more, else the small one, also for runs stopped by steps or epochs). Characters then take CHAR_TRAINING;
-    they are few, so the input is one-hot rows (a row gather of the first layer's weights, `embed` 0). Words
-    take WORD_RECIPE (its width replaces the budget's), with a learned embedding as wide as the hidden layer
-    (words are many). Options the user set always win.
+    Characters: hidden and dropout follow the budget (the large model for a time budget of
+    LARGE_BUDGET_SECONDS or more, else the small one, also for runs stopped by steps or epochs), the rest is
+    CHAR_TRAINING; characters are few, so the input is one-hot rows (a row gather of the first layer's
+    weights, `embed` 0). Words: WORD_RECIPE whatever the budget, with a learned embedding as wide as the
+    hidden layer (words are many). Options the user set always win.
     """
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
         opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
     words = opts.tokens == "word"
-    recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL)
-    recipe.update(WORD_RECIPE if words else dict(tie=False, **CHAR_TRAINING))
+    if words:
+        recipe = WORD_RECIPE
+    else:
+        recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL,
+                      tie=False, **CHAR_TRAINING)
     chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
     if opts.embed is None:
         chosen["embed"] = chosen.get("hidden", opts.hidden) if words else 0

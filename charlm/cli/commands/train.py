@@ -69,7 +69,7 @@ def _finite(ctx, param, value):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help=f"Inverted dropout between layers and before the output [default: "
                    f"{SMALL_MODEL['dropout']}; {LARGE_MODEL['dropout']} with a --time of "
-                   f"{LARGE_BUDGET_SECONDS / 60:g}m or more].")
+                   f"{LARGE_BUDGET_SECONDS / 60:g}m or more; {WORD_RECIPE['dropout']} for words].")
 @click.option("--embed", type=click.IntRange(min=0),
               help="Learned embedding width (0 = one-hot input, a row gather) [default: 0 for characters, "
                    "--hidden for words].")
