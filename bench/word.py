@@ -11,7 +11,8 @@ exactly (one stream, state carried from its start):
   clipped at 0.25, BPTT 35, batch 20, weights uniform in +-0.1), fed the very ids charlm's word tokenizer gives
   (same vocabulary, same split), so the figures compare token for token.
 Then a speed race on the PyTorch recipe's shape (2 x 200, embedding 200, batch 20 x 35): tokens/s of charlm's
-training step against PyTorch's.
+training step against PyTorch's. Last, memory on that shape at vocabularies of 1,002, 10,002 and 50,002: the
+peak RSS beyond the parameter-sized arrays and one (T*B, V) logits buffer, which must not grow with V.
 
 Prints a table of held-out nats/token, word perplexity, bits/char and <UNK> rate, the speed ratio, and with
 --json one JSON object.
@@ -209,6 +210,52 @@ def charlm_speed(vocab_size: int, steps: int) -> float:
     return p["bptt"] * p["batch"] / float(np.median(times))
 
 
+# ------------------------------------------------------------------------------------------ memory
+
+MEMORY_VOCABS = (1_002, 10_002, 50_002)
+
+
+def memory_probe(vocab_size: int, steps: int = 5) -> dict:
+    """Peak RSS of training steps at one vocabulary size (run in a fresh process), and the bytes that are
+    allowed to grow with the vocabulary: parameter-sized arrays (the parameters, their gradients, SGD's
+    update buffer) and one (T*B, V) logits buffer."""
+    import resource
+
+    from charlm.engine.optim import clip_gradients, make_optimizer
+    from charlm.models.config import ModelConfig
+    from charlm.models.lm import init_params, init_state, loss_and_grads
+
+    p = PEER
+    cfg = ModelConfig(cell="lstm", vocab_size=vocab_size, hidden=p["hidden"], layers=p["layers"], embed=p["embed"],
+                      dropout=p["dropout"])
+    rng = np.random.default_rng(0)
+    params = init_params(cfg, rng)
+    opt = make_optimizer("sgd", params, momentum=0.0)
+    x = rng.integers(vocab_size, size=(p["bptt"], p["batch"]))
+    state, ws = init_state(cfg, p["batch"]), {}
+    for _ in range(steps):
+        _, grads, state = loss_and_grads(params, cfg, x, x, state, rng=rng, workspace=ws)
+        clip_gradients(grads, p["clip"])
+        opt.step(params, grads, 1.0)
+    param_bytes = sum(a.nbytes for a in params.values())
+    logits_bytes = p["bptt"] * p["batch"] * vocab_size * np.dtype(cfg.dtype).itemsize
+    return {"vocab": vocab_size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "allowed_mb": (3 * param_bytes + logits_bytes) / 2**20}
+
+
+def memory_growth() -> list[dict]:
+    """memory_probe at each of MEMORY_VOCABS, each in its own process; per row, the RSS beyond the allowed
+    bytes (which must stay flat as the vocabulary grows)."""
+    rows = []
+    for vocab_size in MEMORY_VOCABS:
+        done = subprocess.run([sys.executable, __file__, "--memory-probe", str(vocab_size)], capture_output=True,
+                              text=True, check=True)
+        row = json.loads(done.stdout)
+        row["beyond_mb"] = row["peak_rss_mb"] - row["allowed_mb"]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -218,8 +265,12 @@ def main() -> None:
     parser.add_argument("--speed-steps", type=int, default=30, help="timed steps of the speed race")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--memory-probe", type=int, metavar="V", help=argparse.SUPPRESS)  # one memory_growth row
     parser.add_argument("extra", nargs="*", help="flags passed on to charlm train (after --)")
     args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe)))
+        return
     if not args.corpus.exists():
         raise SystemExit(f"{args.corpus}: no such corpus (pass --corpus)")
     try:
@@ -242,12 +293,14 @@ def main() -> None:
         if have_torch:
             rows.append(torch_peer(train_ids, val_ids, vocab_size, val_chars, n_unk, seconds, args.threads))
         speed["vocab"] = vocab_size
+        memory = memory_growth()
         speed["charlm_tokens_per_sec"] = charlm_speed(vocab_size, args.speed_steps)
         if have_torch:
             speed["torch_tokens_per_sec"] = torch_speed(vocab_size, args.speed_steps, args.threads)
             speed["ratio"] = speed["charlm_tokens_per_sec"] / speed["torch_tokens_per_sec"]
     if args.json:
-        print(json.dumps({"corpus": str(args.corpus), "time": args.time, "rows": rows, "speed": speed}))
+        print(json.dumps({"corpus": str(args.corpus), "time": args.time, "rows": rows, "speed": speed,
+                          "memory": memory}))
         return
     print(f"{args.corpus.name}: first 90% train, last 10% held out, {args.time} each")
     print(f"{'':32} {'nats/token':>10} {'word ppl':>9} {'bits/char':>9} {'<UNK>':>7} {'tokens/s':>9}")
@@ -260,6 +313,11 @@ def main() -> None:
     if "torch_tokens_per_sec" in speed:
         line += f", PyTorch {speed['torch_tokens_per_sec']:,.0f} tokens/s ({speed['ratio']:.2f}x)"
     print(line)
+    print("memory, same shape: peak RSS beyond the parameter-sized arrays (parameters, gradients, SGD's update "
+          "buffer) and one (T*B, V) logits buffer must not grow with V")
+    for m in memory:
+        print(f"  V={m['vocab']:>7,}: peak RSS {m['peak_rss_mb']:7.1f} MB, allowed {m['allowed_mb']:6.1f} MB, "
+              f"beyond {m['beyond_mb']:6.1f} MB")
 
 
 if __name__ == "__main__":
