@@ -282,6 +282,48 @@ def _gru_backward(dc_out, cache):
 
 # --------------------------------------------------------------------------------------------- lstm
 
+def _lstm_kernels(dtype):
+    """(forward step, backward step) for `dtype`: the fused float32 kernels of `charlm.engine.fused`
+    (imported on first use: numba loads only when a float32 LSTM runs), or the exact numpy steps below."""
+    if dtype == np.float32:
+        from charlm.engine import fused
+
+        return fused.lstm_forward_step, fused.lstm_backward_step
+    return _lstm_forward_step, _lstm_backward_step
+
+
+def _lstm_forward_step(g, c_prev, c, tanh_c, a):
+    """As `charlm.engine.fused.lstm_forward_step`, exactly, in numpy: g (B, G) pre-activations -> gates."""
+    H = c.shape[1]
+    sigmoid_(g[:, :3 * H])  # Γu, Γf, Γo = σ(z_ufo)
+    np.tanh(g[:, 3 * H:], out=g[:, 3 * H:])  # c~<t> = tanh(z_c)
+    np.multiply(g[:, :H], g[:, 3 * H:], out=c)  # c<t> = Γu * c~<t>
+    np.multiply(g[:, H:2 * H], c_prev, out=tanh_c)  # Γf * c<t-1> (tanh_c as scratch)
+    c += tanh_c  # c<t> += Γf * c<t-1>
+    np.tanh(c, out=tanh_c)  # tanh(c<t>)
+    np.multiply(g[:, 2 * H:3 * H], tanh_c, out=a)  # a<t> = Γo * tanh(c<t>)
+
+
+def _lstm_backward_step(g, tanh_c, c_prev, da_out, da_next, dc, dz):
+    """As `charlm.engine.fused.lstm_backward_step`, exactly, in numpy (da_next is overwritten)."""
+    H = dc.shape[1]
+    u, f, o, c_tilde = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+    du, df, do, dc_tilde = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
+    da = da_next
+    da += da_out  # da<t> = da_out<t> + da<t> from step t+1
+    np.multiply(da, tanh_c, out=do)  # dΓo = da<t> * tanh(c<t>)
+    da *= o  # d tanh(c<t>) = da<t> * Γo
+    _tanh_grad_(da, tanh_c, du)  # ... * (1 - tanh(c<t>)^2): the gradient a<t> sends to c<t> (du as scratch)
+    dc += da  # dc<t> = dc<t> from step t+1 + da<t> * Γo * (1 - tanh(c<t>)^2)
+    np.multiply(dc, c_tilde, out=du)  # dΓu = dc<t> * c~<t>
+    np.multiply(dc, c_prev, out=df)  # dΓf = dc<t> * c<t-1>
+    np.multiply(dc, u, out=dc_tilde)  # dc~ = dc<t> * Γu
+    dc *= f  # dc<t-1> = dc<t> * Γf
+    for d_gate, gate in ((du, u), (df, f), (do, o)):  # da is scratch from here on
+        _sigmoid_grad_(d_gate, gate, da)  # dz = dΓ * Γ * (1 - Γ) for Γu, Γf, Γo
+    _tanh_grad_(dc_tilde, c_tilde, da)  # dz_c = dc~ * (1 - c~^2)
+
+
 def _lstm_forward(xp, state, Wh, activation, ws, tag):
     T, B, G = xp.shape
     H = G // 4
@@ -289,19 +331,13 @@ def _lstm_forward(xp, state, Wh, activation, ws, tag):
     c_all = buffer(ws, tag + "c_all", (T + 1, B, H), xp.dtype)  # c<0..T>
     gates = buffer(ws, tag + "gates", (T, B, G), xp.dtype)  # [Γu, Γf, Γo, c~] for steps 1..T
     tanh_c = buffer(ws, tag + "tanh_c", (T, B, H), xp.dtype)  # tanh(c<1..T>)
-    tmp = buffer(ws, tag + "tmp", (B, H), xp.dtype)
+    forward_step, _ = _lstm_kernels(xp.dtype)
     a_all[0], c_all[0] = state
     for t in range(1, T + 1):
-        g, c = gates[t - 1], c_all[t]
+        g = gates[t - 1]
         np.matmul(a_all[t - 1], Wh, out=g)  # z = a<t-1> Wh
         g += xp[t - 1]  # z += xp<t>
-        sigmoid_(g[:, :3 * H])  # Γu, Γf, Γo = σ(z_ufo)
-        np.tanh(g[:, 3 * H:], out=g[:, 3 * H:])  # c~<t> = tanh(z_c)
-        np.multiply(g[:, :H], g[:, 3 * H:], out=c)  # c<t> = Γu * c~<t>
-        np.multiply(g[:, H:2 * H], c_all[t - 1], out=tmp)  # Γf * c<t-1>
-        c += tmp  # c<t> += Γf * c<t-1>
-        np.tanh(c, out=tanh_c[t - 1])  # tanh(c<t>)
-        np.multiply(g[:, 2 * H:3 * H], tanh_c[t - 1], out=a_all[t])  # a<t> = Γo * tanh(c<t>)
+        forward_step(g, c_all[t - 1], c_all[t], tanh_c[t - 1], a_all[t])  # gates, c<t>, a<t>
     return a_all[1:], (a_all[T].copy(), c_all[T].copy()), ("lstm", Wh, a_all, gates, c_all, tanh_c, ws, tag)
 
 
@@ -310,27 +346,15 @@ def _lstm_backward(da_out, cache):
     T, B, G = gates.shape
     H = G // 4
     dz_all = buffer(ws, tag + "dz", (T, B, G), a_all.dtype)  # [dz_u, dz_f, dz_o, dz_c] for steps 1..T (= dxp)
-    da = buffer(ws, tag + "da", (B, H), a_all.dtype)
-    tmp = buffer(ws, tag + "tmp", (B, H), a_all.dtype)
-    tmp3 = buffer(ws, tag + "tmp3", (B, 3 * H), a_all.dtype)
+    WhT = buffer(ws, tag + "WhT", (G, H), a_all.dtype)
+    np.copyto(WhT, Wh.T)  # once per chunk: a product with a contiguous operand runs faster than with Wh.T
+    _, backward_step = _lstm_kernels(a_all.dtype)
     da_carry = np.zeros((B, H), a_all.dtype)  # the gradient step t+1 sends back to a<t>
     dc = np.zeros((B, H), a_all.dtype)  # dc<t>: from step t+1, then from a<t> added; ends as dc<0>
     for t in range(T, 0, -1):
-        g, dz, tc = gates[t - 1], dz_all[t - 1], tanh_c[t - 1]
-        u, f, o, c_tilde = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-        du, df, do, dc_tilde = dz[:, :H], dz[:, H:2 * H], dz[:, 2 * H:3 * H], dz[:, 3 * H:]
-        np.add(da_out[t - 1], da_carry, out=da)  # da<t> = da_out<t> + da<t> from step t+1
-        np.multiply(da, tc, out=do)  # dΓo = da<t> * tanh(c<t>)
-        da *= o  # d tanh(c<t>) = da<t> * Γo
-        _tanh_grad_(da, tc, tmp)  # ... * (1 - tanh(c<t>)^2): the gradient a<t> sends to c<t>
-        dc += da  # dc<t> = dc<t> from step t+1 + da<t> * Γo * (1 - tanh(c<t>)^2)
-        np.multiply(dc, c_tilde, out=du)  # dΓu = dc<t> * c~<t>
-        np.multiply(dc, c_all[t - 1], out=df)  # dΓf = dc<t> * c<t-1>
-        np.multiply(dc, u, out=dc_tilde)  # dc~ = dc<t> * Γu
-        dc *= f  # dc<t-1> = dc<t> * Γf
-        _sigmoid_grad_(dz[:, :3 * H], g[:, :3 * H], tmp3)  # dz_ufo = dΓ * Γ * (1 - Γ) for Γu, Γf, Γo
-        _tanh_grad_(dc_tilde, c_tilde, tmp)  # dz_c = dc~ * (1 - c~^2)
-        np.matmul(dz, Wh.T, out=da_carry)  # da<t-1> = dz Wh^T
+        dz = dz_all[t - 1]
+        backward_step(gates[t - 1], tanh_c[t - 1], c_all[t - 1], da_out[t - 1], da_carry, dc, dz)
+        np.matmul(dz, WhT, out=da_carry)  # da<t-1> = dz Wh^T
     dWh = buffer(ws, tag + "dWh", Wh.shape, a_all.dtype)
     np.matmul(a_all[:-1].reshape(T * B, H).T, dz_all.reshape(T * B, G), out=dWh)  # dWh = sum_t a<t-1>^T dz<t>
     return dz_all, (da_carry, dc), dWh

@@ -1,0 +1,111 @@
+"""Fused float32 kernels for the LSTM's per-step elementwise work, compiled with numba.
+
+Letters: B batch, H hidden, G = 4 * H (gates stacked [u, f, o, c~] as in `charlm.engine.cells`).
+
+numpy runs a step's gate arithmetic as about a dozen separate passes (ufuncs) over strided views of the
+(B, G) gate buffer; one compiled loop per row reads each value once and keeps the rest in registers. The
+kernels are float32 only, because their tanh is an approximation: Eigen's rational fast tanh, clamped to
+|x| <= TANH32_CLAMP where float32 tanh is 1 within rounding, with |error| <= TANH32_MAX_ERROR against the
+exact tanh (the tests pin it); σ(z) = (tanh(z / 2) + 1) / 2 then errs by at most half that. float64 (the
+gradient checks) keeps the exact numpy path in `charlm.engine.cells`.
+
+A NaN stays NaN (the clamp compares, so a NaN passes it untouched, and no fast-math flag assumes NaNs away),
+so a diverging run still shows up in its loss. Each row is a contiguous 1-D slice, which lets LLVM vectorise
+the loop; `error_model="numpy"` drops the division-by-zero check that would stop it (q >= 0.0048 here).
+
+Kernels compile on first use and numba caches them on disk (`cache=True`: beside this file when writable,
+else in numba's per-user cache directory), so later processes load them instead of compiling.
+"""
+
+import numba
+
+from charlm.engine.backend import np
+
+__all__ = ["TANH32_CLAMP", "TANH32_MAX_ERROR", "lstm_backward_step", "lstm_forward_step", "tanh32"]
+
+TANH32_CLAMP = 7.90531110763549805
+TANH32_MAX_ERROR = 4e-7
+
+# tanh(x) ~ x * P(x^2) / Q(x^2) on [-TANH32_CLAMP, TANH32_CLAMP] (Eigen's generic_fast_tanh_float)
+_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+      1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+_JIT = {"error_model": "numpy", "boundscheck": False, "fastmath": {"contract", "arcp", "nsz"}}
+
+
+@numba.njit(inline="always", **_JIT)
+def tanh32(x):
+    """tanh of one float32 within TANH32_MAX_ERROR (see the module docstring)."""
+    clamp = np.float32(TANH32_CLAMP)
+    if x > clamp:
+        x = clamp
+    elif x < -clamp:
+        x = -clamp
+    x2 = x * x
+    p = np.float32(_P[0])
+    p = x2 * p + np.float32(_P[1])
+    p = x2 * p + np.float32(_P[2])
+    p = x2 * p + np.float32(_P[3])
+    p = x2 * p + np.float32(_P[4])
+    p = x2 * p + np.float32(_P[5])
+    p = x2 * p + np.float32(_P[6])
+    q = x2 * np.float32(_Q[0]) + np.float32(_Q[1])
+    q = x2 * q + np.float32(_Q[2])
+    q = x2 * q + np.float32(_Q[3])
+    return x * p / q
+
+
+@numba.njit(cache=True, **_JIT)
+def lstm_forward_step(g, c_prev, c, tanh_c, a):
+    """One LSTM step after the products, in place.
+
+    Inputs:
+    - g: pre-activations z = a<t-1> Wh + xp<t>, of shape (B, G); overwritten with the gates [Γu, Γf, Γo, c~]
+    - c_prev: c<t-1>, of shape (B, H)
+    - c, tanh_c, a: outputs c<t>, tanh(c<t>) and a<t>, each of shape (B, H)
+    """
+    B, G = g.shape
+    H = G // 4
+    half = np.float32(0.5)
+    for b in range(B):
+        zu, zf, zo, zc = g[b, :H], g[b, H:2 * H], g[b, 2 * H:3 * H], g[b, 3 * H:]
+        cp, cb, tb, ab = c_prev[b], c[b], tanh_c[b], a[b]
+        for h in range(H):
+            u = half * tanh32(half * zu[h]) + half  # Γu = σ(z_u) = (tanh(z_u / 2) + 1) / 2
+            f = half * tanh32(half * zf[h]) + half  # Γf = σ(z_f)
+            o = half * tanh32(half * zo[h]) + half  # Γo = σ(z_o)
+            ct = tanh32(zc[h])  # c~<t> = tanh(z_c)
+            zu[h], zf[h], zo[h], zc[h] = u, f, o, ct
+            cell = u * ct + f * cp[h]  # c<t> = Γu * c~<t> + Γf * c<t-1>
+            cb[h] = cell
+            t = tanh32(cell)
+            tb[h] = t
+            ab[h] = o * t  # a<t> = Γo * tanh(c<t>)
+
+
+@numba.njit(cache=True, **_JIT)
+def lstm_backward_step(g, tanh_c, c_prev, da_out, da_next, dc, dz):
+    """One LSTM step of the backward pass before the product dz Wh^T, in place.
+
+    Inputs:
+    - g: the step's gates [Γu, Γf, Γo, c~], of shape (B, G); tanh_c: tanh(c<t>); c_prev: c<t-1> (B, H)
+    - da_out: the layers above's gradient of a<t>; da_next: the gradient step t+1 sent to a<t> (B, H)
+    - dc: dc<t> from step t+1, of shape (B, H); overwritten with dc<t-1>
+    - dz: output, the pre-activations' gradient [dz_u, dz_f, dz_o, dz_c], of shape (B, G)
+    """
+    B, G = g.shape
+    H = G // 4
+    one = np.float32(1.0)
+    for b in range(B):
+        gu, gf, go, gc = g[b, :H], g[b, H:2 * H], g[b, 2 * H:3 * H], g[b, 3 * H:]
+        du, df, do, dct = dz[b, :H], dz[b, H:2 * H], dz[b, 2 * H:3 * H], dz[b, 3 * H:]
+        tb, cp, dab, dan, dcb = tanh_c[b], c_prev[b], da_out[b], da_next[b], dc[b]
+        for h in range(H):
+            u, f, o, ct, t = gu[h], gf[h], go[h], gc[h], tb[h]
+            da = dab[h] + dan[h]  # da<t> = da_out<t> + da<t> from step t+1
+            d = dcb[h] + da * o * (one - t * t)  # dc<t> += da<t> * Γo * (1 - tanh(c<t>)^2)
+            dcb[h] = d * f  # dc<t-1> = dc<t> * Γf
+            du[h] = d * ct * u * (one - u)  # dz_u = dc<t> * c~<t> * Γu * (1 - Γu)
+            df[h] = d * cp[h] * f * (one - f)  # dz_f = dc<t> * c<t-1> * Γf * (1 - Γf)
+            do[h] = da * t * o * (one - o)  # dz_o = da<t> * tanh(c<t>) * Γo * (1 - Γo)
+            dct[h] = d * u * (one - ct * ct)  # dz_c = dc<t> * Γu * (1 - c~^2)

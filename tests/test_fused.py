@@ -1,0 +1,115 @@
+"""The fused float32 LSTM kernels against the exact numpy steps, within the stated tanh error bound."""
+
+import numpy as np
+import pytest
+
+from charlm.engine import cells, fused
+from charlm.engine.fused import TANH32_CLAMP, TANH32_MAX_ERROR
+
+
+@pytest.fixture(scope="module")
+def tanh_all():
+    import numba
+
+    @numba.njit
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = fused.tanh32(x[i])
+
+    def run(x):
+        out = np.empty_like(x)
+        apply(x, out)
+        return out
+
+    return run
+
+
+def test_tanh32_stays_within_its_bound_everywhere(tanh_all):
+    dense = np.linspace(-2 * TANH32_CLAMP, 2 * TANH32_CLAMP, 2_000_001, dtype=np.float32)
+    tiny = np.float32(1e-30) * np.arange(-50, 51, dtype=np.float32)
+    x = np.concatenate([dense, tiny, np.array([0.0, -0.0, 1e30, -1e30, np.inf, -np.inf], np.float32)])
+    err = np.abs(tanh_all(x).astype(np.float64) - np.tanh(x.astype(np.float64)))
+    assert err.max() <= TANH32_MAX_ERROR
+    assert err.max() > TANH32_MAX_ERROR / 20  # the bound is stated tightly, not loosely
+    assert np.all(np.abs(tanh_all(x)) <= 1.0)
+
+
+def test_tanh32_keeps_nan(tanh_all):
+    out = tanh_all(np.array([np.nan, 1.0], np.float32))
+    assert np.isnan(out[0]) and np.isfinite(out[1])
+
+
+def _step_inputs(B=5, H=7, seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    z = (scale * rng.standard_normal((B, 4 * H))).astype(np.float32)
+    c_prev = rng.standard_normal((B, H)).astype(np.float32)
+    return z, c_prev
+
+
+def test_forward_step_matches_the_exact_step_within_the_bound():
+    z, c_prev = _step_inputs()
+    B, H = c_prev.shape
+    outs32 = [np.empty((B, H), np.float32) for _ in range(3)]
+    g32 = z.copy()
+    fused.lstm_forward_step(g32, c_prev, *outs32)
+    outs64 = [np.empty((B, H)) for _ in range(3)]
+    g64 = z.astype(np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        cells._lstm_forward_step(g64, c_prev.astype(np.float64), *outs64)
+    # gates err by <= bound (sigmoid by half of it); c<t> = u c~ + f c<t-1> sums two such errors scaled by
+    # |c~| <= 1 and |c<t-1>|; a<t> adds tanh's error on top. float32 rounding adds a few 1e-7.
+    c_scale = 1 + np.abs(c_prev).max()
+    np.testing.assert_allclose(g32, g64, rtol=0, atol=TANH32_MAX_ERROR + 2e-7)
+    np.testing.assert_allclose(outs32[0], outs64[0], rtol=0, atol=c_scale * (2 * TANH32_MAX_ERROR + 4e-7))
+    np.testing.assert_allclose(outs32[2], outs64[2], rtol=0, atol=c_scale * (4 * TANH32_MAX_ERROR + 8e-7))
+
+
+def test_backward_step_matches_the_exact_step():
+    rng = np.random.default_rng(1)
+    z, c_prev = _step_inputs(seed=2)
+    B, H = c_prev.shape
+    g = z.copy()
+    c, tanh_c, a = (np.empty((B, H), np.float32) for _ in range(3))
+    fused.lstm_forward_step(g, c_prev, c, tanh_c, a)
+    da_out, da_next, dc = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(3))
+    dz32, dc32 = np.empty((B, 4 * H), np.float32), dc.copy()
+    fused.lstm_backward_step(g, tanh_c, c_prev, da_out, da_next.copy(), dc32, dz32)
+    dz64, dc64 = np.empty((B, 4 * H)), dc.astype(np.float64)
+    as64 = [v.astype(np.float64) for v in (g, tanh_c, c_prev, da_out, da_next)]
+    cells._lstm_backward_step(*as64, dc64, dz64)  # the same gates in, so only float32 rounding differs
+    np.testing.assert_allclose(dz32, dz64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dc32, dc64, rtol=1e-5, atol=1e-6)
+
+
+def test_a_float32_lstm_layer_follows_the_float64_one():
+    rng = np.random.default_rng(3)
+    T, B, H = 12, 4, 16
+    xp = rng.standard_normal((T, B, 4 * H))
+    Wh = rng.standard_normal((H, 4 * H)) / np.sqrt(H)
+    state = (0.5 * rng.standard_normal((B, H)), rng.standard_normal((B, H)))
+    da = rng.standard_normal((T, B, H))
+    results = {}
+    for dtype in (np.float32, np.float64):
+        a, final, cache = cells.sequence_forward("lstm", xp.astype(dtype), tuple(s.astype(dtype) for s in state),
+                                                 Wh.astype(dtype))
+        results[dtype] = (a.copy(), final, cells.sequence_backward(da.astype(dtype), cache))
+    a32, final32, (dxp32, dstate32, dWh32) = results[np.float32]
+    a64, final64, (dxp64, dstate64, dWh64) = results[np.float64]
+    np.testing.assert_allclose(a32, a64, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(final32[1], final64[1], rtol=0, atol=5e-5)
+    np.testing.assert_allclose(dxp32, dxp64, rtol=0, atol=5e-5 * np.abs(dxp64).max())
+    np.testing.assert_allclose(dWh32, dWh64, rtol=0, atol=5e-5 * np.abs(dWh64).max())
+    np.testing.assert_allclose(dstate32[1], dstate64[1], rtol=0, atol=5e-5 * np.abs(dstate64[1]).max())
+
+
+def test_a_nan_reaches_the_outputs_and_gradients():
+    z, c_prev = _step_inputs()
+    z[1, 3] = np.nan  # Γu of unit 3 in row 1
+    B, H = c_prev.shape
+    c, tanh_c, a = (np.empty((B, H), np.float32) for _ in range(3))
+    fused.lstm_forward_step(z, c_prev, c, tanh_c, a)
+    assert np.isnan(a[1, 3]) and np.isnan(c[1, 3])
+    assert np.isfinite(np.delete(a.ravel(), 1 * H + 3)).all()
+    dz, dc = np.empty((B, 4 * H), np.float32), np.ones((B, H), np.float32)
+    fused.lstm_backward_step(z, tanh_c, c_prev, np.ones((B, H), np.float32), np.zeros((B, H), np.float32), dc, dz)
+    assert np.isnan(dz[1, 3])
