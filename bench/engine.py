@@ -3,7 +3,8 @@
 Run only under the shared lock, one benchmark at a time:
     flock /tmp/charlm-bench.lock .venv/bin/python bench/engine.py [--configs lstm-512x2,...] [--steps N]
 
-Each configuration runs in its own process (so peak RSS is per configuration): a warm-up, then `--steps`
+Each configuration runs in its own process (so peak RSS is per configuration), `--rounds` times, charlm and
+PyTorch taking turns to go first; the ratio is the median of the rounds' ratios. In each: a warm-up, then `--steps`
 timed training steps of forward + backward + Adam update over a (T, B) chunk of random ids with the state
 carried. chars/s = B * T / median step time. GFLOP/s counts the model's dense matrix products (the one-hot
 input counted as a V-wide product, 3 products per weight for forward and backward), so a figure is
@@ -142,6 +143,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--quick", action="store_true", help="1 warm-up and 2 timed steps")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measure every configuration this many times, alternating which engine goes first; "
+                             "the median is reported (a shared machine's speed drifts between runs)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -158,13 +162,17 @@ def main(argv=None):
         parser.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
     engines = ["charlm"] + ([] if args.no_torch or not torch_available() else ["torch"])
     peak = matmul_peak()
-    rows = []
+    rows, ratios, spread = [], {}, {}
     for name in names:
+        runs = {engine: [] for engine in engines}
+        for round_ in range(args.rounds):
+            for engine in engines if round_ % 2 == 0 else engines[::-1]:
+                cmd = [sys.executable, __file__, "--worker", f"{engine}:{name}", "--warmup", str(args.warmup),
+                       "--steps", str(args.steps)]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                runs[engine].append(json.loads(done.stdout.strip().splitlines()[-1]))
         for engine in engines:
-            cmd = [sys.executable, __file__, "--worker", f"{engine}:{name}", "--warmup", str(args.warmup),
-                   "--steps", str(args.steps)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = _median_run(runs[engine])
             row["pct_peak"] = 100 * row["gflops"] / peak
             rows.append(row)
             if not args.json:
@@ -173,18 +181,28 @@ def main(argv=None):
                       f"({row['pct_peak']:4.1f}% of peak)  step {row['median_step_s'] * 1e3:7.1f} ms "
                       f"(best {row['best_step_s'] * 1e3:7.1f})  peak RSS {row['peak_rss_mb']:6.0f} MB",
                       flush=True)
-    ratios = {}
-    for name in names:
-        by_engine = {r["engine"]: r for r in rows if r["config"] == name}
-        if "torch" in by_engine:
-            ratios[name] = by_engine["charlm"]["chars_per_s"] / by_engine["torch"]["chars_per_s"]
+        if "torch" in runs:
+            pairs = zip(runs["charlm"], runs["torch"], strict=True)
+            per_round = [c["chars_per_s"] / t["chars_per_s"] for c, t in pairs]
+            ratios[name], spread[name] = statistics.median(per_round), (min(per_round), max(per_round))
     if args.json:
-        report = {"matmul_peak_gflops": peak, "results": rows, "charlm_over_torch": ratios}
+        report = {"matmul_peak_gflops": peak, "rounds": args.rounds, "results": rows, "charlm_over_torch": ratios,
+                  "charlm_over_torch_range": spread}
         print(json.dumps(report, indent=2))
         return
-    print(f"numpy float32 matmul peak (2048x2048): {peak:.1f} GFLOP/s")
+    print(f"numpy float32 matmul peak (2048x2048): {peak:.1f} GFLOP/s; medians of {args.rounds} round(s)")
     for name, ratio in ratios.items():
-        print(f"{name:12s} charlm/torch = {ratio:.2f}x")
+        low, high = spread[name]
+        print(f"{name:12s} charlm/torch = {ratio:.2f}x (rounds {low:.2f}-{high:.2f}x)")
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median speed among one engine's rounds (its row is reported whole), plus every
+    round's chars/s."""
+    ordered = sorted(runs, key=lambda r: r["chars_per_s"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["rounds_chars_per_s"] = [r["chars_per_s"] for r in runs]
+    return row
 
 
 if __name__ == "__main__":

@@ -57,6 +57,14 @@ def sigmoid_(z):
     return z
 
 
+def _contiguous_transpose(Wh, ws, tag):
+    """Wh^T as a contiguous (G, H) array, made once per chunk for the backward products dz Wh^T: BLAS runs
+    them faster with a contiguous operand than with the transposed view Wh.T."""
+    WhT = buffer(ws, tag + "WhT", Wh.shape[::-1], Wh.dtype)
+    np.copyto(WhT, Wh.T)
+    return WhT
+
+
 def _sigmoid_grad_(d, s, tmp):
     """d *= s * (1 - s) in place (s = σ output, so dz = dσ * σ'(z)); tmp is scratch shaped like s."""
     np.subtract(1.0, s, out=tmp)
@@ -152,6 +160,7 @@ def _rnn_backward(da_out, cache):
     dz_all = buffer(ws, tag + "dz", (T, B, H), a_all.dtype)  # dz<1..T>, which is dxp (xp enters z as is)
     da = buffer(ws, tag + "da", (B, H), a_all.dtype)
     tmp = buffer(ws, tag + "tmp", (B, H), a_all.dtype)
+    WhT = _contiguous_transpose(Wh, ws, tag)
     da_carry = np.zeros((B, H), a_all.dtype)  # the gradient step t+1 sends back to a<t>
     for t in range(T, 0, -1):
         dz = dz_all[t - 1]
@@ -162,7 +171,7 @@ def _rnn_backward(da_out, cache):
         else:
             np.copyto(dz, da)
             _tanh_grad_(dz, a_all[t], tmp)  # dz = da<t> * (1 - a<t>^2)
-        np.matmul(dz, Wh.T, out=da_carry)  # da<t-1> = dz Wh^T
+        np.matmul(dz, WhT, out=da_carry)  # da<t-1> = dz Wh^T
     dWh = buffer(ws, tag + "dWh", Wh.shape, a_all.dtype)
     np.matmul(a_all[:-1].reshape(T * B, H).T, dz_all.reshape(T * B, H), out=dWh)  # dWh = sum_t a<t-1>^T dz<t>
     return dz_all, (da_carry,), dWh
@@ -197,6 +206,7 @@ def _gru_simple_backward(dc_out, cache):
     dz_all = buffer(ws, tag + "dz", (T, B, G), c_all.dtype)  # [dz_u, dz_c] for steps 1..T (= dxp)
     dc = buffer(ws, tag + "dc", (B, H), c_all.dtype)
     tmp = buffer(ws, tag + "tmp", (B, H), c_all.dtype)
+    WhT = _contiguous_transpose(Wh, ws, tag)
     dc_carry = np.zeros((B, H), c_all.dtype)  # the gradient step t+1 sends back to c<t>
     for t in range(T, 0, -1):
         g, dz, c_prev = gates[t - 1], dz_all[t - 1], c_all[t - 1]
@@ -210,7 +220,7 @@ def _gru_simple_backward(dc_out, cache):
         np.multiply(dc, tmp, out=dc_carry)  # dc<t-1> = dc<t> * (1 - Γu)
         _sigmoid_grad_(du, u, tmp)  # dz_u = dΓu * Γu * (1 - Γu)
         _tanh_grad_(dc_tilde, c_tilde, tmp)  # dz_c = dc~ * (1 - c~^2)
-        np.matmul(dz, Wh.T, out=tmp)  # dz Wh^T
+        np.matmul(dz, WhT, out=tmp)  # dz Wh^T
         dc_carry += tmp  # dc<t-1> += dz Wh^T
     dWh = buffer(ws, tag + "dWh", Wh.shape, c_all.dtype)
     np.matmul(c_all[:-1].reshape(T * B, H).T, dz_all.reshape(T * B, G), out=dWh)  # dWh = sum_t c<t-1>^T dz<t>
@@ -248,12 +258,13 @@ def _gru_backward(dc_out, cache):
     _, Wh, c_all, gates, rc_all, ws, tag = cache
     T, B, G = gates.shape
     H = G // 3
-    W_ur, W_c = Wh[:, :2 * H], Wh[:, 2 * H:]
     dz_all = buffer(ws, tag + "dz", (T, B, G), c_all.dtype)  # [dz_u, dz_r, dz_c] for steps 1..T (= dxp)
     dc = buffer(ws, tag + "dc", (B, H), c_all.dtype)
     drc = buffer(ws, tag + "drc", (B, H), c_all.dtype)
     tmp = buffer(ws, tag + "tmp", (B, H), c_all.dtype)
     tmp2 = buffer(ws, tag + "tmp2", (B, 2 * H), c_all.dtype)
+    WhT = _contiguous_transpose(Wh, ws, tag)
+    W_urT, W_cT = WhT[:2 * H], WhT[2 * H:]  # row blocks of a contiguous array: contiguous themselves
     dc_carry = np.zeros((B, H), c_all.dtype)  # the gradient step t+1 sends back to c<t>
     for t in range(T, 0, -1):
         g, dz, c_prev = gates[t - 1], dz_all[t - 1], c_all[t - 1]
@@ -266,12 +277,12 @@ def _gru_backward(dc_out, cache):
         np.subtract(1.0, u, out=tmp)  # 1 - Γu
         np.multiply(dc, tmp, out=dc_carry)  # dc<t-1> = dc<t> * (1 - Γu)
         _tanh_grad_(dc_tilde, c_tilde, tmp)  # dz_c = dc~ * (1 - c~^2)
-        np.matmul(dc_tilde, W_c.T, out=drc)  # d(Γr * c<t-1>) = dz_c Wh_c^T
+        np.matmul(dc_tilde, W_cT, out=drc)  # d(Γr * c<t-1>) = dz_c Wh_c^T
         np.multiply(drc, c_prev, out=dr)  # dΓr = d(Γr * c<t-1>) * c<t-1>
         np.multiply(drc, r, out=tmp)  # d(Γr * c<t-1>) * Γr
         dc_carry += tmp  # dc<t-1> += d(Γr * c<t-1>) * Γr
         _sigmoid_grad_(dz[:, :2 * H], g[:, :2 * H], tmp2)  # dz_ur = dΓ * Γ * (1 - Γ) for Γu, Γr
-        np.matmul(dz[:, :2 * H], W_ur.T, out=tmp)  # dz_ur Wh_ur^T
+        np.matmul(dz[:, :2 * H], W_urT, out=tmp)  # dz_ur Wh_ur^T
         dc_carry += tmp  # dc<t-1> += dz_ur Wh_ur^T
     dWh = buffer(ws, tag + "dWh", Wh.shape, c_all.dtype)
     flat = dz_all.reshape(T * B, G)
@@ -346,8 +357,7 @@ def _lstm_backward(da_out, cache):
     T, B, G = gates.shape
     H = G // 4
     dz_all = buffer(ws, tag + "dz", (T, B, G), a_all.dtype)  # [dz_u, dz_f, dz_o, dz_c] for steps 1..T (= dxp)
-    WhT = buffer(ws, tag + "WhT", (G, H), a_all.dtype)
-    np.copyto(WhT, Wh.T)  # once per chunk: a product with a contiguous operand runs faster than with Wh.T
+    WhT = _contiguous_transpose(Wh, ws, tag)
     _, backward_step = _lstm_kernels(a_all.dtype)
     da_carry = np.zeros((B, H), a_all.dtype)  # the gradient step t+1 sends back to a<t>
     dc = np.zeros((B, H), a_all.dtype)  # dc<t>: from step t+1, then from a<t> added; ends as dc<0>
