@@ -28,6 +28,10 @@ Mapping to PyTorch (one layer of nn.LSTM / nn.GRU; ours Wx (D, G), Wh (H, G), b 
   n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): r applies AFTER the recurrent product, where the lecture
   (and this module) applies Γr to c<t-1> BEFORE it. The two are different functions: weights do not transfer.
 
+Speed: the backward products use a contiguous copy of Wh^T made once per chunk; a float32 LSTM runs each
+step's elementwise work in the fused kernels of `charlm.engine.fused` (float64 runs the exact numpy steps
+here, which those kernels are tested against).
+
 `sequence_forward(cell, xp, state, Wh)` returns `(a_out, final_state, cache)`, `sequence_backward(da_out,
 cache)` returns `(dxp, dstate, dWh)`. Inside, `a_all` (T+1, B, H) holds a<0..T> with a<0> (the initial state)
 in row 0, and `a_out = a_all[1:]` (T, B, H) holds a<1..T>, the layer's outputs; `c_all` likewise. Nothing is
