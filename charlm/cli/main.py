@@ -23,6 +23,7 @@ COMMANDS = {
     "vocab": "charlm.cli.commands.vocab:vocab",
     "corpus": "charlm.cli.commands.corpus:corpus",
     "gradcheck": "charlm.cli.commands.gradcheck:gradcheck",
+    "plot": "charlm.cli.commands.plot:plot",
 }
 
 

@@ -1,0 +1,27 @@
+"""`charlm plot`: a thin wrapper over `charlm.viz.curves.load_curves` and `charlm.viz.plot.plot_curves`."""
+
+import json
+
+import click
+
+from charlm.cli.console import status_console
+from charlm.viz.curves import load_curves
+from charlm.viz.plot import AXES, plot_curves
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--out", default="curves.png", show_default=True, type=click.Path(dir_okay=False),
+              help="The picture: .png, .svg or .pdf.")
+@click.option("--x", "x_axis", type=click.Choice(AXES), default="step", show_default=True,
+              help="Against training steps or training seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the curves' data as JSON instead of drawing.")
+@click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
+def plot(runs, out, x_axis, as_json, quiet):
+    """Plot validation (and smoothed training) loss of one or more RUNS (run directories)."""
+    curves = [load_curves(run) for run in runs]
+    if as_json:
+        click.echo(json.dumps({"x": x_axis, "runs": [c.to_dict() for c in curves]}))
+        return
+    path = plot_curves(curves, out, x=x_axis)
+    status_console(quiet).print(f"wrote {path}", markup=False)

@@ -1,0 +1,102 @@
+"""`charlm plot`: curves read from real runs, pictures written by a real matplotlib, clear errors."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charlm.cli.main import cli
+from charlm.training.options import TrainOptions
+from charlm.training.trainer import LOSS_SMOOTHING, train
+from charlm.viz.curves import load_curves
+
+CHARLM = [sys.executable, "-m", "charlm"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two short real runs on a small generated corpus, evaluated every 3 steps."""
+    root = tmp_path_factory.mktemp("plot")
+    rng = np.random.default_rng(0)
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(rng.choice(list("abcab cab\n"), 6000)), encoding="utf-8")
+    made = []
+    for name, hidden in (("small", 8), ("wider", 16)):
+        out = root / name
+        train(TrainOptions(corpus=str(corpus), out=str(out), hidden=hidden, layers=1, batch=4, seq_len=16, steps=9,
+                           eval_every=3, warmup=1))
+        made.append(out)
+    return made
+
+
+def test_curves_follow_the_metrics_file(runs):
+    curves = load_curves(runs[0])
+    records = [json.loads(line) for line in (runs[0] / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "event" not in r]
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert curves.name == "small" and curves.tokens == "char" and curves.skipped_lines == 0
+    assert curves.steps == [r["step"] for r in steps] == list(range(1, 10))
+    assert curves.eval_steps == [r["step"] for r in evals] and len(evals) >= 3
+    assert curves.val_loss == [r["val_loss"] for r in evals]
+    expected = steps[0]["loss"]
+    for r in steps[1:]:
+        expected = (1 - LOSS_SMOOTHING) * expected + LOSS_SMOOTHING * r["loss"]
+    assert math.isclose(curves.train_loss[-1], expected)
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert (curves.best_step, curves.best_val_loss) == (best["step"], best["val_loss"])
+    # a step that was evaluated gets exactly the evaluation's training seconds; times never go back
+    for step, seconds in zip(curves.eval_steps, curves.eval_seconds, strict=True):
+        assert math.isclose(curves.step_seconds[curves.steps.index(step)], seconds, abs_tol=1e-9)
+    assert all(b >= a for a, b in zip(curves.step_seconds, curves.step_seconds[1:], strict=False))
+
+
+def test_a_torn_last_line_is_skipped_and_counted(runs, tmp_path):
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    text = (runs[0] / "metrics.jsonl").read_text()
+    (torn / "metrics.jsonl").write_text(text + '{"step": 10, "lo')
+    curves = load_curves(torn)
+    assert curves.skipped_lines == 1 and curves.steps == load_curves(runs[0]).steps
+
+
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".svg", b"<svg"), (".pdf", b"%PDF")])
+def test_plot_writes_a_real_picture_of_several_runs(runs, tmp_path, suffix, magic):
+    out = tmp_path / f"curves{suffix}"
+    done = subprocess.run([*CHARLM, "plot", *map(str, runs), "-o", str(out), "--x", "time"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stderr and done.stdout == ""
+    data = out.read_bytes()
+    assert magic in data[:400] and len(data) > 5000
+    if suffix == ".svg":  # both runs are named in the legend
+        assert b"small" in data and b"wider" in data
+
+
+def test_plot_json_gives_the_data_instead(runs, tmp_path):
+    done = subprocess.run([*CHARLM, "plot", *map(str, runs), "--json"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["x"] == "step" and [r["name"] for r in report["runs"]] == ["small", "wider"]
+    assert report["runs"][1]["val_loss"] == load_curves(runs[1]).val_loss
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_plot_errors_are_one_line(runs, tmp_path):
+    bad_suffix = CliRunner().invoke(cli, ["plot", str(runs[0]), "-o", str(tmp_path / "c.jpg")])
+    assert bad_suffix.exit_code == 2 and "-o" in bad_suffix.output and ".png" in bad_suffix.output
+    not_a_run = CliRunner().invoke(cli, ["plot", str(tmp_path)])
+    assert not_a_run.exit_code == 1 and "no metrics.jsonl" in not_a_run.output
+    assert "Traceback" not in bad_suffix.output + not_a_run.output
+
+
+def test_without_matplotlib_plot_says_what_to_install(runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    result = CliRunner().invoke(cli, ["plot", str(runs[0]), "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 2
+    assert "pip install 'charlm[plot]'" in result.output
+    assert not (tmp_path / "c.png").exists()
