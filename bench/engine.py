@@ -14,11 +14,12 @@ PyTorch runs the same sizes with torch.nn.LSTM/GRU/RNN, a 64-wide embedding, Ada
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from machine import peak_rss_mb
 
 CONFIGS = {  # name -> (cell, hidden, layers, batch, seq_len)
     "lstm-512x2": ("lstm", 512, 2, 64, 128),
@@ -126,7 +127,7 @@ def worker(engine, name, warmup, steps):
         "engine": engine, "config": name, "steps": steps, "median_step_s": median,
         "best_step_s": min(times), "chars_per_s": batch * seq_len / median, "gflops": flops / median / 1e9,
         "gflop_per_step": flops / 1e9,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

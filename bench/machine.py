@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -48,6 +49,20 @@ def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
         np.matmul(a, b, out=out)
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best / 1e9
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM where /proc has it, since getrusage's ru_maxrss keeps the parent's
+    RSS at fork time across the exec (a large parent would hide what the child itself used)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def describe() -> dict:

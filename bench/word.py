@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import peak_rss_mb
 from quality import split_corpus  # the same 90/10 split as the quality benchmark
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -219,8 +220,6 @@ def memory_probe(vocab_size: int, steps: int = 5) -> dict:
     """Peak RSS of training steps at one vocabulary size (run in a fresh process), and the bytes that are
     allowed to grow with the vocabulary: parameter-sized arrays (the parameters, their gradients, SGD's
     update buffer) and one (T*B, V) logits buffer."""
-    import resource
-
     from charlm.engine.optim import clip_gradients, make_optimizer
     from charlm.models.config import ModelConfig
     from charlm.models.lm import init_params, init_state, loss_and_grads
@@ -239,8 +238,8 @@ def memory_probe(vocab_size: int, steps: int = 5) -> dict:
         opt.step(params, grads, 1.0)
     param_bytes = sum(a.nbytes for a in params.values())
     logits_bytes = p["bptt"] * p["batch"] * vocab_size * np.dtype(cfg.dtype).itemsize
-    return {"vocab": vocab_size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "allowed_mb": (3 * param_bytes + logits_bytes) / 2**20}
+    return {"vocab": vocab_size, "peak_rss_mb": peak_rss_mb(), "allowed_mb": (3 * param_bytes + logits_bytes) / 2**20}
+
 
 
 def memory_growth() -> list[dict]:
