@@ -40,22 +40,23 @@ def test_tanh32_keeps_nan(tanh_all):
 
 
 def _step_inputs(B=5, H=7, seed=0, scale=3.0):
+    """A step's recurrent product, input projection and c<t-1>: (B, G), (B, G), (B, H) float32."""
     rng = np.random.default_rng(seed)
-    z = (scale * rng.standard_normal((B, 4 * H))).astype(np.float32)
+    product, xp = ((scale * rng.standard_normal((B, 4 * H))).astype(np.float32) for _ in range(2))
     c_prev = rng.standard_normal((B, H)).astype(np.float32)
-    return z, c_prev
+    return product, xp, c_prev
 
 
 def test_forward_step_matches_the_exact_step_within_the_bound():
-    z, c_prev = _step_inputs()
+    product, xp, c_prev = _step_inputs()
     B, H = c_prev.shape
     outs32 = [np.empty((B, H), np.float32) for _ in range(3)]
-    g32 = z.copy()
-    fused.lstm_forward_step(g32, c_prev, *outs32)
+    g32 = product.copy()
+    fused.lstm_forward_step(g32, xp, c_prev, *outs32)
     outs64 = [np.empty((B, H)) for _ in range(3)]
-    g64 = z.astype(np.float64)
+    g64 = product.astype(np.float64)
     with np.errstate(over="ignore", under="ignore"):
-        cells._lstm_forward_step(g64, c_prev.astype(np.float64), *outs64)
+        cells._lstm_forward_step(g64, xp.astype(np.float64), c_prev.astype(np.float64), *outs64)
     # gates err by <= bound (sigmoid by half of it); c<t> = u c~ + f c<t-1> sums two such errors scaled by
     # |c~| <= 1 and |c<t-1>|; a<t> adds tanh's error on top. float32 rounding adds a few 1e-7.
     c_scale = 1 + np.abs(c_prev).max()
@@ -66,11 +67,10 @@ def test_forward_step_matches_the_exact_step_within_the_bound():
 
 def test_backward_step_matches_the_exact_step():
     rng = np.random.default_rng(1)
-    z, c_prev = _step_inputs(seed=2)
+    g, xp, c_prev = _step_inputs(seed=2)
     B, H = c_prev.shape
-    g = z.copy()
     c, tanh_c, a = (np.empty((B, H), np.float32) for _ in range(3))
-    fused.lstm_forward_step(g, c_prev, c, tanh_c, a)
+    fused.lstm_forward_step(g, xp, c_prev, c, tanh_c, a)
     da_out, da_next, dc = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(3))
     dz32, dc32 = np.empty((B, 4 * H), np.float32), dc.copy()
     fused.lstm_backward_step(g, tanh_c, c_prev, da_out, da_next.copy(), dc32, dz32)
@@ -103,11 +103,11 @@ def test_a_float32_lstm_layer_follows_the_float64_one():
 
 
 def test_a_nan_reaches_the_outputs_and_gradients():
-    z, c_prev = _step_inputs()
+    z, xp, c_prev = _step_inputs()
     z[1, 3] = np.nan  # Γu of unit 3 in row 1
     B, H = c_prev.shape
     c, tanh_c, a = (np.empty((B, H), np.float32) for _ in range(3))
-    fused.lstm_forward_step(z, c_prev, c, tanh_c, a)
+    fused.lstm_forward_step(z, xp, c_prev, c, tanh_c, a)
     assert np.isnan(a[1, 3]) and np.isnan(c[1, 3])
     assert np.isfinite(np.delete(a.ravel(), 1 * H + 3)).all()
     dz, dc = np.empty((B, 4 * H), np.float32), np.ones((B, H), np.float32)

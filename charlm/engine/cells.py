@@ -307,9 +307,10 @@ def _lstm_kernels(dtype):
     return _lstm_forward_step, _lstm_backward_step
 
 
-def _lstm_forward_step(g, c_prev, c, tanh_c, a):
-    """As `charlm.engine.fused.lstm_forward_step`, exactly, in numpy: g (B, G) pre-activations -> gates."""
+def _lstm_forward_step(g, xp, c_prev, c, tanh_c, a):
+    """As `charlm.engine.fused.lstm_forward_step`, exactly, in numpy: g (B, G) = a<t-1> Wh -> gates."""
     H = c.shape[1]
+    g += xp  # z = a<t-1> Wh + xp<t>
     sigmoid_(g[:, :3 * H])  # Γu, Γf, Γo = σ(z_ufo)
     np.tanh(g[:, 3 * H:], out=g[:, 3 * H:])  # c~<t> = tanh(z_c)
     np.multiply(g[:, :H], g[:, 3 * H:], out=c)  # c<t> = Γu * c~<t>
@@ -350,9 +351,8 @@ def _lstm_forward(xp, state, Wh, activation, ws, tag):
     a_all[0], c_all[0] = state
     for t in range(1, T + 1):
         g = gates[t - 1]
-        np.matmul(a_all[t - 1], Wh, out=g)  # z = a<t-1> Wh
-        g += xp[t - 1]  # z += xp<t>
-        forward_step(g, c_all[t - 1], c_all[t], tanh_c[t - 1], a_all[t])  # gates, c<t>, a<t>
+        np.matmul(a_all[t - 1], Wh, out=g)  # a<t-1> Wh
+        forward_step(g, xp[t - 1], c_all[t - 1], c_all[t], tanh_c[t - 1], a_all[t])  # z += xp<t>; gates, c<t>, a<t>
     return a_all[1:], (a_all[T].copy(), c_all[T].copy()), ("lstm", Wh, a_all, gates, c_all, tanh_c, ws, tag)
 
 

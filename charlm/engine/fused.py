@@ -56,11 +56,12 @@ def tanh32(x):
 
 
 @numba.njit(cache=True, **_JIT)
-def lstm_forward_step(g, c_prev, c, tanh_c, a):
-    """One LSTM step after the products, in place.
+def lstm_forward_step(g, xp, c_prev, c, tanh_c, a):
+    """One LSTM step after the product, in place.
 
     Inputs:
-    - g: pre-activations z = a<t-1> Wh + xp<t>, of shape (B, G); overwritten with the gates [Γu, Γf, Γo, c~]
+    - g: the recurrent product a<t-1> Wh, of shape (B, G); overwritten with the gates [Γu, Γf, Γo, c~]
+    - xp: the step's input projection xp<t>, of shape (B, G) (z = a<t-1> Wh + xp<t>)
     - c_prev: c<t-1>, of shape (B, H)
     - c, tanh_c, a: outputs c<t>, tanh(c<t>) and a<t>, each of shape (B, H)
     """
@@ -69,12 +70,13 @@ def lstm_forward_step(g, c_prev, c, tanh_c, a):
     half = np.float32(0.5)
     for b in range(B):
         zu, zf, zo, zc = g[b, :H], g[b, H:2 * H], g[b, 2 * H:3 * H], g[b, 3 * H:]
+        xu, xf, xo, xc = xp[b, :H], xp[b, H:2 * H], xp[b, 2 * H:3 * H], xp[b, 3 * H:]
         cp, cb, tb, ab = c_prev[b], c[b], tanh_c[b], a[b]
         for h in range(H):
-            u = half * tanh32(half * zu[h]) + half  # Γu = σ(z_u) = (tanh(z_u / 2) + 1) / 2
-            f = half * tanh32(half * zf[h]) + half  # Γf = σ(z_f)
-            o = half * tanh32(half * zo[h]) + half  # Γo = σ(z_o)
-            ct = tanh32(zc[h])  # c~<t> = tanh(z_c)
+            u = half * tanh32(half * (zu[h] + xu[h])) + half  # Γu = σ(z_u) = (tanh(z_u / 2) + 1) / 2
+            f = half * tanh32(half * (zf[h] + xf[h])) + half  # Γf = σ(z_f)
+            o = half * tanh32(half * (zo[h] + xo[h])) + half  # Γo = σ(z_o)
+            ct = tanh32(zc[h] + xc[h])  # c~<t> = tanh(z_c)
             zu[h], zf[h], zo[h], zc[h] = u, f, o, ct
             cell = u * ct + f * cp[h]  # c<t> = Γu * c~<t> + Γf * c<t-1>
             cb[h] = cell
