@@ -38,6 +38,8 @@ in row 0, and `a_out = a_all[1:]` (T, B, H) holds a<1..T>, the layer's outputs; 
 kept between calls except in the optional workspace (see `charlm.engine.backend`).
 """
 
+import functools
+
 from charlm.engine.backend import buffer, np
 
 CELLS = ("rnn", "gru", "gru-simple", "lstm")
@@ -297,9 +299,11 @@ def _gru_backward(dc_out, cache):
 
 # --------------------------------------------------------------------------------------------- lstm
 
+@functools.cache
 def _lstm_kernels(dtype):
     """(forward step, backward step) for `dtype`: the fused float32 kernels of `charlm.engine.fused`
-    (imported on first use: numba loads only when a float32 LSTM runs), or the exact numpy steps below."""
+    (imported on first use: numba loads only when a float32 LSTM runs), or the exact numpy steps below.
+    Cached: sampling asks once per layer per character."""
     if dtype == np.float32:
         from charlm.engine import fused
 

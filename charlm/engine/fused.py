@@ -55,6 +55,12 @@ def tanh32(x):
     return x * p / q
 
 
+@numba.njit(inline="always", **_JIT)
+def _gate_rows(m, b, H):
+    """Row b of a (B, 4H) gate-stacked array as its four contiguous (H,) gate slices (u, f, o, c~)."""
+    return m[b, :H], m[b, H:2 * H], m[b, 2 * H:3 * H], m[b, 3 * H:]
+
+
 @numba.njit(cache=True, **_JIT)
 def lstm_forward_step(g, xp, c_prev, c, tanh_c, a):
     """One LSTM step after the product, in place.
@@ -69,8 +75,8 @@ def lstm_forward_step(g, xp, c_prev, c, tanh_c, a):
     H = G // 4
     half = np.float32(0.5)
     for b in range(B):
-        zu, zf, zo, zc = g[b, :H], g[b, H:2 * H], g[b, 2 * H:3 * H], g[b, 3 * H:]
-        xu, xf, xo, xc = xp[b, :H], xp[b, H:2 * H], xp[b, 2 * H:3 * H], xp[b, 3 * H:]
+        zu, zf, zo, zc = _gate_rows(g, b, H)
+        xu, xf, xo, xc = _gate_rows(xp, b, H)
         cp, cb, tb, ab = c_prev[b], c[b], tanh_c[b], a[b]
         for h in range(H):
             u = half * tanh32(half * (zu[h] + xu[h])) + half  # Γu = σ(z_u) = (tanh(z_u / 2) + 1) / 2
@@ -99,8 +105,8 @@ def lstm_backward_step(g, tanh_c, c_prev, da_out, da_next, dc, dz):
     H = G // 4
     one = np.float32(1.0)
     for b in range(B):
-        gu, gf, go, gc = g[b, :H], g[b, H:2 * H], g[b, 2 * H:3 * H], g[b, 3 * H:]
-        du, df, do, dct = dz[b, :H], dz[b, H:2 * H], dz[b, 2 * H:3 * H], dz[b, 3 * H:]
+        gu, gf, go, gc = _gate_rows(g, b, H)
+        du, df, do, dct = _gate_rows(dz, b, H)
         tb, cp, dab, dan, dcb = tanh_c[b], c_prev[b], da_out[b], da_next[b], dc[b]
         for h in range(H):
             u, f, o, ct, t = gu[h], gf[h], go[h], gc[h], tb[h]

@@ -45,9 +45,9 @@ def segment_sum(values, ids, num_rows, *, ws=None, tag=""):
     (added, for a run that began in the previous block). The work is one pass over values plus zeroing out;
     the Python loops run once per block of SEGMENT_BLOCK rows and once per run of equal ids within it
     (blocks x distinct ids at most, never all V). Each run is summed by np.sum over its contiguous rows,
-    which adds whole rows at a time; np.add.reduceat computes the same sums with its inner loop down the
-    columns, two to three times slower here. (np.add.at sums unbuffered, one row at a time; a dense one-hot
-    (V, N) product multiplies by zeros.)
+    which adds whole rows at a time; np.add.reduceat computes the same sums with its inner loop running down
+    the columns, a strided walk. (np.add.at sums unbuffered, one row at a time; a dense one-hot (V, N)
+    product multiplies by zeros.)
 
     Inputs:
     - values: of shape (N, M)
