@@ -29,7 +29,7 @@ class TrainOptions:
     hidden: int | None = None  # None: the recipe (with_budget_defaults): by the time budget for characters
     layers: int = 2
     embed: int | None = None  # None: 0 (one-hot input) for characters, the hidden width for words
-    tie: bool | None = None  # None: separate input and output matrices
+    tie: bool = False
     dropout: float | None = None  # None: the recipe, as hidden
     activation: str = "tanh"
     dtype: str = "float32"
@@ -98,8 +98,8 @@ CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "m
 # words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
 # that also trains the LSTM quickly let the carried cell state run away (README "Word-level models" has the
 # runs); clipped SGD bounds every step.
-WORD_RECIPE = {"hidden": 200, "dropout": 0.2, "tie": False, "seq_len": 35, "batch": 20, "optimizer": "sgd",
-               "lr": 20.0, "momentum": 0.0, "clip": 0.25}
+WORD_RECIPE = {"hidden": 200, "dropout": 0.2, "seq_len": 35, "batch": 20, "optimizer": "sgd", "lr": 20.0,
+               "momentum": 0.0, "clip": 0.25}
 
 
 def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
@@ -119,7 +119,7 @@ def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
         recipe = WORD_RECIPE
     else:
         recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL,
-                      tie=False, **CHAR_TRAINING)
+                      **CHAR_TRAINING)
     chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
     if opts.embed is None:
         chosen["embed"] = chosen.get("hidden", opts.hidden) if words else 0

@@ -73,8 +73,8 @@ def _finite(ctx, param, value):
 @click.option("--embed", type=click.IntRange(min=0),
               help="Learned embedding width (0 = one-hot input, a row gather) [default: 0 for characters, "
                    "--hidden for words].")
-@click.option("--tie/--no-tie", default=None, help="Share the input embedding with the output layer (needs --embed "
-              "equal to --hidden) [default: no].")
+@click.option("--tie/--no-tie", default=DEFAULTS.tie, show_default=True, help="Share the input embedding with the "
+              "output layer (needs --embed equal to --hidden).")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation,
               show_default=True, help="Vanilla RNN activation.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True)
