@@ -91,7 +91,13 @@ def test_plot_errors_are_one_line(runs, tmp_path):
     assert bad_suffix.exit_code == 2 and "-o" in bad_suffix.output and ".png" in bad_suffix.output
     not_a_run = CliRunner().invoke(cli, ["plot", str(tmp_path)])
     assert not_a_run.exit_code == 1 and "no metrics.jsonl" in not_a_run.output
-    assert "Traceback" not in bad_suffix.output + not_a_run.output
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\nworld\n")
+    not_metrics = CliRunner().invoke(cli, ["plot", str(text)])
+    assert not_metrics.exit_code == 1 and "not a charlm metrics file" in not_metrics.output
+    no_dir = CliRunner().invoke(cli, ["plot", str(runs[0]), "-o", str(tmp_path / "nodir" / "c.png")])
+    assert no_dir.exit_code == 1 and str(tmp_path / "nodir" / "c.png") in no_dir.output and ".tmp" not in no_dir.output
+    assert "Traceback" not in bad_suffix.output + not_a_run.output + not_metrics.output + no_dir.output
 
 
 def test_without_matplotlib_plot_says_what_to_install(runs, tmp_path, monkeypatch):
@@ -100,3 +106,16 @@ def test_without_matplotlib_plot_says_what_to_install(runs, tmp_path, monkeypatc
     assert result.exit_code == 2
     assert "pip install 'charlm[plot]'" in result.output
     assert not (tmp_path / "c.png").exists()
+
+
+def test_step_times_are_interpolated_between_evaluations_and_extended_after_the_last(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [{"step": s, "loss": 3.0, "grad_norm": 1.0, "lr": 0.01} for s in range(1, 9)]
+    lines.insert(4, {"event": "eval", "step": 4, "val_loss": 2.5, "train_seconds": 2.0, "tokens": "word"})
+    lines.insert(7, {"event": "eval", "step": 6, "val_loss": 2.4, "train_seconds": 5.0, "tokens": "word"})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    curves = load_curves(run)
+    assert curves.tokens == "word" and (curves.best_step, curves.best_val_loss) == (6, 2.4)
+    # 0.5 s a step up to step 4 (from 0 at step 0), 1.5 s a step after it, and the last rate goes on
+    assert curves.step_seconds == pytest.approx([0.5, 1.0, 1.5, 2.0, 3.5, 5.0, 6.5, 8.0])

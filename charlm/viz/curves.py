@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from charlm.engine.backend import np
 from charlm.errors import CharlmError
 from charlm.training.trainer import LOSS_SMOOTHING  # smoothed as the progress display smooths it
 
@@ -60,6 +61,9 @@ def load_curves(run: str | Path) -> RunCurves:
         except (ValueError, KeyError, TypeError, AttributeError):
             skipped += 1
     if not steps and not evals:
+        if skipped:
+            raise CharlmError(f"{metrics}: not a charlm metrics file (none of its {skipped:,} lines is a record); "
+                              f"give a run directory")
         raise CharlmError(f"{metrics}: no training steps recorded yet")
     smoothed, value = [], None
     for loss in losses:
@@ -77,13 +81,10 @@ def load_curves(run: str | Path) -> RunCurves:
 def _interpolate(steps: list[int], known: list[tuple[int, float]]) -> list[float]:
     """Seconds at each step, linear between the (step, seconds) points of `known` (sorted by step) and
     extended past the last one at the last segment's rate."""
-    out, k = [], 0
-    for step in steps:
-        while k + 2 < len(known) and known[k + 1][0] < step:
-            k += 1
-        if len(known) == 1:
-            out.append(0.0)
-            continue
-        (s0, t0), (s1, t1) = known[k], known[k + 1]
-        out.append(t0 + (t1 - t0) * (step - s0) / (s1 - s0) if s1 != s0 else t1)
-    return out
+    at, seconds = np.array([k[0] for k in known], float), np.array([k[1] for k in known])
+    out = np.interp(steps, at, seconds)
+    if len(known) > 1 and at[-1] > at[-2]:
+        rate = (seconds[-1] - seconds[-2]) / (at[-1] - at[-2])
+        beyond = np.asarray(steps) > at[-1]
+        out[beyond] = seconds[-1] + rate * (np.asarray(steps)[beyond] - at[-1])
+    return out.tolist()
