@@ -53,3 +53,10 @@ def test_temp_glob_matches_the_temp_names_the_writer_uses(tmp_path):
         f.write(b"x")
         names = [p.name for p in tmp_path.glob(TEMP_GLOB)]
     assert len(names) == 1 and names[0].startswith(".ckpt-00000001.safetensors.") and names[0].endswith(".tmp")
+
+
+def test_a_missing_directory_is_reported_with_the_target_name(tmp_path):
+    target = tmp_path / "no-such-dir" / "out.bin"
+    with pytest.raises(FileNotFoundError) as info:
+        write_atomic(target, b"x")
+    assert info.value.filename == str(target)
