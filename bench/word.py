@@ -186,8 +186,9 @@ def torch_speed(vocab_size: int, steps: int, threads: int) -> float:
     return p["bptt"] * p["batch"] / float(np.median(times))
 
 
-def charlm_speed(vocab_size: int, steps: int) -> float:
-    """Tokens/s of charlm's training step (loss, gradients, clipping, SGD) on the PyTorch recipe's shape."""
+def charlm_steps(vocab_size: int, steps: int) -> tuple[list[float], int]:
+    """Run charlm's training step (loss, gradients, clipping, SGD) on the PyTorch recipe's shape `steps`
+    times; returns (each step's seconds, the parameters' bytes)."""
     from charlm.engine.optim import clip_gradients, make_optimizer
     from charlm.models.config import ModelConfig
     from charlm.models.lm import init_params, init_state, loss_and_grads
@@ -201,14 +202,19 @@ def charlm_speed(vocab_size: int, steps: int) -> float:
     x = rng.integers(vocab_size, size=(p["bptt"], p["batch"]))
     y = rng.integers(vocab_size, size=(p["bptt"], p["batch"]))
     state, ws, times = init_state(cfg, p["batch"]), {}, []
-    for i in range(steps + 3):
+    for _ in range(steps):
         t0 = time.perf_counter()
         _, grads, state = loss_and_grads(params, cfg, x, y, state, rng=rng, workspace=ws)
         clip_gradients(grads, p["clip"])
         opt.step(params, grads, 1e-3)
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    return p["bptt"] * p["batch"] / float(np.median(times))
+        times.append(time.perf_counter() - t0)
+    return times, sum(a.nbytes for a in params.values())
+
+
+def charlm_speed(vocab_size: int, steps: int) -> float:
+    """Tokens/s of charlm's training step on the PyTorch recipe's shape (median of `steps`, after 3 warm-up)."""
+    times, _ = charlm_steps(vocab_size, steps + 3)
+    return PEER["bptt"] * PEER["batch"] / float(np.median(times[3:]))
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -219,27 +225,10 @@ MEMORY_VOCABS = (1_002, 10_002, 50_002)
 def memory_probe(vocab_size: int, steps: int = 5) -> dict:
     """Peak RSS of training steps at one vocabulary size (run in a fresh process), and the bytes that are
     allowed to grow with the vocabulary: parameter-sized arrays (the parameters, their gradients, SGD's
-    update buffer) and one (T*B, V) logits buffer."""
-    from charlm.engine.optim import clip_gradients, make_optimizer
-    from charlm.models.config import ModelConfig
-    from charlm.models.lm import init_params, init_state, loss_and_grads
-
-    p = PEER
-    cfg = ModelConfig(cell="lstm", vocab_size=vocab_size, hidden=p["hidden"], layers=p["layers"], embed=p["embed"],
-                      dropout=p["dropout"])
-    rng = np.random.default_rng(0)
-    params = init_params(cfg, rng)
-    opt = make_optimizer("sgd", params, momentum=0.0)
-    x = rng.integers(vocab_size, size=(p["bptt"], p["batch"]))
-    state, ws = init_state(cfg, p["batch"]), {}
-    for _ in range(steps):
-        _, grads, state = loss_and_grads(params, cfg, x, x, state, rng=rng, workspace=ws)
-        clip_gradients(grads, p["clip"])
-        opt.step(params, grads, 1.0)
-    param_bytes = sum(a.nbytes for a in params.values())
-    logits_bytes = p["bptt"] * p["batch"] * vocab_size * np.dtype(cfg.dtype).itemsize
+    update buffer) and one (T*B, V) logits buffer (float32)."""
+    _, param_bytes = charlm_steps(vocab_size, steps)
+    logits_bytes = PEER["bptt"] * PEER["batch"] * vocab_size * 4
     return {"vocab": vocab_size, "peak_rss_mb": peak_rss_mb(), "allowed_mb": (3 * param_bytes + logits_bytes) / 2**20}
-
 
 
 def memory_growth() -> list[dict]:
