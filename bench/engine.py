@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from machine import peak_rss_mb
+from machine import matmul_peak, peak_rss_mb
 
 CONFIGS = {  # name -> (cell, hidden, layers, batch, seq_len)
     "lstm-512x2": ("lstm", 512, 2, 64, 128),
@@ -42,25 +42,6 @@ def model_flops(cell, hidden, layers, batch, seq_len, vocab=VOCAB, first_input=V
         per_forward += 2 * n * (width_in + hidden) * gates
     per_forward += 2 * n * hidden * vocab
     return 3 * per_forward
-
-
-def matmul_peak(repeats=20):
-    """Best float32 GFLOP/s of a 2048x2048 @ 2048x2048 product."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((2048, 2048), dtype=np.float32)
-    b = rng.standard_normal((2048, 2048), dtype=np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
-    return 2 * 2048 ** 3 / best / 1e9
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run_charlm(cell, hidden, layers, batch, seq_len, warmup, steps):
