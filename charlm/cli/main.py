@@ -24,6 +24,7 @@ COMMANDS = {
     "corpus": "charlm.cli.commands.corpus:corpus",
     "gradcheck": "charlm.cli.commands.gradcheck:gradcheck",
     "plot": "charlm.cli.commands.plot:plot",
+    "explore": "charlm.cli.commands.explore:explore",
 }
 
 
