@@ -44,16 +44,17 @@ def test_config_round_trip_and_defaults():
     cfg = ModelConfig(cell="gru", vocab_size=65, hidden=128, layers=3, embed=16, dropout=0.25)
     d = cfg.to_dict()
     assert d == {"cell": "gru", "vocab_size": 65, "hidden": 128, "layers": 3, "embed": 16, "dropout": 0.25,
-                 "activation": "tanh", "dtype": "float32", "tie": False}
+                 "activation": "tanh", "dtype": "float32", "tie": False, "bidirectional": False,
+                 "heads": ()}
     assert ModelConfig.from_dict(d) == cfg
-    del d["tie"]  # a checkpoint written before tied heads existed
+    del d["tie"], d["bidirectional"], d["heads"]  # a checkpoint written before these existed
     assert ModelConfig.from_dict(d) == cfg
 
 
 @pytest.mark.parametrize("changes", [
     {"cell": "transformer"}, {"vocab_size": 0}, {"hidden": 0}, {"hidden": 2.5}, {"layers": True},
     {"embed": -1}, {"dropout": 1.0}, {"dropout": -0.1}, {"dropout": "0.1"}, {"activation": "gelu"},
-    {"dtype": "float16"},
+    {"dtype": "float16"}, {"bidirectional": 1}, {"heads": (1,)}, {"heads": 3}, {"heads": (2.5,)},
 ])
 def test_config_rejects_bad_values(changes):
     d = {**ModelConfig(cell="lstm", vocab_size=5, hidden=4).to_dict(), **changes}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from charlm.engine.backend import np
 from charlm.models import lm as model
+from charlm.models import tagger
 from charlm.models.config import ModelConfig
 
 TOLERANCE = 1e-6
@@ -84,20 +85,33 @@ def check_model(cfg: ModelConfig, *, seq_len: int, batch: int, seed: int = 0, ma
     - max_coords: tensors larger than this are checked at that many random coordinates (sample_coords)
 
     Returns a list of CheckResult, parameters first (in param_shapes order), then `state.<layer>.<k>`.
+    A tagger (`cfg.heads`) reads documents of random lengths up to seq_len from the zero state, with random
+    labels that leave some positions unlabelled; it has no state to check.
     """
     cfg = ModelConfig(**{**cfg.to_dict(), "dtype": "float64"})
     rng = np.random.default_rng(seed)
-    params = model.init_params(cfg, rng)
+    params = (tagger if cfg.heads else model).init_params(cfg, rng)
     for name, p in params.items():
         if name.endswith(".b"):
             p += 0.1 * rng.standard_normal(p.shape)  # a generic point, not the symmetric zero bias
     x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
-    y = rng.integers(0, cfg.vocab_size, (seq_len, batch))
-    state = [tuple(0.5 * rng.standard_normal(a.shape) for a in layer)
-             for layer in model.init_state(cfg, batch)]
+    if cfg.heads:
+        lengths = rng.integers(1, seq_len + 1, batch)
+        lengths[0] = seq_len
+        unlabelled = (np.arange(seq_len)[:, None] >= lengths[None, :]) | (rng.random((seq_len, batch)) < 0.2)
+        labels = [np.where(unlabelled, tagger.NO_LABEL, rng.integers(0, k, (seq_len, batch))) for k in cfg.heads]
+        state = []
 
-    def run():
-        return model.loss_grads_and_dstate(params, cfg, x, y, state, rng=np.random.default_rng(seed + 1))
+        def run():
+            loss, grads = tagger.loss_and_grads(params, cfg, x, labels, lengths, rng=np.random.default_rng(seed + 1))
+            return loss, grads, None, []
+    else:
+        y = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+        state = [tuple(0.5 * rng.standard_normal(a.shape) for a in layer)
+                 for layer in model.init_state(cfg, batch)]
+
+        def run():
+            return model.loss_grads_and_dstate(params, cfg, x, y, state, rng=np.random.default_rng(seed + 1))
 
     _, grads, _, dstate = run()
 

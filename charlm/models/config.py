@@ -23,6 +23,8 @@ class ModelConfig:
     activation: str = "tanh"  # rnn nonlinearity: "tanh" or "relu"
     dtype: str = "float32"  # "float32" (training) or "float64" (gradient checks)
     tie: bool = False  # the head's weight is embed.W transposed (no head.W); needs embed == hidden
+    bidirectional: bool = False  # every layer also reads each document backwards (taggers only)
+    heads: tuple = ()  # a tagger's heads, the number of labels of each; () is a language model
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -40,8 +42,16 @@ class ModelConfig:
             raise ConfigError(f"unknown activation {self.activation!r}; choose tanh or relu")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model dtype must be float32 or float64, got {self.dtype!r}")
-        if not isinstance(self.tie, bool):
-            raise ConfigError(f"model tie must be true or false, got {self.tie!r}")
+        heads = self.heads
+        if not isinstance(heads, (list, tuple)) or not all(
+                isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 2 for k in heads):
+            raise ConfigError(f"model heads must be a list of label counts >= 2, got {heads!r}")
+        object.__setattr__(self, "heads", tuple(int(k) for k in heads))
+        if self.tie and self.heads:
+            raise ConfigError("--tie shares the embedding with a language model's head; a tagger has none")
+        for name in ("tie", "bidirectional"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model {name} must be true or false, got {getattr(self, name)!r}")
         if self.tie and self.embed != self.hidden:  # hidden >= 1, so this also refuses one-hot input (embed 0)
             raise ConfigError(f"--tie needs --embed equal to --hidden (got --embed {self.embed}, --hidden "
                               f"{self.hidden}): the tied head multiplies the top layer's output by the "
@@ -54,7 +64,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d) -> "ModelConfig":
         """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError. Optional
-        fields missing from an older checkpoint's dict take their defaults (`tie` False)."""
+        fields missing from an older checkpoint's dict take their defaults (`tie`, `bidirectional` False,
+        `heads` empty)."""
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)

@@ -27,6 +27,7 @@ from charlm.models.encoder import (
     encoder_forward,
     encoder_param_shapes,
     init_state,
+    init_weights,
 )
 
 __all__ = ["forward_nll", "init_params", "init_state", "loss_and_grads", "loss_grads_and_dstate", "param_shapes",
@@ -43,34 +44,12 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Fresh parameters in cfg.dtype, drawn in param_shapes order.
-
-    Initialisation (PyTorch's nn.LSTM / nn.Linear defaults): every weight matrix Wx, Wh and head.W is
-    uniform in [-1/sqrt(H), 1/sqrt(H)]; `embed.W` is standard normal (as nn.Embedding); biases are zero
-    except the LSTM forget gate's, which starts at 1 so the cell remembers by default.
-
-    With one-hot input (embed 0) the first layer's Wx is itself an embedding, one row per character straight
-    into gate space, so it is standard normal like nn.Embedding: a character must move the gates by order 1
-    for training to leave the unigram plateau quickly, and 1/sqrt(H)-sized rows move them by far less.
+    """Fresh parameters in cfg.dtype, drawn in param_shapes order (`charlm.models.encoder.init_weights`).
 
     A tied table (`cfg.tie`) is also the head's weight, so it takes the head's uniform init: standard normal
     rows would start the logits at order sqrt(H) times the outputs' size, far from the uniform prediction.
     """
-    dtype = np.dtype(cfg.dtype)
-    bound = 1.0 / np.sqrt(cfg.hidden)
-    params = {}
-    for name, shape in param_shapes(cfg).items():
-        if (name == "embed.W" and not cfg.tie) or (name == "layer.0.Wx" and not cfg.embed):
-            params[name] = rng.standard_normal(shape).astype(dtype)
-        elif name.endswith(".b"):
-            params[name] = np.zeros(shape, dtype)
-        else:
-            params[name] = rng.uniform(-bound, bound, shape).astype(dtype)
-    if cfg.cell == "lstm":
-        H = cfg.hidden
-        for layer in range(cfg.layers):
-            params[f"layer.{layer}.b"][H:2 * H] = 1.0  # the forget gate Γf (gate order in charlm.engine.cells)
-    return params
+    return init_weights(cfg, param_shapes(cfg), rng, normal_table=not cfg.tie)
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -166,6 +145,9 @@ def _check_inputs(params, cfg, x, y, state, mask=None):
     """Validate params, ids, state and mask; returns (x, y, state cast to cfg.dtype, mask as float64)."""
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+    if cfg.bidirectional:
+        raise ConfigError("a language model cannot be bidirectional: its reverse direction would read the "
+                          "token it predicts")
     check_params(params, param_shapes(cfg), np.dtype(cfg.dtype))
     x = check_ids(x, "x", cfg.vocab_size)
     if y is not None:
