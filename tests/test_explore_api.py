@@ -127,6 +127,20 @@ def test_curves_are_each_runs_metrics(server, runs):
     assert found["runs"] == [load_curves(run).to_dict() for run in runs[1]]
 
 
+def test_long_curves_are_thinned_to_the_cap(runs, tmp_path, monkeypatch):
+    from charlm.explore import api
+
+    run = tmp_path / "long"
+    shutil.copytree(runs[1][0], run)
+    monkeypatch.setattr(api, "MAX_CURVE_POINTS", 5)
+    full = load_curves(run)
+    (thinned,) = api.curves(Explorer([run]), {})["runs"]
+    assert len(thinned["steps"]) == 5
+    assert (thinned["steps"][0], thinned["steps"][-1]) == (full.steps[0], full.steps[-1])
+    assert thinned["train_loss"] == [full.train_loss[full.steps.index(s)] for s in thinned["steps"]]
+    assert thinned["val_loss"] == full.val_loss  # evaluations are few: all kept
+
+
 def test_sample_streams_the_samples_it_returns(server, runs):
     body = {"run": 1, "prime": "the ", "temperature": 0.9, "top_k": 5, "length": 120, "seed": 3, "num_samples": 2}
     status, records = call(server, "/api/sample", body)

@@ -23,6 +23,8 @@ MAX_TEXT_CHARS = 20_000
 MAX_SAMPLE_LENGTH = 2_000
 MAX_SAMPLES = 8
 MAX_FOUND_UNITS = 50
+# Training-loss points per run sent to the page (polled every few seconds): a long run's are thinned evenly.
+MAX_CURVE_POINTS = 2_000
 # Seconds between the sample stream's writes: often enough to look live, rarely enough to stay cheap.
 STREAM_INTERVAL = 0.05
 
@@ -132,13 +134,21 @@ def find(explorer: Explorer, body: dict) -> dict:
 
 
 def curves(explorer: Explorer, body: dict) -> dict:
-    """Every run's curves; a run without metrics yet gets its name and the reason instead."""
+    """Every run's curves, the training loss thinned to MAX_CURVE_POINTS (the last step kept); a run without
+    metrics yet gets its name and the reason instead."""
     found = []
     for run in explorer.runs:
         try:
-            found.append(load_curves(run.path).to_dict())
+            record = load_curves(run.path).to_dict()
         except CharlmError as exc:
             found.append({"name": run.name, "error": str(exc)})
+            continue
+        n = len(record["steps"])
+        if n > MAX_CURVE_POINTS:
+            keep = np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(int)).tolist()
+            for key in ("steps", "train_loss", "step_seconds"):
+                record[key] = [record[key][i] for i in keep]
+        found.append(record)
     return {"runs": found}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.inference.inspection import Reading, read_text
-from charlm.store.checkpoint import Checkpoint, checkpoint_files, load_checkpoint
+from charlm.store.checkpoint import Checkpoint, checkpoint_files, load_language_model
 from charlm.text.batching import split_train_val
 from charlm.text.cache import prepare_corpus
 
@@ -71,7 +71,7 @@ class Explorer:
             known = self._models.get(index)
             if known and known[0] == version:
                 return known[1]
-        ckpt = load_checkpoint(run.path, prefer="best")
+        ckpt = load_language_model(run.path, prefer="best")
         with self._lock:
             self._models[index] = (version, ckpt)
         return ckpt

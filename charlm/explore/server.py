@@ -49,6 +49,9 @@ class ExplorerHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         try:
+            if method == "GET" and url.path == "/favicon.ico":  # browsers ask for it; the page has none
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+                return
             if method == "GET" and url.path in STATIC:
                 name, content_type = STATIC[url.path]
                 self._send(HTTPStatus.OK, static_file(name), content_type)
