@@ -6,6 +6,8 @@ import sys
 
 from rich.console import Console
 
+from charlm.errors import ConfigError
+
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
@@ -58,3 +60,17 @@ def result_console() -> Console:
         highlight=False,
         width=None if not plain else 120,
     )
+
+
+def input_texts(texts) -> list[str]:
+    """The TEXT arguments, or stdin's lines when there are none. Read whole before anything is printed, so an
+    empty line (a usage error naming `<stdin>:LINE`) leaves no partial output."""
+    if texts:
+        return list(texts)
+    lines = sys.stdin.read().splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise ConfigError(f"<stdin>:{number}: empty line; give one text per line")
+    if not lines:
+        raise ConfigError("no text: give TEXT arguments or lines on stdin")
+    return lines

@@ -25,6 +25,9 @@ COMMANDS = {
     "gradcheck": "charlm.cli.commands.gradcheck:gradcheck",
     "plot": "charlm.cli.commands.plot:plot",
     "explore": "charlm.cli.commands.explore:explore",
+    "truecase": "charlm.cli.commands.truecase:truecase",
+    "tag": "charlm.cli.commands.tag:tag",
+    "evaluate": "charlm.cli.commands.tag:evaluate",
 }
 
 

@@ -68,7 +68,7 @@ def format_status(p: events.Progress) -> str:
     """One line: step, epoch, smoothed train loss, last validation loss and bits/char, lr, chars/s."""
     parts = [f"step {p.step}", f"epoch {p.epoch:.2f}", f"loss {p.loss:.4f}"]
     if p.val_loss is not None:
-        parts.append(f"val {p.val_loss:.4f} ({p.val_bpc:.3f} bpc)")
+        parts.append(f"val {p.val_loss:.4f}" + (f" ({p.val_bpc:.3f} bpc)" if p.val_bpc is not None else ""))
     parts.append(f"lr {p.lr:.2e}")
-    parts.append(f"{p.chars_per_sec:,.0f} {'chars' if p.tokens == 'char' else 'tokens'}/s")
+    parts.append(f"{p.chars_per_sec:,.0f} {'tokens' if p.tokens == 'word' else 'chars'}/s")
     return "  ".join(parts)

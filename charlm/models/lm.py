@@ -145,6 +145,8 @@ def _check_inputs(params, cfg, x, y, state, mask=None):
     """Validate params, ids, state and mask; returns (x, y, state cast to cfg.dtype, mask as float64)."""
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+    if cfg.heads:
+        raise ConfigError("this model is a tagger, not a language model: use charlm tag or charlm evaluate")
     if cfg.bidirectional:
         raise ConfigError("a language model cannot be bidirectional: its reverse direction would read the "
                           "token it predicts")

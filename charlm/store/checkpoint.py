@@ -21,9 +21,9 @@ import safetensors.numpy
 
 from charlm import __version__
 from charlm.engine.cells import STATE_ARRAYS
-from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError
+from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError, ConfigError
+from charlm.models import lm, tagger
 from charlm.models.config import ModelConfig
-from charlm.models.lm import param_shapes
 from charlm.store.atomic import write_atomic
 from charlm.store.safetensors_io import read_container
 from charlm.text.tokenizer import Vocab, tokenizer_from_dict
@@ -117,6 +117,14 @@ def load_checkpoint(path, *, prefer: str = "best", warn=None) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     return _load_file(path)
+
+
+def load_language_model(path, *, prefer: str = "best", warn=None) -> Checkpoint:
+    """`load_checkpoint`, refusing a tagger (a ConfigError naming the file and the commands it serves)."""
+    ckpt = load_checkpoint(path, prefer=prefer, warn=warn)
+    if ckpt.config.heads:
+        raise ConfigError(f"{ckpt.path} is a tagger, not a language model: use charlm tag or charlm evaluate")
+    return ckpt
 
 
 def _load_from_run_dir(run_dir: Path, prefer: str, warn, retries: int = 5) -> Checkpoint:
@@ -237,7 +245,7 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
 
 
 def _check_params(path: Path, config: ModelConfig, params: dict) -> None:
-    expected = param_shapes(config)
+    expected = (tagger if config.heads else lm).param_shapes(config)
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:

@@ -1,4 +1,4 @@
-"""Held-out split and truncated-BPTT batching over an id stream.
+"""Held-out split and truncated-BPTT batching over an id stream; batches of whole documents for taggers.
 
 The training stream is cut into B contiguous streams of equal length. Batch i of an epoch holds chunk i
 (T steps) of every stream, so the hidden state left by one batch is the right start for the next.
@@ -131,3 +131,66 @@ def _too_short_message(n_ids: int, batch: int, seq_len: int) -> str:
         hint = f"even --batch 1 needs --seq-len {n_ids - 1} or less"
     return (f"the training stream has {n_ids} ids, too short for --batch {batch} x --seq-len {seq_len} "
             f"(needs {batch * seq_len + 1}); {hint}")
+
+
+# Documents sorted by length together: this many batches' worth at a time (more: less padding, less mixing).
+SORT_WINDOW_BATCHES = 50
+
+
+class DocumentBatcher:
+    """Batches of whole documents of similar lengths, for taggers and classifiers (no state carried).
+
+    Each epoch shuffles the documents (seeded by (seed, epoch)), sorts every window of SORT_WINDOW_BATCHES
+    batches by length, cuts the windows into batches of `batch` documents and shuffles the batches, so a
+    batch pads little and the order still changes every epoch. The last batch of an epoch may be smaller.
+    Position: {"epoch": e, "batch": i}, as `Batcher`'s; `new_epoch` as `Batcher`'s.
+    """
+
+    def __init__(self, lengths, batch: int, seed: int):
+        lengths = np.asarray(lengths)
+        if batch < 1:
+            raise ConfigError(f"--batch must be at least 1, got {batch}")
+        if len(lengths) == 0:
+            raise ConfigError("there are no training documents")
+        self.lengths, self.batch, self.seed = lengths, batch, seed
+        self.batches_per_epoch = -(-len(lengths) // batch)
+        self.epoch, self.batch_index, self.new_epoch = 0, 0, False
+        self._order = self.epoch_batches(0)
+
+    @classmethod
+    def restore(cls, lengths, batch: int, seed: int, cursor: dict) -> "DocumentBatcher":
+        """A batcher positioned at `cursor` (from `.cursor`)."""
+        batcher = cls(lengths, batch, seed)
+        epoch, index = (cursor or {}).get("epoch"), (cursor or {}).get("batch")
+        valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, index))
+        if not (valid and epoch >= 0 and 0 <= index < batcher.batches_per_epoch):
+            raise ConfigError(f"batcher cursor {cursor!r} does not fit {batcher.batches_per_epoch} batches "
+                              f"per epoch")
+        batcher.epoch, batcher.batch_index = epoch, index
+        batcher._order = batcher.epoch_batches(epoch)
+        return batcher
+
+    @property
+    def cursor(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch_index}
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The document indices of every batch of `epoch`, in the order they are served."""
+        rng = np.random.default_rng((self.seed, epoch))
+        order = rng.permutation(len(self.lengths))
+        window = SORT_WINDOW_BATCHES * self.batch
+        for start in range(0, len(order), window):
+            part = order[start:start + window]
+            order[start:start + window] = part[np.argsort(self.lengths[part], kind="stable")]
+        batches = [order[i:i + self.batch] for i in range(0, len(order), self.batch)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def next_batch(self) -> np.ndarray:
+        """The indices of the next batch's documents, of shape (b,), b <= batch."""
+        indices = self._order[self.batch_index]
+        self.new_epoch = self.batch_index == 0
+        self.batch_index += 1
+        if self.batch_index == self.batches_per_epoch:
+            self.epoch, self.batch_index = self.epoch + 1, 0
+            self._order = self.epoch_batches(self.epoch)
+        return indices

@@ -45,13 +45,14 @@ class Evaluation:
     step: int
     epoch: float
     train_loss: float
-    val_loss: float  # nats per token
-    val_bpc: float  # bits per character of the original text
+    val_loss: float  # nats per token (a tagger's: nats per label, summed over its heads)
+    val_bpc: float | None  # bits per character of the original text (None for a tagger)
     best_val_loss: float
     lr: float
     chars_per_sec: float  # tokens per second
     train_seconds: float
-    tokens: str = "char"  # the tokenizer kind
+    tokens: str = "char"  # the tokenizer kind, or "label" for a tagger
+    val_f1: float | None = None  # a tagger's headline F1 on the validation documents
 
     def to_dict(self) -> dict:
         """Plain JSON types, in field order."""

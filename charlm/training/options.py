@@ -10,6 +10,7 @@ from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models.config import ModelConfig
+from charlm.text.tagging import DEFAULT_MARKS, check_task
 from charlm.text.tokenizer import KINDS
 
 # Seconds of training when no stopping rule (steps, epochs or a time budget) is given.
@@ -65,24 +66,31 @@ class TrainOptions:
     seed: int = 1337
     init_from: str | None = None
     resume: bool = False
+    task: str = "lm"  # "lm", or a tagging task of charlm.text.tagging.TASKS
+    bidirectional: bool = False
+    marks: str = DEFAULT_MARKS  # punctuate: the marks removed and restored
+    max_len: int = 500  # taggers: documents longer than this many characters are cut
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
 
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        """The model these options describe (hidden and dropout left unset are filled from the budget)."""
+    def model_config(self, vocab_size: int, heads: tuple = ()) -> ModelConfig:
+        """The model these options describe (hidden and dropout left unset are filled from the budget); a
+        tagger's `heads` are its label counts."""
         o = with_budget_defaults(self)
         return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
-                           dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie)
+                           dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie,
+                           bidirectional=o.bidirectional, heads=heads)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
 # Options that are ModelConfig fields define the network. Dropout acts only while training, so a resume or a
 # fine-tune may change it; every other one decides the shapes or meaning of the weights.
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name in OPTION_NAMES and f.name != "dropout")
-# Options that decide the vocabulary: which character or word each id (each weight row) stands for.
-VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab")
+# Options that decide the vocabulary: which character or word each id (each weight row) stands for, and
+# for a tagger what its labels mean.
+VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks")
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 
@@ -100,6 +108,11 @@ CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "m
 # runs); clipped SGD bounds every step.
 WORD_RECIPE = {"hidden": 200, "dropout": 0.2, "seq_len": 35, "batch": 20, "optimizer": "sgd", "lr": 20.0,
                "momentum": 0.0, "clip": 0.25}
+# Taggers read whole documents (a batch of similar lengths, padded) and label characters: a narrower model
+# than a language model's (two directions double its output), Adam at a moderate rate. seq_len is unused
+# (a tagger's chunk is a whole document, at most --max-len characters) and set to max_len to say so.
+TAGGER_RECIPE = {"hidden": 128, "dropout": 0.1, "batch": 32, "optimizer": "adam", "lr": 3e-3, "momentum": 0.9,
+                 "clip": 1.0}
 
 
 def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
@@ -110,10 +123,16 @@ def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
     LARGE_BUDGET_SECONDS or more, else the small one, also for runs stopped by steps or epochs), the rest is
     CHAR_TRAINING; characters are few, so the input is one-hot rows (a row gather of the first layer's
     weights, `embed` 0). Words: WORD_RECIPE whatever the budget, with a learned embedding as wide as the
-    hidden layer (words are many). Options the user set always win.
+    hidden layer (words are many). Taggers: TAGGER_RECIPE, one-hot input, documents by lines unless
+    paragraphs are asked for. Options the user set always win.
     """
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
         opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
+    if opts.task != "lm":
+        chosen = {name: value for name, value in TAGGER_RECIPE.items() if getattr(opts, name) is None}
+        chosen.update(embed=0 if opts.embed is None else opts.embed, seq_len=opts.max_len,
+                      eos="lines" if opts.eos == "file" else opts.eos)
+        return replace(opts, **chosen)
     words = opts.tokens == "word"
     if words:
         recipe = WORD_RECIPE
@@ -147,6 +166,17 @@ def check_options(o: TrainOptions) -> None:
         raise ConfigError(f"--lr must be a positive number, got {o.lr}")
     if o.tokens not in KINDS:
         raise ConfigError(f"--tokens must be one of {', '.join(KINDS)}, got {o.tokens!r}")
+    if o.task != "lm":
+        check_task(o.task, o.marks)
+        if o.tokens != "char":
+            raise ConfigError(f"--task {o.task} reads characters; --tokens word is for language models")
+        if o.tie:
+            raise ConfigError("--tie shares the embedding with a language model's output layer; a tagger has none")
+        if o.max_len < 1:
+            raise ConfigError(f"--max-len must be at least 1, got {o.max_len}")
+    elif o.bidirectional:
+        raise ConfigError("--bidirectional needs a tagging --task: a bidirectional language model would read the "
+                          "very token it predicts")
     if o.tie and o.embed != o.hidden:
         raise ConfigError(f"--tie shares the input embedding with the output layer, so it needs --embed equal to "
                           f"--hidden (got --embed {o.embed}, --hidden {o.hidden})")

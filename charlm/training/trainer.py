@@ -77,6 +77,7 @@ class Trainer:
         self.clock = clock
         self.corpus = inputs.corpus
         self.vocab = inputs.corpus.vocab
+        self.unit = self.vocab.kind  # what the losses are per: "char" or "word"
         self.train_ids, self.val_ids = inputs.train_ids, inputs.val_ids
         # Losses are per token; bits/char divides the same total by the characters the tokens stand for.
         self.tokens_per_char = (len(self.val_ids) - 1) / inputs.val_chars if inputs.val_chars else 1.0
@@ -209,7 +210,7 @@ class Trainer:
             self.report(events.Progress(
                 fraction=progress, step=self.step, epoch=self.epochs_done(), loss=session.smoothed_loss, lr=lr,
                 val_loss=self.last_val, val_bpc=self.bits_per_char(self.last_val),
-                chars_per_sec=session.chars_per_sec(), tokens=self.vocab.kind))
+                chars_per_sec=session.chars_per_sec(), tokens=self.unit))
 
             stopped_by = self._stop_reason(total, wall, stop)
             due_eval = self.step % o.eval_every == 0 if o.eval_every else wall >= session.next_eval_at
@@ -327,7 +328,7 @@ class Trainer:
         record = events.Evaluation(
             step=self.step, epoch=round(self.epochs_done(), 4), train_loss=session.smoothed_loss, val_loss=val,
             val_bpc=self.bits_per_char(val), best_val_loss=self.best_val, lr=lr,
-            chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.vocab.kind)
+            chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.unit)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
         self.save(progress)
@@ -363,7 +364,7 @@ class Trainer:
         best_path = run.best_path if run.best_path.exists() else (run.checkpoints() or [run.path])[0]
         val, mode = (final_val, final_mode) if final_val is not None else (self.best_val, "streams")
         return TrainResult(
-            best_val_loss=val, best_val_bpc=self.bits_per_char(val), tokens=self.vocab.kind,
+            best_val_loss=val, best_val_bpc=self.bits_per_char(val), tokens=self.unit,
             best_val_mode=mode if val is not None else "none",
             steps=self.step, epochs=round(self.epochs_done(), 4), train_seconds=round(self.train_seconds, 3),
             chars_per_sec=session.chars_per_sec(), checkpoint=str(best_path), stopped_by=stopped_by,
@@ -390,9 +391,13 @@ def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
     report: called with each event of `charlm.training.events`; None is silent.
     clock: seconds for the time budget and the speed figures (time.perf_counter).
     """
+    from charlm.training.tagging import TaggerTrainer, check_tagging_options  # it builds on Trainer
+
+    check_tagging_options(opts, explicit)
     opts = with_budget_defaults(opts)
     check_options(opts)
+    kind = TaggerTrainer if opts.task != "lm" else Trainer
     with RunDir(opts.run_dir, keep=opts.keep) as run_dir:
-        trainer = Trainer.open(opts, run_dir, explicit=explicit, report=report, clock=clock)
+        trainer = kind.open(opts, run_dir, explicit=explicit, report=report, clock=clock)
         with StopSignals() as stop:
             return trainer.loop(stop)

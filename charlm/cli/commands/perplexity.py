@@ -11,7 +11,7 @@ from charlm.cli.console import result_console, status_console
 from charlm.inference.analysis import SURPRISAL_BINS, rank_candidates, score_summary, surprisal, surprisal_bin
 from charlm.inference.sampling import unit_noun
 from charlm.inference.scoring import ScoreResult, score_file
-from charlm.store.checkpoint import load_checkpoint
+from charlm.store.checkpoint import load_language_model
 from charlm.text.tokenizer import EOS
 
 # the colour of each bin of `SURPRISAL_BINS`, the open last bin included, for --show
@@ -20,7 +20,7 @@ EOS_GLYPH = "⏎"
 
 
 def _load(checkpoint, console):
-    return load_checkpoint(checkpoint, warn=lambda m: console.print(f"warning: {m}", markup=False))
+    return load_language_model(checkpoint, warn=lambda m: console.print(f"warning: {m}", markup=False))
 
 
 def surprisal_style(bits: float) -> str:

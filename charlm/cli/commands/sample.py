@@ -10,7 +10,7 @@ import click
 from charlm.cli.console import status_console
 from charlm.inference.analysis import novelty
 from charlm.inference.sampling import OrderedStream, beam_search, generate
-from charlm.store.checkpoint import load_checkpoint
+from charlm.store.checkpoint import load_language_model
 from charlm.text.corpus import read_text
 
 ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}
@@ -86,7 +86,7 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
 
     if beam is not None and not prime:
         raise click.BadParameter("beam search continues a prime; give --prime TEXT", param_hint="'--beam'")
-    ckpt = load_checkpoint(checkpoint, warn=warn)
+    ckpt = load_language_model(checkpoint, warn=warn)
     vocab_size = ckpt.vocab.size
     if top_k is not None and top_k > vocab_size:
         raise click.BadParameter(f"must be between 1 and the vocabulary size {vocab_size}, got {top_k}",

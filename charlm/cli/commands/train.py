@@ -13,6 +13,7 @@ from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
 from charlm.models.config import ACTIVATIONS, DTYPES
 from charlm.text.corpus import EOS_MODES
+from charlm.text.tagging import TASKS
 from charlm.text.tokenizer import KINDS
 from charlm.training import events
 from charlm.training.options import (
@@ -122,6 +123,15 @@ def _finite(ctx, param, value):
               help="Tokens seen fewer times become <UNK>.")
 @click.option("--max-vocab", type=click.IntRange(min=3), help="Keep only the most frequent tokens [default: all "
               "characters; 10,000 words].")
+@click.option("--task", type=click.Choice(("lm", *TASKS)), default=DEFAULTS.task, show_default=True,
+              help="What to learn: a language model, or a tagger: restore case (truecase), restore punctuation "
+                   "marks (punctuate), both on one encoder, or the labels of a CoNLL-style file (tag).")
+@click.option("--bidirectional/--no-bidirectional", default=DEFAULTS.bidirectional, show_default=True,
+              help="Taggers: every layer also reads each document backwards (sees the words after).")
+@click.option("--marks", default=DEFAULTS.marks, show_default=True,
+              help="punctuate: the marks removed from the input and restored.")
+@click.option("--max-len", type=click.IntRange(min=1), default=DEFAULTS.max_len, show_default=True,
+              help="Taggers: documents longer than this many characters are cut (with a warning).")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True), help="Fine-tune from this checkpoint or run "
               "(keeps its vocabulary).")
@@ -130,7 +140,8 @@ def _finite(ctx, param, value):
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
 def train(ctx, corpus, json_output, quiet, **options):
-    """Train a character- or word-level language model on CORPUS (a UTF-8 text file)."""
+    """Train a character- or word-level language model on CORPUS (a UTF-8 text file), or a character tagger
+    (--task): truecase and punctuate learn from any text, tag from a CoNLL-style file."""
     explicit = frozenset(name for name in ctx.params if name in OPTION_NAMES
                          and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     opts = TrainOptions(corpus=corpus, **options)
@@ -144,8 +155,9 @@ def train(ctx, corpus, json_output, quiet, **options):
                 case events.Evaluation():
                     if json_output:
                         _echo(json.dumps(event.to_dict()))
-                    progress.log(f"step {event.step}: val {_loss(event.val_loss, event.val_bpc, event.tokens)}, "
-                                 f"best {event.best_val_loss:.4f}")
+                    f1 = f", F1 {event.val_f1:.4f}" if event.val_f1 is not None else ""
+                    progress.log(f"step {event.step}: val {_loss(event.val_loss, event.val_bpc, event.tokens)}"
+                                 f"{f1}, best {event.best_val_loss:.4f}")
                 case events.Warning() if console.quiet:  # --quiet hides progress, not warnings
                     warnings.print(f"warning: {event.text}", markup=False, highlight=False)
                 case events.Warning():
@@ -174,6 +186,8 @@ def _echo(line: str) -> None:
 def _loss(nats: float, bpc: float, tokens: str, mode: str = "") -> str:
     """'1.4640 nats/char (2.112 bits/char)', or for words '5.1234 nats/token (ppl 168.0, 1.712 bits/char)'."""
     mode = f", {mode}" if mode else ""
+    if tokens == "label":
+        return f"{nats:.4f} nats/label{' (' + mode[2:] + ')' if mode else ''}"
     if tokens == "char":
         return f"{nats:.4f} nats/char ({bpc:.3f} bits/char{mode})"
     return f"{nats:.4f} nats/token (ppl {math.exp(min(nats, 700)):,.1f}, {bpc:.3f} bits/char{mode})"
@@ -182,6 +196,6 @@ def _loss(nats: float, bpc: float, tokens: str, mode: str = "") -> str:
 def _summary(result) -> str:
     val = (f"best val {_loss(result.best_val_loss, result.best_val_bpc, result.tokens, result.best_val_mode)}"
            if result.best_val_loss is not None else "no validation")
-    unit = "chars/s" if result.tokens == "char" else "tokens/s"
+    unit = "tokens/s" if result.tokens == "word" else "chars/s"
     return (f"done: {result.steps} steps, {result.epochs:.2f} epochs, {result.train_seconds:.0f}s, "
             f"{result.chars_per_sec:,.0f} {unit}; {val}; checkpoint {result.checkpoint}")

@@ -1,0 +1,103 @@
+"""Truecasing: restore the case of lowercased text with an ordinary character language model.
+
+The method of Susanto, Chieu and Lu (EMNLP 2016, "Learning to Capitalize with Character-Level Recurrent
+Neural Networks"): read the text as one document and search, with a beam, for the casing the model finds
+most likely, where each character may only be itself or its upper-case form (`case_candidates`). The
+document starts after `<EOS>` and its closing `<EOS>` is scored too, so the end of a text informs the
+casing of its last word.
+
+Letters: K live hypotheses (at most `beam`), V vocabulary, C candidates of one character (1 or 2).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlm.errors import ConfigError
+from charlm.inference.sampling import log_softmax, take_rows
+from charlm.models.lm import init_state, step_logits
+from charlm.text.tagging import lowercase
+from charlm.text.tokenizer import EOS, UNK
+
+
+@dataclass
+class Restored:
+    """One truecased text.
+
+    - text: the restored text, as long as the input; a character outside the vocabulary keeps the input's
+    - logprob: the model's log-probability (nats) of the restored text and its closing `<EOS>`, read from
+      `<EOS>` (characters outside the vocabulary are scored as `<UNK>`)
+    - changed: the characters whose case differs from the input's
+    """
+
+    text: str
+    logprob: float
+    changed: int
+
+
+def case_candidates(vocab, char: str) -> list[int]:
+    """The ids a lowercased character may become: its own id (`<UNK>` when unknown), then the id of its
+    upper-case form when `char.upper()` is one character, differs from `char` and is in the vocabulary."""
+    if len(char) != 1:
+        raise ConfigError(f"case_candidates takes one character, got {char!r}")
+    own = int(vocab.encode(char)[0])
+    upper = char.upper()
+    if len(upper) == 1 and upper != char and upper in vocab:
+        return [own, int(vocab.encode(upper)[0])]
+    return [own]
+
+
+def check_truecase_model(cfg, vocab) -> None:
+    """Raise ConfigError unless the model is a character language model."""
+    if cfg.heads:
+        raise ConfigError("this checkpoint is a tagger, not a language model; tag text with `charlm tag`")
+    if vocab.kind != "char":
+        raise ConfigError(f"truecasing needs a character language model; this checkpoint's model reads "
+                          f"{vocab.kind}s (train one with `charlm train --tokens char`)")
+
+
+def truecase(params, cfg, vocab, texts, *, beam: int = 8) -> list[Restored]:
+    """Restore the case of each text by beam search over its casings.
+
+    Each text is lowered first, character by character (`charlm.text.tagging.lowercase`: a character whose
+    lower case is not one character, such as 'İ', stays as it is), so the result lines up with the input.
+
+    - texts: strings; each is one document
+    - beam: hypotheses kept per character (1 = greedy)
+    Returns one Restored per text, in order.
+    """
+    check_truecase_model(cfg, vocab)
+    if beam < 1:
+        raise ConfigError(f"need a beam width >= 1, got {beam}")
+    return [_truecase_one(params, cfg, vocab, text, beam) for text in texts]
+
+
+def _truecase_one(params, cfg, vocab, text: str, beam: int) -> Restored:
+    """Beam search over the casings of one text; the K live hypotheses advance together as one batch."""
+    lowered = lowercase(text)
+    logits, state = step_logits(params, cfg, np.array([EOS]), init_state(cfg, 1))  # (1, V)
+    scores = np.zeros(1)  # (K,) log-probability of each live hypothesis
+    # Per position, each live hypothesis's parent row (K,) and chosen id (K,), for backtracking.
+    parents, chosen = [], []
+    for char in lowered:
+        candidates = np.array(case_candidates(vocab, char))  # (C,)
+        extended = scores[:, None] + log_softmax(logits)[:, candidates]  # (K, C)
+        flat = extended.ravel()
+        # best first; ties by index, so the search is deterministic
+        keep = np.lexsort((np.arange(flat.size), -flat))[:beam]
+        rows, which = np.divmod(keep, len(candidates))
+        ids = candidates[which]
+        parents.append(rows)
+        chosen.append(ids)
+        scores = flat[keep]
+        logits, state = step_logits(params, cfg, ids, take_rows(state, rows))
+    scores = scores + log_softmax(logits)[:, EOS]
+    best = int(np.argmax(scores))  # the first of equal scores: the better-ranked before the closing <EOS>
+    path = np.zeros(len(lowered), dtype=np.int64)
+    for t in range(len(lowered) - 1, -1, -1):
+        path[t] = chosen[t][best]
+        best = int(parents[t][best])
+    restored = "".join(original if i == UNK else vocab.token_text(int(i))
+                       for original, i in zip(text, path, strict=True))
+    changed = sum(a != b for a, b in zip(text, restored, strict=True))
+    return Restored(text=restored, logprob=float(scores.max()), changed=changed)
