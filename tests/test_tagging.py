@@ -10,6 +10,7 @@ import pytest
 
 from charlm.errors import ConfigError, CorpusError
 from charlm.inference.tag_metrics import bio_chunks, entity_scores, label_scores, truecase_word_scores
+from charlm.inference.tagging import as_tagger, tag_docs
 from charlm.store.checkpoint import load_checkpoint
 from charlm.text.batching import DocumentBatcher
 from charlm.text.tagging import NO_LABEL, lowercase, make_doc, read_conll, restore, task_heads
@@ -263,3 +264,30 @@ def test_taggers_and_language_models_refuse_each_others_commands(truecaser, tmp_
     assert empty_line.returncode == 2 and "<stdin>:2: empty line" in empty_line.stderr and not empty_line.stdout
     lm_evaluate = json.loads(run("evaluate", lm, heldout, "--json").stdout)
     assert lm_evaluate["total"]["bits_per_char"] > 0  # a language model's evaluation is its perplexity
+
+
+def test_the_lectures_case_needs_the_bidirectional_truecaser(tmp_path):
+    """'teddy' is a name ("Teddy Roosevelt") or not ("teddy bears") by the word after it alone: the
+    bidirectional truecaser learns it, the left-to-right one can do no better than chance on it."""
+    rng = np.random.default_rng(6)
+    verbs = ["was here", "is great", "sat down", "went home"]
+
+    def line(named):
+        return ("Teddy Roosevelt " if named else "teddy bears ") + str(rng.choice(verbs))
+
+    corpus = tmp_path / "teddy.txt"
+    corpus.write_text("\n".join(line(rng.random() < 0.5) for _ in range(600)) + "\n", encoding="utf-8")
+    tests = [line(named) for named in [True] * 20 + [False] * 20]
+    right = {}
+    for bidirectional in (False, True):
+        out = tmp_path / f"run-{bidirectional}"
+        train(TrainOptions(corpus=str(corpus), out=str(out), task="truecase", bidirectional=bidirectional,
+                           hidden=16, layers=1, steps=800, eval_every=800, warmup=5))
+        t = as_tagger(load_checkpoint(out))
+        restored = tag_docs(t.params, t.cfg, t.vocab, t.heads, t.task, [lowercase(s) for s in tests])
+        right[bidirectional] = np.mean([r["output"].split()[0] == s.split()[0]
+                                        for r, s in zip(restored, tests, strict=True)])
+        later = np.mean([r["output"].split()[1:] == s.split()[1:] for r, s in zip(restored, tests, strict=True)])
+        assert later == 1.0  # the words after "teddy" are easy either way: both taggers learned something
+    assert right[True] >= 0.95
+    assert right[False] <= 0.6

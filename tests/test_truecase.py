@@ -278,3 +278,17 @@ def test_registered_command_runs_in_a_real_process(trained):
                           input="dan likes a fox.\n", capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Dan likes a fox.\n"
+
+
+def test_a_whole_file_model_reads_each_text_as_a_line():
+    vocab = Vocab(sorted(set("ab\nAB")))
+    newline = int(vocab.encode("\n")[0])
+    assert truecase_module.framing(vocab, "file") == ([EOS, newline], newline)
+    assert truecase_module.framing(vocab, "lines") == ([EOS], EOS)
+    assert truecase_module.framing(Vocab(["a", "b"]), "file") == ([EOS], EOS)  # no newline to frame a line
+    cfg = ModelConfig("gru", vocab.size, 6, dtype="float64")
+    params = lm.init_params(cfg, np.random.default_rng(4))
+    [restored] = truecase(params, cfg, vocab, ["ab"], beam=4, eos_mode="file")
+    ids = np.concatenate([[EOS, newline], vocab.encode(restored.text), [newline]])
+    expected = -lm.forward_nll(params, cfg, ids[:-1, None], ids[1:, None], lm.init_state(cfg, 1))[0][1:].sum()
+    assert restored.logprob == pytest.approx(expected, rel=1e-9)

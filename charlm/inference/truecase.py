@@ -2,9 +2,10 @@
 
 The method of Susanto, Chieu and Lu (EMNLP 2016, "Learning to Capitalize with Character-Level Recurrent
 Neural Networks"): read the text as one document and search, with a beam, for the casing the model finds
-most likely, where each character may only be itself or its upper-case form (`case_candidates`). The
-document starts after `<EOS>` and its closing `<EOS>` is scored too, so the end of a text informs the
-casing of its last word.
+most likely, where each character may only be itself or its upper-case form (`case_candidates`). Each text
+is read as the model read a document: after `<EOS>`, with its closing `<EOS>` scored too, so the end of a text
+informs the casing of its last word; a model of a whole file (`eos_mode` "file") saw `<EOS>` once and lines
+thousands of times, so there a text is read as a line: after `<EOS>` and a newline, closed by a newline.
 
 Letters: K live hypotheses (at most `beam`), V vocabulary, C candidates of one character (1 or 2).
 """
@@ -25,8 +26,8 @@ class Restored:
     """One truecased text.
 
     - text: the restored text, as long as the input; a character outside the vocabulary keeps the input's
-    - logprob: the model's log-probability (nats) of the restored text and its closing `<EOS>`, read from
-      `<EOS>` (characters outside the vocabulary are scored as `<UNK>`)
+    - logprob: the model's log-probability (nats) of the restored text and its closing id (see `framing`)
+      (characters outside the vocabulary are scored as `<UNK>`)
     - changed: the characters whose case differs from the input's
     """
 
@@ -56,26 +57,39 @@ def check_truecase_model(cfg, vocab) -> None:
                           f"{vocab.kind}s (train one with `charlm train --tokens char`)")
 
 
-def truecase(params, cfg, vocab, texts, *, beam: int = 8) -> list[Restored]:
+def framing(vocab, eos_mode: str) -> tuple[list[int], int]:
+    """The ids read before each text and the id that closes it: a line for a whole-file model whose
+    vocabulary has a newline, else a document (`<EOS>` ... `<EOS>`)."""
+    if eos_mode == "file" and "\n" in vocab:
+        newline = int(vocab.encode("\n")[0])
+        return [EOS, newline], newline
+    return [EOS], EOS
+
+
+def truecase(params, cfg, vocab, texts, *, beam: int = 8, eos_mode: str = "lines") -> list[Restored]:
     """Restore the case of each text by beam search over its casings.
 
     Each text is lowered first, character by character (`charlm.text.tagging.lowercase`: a character whose
     lower case is not one character, such as 'İ', stays as it is), so the result lines up with the input.
 
-    - texts: strings; each is one document
+    - texts: strings; each is one document (one line of a whole-file model's text)
     - beam: hypotheses kept per character (1 = greedy)
+    - eos_mode: the document mode of the model's corpus (see `framing`)
     Returns one Restored per text, in order.
     """
     check_truecase_model(cfg, vocab)
     if beam < 1:
         raise ConfigError(f"need a beam width >= 1, got {beam}")
-    return [_truecase_one(params, cfg, vocab, text, beam) for text in texts]
+    start, end = framing(vocab, eos_mode)
+    return [_truecase_one(params, cfg, vocab, text, beam, start, end) for text in texts]
 
 
-def _truecase_one(params, cfg, vocab, text: str, beam: int) -> Restored:
+def _truecase_one(params, cfg, vocab, text: str, beam: int, start: list[int], end: int) -> Restored:
     """Beam search over the casings of one text; the K live hypotheses advance together as one batch."""
     lowered = lowercase(text)
-    logits, state = step_logits(params, cfg, np.array([EOS]), init_state(cfg, 1))  # (1, V)
+    state = init_state(cfg, 1)
+    for i in start:
+        logits, state = step_logits(params, cfg, np.array([i]), state)  # (1, V)
     scores = np.zeros(1)  # (K,) log-probability of each live hypothesis
     # Per position, each live hypothesis's parent row (K,) and chosen id (K,), for backtracking.
     parents, chosen = [], []
@@ -91,7 +105,7 @@ def _truecase_one(params, cfg, vocab, text: str, beam: int) -> Restored:
         chosen.append(ids)
         scores = flat[keep]
         logits, state = step_logits(params, cfg, ids, take_rows(state, rows))
-    scores = scores + log_softmax(logits)[:, EOS]
+    scores = scores + log_softmax(logits)[:, end]
     best = int(np.argmax(scores))  # the first of equal scores: the better-ranked before the closing <EOS>
     path = np.zeros(len(lowered), dtype=np.int64)
     for t in range(len(lowered) - 1, -1, -1):

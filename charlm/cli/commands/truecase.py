@@ -37,7 +37,8 @@ def truecase(checkpoint, texts, beam, as_json, quiet):
     unknown = sorted({c for text in texts for c in ckpt.vocab.unknown(lowercase(text))})
     if unknown:
         warn("characters outside the vocabulary are read as <UNK>: " + ", ".join(repr(c) for c in unknown))
-    restored = truecase_texts(ckpt.params, ckpt.config, ckpt.vocab, texts, beam=beam)
+    restored = truecase_texts(ckpt.params, ckpt.config, ckpt.vocab, texts, beam=beam,
+                              eos_mode=ckpt.data.get("eos_mode") or "file")
     if as_json:
         records = [{"input": text, **dataclasses.asdict(r)} for text, r in zip(texts, restored, strict=True)]
         click.echo(json.dumps(records, ensure_ascii=False, indent=2))
