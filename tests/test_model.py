@@ -45,9 +45,9 @@ def test_config_round_trip_and_defaults():
     d = cfg.to_dict()
     assert d == {"cell": "gru", "vocab_size": 65, "hidden": 128, "layers": 3, "embed": 16, "dropout": 0.25,
                  "activation": "tanh", "dtype": "float32", "tie": False, "bidirectional": False,
-                 "heads": ()}
+                 "heads": (), "pool": ""}
     assert ModelConfig.from_dict(d) == cfg
-    del d["tie"], d["bidirectional"], d["heads"]  # a checkpoint written before these existed
+    del d["tie"], d["bidirectional"], d["heads"], d["pool"]  # a checkpoint written before these existed
     assert ModelConfig.from_dict(d) == cfg
 
 

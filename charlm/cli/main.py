@@ -27,7 +27,8 @@ COMMANDS = {
     "explore": "charlm.cli.commands.explore:explore",
     "truecase": "charlm.cli.commands.truecase:truecase",
     "tag": "charlm.cli.commands.tag:tag",
-    "evaluate": "charlm.cli.commands.tag:evaluate",
+    "evaluate": "charlm.cli.commands.evaluate:evaluate",
+    "classify": "charlm.cli.commands.classify:classify",
 }
 
 

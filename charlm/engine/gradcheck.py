@@ -14,8 +14,8 @@ backward pass; an exactly zero gradient, e.g. under dropout that removes every u
 from dataclasses import dataclass
 
 from charlm.engine.backend import np
+from charlm.models import classifier, tagger
 from charlm.models import lm as model
-from charlm.models import tagger
 from charlm.models.config import ModelConfig
 
 TOLERANCE = 1e-6
@@ -86,16 +86,28 @@ def check_model(cfg: ModelConfig, *, seq_len: int, batch: int, seed: int = 0, ma
 
     Returns a list of CheckResult, parameters first (in param_shapes order), then `state.<layer>.<k>`.
     A tagger (`cfg.heads`) reads documents of random lengths up to seq_len from the zero state, with random
-    labels that leave some positions unlabelled; it has no state to check.
+    labels that leave some positions unlabelled; a classifier (`cfg.pool`) texts of random lengths with
+    random labels and weights; neither has state to check.
     """
     cfg = ModelConfig(**{**cfg.to_dict(), "dtype": "float64"})
     rng = np.random.default_rng(seed)
-    params = (tagger if cfg.heads else model).init_params(cfg, rng)
+    params = (classifier if cfg.pool else tagger if cfg.heads else model).init_params(cfg, rng)
     for name, p in params.items():
         if name.endswith(".b"):
             p += 0.1 * rng.standard_normal(p.shape)  # a generic point, not the symmetric zero bias
     x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
-    if cfg.heads:
+    if cfg.pool:
+        lengths = rng.integers(1, seq_len + 1, batch)
+        lengths[0] = seq_len
+        y = rng.integers(0, cfg.heads[0], batch)
+        weights = rng.uniform(0.5, 2.0, batch)
+        state = []
+
+        def run():
+            loss, grads = classifier.loss_and_grads(params, cfg, x, y, lengths, weights=weights,
+                                                    rng=np.random.default_rng(seed + 1))
+            return loss, grads, None, []
+    elif cfg.heads:
         lengths = rng.integers(1, seq_len + 1, batch)
         lengths[0] = seq_len
         unlabelled = (np.arange(seq_len)[:, None] >= lengths[None, :]) | (rng.random((seq_len, batch)) < 0.2)

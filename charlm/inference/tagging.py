@@ -34,6 +34,8 @@ class Tagger:
 def as_tagger(ckpt) -> Tagger:
     """The tagger a checkpoint holds; a language model is a ConfigError that says what to use instead."""
     tagging = ckpt.data.get("tagging")
+    if ckpt.config.pool:
+        raise ConfigError(f"{ckpt.path} is a classifier, not a tagger: use charlm classify")
     if not ckpt.config.heads or not tagging:
         raise ConfigError(f"{ckpt.path} is a language model, not a tagger: train one with charlm train --task "
                           f"truecase|punctuate|tag (charlm truecase restores case with a language model)")

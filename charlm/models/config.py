@@ -7,6 +7,7 @@ from charlm.engine.cells import CELLS
 from charlm.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu")
+POOLS = ("last", "mean", "max")
 DTYPES = ("float32", "float64")
 
 
@@ -25,6 +26,7 @@ class ModelConfig:
     tie: bool = False  # the head's weight is embed.W transposed (no head.W); needs embed == hidden
     bidirectional: bool = False  # every layer also reads each document backwards (taggers only)
     heads: tuple = ()  # a tagger's heads, the number of labels of each; () is a language model
+    pool: str = ""  # a classifier's pooling of a text's states (one of POOLS; its one head are the labels)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -47,6 +49,9 @@ class ModelConfig:
                 isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 2 for k in heads):
             raise ConfigError(f"model heads must be a list of label counts >= 2, got {heads!r}")
         object.__setattr__(self, "heads", tuple(int(k) for k in heads))
+        if self.pool and (self.pool not in POOLS or len(self.heads) != 1):
+            raise ConfigError(f"a classifier pools by one of {', '.join(POOLS)} into one head, got pool "
+                              f"{self.pool!r} and heads {self.heads}")
         if self.tie and self.heads:
             raise ConfigError("--tie shares the embedding with a language model's head; a tagger has none")
         for name in ("tie", "bidirectional"):
@@ -65,7 +70,7 @@ class ModelConfig:
     def from_dict(cls, d) -> "ModelConfig":
         """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError. Optional
         fields missing from an older checkpoint's dict take their defaults (`tie`, `bidirectional` False,
-        `heads` empty)."""
+        `heads` empty, `pool` none)."""
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)

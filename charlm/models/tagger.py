@@ -102,8 +102,8 @@ def predict(params, cfg: ModelConfig, x, lengths):
 def _check_config(cfg) -> None:
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
-    if not cfg.heads:
-        raise ConfigError("this model has no tagging heads (it is a language model)")
+    if not cfg.heads or cfg.pool:
+        raise ConfigError("this model has no tagging heads (it is a language model or a classifier)")
 
 
 def _check_inputs(params, cfg, x, labels, lengths):

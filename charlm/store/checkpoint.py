@@ -120,8 +120,12 @@ def load_checkpoint(path, *, prefer: str = "best", warn=None) -> Checkpoint:
 
 
 def load_language_model(path, *, prefer: str = "best", warn=None) -> Checkpoint:
-    """`load_checkpoint`, refusing a tagger (a ConfigError naming the file and the commands it serves)."""
+    """`load_checkpoint`, refusing a tagger or a classifier (a ConfigError naming the file and the commands
+    it serves)."""
     ckpt = load_checkpoint(path, prefer=prefer, warn=warn)
+    if ckpt.config.pool:
+        raise ConfigError(f"{ckpt.path} is a classifier, not a language model: use charlm classify or charlm "
+                          f"evaluate")
     if ckpt.config.heads:
         raise ConfigError(f"{ckpt.path} is a tagger, not a language model: use charlm tag or charlm evaluate")
     return ckpt

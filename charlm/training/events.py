@@ -52,7 +52,8 @@ class Evaluation:
     chars_per_sec: float  # tokens per second
     train_seconds: float
     tokens: str = "char"  # the tokenizer kind, or "label" for a tagger
-    val_f1: float | None = None  # a tagger's headline F1 on the validation documents
+    val_f1: float | None = None  # a tagger's headline F1 (a classifier's macro-F1) on the validation documents
+    val_accuracy: float | None = None  # a classifier's accuracy on the validation texts
 
     def to_dict(self) -> dict:
         """Plain JSON types, in field order."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
-from charlm.models.config import ModelConfig
+from charlm.models.config import POOLS, ModelConfig
 from charlm.text.tagging import DEFAULT_MARKS, check_task
 from charlm.text.tokenizer import KINDS
 
@@ -66,10 +66,12 @@ class TrainOptions:
     seed: int = 1337
     init_from: str | None = None
     resume: bool = False
-    task: str = "lm"  # "lm", or a tagging task of charlm.text.tagging.TASKS
+    task: str = "lm"  # "lm", "classify", or a tagging task of charlm.text.tagging.TASKS
     bidirectional: bool = False
     marks: str = DEFAULT_MARKS  # punctuate: the marks removed and restored
-    max_len: int = 500  # taggers: documents longer than this many characters are cut
+    max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
+    pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
+    balance: bool = False  # classify: weigh the loss by inverse label frequency
 
     @property
     def run_dir(self) -> Path:
@@ -81,7 +83,8 @@ class TrainOptions:
         o = with_budget_defaults(self)
         return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
                            dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie,
-                           bidirectional=o.bidirectional, heads=heads)
+                           bidirectional=o.bidirectional, heads=heads,
+                           pool=o.pool if o.task == "classify" else "")
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
@@ -90,7 +93,7 @@ OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name in OPTION_NAMES and f.name != "dropout")
 # Options that decide the vocabulary: which character or word each id (each weight row) stands for, and
 # for a tagger what its labels mean.
-VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks")
+VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks", "pool")
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 
@@ -167,7 +170,10 @@ def check_options(o: TrainOptions) -> None:
     if o.tokens not in KINDS:
         raise ConfigError(f"--tokens must be one of {', '.join(KINDS)}, got {o.tokens!r}")
     if o.task != "lm":
-        check_task(o.task, o.marks)
+        if o.task != "classify":
+            check_task(o.task, o.marks)
+        elif o.pool not in POOLS:
+            raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, got {o.pool!r}")
         if o.tokens != "char":
             raise ConfigError(f"--task {o.task} reads characters; --tokens word is for language models")
         if o.tie:

@@ -128,30 +128,35 @@ def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
 
 
 class TaggerTrainer(Trainer):
-    """A tagger's run: the Trainer's loop and checkpoints over `DocumentBatcher` batches."""
+    """A tagger's run: the Trainer's loop and checkpoints over `DocumentBatcher` batches.
 
-    def __init__(self, data: TaggingData, opts: TrainOptions, run_dir: RunDir, *, base=None, resume=False,
-                 report=None, clock=time.perf_counter):
+    It is also the base of every trainer of whole documents (`charlm.training.classify.ClassifierTrainer`):
+    a subclass sets `model`, `meta_key` and `load_data`, and overrides the hooks `new_config`, `new_batches`,
+    `loss_and_grads`, `score`, `improves`, `data_meta` and `_show_sample`.
+    """
+
+    model = tagger  # the module with init_params and loss_and_grads
+    meta_key = "tagging"  # the checkpoint's `data` entry that says what the model does
+
+    def __init__(self, data, opts: TrainOptions, run_dir: RunDir, *, base=None, resume=False, report=None,
+                 clock=time.perf_counter):
         self.opts, self.run_dir, self.writer = opts, run_dir, RunWriter(run_dir)
         self.report = report or (lambda event: None)
         self.clock = clock
         self.data, self.vocab, self.unit = data, data.vocab, "label"
-        self.train_docs, self.val_ids = data.train_docs, data.val_docs  # the loop validates when val_ids is set
-        self.cfg = base.config if base else opts.model_config(self.vocab.size, tuple(len(h.labels) for h in data.heads))
+        self.val_ids = data.val_docs  # the loop validates when this is set
+        self.cfg = base.config if base else self.new_config(opts, data)
         if base and base.config.dropout != opts.dropout:
             self.cfg = replace(self.cfg, dropout=opts.dropout)
         self.rng = np.random.default_rng(opts.seed)
-        self.params = base.params if base else tagger.init_params(self.cfg, self.rng)
+        self.params = base.params if base else self.model.init_params(self.cfg, self.rng)
         self.optimizer = make_optimizer(opts.optimizer, self.params, momentum=opts.momentum,
                                         weight_decay=opts.weight_decay)
-        self.train_inputs = [self.vocab.encode(d.text) for d in self.train_docs]
-        lengths = np.array([len(d.text) for d in self.train_docs])
-        self.batcher = _PaddedBatches(DocumentBatcher(lengths, opts.batch, opts.seed), self.train_inputs,
-                                      self.train_docs)
-        self.state = init_state(self.cfg, 1)  # taggers carry no state; the loop resets it at each epoch
+        self.batcher = self.new_batches(data)
+        self.state = init_state(self.cfg, 1)  # documents carry no state; the loop resets it at each epoch
         self.workspace = {}
         self.step, self.train_seconds, self.progress0 = 0, 0.0, 0.0
-        self.best_val = self.best_step = self.last_val = self.last_f1 = None
+        self.best_val = self.best_step = self.last_val = self.last_f1 = self.best_f1 = self.last_accuracy = None
         self.evals_since_best = 0
         self.exact_seconds = self.eval_seconds = None
         self.tokens_per_char = 1.0
@@ -163,6 +168,46 @@ class TaggerTrainer(Trainer):
                                       f"invalid ({type(exc).__name__}: {exc})") from None
         self.writer.write_config(asdict(opts))
 
+    # ------------------------------------------------------------------ hooks
+    @staticmethod
+    def load_data(opts: TrainOptions, base, report) -> TaggingData:
+        return load_tagging_data(opts, base, report)
+
+    def new_config(self, opts: TrainOptions, data):
+        return opts.model_config(data.vocab.size, tuple(len(h.labels) for h in data.heads))
+
+    def new_batches(self, data):
+        inputs = [data.vocab.encode(d.text) for d in data.train_docs]
+        lengths = np.array([len(d.text) for d in data.train_docs])
+        return _PaddedBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs,
+                              [d.labels for d in data.train_docs])
+
+    def loss_and_grads(self, x, y):
+        labels, lengths = y
+        return tagger.loss_and_grads(self.params, self.cfg, x, labels, lengths, rng=self.rng,
+                                     workspace=self.workspace)
+
+    def score(self, params) -> dict:
+        """{"loss", "f1"} of `params` on every held-out document."""
+        return evaluate_docs(params, self.cfg, self.vocab, self.data.heads, self.opts.task, self.val_ids)
+
+    def improves(self, loss: float, f1: float) -> bool:
+        """Whether an evaluation is the best so far: a tagger's by validation loss."""
+        return self.best_val is None or loss < self.best_val
+
+    def data_meta(self) -> dict:
+        return {"eos_mode": self.opts.eos, "encoding": self.opts.encoding, "min_count": self.opts.min_count,
+                "max_vocab": self.opts.max_vocab, "corpus_name": Path(self.opts.corpus).name,
+                "corpus_sha256": self.data.sha256, "corpus_chars": sum(len(d.text) for d in self.data.train_docs),
+                "tagging": tagging_meta(self.opts, self.data.heads)}
+
+    def _show_sample(self) -> None:
+        doc = self.val_ids[self.step % len(self.val_ids)] if self.val_ids else self.data.train_docs[0]
+        tagged = tag_docs(self.params, self.cfg, self.vocab, self.data.heads, self.opts.task, [doc.text],
+                          marks=self.opts.marks, tokens=[doc.tokens] if doc.tokens else None)
+        self.report(events.Sample(step=self.step, text=tagged[0]["output"]))
+
+    # ------------------------------------------------------------------ the run
     @classmethod
     def open(cls, opts: TrainOptions, run_dir: RunDir, *, explicit: frozenset = frozenset(), report=None,
              clock=time.perf_counter) -> "TaggerTrainer":
@@ -178,10 +223,10 @@ class TaggerTrainer(Trainer):
             base = load_checkpoint(opts.init_from)
             refuse_changes(base, opts, explicit, what="--init-from checkpoint", keys=MODEL_OPTIONS)
         if base is not None:
-            tagging = base.data.get("tagging")
-            if not tagging or tagging.get("task") != opts.task:
-                raise ConfigError(f"{base.path} is not a --task {opts.task} tagger; start a new run")
-        data = load_tagging_data(opts, base, report)
+            meta = base.data.get(cls.meta_key)
+            if not meta or meta.get("task") != opts.task:
+                raise ConfigError(f"{base.path} is not a --task {opts.task} model; start a new run")
+        data = cls.load_data(opts, base, report)
         if resume and base.data.get("corpus_sha256") != data.sha256:
             raise CharlmError(f"{opts.corpus} is not the corpus this run was trained on (content differs)")
         return cls(data, opts, run_dir, base=base, resume=resume, report=report, clock=clock)
@@ -193,15 +238,16 @@ class TaggerTrainer(Trainer):
                                                        self.opts.seed, t["cursor"])
         self.rng.bit_generator.state = ckpt.rng
         self.step, self.train_seconds, self.progress0 = t["step"], t["train_seconds"], t["progress"]
-        self.best_val, self.best_step = t.get("best_val"), t.get("best_step")
+        self.best_val, self.best_step, self.best_f1 = t.get("best_val"), t.get("best_step"), t.get("best_f1")
         self.evals_since_best, self.last_val = t.get("evals_since_best", 0), t.get("last_val")
         self.writer.truncate_metrics(self.step)
         self.report(events.Log(f"resumed {ckpt.path.name} at step {self.step}"))
 
+    def train_state(self, progress: float) -> dict:
+        return {**super().train_state(progress), "best_f1": self.best_f1}
+
     def train_step(self, x, y, progress: float):
-        labels, lengths = y
-        loss, grads = tagger.loss_and_grads(self.params, self.cfg, x, labels, lengths, rng=self.rng,
-                                            workspace=self.workspace)
+        loss, grads = self.loss_and_grads(x, y)
         loss, norm, lr = self.apply_gradients(loss, grads, progress)
         self.step += 1
         return loss, norm, lr
@@ -213,32 +259,26 @@ class TaggerTrainer(Trainer):
     def bits_per_char(self, nats_per_token):
         return None
 
-    def data_meta(self) -> dict:
-        return {"eos_mode": self.opts.eos, "encoding": self.opts.encoding, "min_count": self.opts.min_count,
-                "max_vocab": self.opts.max_vocab, "corpus_name": Path(self.opts.corpus).name,
-                "corpus_sha256": self.data.sha256, "corpus_chars": sum(len(d.text) for d in self.train_docs),
-                "tagging": tagging_meta(self.opts, self.data.heads)}
-
     def evaluate(self, params=None, *, max_ids=None) -> float:
-        """Validation loss (nats per label, summed over heads) over every held-out document; the headline
-        F1 is kept in last_f1."""
-        found = evaluate_docs(self.params if params is None else params, self.cfg, self.vocab, self.data.heads,
-                              self.opts.task, self.val_ids)
+        """Validation loss (nats per label) over every held-out document; the headline F1 is kept in
+        last_f1."""
+        found = self.score(self.params if params is None else params)
         self.last_f1 = found["f1"]
         return found["loss"]
 
     def _evaluate_and_checkpoint(self, progress, session, lr) -> bool:
         val = self.evaluate()
         self.last_val = val
-        improved = self.best_val is None or val < self.best_val
+        improved = self.improves(val, self.last_f1)
         if improved:
-            self.best_val, self.best_step, self.evals_since_best = val, self.step, 0
+            self.best_val, self.best_f1, self.best_step, self.evals_since_best = val, self.last_f1, self.step, 0
         else:
             self.evals_since_best += 1
         record = events.Evaluation(
             step=self.step, epoch=round(self.epochs_done(), 4), train_loss=session.smoothed_loss, val_loss=val,
             val_bpc=None, best_val_loss=self.best_val, lr=lr, chars_per_sec=session.chars_per_sec(),
-            train_seconds=round(self.train_seconds, 3), tokens=self.unit, val_f1=self.last_f1)
+            train_seconds=round(self.train_seconds, 3), tokens=self.unit, val_f1=self.last_f1,
+            val_accuracy=self.last_accuracy)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
         self.save(progress)
@@ -258,18 +298,12 @@ class TaggerTrainer(Trainer):
                                          best_val_f1=self.last_f1))
         return loss, "exact"
 
-    def _show_sample(self) -> None:
-        doc = self.val_ids[self.step % len(self.val_ids)] if self.val_ids else self.train_docs[0]
-        tagged = tag_docs(self.params, self.cfg, self.vocab, self.data.heads, self.opts.task, [doc.text],
-                          marks=self.opts.marks, tokens=[doc.tokens] if doc.tokens else None)
-        self.report(events.Sample(step=self.step, text=tagged[0]["output"]))
-
 
 class _PaddedBatches:
     """DocumentBatcher's batches as the loop takes them: (x (T, B), (labels per head (T, B), lengths (B,)))."""
 
-    def __init__(self, batcher: DocumentBatcher, inputs, docs):
-        self.batcher, self.inputs, self.docs = batcher, inputs, docs
+    def __init__(self, batcher: DocumentBatcher, inputs, labels):
+        self.batcher, self.inputs, self.labels = batcher, inputs, labels
 
     @property
     def batches_per_epoch(self) -> int:
@@ -285,7 +319,7 @@ class _PaddedBatches:
 
     def next_batch(self):
         rows = self.batcher.next_batch()
-        return pad_batch([self.inputs[i] for i in rows], [self.docs[i].labels for i in rows])
+        return pad_batch([self.inputs[i] for i in rows], [self.labels[i] for i in rows])
 
 
 def pad_batch(inputs, labels=None):
@@ -307,8 +341,23 @@ def pad_batch(inputs, labels=None):
     return x, (heads, lengths)
 
 
+# Options that only shape a language model's or a tagger's data: given to a classifier, a usage error.
+NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
+                       "eval_chars")
+# ... and to a tagger: the classifier's own.
+NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars")
+# ... and to a language model: the document tasks' own.
+NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance")
+
+
 def check_tagging_options(opts: TrainOptions, explicit: frozenset) -> None:
-    """What only the command line can tell: an explicit --eos file for a tagger (documents must be whole)."""
-    if opts.task != "lm" and opts.task != "tag" and "eos" in explicit and opts.eos == "file":
+    """What only the command line can tell: options given for another task (usage errors), and an explicit
+    --eos file for a tagger (its documents must be whole lines or paragraphs)."""
+    refused = {"lm": NOT_FOR_LANGUAGE_MODELS, "classify": NOT_FOR_CLASSIFIERS}.get(opts.task, NOT_FOR_TAGGERS)
+    given = [name for name in refused if name in explicit]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+    if opts.task not in ("lm", "tag", "classify") and "eos" in explicit and opts.eos == "file":
         raise ConfigError(f"--task {opts.task} reads whole documents: use --eos lines or --eos paragraphs "
                           f"(lines is the default)")

@@ -391,12 +391,13 @@ def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
     report: called with each event of `charlm.training.events`; None is silent.
     clock: seconds for the time budget and the speed figures (time.perf_counter).
     """
-    from charlm.training.tagging import TaggerTrainer, check_tagging_options  # it builds on Trainer
+    from charlm.training.classify import ClassifierTrainer  # these build on Trainer
+    from charlm.training.tagging import TaggerTrainer, check_tagging_options
 
     check_tagging_options(opts, explicit)
     opts = with_budget_defaults(opts)
     check_options(opts)
-    kind = TaggerTrainer if opts.task != "lm" else Trainer
+    kind = {"lm": Trainer, "classify": ClassifierTrainer}.get(opts.task, TaggerTrainer)
     with RunDir(opts.run_dir, keep=opts.keep) as run_dir:
         trainer = kind.open(opts, run_dir, explicit=explicit, report=report, clock=clock)
         with StopSignals() as stop:

@@ -11,7 +11,7 @@ from charlm.cli.console import silence, status_console
 from charlm.cli.progress import TrainProgress
 from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
-from charlm.models.config import ACTIVATIONS, DTYPES
+from charlm.models.config import ACTIVATIONS, DTYPES, POOLS
 from charlm.text.corpus import EOS_MODES
 from charlm.text.tagging import TASKS
 from charlm.text.tokenizer import KINDS
@@ -123,15 +123,21 @@ def _finite(ctx, param, value):
               help="Tokens seen fewer times become <UNK>.")
 @click.option("--max-vocab", type=click.IntRange(min=3), help="Keep only the most frequent tokens [default: all "
               "characters; 10,000 words].")
-@click.option("--task", type=click.Choice(("lm", *TASKS)), default=DEFAULTS.task, show_default=True,
-              help="What to learn: a language model, or a tagger: restore case (truecase), restore punctuation "
-                   "marks (punctuate), both on one encoder, or the labels of a CoNLL-style file (tag).")
+@click.option("--task", type=click.Choice(("lm", *TASKS, "classify")), default=DEFAULTS.task, show_default=True,
+              help="What to learn: a language model; a tagger: restore case (truecase), restore punctuation "
+                   "marks (punctuate), both on one encoder, or the labels of a CoNLL-style file (tag); or a "
+                   "classifier of label<TAB>text lines (classify).")
 @click.option("--bidirectional/--no-bidirectional", default=DEFAULTS.bidirectional, show_default=True,
               help="Taggers: every layer also reads each document backwards (sees the words after).")
 @click.option("--marks", default=DEFAULTS.marks, show_default=True,
               help="punctuate: the marks removed from the input and restored.")
 @click.option("--max-len", type=click.IntRange(min=1), default=DEFAULTS.max_len, show_default=True,
-              help="Taggers: documents longer than this many characters are cut (with a warning).")
+              help="Taggers and classifiers: documents longer than this many characters are cut (with a "
+                   "warning).")
+@click.option("--pool", type=click.Choice(POOLS), default=DEFAULTS.pool, show_default=True,
+              help="classify: a text's states become one vector by the last (each direction's final state), "
+                   "their mean or their max.")
+@click.option("--balance", is_flag=True, help="classify: weigh the loss by inverse label frequency.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True), help="Fine-tune from this checkpoint or run "
               "(keeps its vocabulary).")
@@ -156,6 +162,7 @@ def train(ctx, corpus, json_output, quiet, **options):
                     if json_output:
                         _echo(json.dumps(event.to_dict()))
                     f1 = f", F1 {event.val_f1:.4f}" if event.val_f1 is not None else ""
+                    f1 += f", accuracy {event.val_accuracy:.4f}" if event.val_accuracy is not None else ""
                     progress.log(f"step {event.step}: val {_loss(event.val_loss, event.val_bpc, event.tokens)}"
                                  f"{f1}, best {event.best_val_loss:.4f}")
                 case events.Warning() if console.quiet:  # --quiet hides progress, not warnings

@@ -1,0 +1,88 @@
+"""Using a classifier: the top labels of texts, and its accuracy, macro-F1, per-label figures and confusion
+matrix on labelled texts."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlm.errors import ConfigError
+from charlm.inference.tag_metrics import label_scores
+from charlm.models import classifier
+from charlm.text.tokenizer import EOS
+
+# Texts classified together (padded to the longest of each group; groups are sorted by length).
+BATCH = 128
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A loaded classifier checkpoint: its arrays and its labels (index = label id)."""
+
+    params: dict
+    cfg: object
+    vocab: object
+    labels: tuple[str, ...]
+    max_len: int
+
+
+def as_classifier(ckpt) -> Classifier:
+    """The classifier a checkpoint holds; another kind of model is a ConfigError saying what to use."""
+    meta = ckpt.data.get("classify")
+    if not ckpt.config.pool or not meta:
+        kind = "a tagger (use charlm tag)" if ckpt.config.heads else "a language model (use charlm sample)"
+        raise ConfigError(f"{ckpt.path} is {kind}, not a classifier: train one with charlm train --task classify")
+    return Classifier(ckpt.params, ckpt.config, ckpt.vocab, tuple(meta["labels"]), int(meta.get("max_len", 0)))
+
+
+def predict_texts(params, cfg, vocab, texts, *, max_len: int = 0) -> np.ndarray:
+    """Label probabilities of each text, of shape (N, K); texts longer than `max_len` (when > 0) are read up to
+    it, as in training."""
+    if max_len:
+        texts = [t[:max_len] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    probs = np.zeros((len(texts), cfg.heads[0]))
+    for start in range(0, len(order), BATCH):
+        rows = order[start:start + BATCH]
+        inputs = [np.asarray(vocab.encode(texts[i]), dtype=np.int64) for i in rows]
+        lengths = np.array([max(len(ids), 1) for ids in inputs])
+        x = np.full((int(lengths.max()), len(rows)), EOS, dtype=np.int64)
+        for b, ids in enumerate(inputs):
+            x[:len(ids), b] = ids
+        probs[rows] = classifier.predict(params, cfg, x, lengths)
+    return probs
+
+
+def classify_texts(c: Classifier, texts, *, top_k: int = 1) -> list[dict]:
+    """Per text {"text", "label", "probability", "top": [[label, probability], ...]} (top_k entries)."""
+    probs = predict_texts(c.params, c.cfg, c.vocab, texts, max_len=c.max_len)
+    found = []
+    for text, p in zip(texts, probs, strict=True):
+        best = np.argsort(-p, kind="stable")[:top_k]
+        found.append({"text": text, "label": c.labels[best[0]], "probability": float(p[best[0]]),
+                      "top": [[c.labels[i], float(p[i])] for i in best]})
+    return found
+
+
+def evaluate_texts(c: Classifier, texts, labels) -> dict:
+    """A classifier's figures on labelled texts (labels: names it knows).
+
+    Returns {"task": "classify", "loss" (nats per text), "accuracy", "macro_f1", "f1" (= macro_f1),
+    "labels": per label {precision, recall, f1, support}, "confusion": {"labels", "matrix" (rows = true)},
+    "most_confused": [[true, predicted, count], ...] most first}.
+    """
+    if not texts:
+        raise ConfigError("there are no texts to evaluate")
+    ids = {name: i for i, name in enumerate(c.labels)}
+    y = np.array([ids[name] for name in labels])
+    probs = predict_texts(c.params, c.cfg, c.vocab, texts, max_len=c.max_len)
+    predicted = probs.argmax(axis=1)
+    K = len(c.labels)
+    matrix = np.zeros((K, K), dtype=np.int64)
+    np.add.at(matrix, (y, predicted), 1)
+    scores = label_scores(y, predicted, c.labels)
+    off = [(int(matrix[i, j]), c.labels[i], c.labels[j]) for i in range(K) for j in range(K) if i != j and matrix[i, j]]
+    return {"task": "classify", "loss": float(-np.log(np.maximum(probs[np.arange(len(y)), y], 1e-300)).mean()),
+            "accuracy": float((predicted == y).mean()), "macro_f1": scores["macro"]["f1"],
+            "f1": scores["macro"]["f1"], "labels": scores["labels"],
+            "confusion": {"labels": list(c.labels), "matrix": matrix.tolist()},
+            "most_confused": [[t, p, n] for n, t, p in sorted(off, key=lambda e: (-e[0], e[1], e[2]))]}

@@ -1,0 +1,127 @@
+"""The classifier: the recurrent encoder (`charlm.models.encoder`), a pooling of its states over each whole text,
+and one softmax over the labels (many-to-one).
+
+Letters: T time (the longest text of the batch), B batch (texts), F the encoder's output width (H, or 2H
+bidirectional), K labels.
+
+Parameters: the encoder's, then `head.0.W` (F, K) and `head.0.b` (K,) (the names a one-head tagger uses, so
+checkpoints validate alike). Texts are read whole from the zero state, padded to T; `lengths` (B,) says where
+each ends. Pooling (`cfg.pool`) turns the states a<1..n> of a text into one vector:
+- last: a<n>; bidirectional, each direction's final state: the forward a<n> and the reverse direction's
+  output at step 1 (it has read the whole text backwards)
+- mean: the mean of a<1..n>
+- max: the elementwise max of a<1..n>
+Padding steps never enter a pooled vector, so they get exactly zero gradient.
+"""
+
+from charlm.engine import layers
+from charlm.engine.backend import np
+from charlm.errors import ConfigError
+from charlm.models.config import ModelConfig
+from charlm.models.encoder import check_ids, check_params, encoder_backward, encoder_forward, init_state, init_weights
+from charlm.models.tagger import param_shapes
+
+__all__ = ["init_params", "loss_and_grads", "param_shapes", "predict"]
+
+
+def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Fresh parameters in cfg.dtype, drawn in param_shapes order (see `charlm.models.encoder.init_weights`)."""
+    _check_config(cfg)
+    return init_weights(cfg, param_shapes(cfg), rng)
+
+
+def pool_forward(out, lengths, cfg: ModelConfig):
+    """The pooled vector of every text.
+
+    Inputs: out (T, B, F), the encoder's states; lengths (B,).
+    Returns (pooled (B, F), cache for pool_backward).
+    """
+    T, B, F = out.shape
+    cols = np.arange(B)
+    if cfg.pool == "last":
+        rows = np.broadcast_to(lengths - 1, (F, B)).T.copy()  # (B, F): the step each feature is read at
+        if cfg.bidirectional:
+            rows[:, cfg.hidden:] = 0  # the reverse direction ends at the text's first step
+        return out[rows, cols[:, None], np.arange(F)[None, :]], ("last", out.shape, rows)
+    real = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
+    if cfg.pool == "mean":
+        counts = lengths.astype(out.dtype)[:, None]  # (B, 1)
+        return (out * real).sum(axis=0) / counts, ("mean", out.shape, real, counts)
+    masked = np.where(real, out, -np.inf)
+    rows = masked.argmax(axis=0)  # (B, F): the step of each maximum
+    return np.take_along_axis(out, rows[None], axis=0)[0], ("max", out.shape, rows)
+
+
+def pool_backward(dpooled, cache):
+    """Gradient of the states (T, B, F) from that of the pooled vectors (B, F); zero at padding."""
+    kind, shape = cache[0], cache[1]
+    T, B, F = shape
+    if kind == "mean":
+        _, _, real, counts = cache
+        return np.broadcast_to(dpooled / counts, shape) * real  # d a<t> = d pooled / n for t <= n
+    rows = cache[2]
+    dout = np.zeros(shape, dpooled.dtype)
+    dout[rows, np.arange(B)[:, None], np.arange(F)[None, :]] = dpooled  # routed to the step that was read
+    return dout
+
+
+def loss_and_grads(params, cfg: ModelConfig, x, y, lengths, *, weights=None, rng=None, workspace=None):
+    """Mean cross-entropy of the texts' labels (weighted by `weights`) and its exact gradients.
+
+    Inputs:
+    - x: input ids, of shape (T, B), padded past each text's length with any valid id
+    - y: label ids, of shape (B,)
+    - lengths: real steps of each text, of shape (B,), each in [1, T]
+    - weights: optional per-text weights (B,) (e.g. inverse label frequency); None weighs texts equally
+    - rng: np.random.Generator driving dropout (required when cfg.dropout > 0)
+
+    Returns (loss, grads): the loss a Python float; grads keyed exactly like params.
+    """
+    x, y, lengths = _check_inputs(params, cfg, x, y, lengths)
+    if cfg.dropout > 0 and not isinstance(rng, np.random.Generator):
+        raise ConfigError("dropout > 0 needs an rng (np.random.Generator) to draw its masks")
+    out, _, enc_cache = encoder_forward(params, cfg, x, init_state(cfg, x.shape[1]), lengths=lengths, rng=rng,
+                                        ws=workspace)
+    pooled, pool_cache = pool_forward(out, lengths, cfg)  # (B, F)
+    logits, head_cache = layers.affine_forward(pooled[None], params["head.0.W"], params["head.0.b"])  # (1, B, K)
+    loss, _, nll_cache = layers.softmax_nll_forward(logits[0], y, weights)
+    grads = {}
+    dlogits = layers.softmax_nll_backward(nll_cache)  # (B, K)
+    dpooled, grads["head.0.W"], grads["head.0.b"] = layers.affine_backward(dlogits[None], head_cache)
+    encoder_backward(cfg, pool_backward(dpooled[0], pool_cache), enc_cache, grads)  # d states, padding zero
+    return loss, grads
+
+
+def predict(params, cfg: ModelConfig, x, lengths):
+    """Label probabilities of each text, of shape (B, K) float64 (evaluation: no dropout)."""
+    x, _, lengths = _check_inputs(params, cfg, x, None, lengths)
+    out, _, _ = encoder_forward(params, cfg, x, init_state(cfg, x.shape[1]), lengths=lengths)
+    pooled, _ = pool_forward(out, lengths, cfg)
+    logits, _ = layers.affine_forward(pooled[None], params["head.0.W"], params["head.0.b"])
+    z = logits[0].astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_config(cfg) -> None:
+    if not isinstance(cfg, ModelConfig):
+        raise ConfigError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+    if not cfg.pool:
+        raise ConfigError("this model has no pooling: it is not a classifier")
+
+
+def _check_inputs(params, cfg, x, y, lengths):
+    _check_config(cfg)
+    check_params(params, param_shapes(cfg), np.dtype(cfg.dtype))
+    x = check_ids(x, "x", cfg.vocab_size)
+    T, B = x.shape
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
+            or lengths.max() > T:
+        raise ConfigError(f"lengths must be {B} integers in [1, {T}], got {lengths!r}")
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (B,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= cfg.heads[0]:
+            raise ConfigError(f"labels must be {B} ints in [0, {cfg.heads[0]}), got shape {y.shape}")
+    return x, y, lengths
