@@ -2,7 +2,8 @@
 heavily skewed), charlm's classifiers against scikit-learn's character n-gram baselines on one split.
 
 A stratified 90/10 split with a fixed seed (charlm's own `stratified_split`); each charlm classifier trains for
-`--time` (5 minutes by default) and is scored with `charlm evaluate --json`:
+`--time` (5 minutes by default) with `--balance` (the labels are skewed) and is scored with
+`charlm evaluate --json`:
   - bidirectional LSTM with each pooling (last, mean, max), then unidirectional with the best of them;
   - scikit-learn (installed for this benchmark only, never a dependency of charlm): multinomial Naive Bayes and
     logistic regression over character 1-4-grams (TfidfVectorizer(analyzer="char_wb")).
@@ -83,7 +84,7 @@ def main() -> int:
 
         def classifier(name, *flags):
             out = workdir / name.replace(" ", "-")
-            charlm("train", train, "--task", "classify", "--time", args.time, "--out", out, "-q", *flags)
+            charlm("train", train, "--task", "classify", "--time", args.time, "--balance", "--out", out, "-q", *flags)
             found = json.loads(charlm("evaluate", out, test, "--json"))
             results[name] = found
             print(f"charlm {name}: accuracy {found['accuracy']:.4f}, macro-F1 {found['macro_f1']:.4f}", flush=True)

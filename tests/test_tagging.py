@@ -153,6 +153,11 @@ def test_train_reports_f1_and_writes_a_tagger(truecaser):
     ckpt = load_checkpoint(out)
     assert ckpt.config.bidirectional and ckpt.config.heads == (2, 7)
     assert ckpt.data["tagging"]["task"] == "truecase+punctuate" and ckpt.data["eos_mode"] == "lines"
+    described = json.loads(run("info", out, "--json").stdout)["task"]
+    assert described["task"] == "truecase+punctuate" and described["bidirectional"] is True
+    assert [h["name"] for h in described["heads"]] == ["case", "punct"] and described["best_val_f1"] > 0.8
+    shown = run("info", out).stdout
+    assert "nats/label" in shown and "bits/" not in shown and "labels (punct)" in shown
 
 
 def test_tag_restores_case_and_marks(truecaser):

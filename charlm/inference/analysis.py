@@ -62,7 +62,23 @@ def describe(ckpt) -> dict:
                      "final_val_mode": train.get("best_val_final_mode"),
                      "corpus": data.get("corpus_name"), "corpus_sha256": data.get("corpus_sha256")},
         "has_optimizer_state": bool(ckpt.optim),
+        "task": _task(ckpt),
     }
+
+
+def _task(ckpt) -> dict:
+    """What the model does: "lm", or a tagger's task and heads (labels per head), or a classifier's labels and
+    pooling, with the best validation F1 when training recorded one."""
+    data, cfg = ckpt.data, ckpt.config
+    if cfg.pool and "classify" in data:
+        meta = data["classify"]
+        return {"task": "classify", "labels": list(meta["labels"]), "pool": cfg.pool,
+                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
+    if cfg.heads and "tagging" in data:
+        meta = data["tagging"]
+        return {"task": meta["task"], "heads": meta["heads"], "marks": meta.get("marks"),
+                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
+    return {"task": "lm"}
 
 
 # ---------------------------------------------------------------------------------------------- scores

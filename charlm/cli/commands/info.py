@@ -45,20 +45,24 @@ def info(checkpoint, as_json, quiet):
     if as_json:
         click.echo(json.dumps(d, ensure_ascii=False, indent=2))
         return
-    m, v, t = d["model"], d["vocab"], d["training"]
-    unit = "char" if v["kind"] == "char" else "token"
+    m, v, t, task = d["model"], d["vocab"], d["training"], d["task"]
+    unit = "label" if task["task"] != "lm" else "char" if v["kind"] == "char" else "token"
     rows = [
         ("file", d["path"]),
         ("format", f"version {d['format_version']}, written by charlm {d['charlm_version']}"),
         ("integrity", d["integrity"]),
-        ("model", f"{m['cell']}, {m['layers']} layer(s) x {m['hidden']} hidden, "
+        ("model", f"{m['cell']}, {m['layers']} layer(s) x {m['hidden']} hidden"
+                  f"{', bidirectional' if m.get('bidirectional') else ''}, "
                   f"{'embedding ' + str(m['embed']) if m['embed'] else 'one-hot input'}, {m['dtype']}"),
         ("parameters", f"{m['parameters']:,}"),
         *_vocabulary_rows(v),
         ("training", f"step {_fmt(t['step'])}, epoch {_fmt(t['epoch'])}, "
                      f"{_duration(t['seconds'])} of training"),
-        ("best val", f"{_fmt(t['best_val_nats'])} nats/{unit}, {_fmt(t['best_val_bits'])} bits/{unit} "
-                     f"(step {_fmt(t['best_step'])}); final score of the best checkpoint: "
+        *_task_rows(task),
+        ("best val", f"{_fmt(t['best_val_nats'])} nats/{unit}"
+                     + (f", {_fmt(t['best_val_bits'])} bits/{unit}" if task["task"] == "lm" else "")
+                     + (f", F1 {_fmt(task['best_val_f1'])}" if task.get("best_val_f1") is not None else "")
+                     + f" (step {_fmt(t['best_step'])}); final score of the best checkpoint: "
                      f"{_fmt(t['final_val_nats'])} nats/{unit} ({t['final_val_mode'] or '-'})"),
         ("corpus", f"{_fmt(t['corpus'])} (sha256 {_fmt(t['corpus_sha256'])})"),
     ]
@@ -68,6 +72,17 @@ def info(checkpoint, as_json, quiet):
     for key, value in rows:
         table.add_row(key, Text(value))
     result_console().print(table)
+
+
+def _task_rows(task: dict) -> list[tuple[str, str]]:
+    """A tagger's task and each head's labels, or a classifier's labels and pooling; nothing for a LM."""
+    if task["task"] == "lm":
+        return []
+    if task["task"] == "classify":
+        return [("task", f"classify ({len(task['labels'])} labels, pool {task['pool']})"),
+                ("labels", ", ".join(task["labels"]))]
+    return [("task", task["task"]), *[(f"labels ({h['name']})", " ".join(_visible_token(lab) for lab in h["labels"]))
+                                      for h in task["heads"]]]
 
 
 def _vocabulary_rows(v: dict) -> list[tuple[str, str]]:
