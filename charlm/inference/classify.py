@@ -8,7 +8,7 @@ import numpy as np
 from charlm.errors import ConfigError
 from charlm.inference.tag_metrics import label_scores
 from charlm.models import classifier
-from charlm.text.tokenizer import EOS
+from charlm.text.batching import pad_documents
 
 # Texts classified together (padded to the longest of each group; groups are sorted by length).
 BATCH = 128
@@ -43,11 +43,7 @@ def predict_texts(params, cfg, vocab, texts, *, max_len: int = 0) -> np.ndarray:
     probs = np.zeros((len(texts), cfg.heads[0]))
     for start in range(0, len(order), BATCH):
         rows = order[start:start + BATCH]
-        inputs = [np.asarray(vocab.encode(texts[i]), dtype=np.int64) for i in rows]
-        lengths = np.array([max(len(ids), 1) for ids in inputs])
-        x = np.full((int(lengths.max()), len(rows)), EOS, dtype=np.int64)
-        for b, ids in enumerate(inputs):
-            x[:len(ids), b] = ids
+        x, lengths = pad_documents([vocab.encode(texts[i]) for i in rows])
         probs[rows] = classifier.predict(params, cfg, x, lengths)
     return probs
 

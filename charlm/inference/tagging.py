@@ -9,9 +9,9 @@ import numpy as np
 from charlm.errors import CharlmError, ConfigError
 from charlm.inference.tag_metrics import entity_scores, is_bio, label_scores, truecase_word_scores
 from charlm.models import tagger
+from charlm.text.batching import pad_documents
 from charlm.text.corpus import read_text, split_documents
 from charlm.text.tagging import NO_LABEL, Head, TaggedDoc, make_doc, read_conll, restore, tag_doc
-from charlm.text.tokenizer import EOS
 
 # Documents tagged together (padded to the longest of each group; groups are sorted by length).
 BATCH = 64
@@ -67,11 +67,7 @@ def predict_docs(params, cfg, vocab, texts) -> list[list[np.ndarray]]:
     found = [None] * len(texts)
     for start in range(0, len(order), BATCH):
         rows = order[start:start + BATCH]
-        inputs = [np.asarray(vocab.encode(texts[i]), dtype=np.int64) for i in rows]
-        lengths = np.array([max(len(ids), 1) for ids in inputs])
-        x = np.full((int(lengths.max()), len(rows)), EOS, dtype=np.int64)
-        for b, ids in enumerate(inputs):
-            x[:len(ids), b] = ids
+        x, lengths = pad_documents([vocab.encode(texts[i]) for i in rows])
         probs = tagger.predict(params, cfg, x, lengths)
         for b, i in enumerate(rows):
             found[i] = [p[:len(texts[i]), b] for p in probs]

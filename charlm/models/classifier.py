@@ -18,7 +18,15 @@ from charlm.engine import layers
 from charlm.engine.backend import np
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
-from charlm.models.encoder import check_ids, check_params, encoder_backward, encoder_forward, init_state, init_weights
+from charlm.models.encoder import (
+    check_ids,
+    check_lengths,
+    check_params,
+    encoder_backward,
+    encoder_forward,
+    init_state,
+    init_weights,
+)
 from charlm.models.tagger import param_shapes
 
 __all__ = ["init_params", "loss_and_grads", "param_shapes", "predict"]
@@ -116,10 +124,7 @@ def _check_inputs(params, cfg, x, y, lengths):
     check_params(params, param_shapes(cfg), np.dtype(cfg.dtype))
     x = check_ids(x, "x", cfg.vocab_size)
     T, B = x.shape
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
-            or lengths.max() > T:
-        raise ConfigError(f"lengths must be {B} integers in [1, {T}], got {lengths!r}")
+    lengths = check_lengths(lengths, T, B)
     if y is not None:
         y = np.asarray(y)
         if y.shape != (B,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= cfg.heads[0]:

@@ -244,6 +244,15 @@ def check_ids(ids, name: str, vocab_size: int) -> np.ndarray:
     return ids
 
 
+def check_lengths(lengths, T: int, B: int) -> np.ndarray:
+    """Documents' real steps: B integers in [1, T]; returned as an array, else ConfigError."""
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
+            or lengths.max() > T:
+        raise ConfigError(f"lengths must be {B} integers in [1, {T}], got {lengths!r}")
+    return lengths
+
+
 def check_state(cfg: ModelConfig, state, batch: int) -> list[tuple[np.ndarray, ...]]:
     """A list of cfg.layers tuples of STATE_ARRAYS[cell] arrays of shape (batch, H); returned cast to
     cfg.dtype."""

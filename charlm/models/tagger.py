@@ -16,6 +16,7 @@ from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.encoder import (
     check_ids,
+    check_lengths,
     check_params,
     encoder_backward,
     encoder_forward,
@@ -111,10 +112,7 @@ def _check_inputs(params, cfg, x, labels, lengths):
     check_params(params, param_shapes(cfg), np.dtype(cfg.dtype))
     x = check_ids(x, "x", cfg.vocab_size)
     T, B = x.shape
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
-            or lengths.max() > T:
-        raise ConfigError(f"lengths must be {B} integers in [1, {T}], got {lengths!r}")
+    lengths = check_lengths(lengths, T, B)
     if labels is not None:
         if len(labels) != len(cfg.heads):
             raise ConfigError(f"the model has {len(cfg.heads)} head(s), got labels for {len(labels)}")

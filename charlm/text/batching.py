@@ -133,6 +133,16 @@ def _too_short_message(n_ids: int, batch: int, seq_len: int) -> str:
             f"(needs {batch * seq_len + 1}); {hint}")
 
 
+def pad_documents(inputs) -> tuple[np.ndarray, np.ndarray]:
+    """Documents' ids (a list of B arrays (n_b,)) as x (T, B) int32 padded with `<EOS>` (T the longest n_b),
+    and their lengths (B,) (an empty document counts 1: it reads one `<EOS>`)."""
+    lengths = np.array([max(len(ids), 1) for ids in inputs])
+    x = np.full((int(lengths.max()), len(inputs)), EOS, dtype=np.int32)
+    for b, ids in enumerate(inputs):
+        x[:len(ids), b] = ids
+    return x, lengths
+
+
 # Documents sorted by length together: this many batches' worth at a time (more: less padding, less mixing).
 SORT_WINDOW_BATCHES = 50
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CorpusError
+from charlm.text.corpus import read_text
 
 FASTTEXT_PREFIX = "__label__"
 
@@ -28,12 +29,7 @@ def read_labelled(path, encoding: str = "utf-8") -> LabelledTexts:
     """The examples of a labelled file. A line without a label or with an empty text is a CorpusError naming
     `file:line`; blank lines are skipped."""
     path = Path(path)
-    try:
-        raw = path.read_text(encoding=encoding).splitlines()
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not {encoding} text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    raw = read_text(path, encoding).splitlines()  # undecodable or unreadable: a CorpusError naming the file
     numbered = [(n, line) for n, line in enumerate(raw, start=1) if line.strip()]
     if not numbered:
         raise CorpusError(f"{path}: no examples (one `label<TAB>text` per line)")

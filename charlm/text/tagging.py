@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import ConfigError, CorpusError
+from charlm.text.corpus import read_text
 
 NO_LABEL = -1
 TASKS = ("truecase", "punctuate", "truecase+punctuate", "tag")
@@ -153,12 +154,7 @@ def read_conll(path, encoding: str = "utf-8") -> list[Sentence]:
     A malformed line raises CorpusError naming `file:line`.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding=encoding).splitlines()
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not {encoding} text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    lines = read_text(path, encoding).splitlines()  # undecodable or unreadable: a CorpusError naming the file
     sentences, tokens, labels, first = [], [], [], 0
     for number, line in enumerate(lines, start=1):
         if line.startswith("#"):

@@ -18,10 +18,10 @@ from charlm.models import classifier
 from charlm.text.batching import DocumentBatcher
 from charlm.text.classify import read_labelled, stratified_split
 from charlm.text.corpus import file_sha256
-from charlm.text.tokenizer import EOS, Vocab
+from charlm.text.tokenizer import Vocab
 from charlm.training import events
 from charlm.training.options import TrainOptions
-from charlm.training.tagging import TaggerTrainer
+from charlm.training.tagging import DocumentBatches, TaggerTrainer
 
 # Labels named at most this many times in the warning about labels seen once.
 SINGLES_SHOWN = 5
@@ -115,8 +115,12 @@ class ClassifierTrainer(TaggerTrainer):
     def new_batches(self, data: ClassifyData):
         inputs = [data.vocab.encode(t) for t in data.train_docs.texts]
         lengths = np.array([max(len(t), 1) for t in data.train_docs.texts])
-        return _TextBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs, data.train_docs.y,
-                            data.weights)
+        y, label_weights = data.train_docs.y, data.weights
+
+        def targets(rows, lengths):  # labels (B,), lengths (B,), loss weights (B,) or None
+            return y[rows], lengths, None if label_weights is None else label_weights[y[rows]]
+
+        return DocumentBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs, targets)
 
     def loss_and_grads(self, x, y):
         labels, lengths, weights = y
@@ -152,33 +156,3 @@ class ClassifierTrainer(TaggerTrainer):
         self.report(events.Sample(step=self.step, text=f"{found['text']!r} -> {found['label']} "
                                                        f"({found['probability']:.2f}; true: "
                                                        f"{self.data.labels[part.y[i]]})"))
-
-
-class _TextBatches:
-    """DocumentBatcher's batches as the loop takes them: (x (T, B), (labels (B,), lengths (B,), weights (B,)))."""
-
-    def __init__(self, batcher: DocumentBatcher, inputs, y, label_weights):
-        self.batcher, self.inputs, self.y, self.label_weights = batcher, inputs, y, label_weights
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.batcher.batches_per_epoch
-
-    @property
-    def new_epoch(self) -> bool:
-        return self.batcher.new_epoch
-
-    @property
-    def cursor(self) -> dict:
-        return self.batcher.cursor
-
-    def next_batch(self):
-        rows = self.batcher.next_batch()
-        inputs = [self.inputs[i] for i in rows]
-        lengths = np.array([max(len(ids), 1) for ids in inputs])
-        x = np.full((int(lengths.max()), len(rows)), EOS, dtype=np.int32)
-        for b, ids in enumerate(inputs):
-            x[:len(ids), b] = ids
-        y = self.y[rows]
-        weights = None if self.label_weights is None else self.label_weights[y]
-        return x, (y, lengths, weights)

@@ -17,10 +17,10 @@ from charlm.models import tagger
 from charlm.models.encoder import init_state
 from charlm.store.checkpoint import load_checkpoint
 from charlm.store.rundir import RunDir
-from charlm.text.batching import DocumentBatcher
+from charlm.text.batching import DocumentBatcher, pad_documents
 from charlm.text.corpus import file_sha256, read_text, split_documents
 from charlm.text.tagging import Head, TaggedDoc, make_doc, read_conll, tag_doc, task_heads
-from charlm.text.tokenizer import EOS, Vocab
+from charlm.text.tokenizer import Vocab
 from charlm.training import events
 from charlm.training.options import MODEL_OPTIONS, TrainOptions, merge_resumed_options, refuse_changes
 from charlm.training.trainer import Trainer
@@ -179,8 +179,12 @@ class TaggerTrainer(Trainer):
     def new_batches(self, data):
         inputs = [data.vocab.encode(d.text) for d in data.train_docs]
         lengths = np.array([len(d.text) for d in data.train_docs])
-        return _PaddedBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs,
-                              [d.labels for d in data.train_docs])
+        labels = [d.labels for d in data.train_docs]
+
+        def targets(rows, lengths):  # labels per head (T, B), lengths (B,)
+            return pad_labels([labels[i] for i in rows], int(lengths.max())), lengths
+
+        return DocumentBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs, targets)
 
     def loss_and_grads(self, x, y):
         labels, lengths = y
@@ -299,11 +303,12 @@ class TaggerTrainer(Trainer):
         return loss, "exact"
 
 
-class _PaddedBatches:
-    """DocumentBatcher's batches as the loop takes them: (x (T, B), (labels per head (T, B), lengths (B,)))."""
+class DocumentBatches:
+    """A `DocumentBatcher`'s batches as the loop takes them: `next_batch()` -> (x (T, B), targets), where
+    `targets(rows, lengths)` builds what the model learns for the batch's documents (rows) of those lengths."""
 
-    def __init__(self, batcher: DocumentBatcher, inputs, labels):
-        self.batcher, self.inputs, self.labels = batcher, inputs, labels
+    def __init__(self, batcher: DocumentBatcher, inputs, targets):
+        self.batcher, self.inputs, self.targets = batcher, inputs, targets
 
     @property
     def batches_per_epoch(self) -> int:
@@ -319,26 +324,20 @@ class _PaddedBatches:
 
     def next_batch(self):
         rows = self.batcher.next_batch()
-        return pad_batch([self.inputs[i] for i in rows], [self.labels[i] for i in rows])
+        x, lengths = pad_documents([self.inputs[i] for i in rows])
+        return x, self.targets(rows, lengths)
 
 
-def pad_batch(inputs, labels=None):
-    """Documents' ids (list of (n_b,)) as x (T, B) int32 padded with `<EOS>`, their lengths (B,), and their
-    labels per head as (T, B) padded with NO_LABEL (labels: per document a tuple of (n_b,) arrays)."""
-    lengths = np.array([len(ids) for ids in inputs])
-    T, B = int(lengths.max()), len(inputs)
-    x = np.full((T, B), EOS, dtype=np.int32)
-    for b, ids in enumerate(inputs):
-        x[:len(ids), b] = ids
-    if labels is None:
-        return x, (None, lengths)
+def pad_labels(labels, T: int) -> list[np.ndarray]:
+    """Documents' labels (per document a tuple of per-head (n_b,) arrays) as one (T, B) array per head,
+    padded with NO_LABEL."""
     heads = []
     for k in range(len(labels[0])):
-        y = np.full((T, B), tagger.NO_LABEL, dtype=np.int64)
+        y = np.full((T, len(labels)), tagger.NO_LABEL, dtype=np.int64)
         for b, doc_labels in enumerate(labels):
             y[:len(doc_labels[k]), b] = doc_labels[k]
         heads.append(y)
-    return x, (heads, lengths)
+    return heads
 
 
 # Options that only shape a language model's or a tagger's data: given to a classifier, a usage error.
