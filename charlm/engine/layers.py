@@ -267,6 +267,14 @@ def dropout_backward(dout, cache):
     return dout
 
 
+def softmax(logits) -> np.ndarray:
+    """Probabilities along the last axis, float64 (evaluation: the row max is subtracted so exp cannot
+    overflow)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def softmax_nll_forward(logits, targets, weights=None):
     """Softmax cross-entropy per row, overwriting logits, and the weighted mean loss.
 

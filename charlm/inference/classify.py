@@ -8,7 +8,7 @@ import numpy as np
 from charlm.errors import ConfigError
 from charlm.inference.tag_metrics import label_scores
 from charlm.models import classifier
-from charlm.text.batching import pad_documents
+from charlm.text.batching import batches_by_length
 
 # Texts classified together (padded to the longest of each group; groups are sorted by length).
 BATCH = 128
@@ -39,11 +39,8 @@ def predict_texts(params, cfg, vocab, texts, *, max_len: int = 0) -> np.ndarray:
     it, as in training."""
     if max_len:
         texts = [t[:max_len] for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     probs = np.zeros((len(texts), cfg.heads[0]))
-    for start in range(0, len(order), BATCH):
-        rows = order[start:start + BATCH]
-        x, lengths = pad_documents([vocab.encode(texts[i]) for i in rows])
+    for rows, x, lengths in batches_by_length(vocab, texts, BATCH):
         probs[rows] = classifier.predict(params, cfg, x, lengths)
     return probs
 

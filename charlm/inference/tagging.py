@@ -9,7 +9,7 @@ import numpy as np
 from charlm.errors import CharlmError, ConfigError
 from charlm.inference.tag_metrics import entity_scores, is_bio, label_scores, truecase_word_scores
 from charlm.models import tagger
-from charlm.text.batching import pad_documents
+from charlm.text.batching import batches_by_length
 from charlm.text.corpus import read_text, split_documents
 from charlm.text.tagging import NO_LABEL, Head, TaggedDoc, make_doc, read_conll, restore, tag_doc
 
@@ -63,11 +63,8 @@ def labelled_docs(t: Tagger, path) -> list[TaggedDoc]:
 
 def predict_docs(params, cfg, vocab, texts) -> list[list[np.ndarray]]:
     """Each text's label probabilities per head, [doc][head] of shape (len(text), K), read whole."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     found = [None] * len(texts)
-    for start in range(0, len(order), BATCH):
-        rows = order[start:start + BATCH]
-        x, lengths = pad_documents([vocab.encode(texts[i]) for i in rows])
+    for rows, x, lengths in batches_by_length(vocab, texts, BATCH):
         probs = tagger.predict(params, cfg, x, lengths)
         for b, i in enumerate(rows):
             found[i] = [p[:len(texts[i]), b] for p in probs]

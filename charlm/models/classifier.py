@@ -106,10 +106,7 @@ def predict(params, cfg: ModelConfig, x, lengths):
     out, _, _ = encoder_forward(params, cfg, x, init_state(cfg, x.shape[1]), lengths=lengths)
     pooled, _ = pool_forward(out, lengths, cfg)
     logits, _ = layers.affine_forward(pooled[None], params["head.0.W"], params["head.0.b"])
-    z = logits[0].astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return layers.softmax(logits[0])
 
 
 def _check_config(cfg) -> None:

@@ -90,14 +90,8 @@ def predict(params, cfg: ModelConfig, x, lengths):
     """
     x, _, lengths = _check_inputs(params, cfg, x, None, lengths)
     out, _, _ = encoder_forward(params, cfg, x, init_state(cfg, x.shape[1]), lengths=lengths)
-    probs = []
-    for k in range(len(cfg.heads)):
-        logits, _ = layers.affine_forward(out, params[f"head.{k}.W"], params[f"head.{k}.b"])
-        z = logits.astype(np.float64)
-        z -= z.max(axis=2, keepdims=True)
-        e = np.exp(z)
-        probs.append(e / e.sum(axis=2, keepdims=True))
-    return probs
+    return [layers.softmax(layers.affine_forward(out, params[f"head.{k}.W"], params[f"head.{k}.b"])[0])
+            for k in range(len(cfg.heads))]
 
 
 def _check_config(cfg) -> None:

@@ -49,6 +49,18 @@ def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.concatenate((eos, body[~is_val])), np.concatenate((eos, body[is_val]))
 
 
+def check_cursor(cursor, batches_per_epoch: int) -> tuple[int, int]:
+    """(epoch, batch index) of a saved cursor {"epoch": e, "batch": i}, else ConfigError."""
+    try:
+        epoch, index = cursor["epoch"], cursor["batch"]
+    except (TypeError, KeyError):
+        raise ConfigError(f"batcher cursor must hold 'epoch' and 'batch', got {cursor!r}") from None
+    valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, index))
+    if not (valid and epoch >= 0 and 0 <= index < batches_per_epoch):
+        raise ConfigError(f"batcher cursor {cursor!r} does not fit {batches_per_epoch} batches per epoch")
+    return epoch, index
+
+
 class Batcher:
     """Consecutive (T, B) chunks of B parallel streams, for truncated BPTT.
 
@@ -81,16 +93,8 @@ class Batcher:
     def restore(cls, ids, batch: int, seq_len: int, seed: int, cursor: dict) -> "Batcher":
         """A batcher positioned at `cursor` (from `.cursor`): its next batch is the one that was due."""
         batcher = cls(ids, batch, seq_len, seed)
-        try:
-            epoch, index = cursor["epoch"], cursor["batch"]
-        except (TypeError, KeyError):
-            raise ConfigError(f"batcher cursor must hold 'epoch' and 'batch', got {cursor!r}") from None
-        valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, index))
-        if not (valid and epoch >= 0 and 0 <= index < batcher.batches_per_epoch):
-            raise ConfigError(f"batcher cursor {cursor!r} does not fit {batcher.batches_per_epoch} batches "
-                              f"per epoch")
-        batcher.epoch, batcher.batch_index = epoch, index
-        batcher._offset = batcher.epoch_offset(epoch)
+        batcher.epoch, batcher.batch_index = check_cursor(cursor, batcher.batches_per_epoch)
+        batcher._offset = batcher.epoch_offset(batcher.epoch)
         return batcher
 
     @property
@@ -143,6 +147,15 @@ def pad_documents(inputs) -> tuple[np.ndarray, np.ndarray]:
     return x, lengths
 
 
+def batches_by_length(vocab, texts, batch: int):
+    """Texts encoded and padded in groups of `batch` of similar length (little padding), for evaluation:
+    yields (rows: the texts' indices, x (T, b), lengths (b,))."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch):
+        rows = order[start:start + batch]
+        yield (rows, *pad_documents([vocab.encode(texts[i]) for i in rows]))
+
+
 # Documents sorted by length together: this many batches' worth at a time (more: less padding, less mixing).
 SORT_WINDOW_BATCHES = 50
 
@@ -171,13 +184,8 @@ class DocumentBatcher:
     def restore(cls, lengths, batch: int, seed: int, cursor: dict) -> "DocumentBatcher":
         """A batcher positioned at `cursor` (from `.cursor`)."""
         batcher = cls(lengths, batch, seed)
-        epoch, index = (cursor or {}).get("epoch"), (cursor or {}).get("batch")
-        valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, index))
-        if not (valid and epoch >= 0 and 0 <= index < batcher.batches_per_epoch):
-            raise ConfigError(f"batcher cursor {cursor!r} does not fit {batcher.batches_per_epoch} batches "
-                              f"per epoch")
-        batcher.epoch, batcher.batch_index = epoch, index
-        batcher._order = batcher.epoch_batches(epoch)
+        batcher.epoch, batcher.batch_index = check_cursor(cursor, batcher.batches_per_epoch)
+        batcher._order = batcher.epoch_batches(batcher.epoch)
         return batcher
 
     @property

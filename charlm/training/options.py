@@ -210,3 +210,25 @@ def refuse_changes(ckpt, opts: TrainOptions, explicit: frozenset, *, what: str, 
              for k in keys if k in explicit and k in saved and saved[k] != getattr(opts, k)]
     if diffs:
         raise CharlmError(f"cannot change {what}: {'; '.join(diffs)}")
+
+
+# Options that only shape a language model's or a tagger's data: given to a classifier, a usage error.
+NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
+                       "eval_chars")
+# ... and to a tagger: the classifier's own.
+NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars")
+# ... and to a language model: the document tasks' own.
+NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance")
+
+
+def check_task_options(opts: TrainOptions, explicit: frozenset) -> None:
+    """What only the command line can tell: options given for another task (usage errors), and an explicit
+    --eos file for a tagger (its documents must be whole lines or paragraphs)."""
+    refused = {"lm": NOT_FOR_LANGUAGE_MODELS, "classify": NOT_FOR_CLASSIFIERS}.get(opts.task, NOT_FOR_TAGGERS)
+    given = [name for name in refused if name in explicit]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+    if opts.task not in ("lm", "tag", "classify") and "eos" in explicit and opts.eos == "file":
+        raise ConfigError(f"--task {opts.task} reads whole documents: use --eos lines or --eos paragraphs "
+                          f"(lines is the default)")

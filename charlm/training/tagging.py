@@ -257,7 +257,8 @@ class TaggerTrainer(Trainer):
         return loss, norm, lr
 
     def reserved_seconds(self) -> float:
-        """The closing evaluation scores every held-out document once, as each evaluation does."""
+        """The closing evaluation scores every held-out document once, as each evaluation does (the final
+        score reuses it)."""
         return 1.5 * self.eval_seconds if self.eval_seconds else 0.0
 
     def bits_per_char(self, nats_per_token):
@@ -291,16 +292,16 @@ class TaggerTrainer(Trainer):
         return bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
 
     def _final_eval(self):
-        """The best checkpoint's loss and F1 on every held-out document (the same documents each evaluation
-        scores, so the best evaluation's figures), saved into best.safetensors."""
+        """The best checkpoint's loss and F1 on every held-out document. Every evaluation scores all of them,
+        deterministically, so these are the best evaluation's figures: recorded into best.safetensors, not
+        scored again."""
         if self.val_ids is None or not self.run_dir.best_path.exists():
             return None, "none"
         best = load_checkpoint(self.run_dir.best_path)
-        loss = self.evaluate(best.params)
         self.writer.save_best(params=best.params, config=best.config, vocab=best.vocab, data=best.data,
-                              train=dict(best.train, best_val_final=loss, best_val_final_mode="exact",
-                                         best_val_f1=self.last_f1))
-        return loss, "exact"
+                              train=dict(best.train, best_val_final=self.best_val, best_val_final_mode="exact",
+                                         best_val_f1=self.best_f1))
+        return self.best_val, "exact"
 
 
 class DocumentBatches:
@@ -338,25 +339,3 @@ def pad_labels(labels, T: int) -> list[np.ndarray]:
             y[:len(doc_labels[k]), b] = doc_labels[k]
         heads.append(y)
     return heads
-
-
-# Options that only shape a language model's or a tagger's data: given to a classifier, a usage error.
-NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
-                       "eval_chars")
-# ... and to a tagger: the classifier's own.
-NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars")
-# ... and to a language model: the document tasks' own.
-NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance")
-
-
-def check_tagging_options(opts: TrainOptions, explicit: frozenset) -> None:
-    """What only the command line can tell: options given for another task (usage errors), and an explicit
-    --eos file for a tagger (its documents must be whole lines or paragraphs)."""
-    refused = {"lm": NOT_FOR_LANGUAGE_MODELS, "classify": NOT_FOR_CLASSIFIERS}.get(opts.task, NOT_FOR_TAGGERS)
-    given = [name for name in refused if name in explicit]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
-    if opts.task not in ("lm", "tag", "classify") and "eos" in explicit and opts.eos == "file":
-        raise ConfigError(f"--task {opts.task} reads whole documents: use --eos lines or --eos paragraphs "
-                          f"(lines is the default)")

@@ -24,7 +24,7 @@ from charlm.text.batching import Batcher
 from charlm.training import budget, events
 from charlm.training.events import TrainResult
 from charlm.training.inputs import RunInputs, load_inputs
-from charlm.training.options import TrainOptions, check_options, with_budget_defaults
+from charlm.training.options import TrainOptions, check_options, check_task_options, with_budget_defaults
 from charlm.training.schedule import learning_rate
 from charlm.training.signals import StopSignals
 from charlm.training.writer import RunWriter
@@ -392,9 +392,9 @@ def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
     clock: seconds for the time budget and the speed figures (time.perf_counter).
     """
     from charlm.training.classify import ClassifierTrainer  # these build on Trainer
-    from charlm.training.tagging import TaggerTrainer, check_tagging_options
+    from charlm.training.tagging import TaggerTrainer
 
-    check_tagging_options(opts, explicit)
+    check_task_options(opts, explicit)
     opts = with_budget_defaults(opts)
     check_options(opts)
     kind = {"lm": Trainer, "classify": ClassifierTrainer}.get(opts.task, TaggerTrainer)
