@@ -5,9 +5,11 @@
 
 
 class CharlmError(Exception):
-    """Base of every expected failure: printed as one line, never as a traceback."""
+    """Base of every expected failure: printed as one line, never as a traceback. `quiet`: the exit code
+    only, because another process says it (the ranks of a multi-process run leave the words to rank 0)."""
 
     exit_code = 1
+    quiet = False
 
 
 class CorpusError(CharlmError):

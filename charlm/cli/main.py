@@ -12,6 +12,7 @@ import click
 
 from charlm import __version__
 from charlm.errors import CharlmError
+from charlm.parallel.environment import limit_threads_per_rank
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -66,6 +67,8 @@ class CharlmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CharlmError as exc:
+            if exc.quiet:
+                raise click.exceptions.Exit(exc.exit_code) from None
             raise CharlmFailure(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C outside train's own handling: 128 + SIGINT, not click's "Aborted!" 1
             raise CharlmFailure("interrupted", 130) from None
@@ -94,6 +97,7 @@ def cli():
 
 def main(argv=None):
     """Console-script entry point: quiet on a closed pipe, never a traceback for expected failures."""
+    limit_threads_per_rank()  # before any command imports numpy
     try:
         cli.main(args=argv, prog_name="charlm")
     except BrokenPipeError:  # raised while flushing after the command: same quiet exit as in invoke

@@ -85,6 +85,8 @@ class TrainResult:
     checkpoint: str
     stopped_by: str  # "steps", "epochs", "time", "patience" or "finished"
     tokens: str = "char"  # the tokenizer kind
+    procs: int = 1  # processes that trained together (charlm.parallel)
+    allreduce_seconds_per_step: float | None = None  # their gradient exchange, per step
 
     def to_dict(self) -> dict:
         return asdict(self)

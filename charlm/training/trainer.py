@@ -26,6 +26,7 @@ from charlm.training.events import TrainResult
 from charlm.training.inputs import RunInputs, load_inputs
 from charlm.training.options import TrainOptions, check_options, check_task_options, with_budget_defaults
 from charlm.training.schedule import learning_rate
+from charlm.training.shards import rng_state_for
 from charlm.training.signals import StopSignals
 from charlm.training.writer import RunWriter
 
@@ -62,17 +63,20 @@ class Trainer:
     """One training run: owns the model, optimiser, batcher, carried state and counters, and runs the loop.
 
     `Trainer.open` loads what the options point to (a run to resume, a checkpoint to fine-tune, the corpus)
-    and builds one. The gradient path is `apply_gradients`, whose `reduce_gradients` a trainer spread over
-    several processes overrides; every file write goes through `writer`, so such a trainer can leave all
-    writing to one process. `report(event)` receives the events of `charlm.training.events`; `clock()`
-    returns seconds.
+    and builds one. `report(event)` receives the events of `charlm.training.events`; `clock()` returns
+    seconds.
+
+    The seams a trainer spread over several processes (`charlm.parallel.trainer`) overrides: every file
+    write goes through `make_writer`'s writer; the gradient path `apply_gradients` calls `reduce_gradients`;
+    `decide` makes each step's stop / evaluate decision, `validate` each evaluation's, `carried_state` and
+    `new_state` hold the streams this process carries.
     """
 
     def __init__(self, inputs: RunInputs, run_dir: RunDir, *, report=None, clock=time.perf_counter):
         opts, base = inputs.opts, inputs.base
         self.opts = opts
         self.run_dir = run_dir
-        self.writer = RunWriter(run_dir)
+        self.writer = self.make_writer(run_dir)
         self.report = report or _ignore
         self.clock = clock
         self.corpus = inputs.corpus
@@ -94,7 +98,7 @@ class Trainer:
                 f"only {self.batcher.batches_per_epoch} batch(es) per epoch from {len(self.train_ids):,} "
                 f"training ids with --batch {opts.batch} x --seq-len {opts.seq_len}; a smaller --batch or "
                 f"--seq-len gives more updates per epoch"))
-        self.state = init_state(self.cfg, opts.batch)  # carried from one batch to the next
+        self.state = self.new_state()  # carried from one batch to the next
         self.workspace = {}  # the engine's preallocated buffers, reused every step
         self.step = 0
         self.train_seconds = 0.0  # in training steps, over the whole run
@@ -112,6 +116,13 @@ class Trainer:
                 raise CheckpointError(f"{base.path}: cannot resume, the training state is incomplete or "
                                       f"invalid ({type(exc).__name__}: {exc})") from None
         self.writer.write_config(asdict(opts))
+
+    def make_writer(self, run_dir: RunDir) -> RunWriter:
+        return RunWriter(run_dir)
+
+    def new_state(self) -> list:
+        """The zero state of the streams this process carries."""
+        return init_state(self.cfg, self.opts.batch)
 
     @classmethod
     def open(cls, opts: TrainOptions, run_dir: RunDir, *, explicit: frozenset = frozenset(), report=None,
@@ -135,10 +146,8 @@ class Trainer:
         self.optimizer.load_state_arrays(ckpt.optim, t["optimizer_steps"])
         self.batcher = Batcher.restore(self.train_ids, self.opts.batch, self.opts.seq_len, self.opts.seed,
                                        t["cursor"])
-        if ckpt.state is not None:
-            self.state = ckpt.state
-        self.rng.bit_generator.state = ckpt.rng
         self.step = t["step"]
+        self.restore_streams(ckpt.state, ckpt.rng)
         self.train_seconds = t["train_seconds"]
         self.progress0 = t["progress"]
         self.best_val, self.best_step = t.get("best_val"), t.get("best_step")
@@ -146,6 +155,17 @@ class Trainer:
         self.last_val = t.get("last_val")
         self.writer.truncate_metrics(self.step)
         self.report(events.Log(f"resumed {ckpt.path.name} at step {self.step}"))
+
+    def restore_streams(self, state: list | None, rng: dict) -> None:
+        """Take up the carried state (one tuple of (B, H) arrays per layer) and dropout RNG of a checkpoint;
+        one saved by several processes is re-sharded (see `charlm.training.shards.rng_state_for`)."""
+        if state is not None:
+            self.state = state
+        self.rng.bit_generator.state, exact = rng_state_for(rng, rank=0, size=1, seed=self.opts.seed,
+                                                            step=self.step)
+        if not exact:
+            self.report(events.Log(f"resumed a {len(rng['ranks'])}-process run in one process: the streams "
+                                   f"are the same, the dropout masks are drawn afresh"))
 
     # ------------------------------------------------------------------ the gradient path
     def train_step(self, x: np.ndarray, y: np.ndarray, progress: float) -> tuple[float, float, float]:
@@ -196,7 +216,7 @@ class Trainer:
             step_start = self.clock()
             x, y = self.batcher.next_batch()
             if self.batcher.new_epoch:  # a new epoch starts at a new offset: the carried state no longer fits
-                self.state = init_state(self.cfg, o.batch)
+                self.state = self.new_state()
             loss, norm, lr = self.train_step(x, y, progress)
             now = self.clock()
             self.train_seconds += now - step_start
@@ -205,15 +225,13 @@ class Trainer:
             session.smoothed_loss = loss if session.smoothed_loss is None else (
                 (1 - LOSS_SMOOTHING) * session.smoothed_loss + LOSS_SMOOTHING * loss)
             wall = now - session.start  # the time budget is wall time, evaluations included
-            progress = self.progress(wall)
+            stopped_by, due_eval, progress = self.decide(total, wall, stop, session)
             self.writer.append_metrics({"step": self.step, "loss": loss, "grad_norm": norm, "lr": lr})
             self.report(events.Progress(
                 fraction=progress, step=self.step, epoch=self.epochs_done(), loss=session.smoothed_loss, lr=lr,
                 val_loss=self.last_val, val_bpc=self.bits_per_char(self.last_val),
                 chars_per_sec=session.chars_per_sec(), tokens=self.unit))
 
-            stopped_by = self._stop_reason(total, wall, stop)
-            due_eval = self.step % o.eval_every == 0 if o.eval_every else wall >= session.next_eval_at
             if self.val_ids is not None and (due_eval or (stopped_by and stopped_by != "signal")):
                 eval_start = self.clock()
                 if self._evaluate_and_checkpoint(progress, session, lr):
@@ -231,6 +249,14 @@ class Trainer:
         self.report(events.Log(f"stopped by {stopped_by} at step {self.step} after "
                                f"{self.clock() - session.start:.0f}s"))
         return self._result(session, stopped_by, *self._final_eval())
+
+    def decide(self, total: int | None, wall: float, stop: StopSignals, session: _Session
+               ) -> tuple[str | None, bool, float]:
+        """After a step, `wall` seconds into this invocation: (why the run stops or None, whether an
+        evaluation is due, the fraction of the run done)."""
+        o = self.opts
+        due_eval = self.step % o.eval_every == 0 if o.eval_every else wall >= session.next_eval_at
+        return self._stop_reason(total, wall, stop), due_eval, self.progress(wall)
 
     def _stop_reason(self, total: int | None, wall: float, stop: StopSignals) -> str | None:
         o = self.opts
@@ -296,8 +322,13 @@ class Trainer:
                     "train": self.train_state(progress)}
         if best:
             return self.writer.save_best(**contents)
-        return self.writer.save_step(self.step, optim=self.optimizer.state_arrays(), state=self.state,
-                                     rng=self.rng.bit_generator.state, **contents)
+        state, rng = self.carried_state()
+        return self.writer.save_step(self.step, optim=self.optimizer.state_arrays(), state=state, rng=rng,
+                                     **contents)
+
+    def carried_state(self) -> tuple[list, dict]:
+        """What a step checkpoint holds of the streams: the carried state of all B of them and the RNG."""
+        return self.state, self.rng.bit_generator.state
 
     # ------------------------------------------------------------------ evaluation
     def bits_per_char(self, nats_per_token: float | None) -> float | None:
@@ -318,6 +349,14 @@ class Trainer:
 
     def _evaluate_and_checkpoint(self, progress: float, session: _Session, lr: float) -> bool:
         """Evaluate, save a step checkpoint (and `best` on improvement); True when patience ran out."""
+        improved, out_of_patience = self.validate(session, lr)
+        self.save(progress)
+        if improved:
+            self.save(progress, best=True)
+        return out_of_patience
+
+    def validate(self, session: _Session, lr: float) -> tuple[bool, bool]:
+        """Evaluate on held-out text and log it. -> (improved on the best, patience ran out)"""
         val = self.evaluate(max_ids=self.opts.eval_chars)
         self.last_val = val
         improved = self.best_val is None or val < self.best_val
@@ -331,10 +370,7 @@ class Trainer:
             chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.unit)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
-        self.save(progress)
-        if improved:
-            self.save(progress, best=True)
-        return bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
+        return improved, bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
 
     def _final_eval(self) -> tuple[float | None, str]:
         """The best checkpoint's loss on all validation text: exact (as `charlm perplexity` scores it) when
@@ -373,8 +409,11 @@ class Trainer:
     def _interrupted(self, signum: int):
         path = self.run_dir.checkpoints()[0]
         raise TrainingInterrupted(
-            f"{signal.Signals(signum).name}: saved {path} at step {self.step}; resume with: charlm train "
-            f"{self.opts.corpus} --out {self.run_dir.path} --resume", signum)
+            f"{signal.Signals(signum).name}: saved {path} at step {self.step}; resume with: "
+            f"{self.resume_command()}", signum)
+
+    def resume_command(self) -> str:
+        return f"charlm train {self.opts.corpus} --out {self.run_dir.path} --resume"
 
     def _show_sample(self) -> None:
         samples = generate(self.params, self.cfg, self.vocab, num_samples=1, length=SAMPLE_LENGTH,

@@ -11,7 +11,10 @@ from charlm.cli.console import silence, status_console
 from charlm.cli.progress import TrainProgress
 from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
+from charlm.errors import ConfigError
 from charlm.models.config import ACTIVATIONS, DTYPES, POOLS
+from charlm.parallel.environment import launched_rank, launched_size
+from charlm.parallel.launch import announce, launch
 from charlm.text.corpus import EOS_MODES
 from charlm.text.tagging import TASKS
 from charlm.text.tokenizer import KINDS
@@ -28,6 +31,12 @@ from charlm.training.options import (
 )
 from charlm.training.schedule import SCHEDULES
 from charlm.training.trainer import train as run_training
+
+
+def train_distributed(opts, **kwargs):
+    from charlm.parallel.trainer import train_distributed as run  # loads MPI: only under mpiexec
+
+    return run(opts, **kwargs)
 
 DEFAULTS = TrainOptions(corpus="")
 
@@ -138,6 +147,9 @@ def _finite(ctx, param, value):
               help="classify: a text's states become one vector by the last (each direction's final state), "
                    "their mean or their max.")
 @click.option("--balance", is_flag=True, help="classify: weigh the loss by inverse label frequency.")
+@click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train as this many processes on this machine (data-parallel over MPI; needs charlm[mpi]). "
+                   "On a cluster use its own launcher: mpiexec -n P charlm train ...")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True), help="Fine-tune from this checkpoint or run "
               "(keeps its vocabulary).")
@@ -145,12 +157,24 @@ def _finite(ctx, param, value):
 @click.option("--json", "json_output", is_flag=True, help="One JSON object per evaluation and a final one.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
-def train(ctx, corpus, json_output, quiet, **options):
+def train(ctx, corpus, json_output, quiet, procs, **options):
     """Train a character- or word-level language model on CORPUS (a UTF-8 text file), or a character tagger
     (--task): truecase and punctuate learn from any text, tag from a CoNLL-style file."""
     explicit = frozenset(name for name in ctx.params if name in OPTION_NAMES
                          and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     opts = TrainOptions(corpus=corpus, **options)
+    ranks, rank = launched_size(), launched_rank()
+    if procs > 1:
+        if ranks > 1:
+            error = ConfigError("--procs starts its own mpiexec; under mpiexec leave it out")
+            error.quiet = rank != 0  # rank 0 says it
+            raise error
+        hint = f"resume with: charlm train {corpus} --out {opts.run_dir} --procs {procs} --resume"
+        ctx.exit(launch(procs, sys.argv[1:], run_dir=opts.run_dir, resume_hint=hint))
+    if ranks > 1:
+        announce(rank)
+        quiet = quiet or rank != 0
+        json_output = json_output and rank == 0
     console = status_console(quiet=quiet)
     warnings = status_console()
     with TrainProgress(console) as progress:
@@ -174,7 +198,12 @@ def train(ctx, corpus, json_output, quiet, **options):
                 case events.Log():
                     progress.log(event.text)
 
-        result = run_training(opts, explicit=explicit, report=draw)
+        if ranks > 1:
+            result = train_distributed(opts, explicit=explicit, report=draw)
+        else:
+            result = run_training(opts, explicit=explicit, report=draw)
+    if result is None:  # a rank but 0 of a multi-process run: rank 0 reports
+        return
     if json_output:
         _echo(json.dumps({"event": "done", **result.to_dict()}))
     else:
