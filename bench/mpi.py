@@ -1,13 +1,14 @@
 """Data-parallel speed on this machine: one process with 2 BLAS threads against 2 MPI ranks with 1 each.
 
 Run only under the shared lock, one benchmark at a time:
-    flock /tmp/charlm-bench.lock .venv/bin/python bench/mpi.py [--steps N] [--rounds R]
+    flock /tmp/charlm-bench.lock .venv/bin/python bench/mpi.py [--chars N] [--rounds R] [--configs 256x128,...]
 
 Each configuration (LSTM 256x2 and 512x2; batch 64; seq 32 and 128) trains with real `charlm train` runs on
-tinyshakespeare for --steps steps without evaluation: once as one process (numpy's default 2 BLAS threads),
-once as `--procs 2` (the bundled mpiexec, 1 thread per rank), taking turns to go first, --rounds times. The
-figure is chars/s of training steps as `charlm train --json` reports it (the median over rounds), and the
-share of a step the 2-rank run spent in its Allreduce.
+tinyshakespeare for --chars characters (steps of 64 x seq) without evaluation: once as one process (numpy's
+default 2 BLAS threads), once as `--procs 2` (the bundled mpiexec, 1 thread per rank), taking turns to go
+first, --rounds times. The figure is chars/s of training steps as `charlm train --json` reports it (the
+median over rounds), and the time per step the 2-rank run spent in its Allreduce (waiting for the other
+rank included).
 
 Then a scaling model, on paper: P ranks over a network train the same global batch, so a step costs
 t1 / P of compute plus a ring Allreduce of 4 bytes x parameters: 2 (P - 1) / P x bytes / bandwidth +
@@ -70,7 +71,9 @@ def speedup(t1: float, params: int, ranks: int, bandwidth: float, latency: float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--chars", type=int, default=300_000, help="characters trained per run")
+    parser.add_argument("--configs", default=",".join(f"{h}x{t}" for h, t in CONFIGS),
+                        help="hidden x seq_len pairs, e.g. 256x128")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -80,11 +83,12 @@ def main() -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {' '.join(vector_extensions())}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for hidden, seq_len in CONFIGS:
+        for hidden, seq_len in (map(int, c.split("x")) for c in args.configs.split(",")):
+            steps = max(10, args.chars // (BATCH * seq_len))
             one, two, share = [], [], []
             for r in range(args.rounds):
                 for procs in ((1, 2) if r % 2 == 0 else (2, 1)):
-                    done = run(args.corpus, Path(tmp), hidden, seq_len, args.steps, procs)
+                    done = run(args.corpus, Path(tmp), hidden, seq_len, steps, procs)
                     if procs == 1:
                         one.append(done["chars_per_sec"])
                     else:

@@ -212,3 +212,13 @@ def test_sigterm_to_the_launcher_reaches_every_rank_once(corpus, tmp_path):
     assert error.startswith("Error: SIGTERM: saved") and "[mpiexec@" not in stderr
     [step] = checkpoint_steps(out)
     assert max(losses(out)) == step
+
+
+def test_a_failure_on_rank_zero_alone_ends_every_rank_without_a_hang(corpus, tmp_path):
+    out = tmp_path / "run"
+    (out / "best.safetensors").mkdir(parents=True)  # rank 0's first best checkpoint cannot be written
+    result = train(corpus, out, "--steps", 40, "--eval-every", 20, check=False, timeout=60)
+    assert result.returncode == 1
+    [error] = error_lines(result.stderr)
+    assert "could not save checkpoint best.safetensors" in error and "last good checkpoint: ckpt-00000020" in error
+    assert "Traceback" not in result.stderr
