@@ -10,10 +10,13 @@ first, --rounds times. The figure is chars/s of training steps as `charlm train 
 median over rounds), and the time per step the 2-rank run spent in its Allreduce (waiting for the other
 rank included).
 
-Then a scaling model, on paper: P ranks over a network train the same global batch, so a step costs
-t1 / P of compute plus a ring Allreduce of 4 bytes x parameters: 2 (P - 1) / P x bytes / bandwidth +
-2 (P - 1) x latency. The table gives the speed-up over one process at P = 2 ... 64 and the P past which
-adding ranks no longer pays (each doubling gains less than 10%), for two networks.
+Then a scaling model, on paper: P ranks over a network train the same global batch of 64 streams, so a
+rank's step costs its compute on 64 / P streams plus a ring Allreduce of 4 bytes x parameters:
+2 (P - 1) / P x bytes / bandwidth + 2 (P - 1) x latency. A rank's compute is not t1 / P: a step has a
+per-time-step cost that does not shrink with fewer streams, so it is measured here as a line,
+compute(b) = fixed + per_stream x b, from engine steps on b = 8 and b = 32 streams with one BLAS thread.
+The table gives the speed-up over one process (t1, measured above) at P = 2 ... 64 and the P past which
+adding ranks no longer pays (a doubling gains less than 10%), for two networks.
 """
 
 import argparse
@@ -61,11 +64,47 @@ def run(corpus: Path, workdir: Path, hidden: int, seq_len: int, steps: int, proc
     return done
 
 
-def speedup(t1: float, params: int, ranks: int, bandwidth: float, latency: float) -> float:
+ENGINE_STEPS = """
+import json, sys, time
+import numpy as np
+from charlm.engine.optim import make_optimizer
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state, loss_and_grads
+hidden, seq_len, streams = map(int, sys.argv[1:4])
+cfg = ModelConfig(cell="lstm", vocab_size=65, hidden=hidden, layers=2, dropout=0.1)
+rng = np.random.default_rng(0)
+params = init_params(cfg, rng)
+opt = make_optimizer("adam", params)
+ids = rng.integers(0, 65, (seq_len + 1, streams)).astype(np.int32)
+state, ws, times = init_state(cfg, streams), {}, []
+for i in range(10):
+    start = time.perf_counter()
+    _, grads, state = loss_and_grads(params, cfg, ids[:-1], ids[1:], state, rng=rng, workspace=ws)
+    opt.step(params, grads, 1e-3)
+    times.append(time.perf_counter() - start)
+print(json.dumps(float(np.median(times[3:]))))
+"""
+
+
+def rank_compute_line(hidden: int, seq_len: int) -> tuple[float, float]:
+    """(fixed, per_stream) seconds of one rank's training step on b streams with one BLAS thread."""
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}, "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1"}
+    small, large = (json.loads(subprocess.run([sys.executable, "-c", ENGINE_STEPS, str(hidden), str(seq_len),
+                                               str(b)], capture_output=True, text=True, env=env, check=True).stdout)
+                    for b in (8, 32))
+    per_stream = (large - small) / 24
+    return small - 8 * per_stream, per_stream
+
+
+def speedup(t1: float, line: tuple[float, float], params: int, ranks: int, bandwidth: float,
+            latency: float) -> float:
+    """One process's step time over P ranks' on the same global batch (see the module docstring)."""
     if ranks == 1:
         return 1.0
+    fixed, per_stream = line
     allreduce = 2 * (ranks - 1) / ranks * 4 * params / bandwidth + 2 * (ranks - 1) * latency
-    return t1 / (t1 / ranks + allreduce)
+    return t1 / (fixed + per_stream * BATCH / ranks + allreduce)
 
 
 def main() -> int:
@@ -103,12 +142,13 @@ def main() -> int:
                          "ratios": [round(b / a, 3) for a, b in zip(one, two, strict=True)],
                          "allreduce_ms": ar * 1e3, "allreduce_share": ar / step})
             row = rows[-1]
+            row["compute_fixed"], row["compute_per_stream"] = rank_compute_line(hidden, seq_len)
             print(f"{row['config']:<34} 1 x 2 threads {row['one_process']:>9,.0f} chars/s | 2 ranks x 1 thread "
                   f"{row['two_ranks']:>9,.0f} chars/s | {row['ratio']:.2f}x (rounds {row['ratios']}) | Allreduce "
-                  f"{row['allreduce_ms']:.2f} ms/step = {row['allreduce_share']:.0%} of a step", flush=True)
+                  f"{row['allreduce_ms']:.2f} ms/step = {row['allreduce_share']:.0%} of a step | a rank's step on b "
+                  f"streams {row['compute_fixed'] * 1e3:.0f} + {row['compute_per_stream'] * 1e3:.1f} b ms", flush=True)
 
-    print("\nScaling model: speed-up over one process of a step on the same global batch (t1 measured above, "
-          "one process)")
+    print("\nScaling model: speed-up over one process (t1, 2 threads) of P ranks on the same global batch of 64")
     for name, (bandwidth, latency) in NETWORKS.items():
         print(f"\n{name}")
         print(f"{'model':<22} {'params':>9} {'t1 ms':>7} " + " ".join(f"{f'P={p}':>6}" for p in RANKS[1:])
@@ -116,7 +156,8 @@ def main() -> int:
         for row in rows:
             params = lstm_params(row["hidden"])
             t1 = BATCH * row["seq_len"] / row["one_process"]
-            gains = [speedup(t1, params, p, bandwidth, latency) for p in RANKS]
+            line = (row["compute_fixed"], row["compute_per_stream"])
+            gains = [speedup(t1, line, params, p, bandwidth, latency) for p in RANKS]
             last = next((RANKS[i] for i in range(1, len(RANKS)) if gains[i] / gains[i - 1] < WORTH_A_DOUBLING),
                         None)
             stops = f"P={RANKS[RANKS.index(last) - 1]}" if last else f"beyond {RANKS[-1]}"

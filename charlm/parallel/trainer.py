@@ -25,7 +25,7 @@ import numpy as np
 from charlm.errors import CharlmError, ConfigError, DivergenceError, TrainingInterrupted
 from charlm.models.lm import init_state
 from charlm.parallel import comm as mpi
-from charlm.parallel.environment import LAUNCHER_VARIABLE
+from charlm.parallel.environment import LAUNCHER_VARIABLE, launched_rank
 from charlm.store.rundir import RunDir
 from charlm.training import events
 from charlm.training.events import TrainResult
@@ -222,7 +222,11 @@ def train_distributed(opts: TrainOptions, *, explicit: frozenset = frozenset(), 
     docstring. Returns the result on rank 0, None on the others. Errors every rank meets at the same step
     (bad options, divergence, an interrupt) are raised on every rank, quiet but on rank 0; an error one rank
     meets alone ends that process at once, which makes the launcher stop the others."""
-    comm = mpi.connect()
+    try:
+        comm = mpi.connect()
+    except CharlmError as exc:  # every rank lacks mpi4py alike: rank 0 says so
+        exc.quiet = launched_rank() != 0
+        raise
     root = comm.rank == 0
     run_dir = None
     in_loop = False
