@@ -16,7 +16,7 @@ rank's step costs its compute on 64 / P streams plus a ring Allreduce of 4 bytes
 per-time-step cost that does not shrink with fewer streams, so it is measured here as a line,
 compute(b) = fixed + per_stream x b, from engine steps on b = 8 and b = 32 streams with one BLAS thread.
 The table gives the speed-up over one process (t1, measured above) at P = 2 ... 64 and the P past which
-adding ranks no longer pays (a doubling gains less than 10%), for two networks.
+adding ranks no longer pays (the last doubling that still gained 10%), for two networks.
 """
 
 import argparse
@@ -158,9 +158,9 @@ def main() -> int:
             t1 = BATCH * row["seq_len"] / row["one_process"]
             line = (row["compute_fixed"], row["compute_per_stream"])
             gains = [speedup(t1, line, params, p, bandwidth, latency) for p in RANKS]
-            last = next((RANKS[i] for i in range(1, len(RANKS)) if gains[i] / gains[i - 1] < WORTH_A_DOUBLING),
-                        None)
-            stops = f"P={RANKS[RANKS.index(last) - 1]}" if last else f"beyond {RANKS[-1]}"
+            paying = [RANKS[i] for i in range(1, len(RANKS)) if gains[i] / gains[i - 1] >= WORTH_A_DOUBLING]
+            stops = (f"beyond {RANKS[-1]}" if paying and paying[-1] == RANKS[-1]
+                     else f"P={paying[-1]}" if paying else "P=1")
             label = f"LSTM {row['hidden']}x2 seq {row['seq_len']}"
             print(f"{label:<22} {params:>9,} {t1 * 1e3:>7.1f} "
                   + " ".join(f"{g:>5.1f}x" for g in gains[1:]) + f"  {stops}")
