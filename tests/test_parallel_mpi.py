@@ -112,6 +112,13 @@ def rank_pid(out: Path, rank: int) -> int:
     raise AssertionError(f"no rank {rank} training into {out}")
 
 
+def start_with_procs(corpus, out, *args) -> subprocess.Popen:
+    """A long `charlm train --procs 2` run, left running."""
+    return subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *MODEL, "--steps", "100000",
+                             "--procs", "2", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
 def checkpoint_steps(run: Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in run.glob("ckpt-*.safetensors"))
 
@@ -141,9 +148,7 @@ def test_kill_and_resume_under_two_ranks_is_bit_exact(corpus, tmp_path):
 
 def test_sigint_on_rank_one_stops_every_rank_at_one_step_with_one_checkpoint(corpus, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *MODEL, "--steps", "100000",
-                             "--eval-every", "100000", "--procs", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_with_procs(corpus, out, "--eval-every", 100000)
     wait_for(lambda: (out / "metrics.jsonl").exists() and len(losses(out)) > 20)
     os.kill(rank_pid(out, 1), signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -161,9 +166,7 @@ def test_sigint_on_rank_one_stops_every_rank_at_one_step_with_one_checkpoint(cor
 
 def test_sigkill_of_a_rank_ends_the_run_at_once_with_one_line_naming_it(corpus, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *MODEL, "--steps", "100000",
-                             "--save-every", "20", "--procs", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_with_procs(corpus, out, "--save-every", 20)
     wait_for(lambda: checkpoint_steps(out))
     pid = rank_pid(out, 1)
     os.kill(pid, signal.SIGKILL)
@@ -201,9 +204,7 @@ def test_usage_errors_are_one_line_from_one_rank(corpus, tmp_path, args, ranks, 
 
 def test_sigterm_to_the_launcher_reaches_every_rank_once(corpus, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *MODEL, "--steps", "100000",
-                             "--eval-every", "100000", "--procs", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_with_procs(corpus, out, "--eval-every", 100000)
     wait_for(lambda: (out / "metrics.jsonl").exists() and len(losses(out)) > 20)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
