@@ -79,11 +79,12 @@ def test_the_ranks_command_line_drops_procs_in_both_spellings():
 def test_the_launcher_keeps_rank_lines_and_mpich_banner_to_itself():
     sink = io.StringIO()
     relay = OutputFilter(sink)
-    lines = ["step 10: val 2.0\n", "charlm-rank 1 pid 27613\n", "\n", "done\n", *MPICH_BANNER.splitlines(True)]
+    lines = ["step 10: val 2.0\n", "charlm-rank 1 pid 27613;charlm-rank 0 pid 27612;\n", "\n", "done\n",
+             "step 20:charlm-rank 2 pid 27614; val 1.5\n", *MPICH_BANNER.splitlines(True)]
     for line in lines:
         relay.feed(line)
-    assert sink.getvalue() == "step 10: val 2.0\n\ndone\n"
-    assert relay.pids == {27613: 1}
+    assert sink.getvalue() == "step 10: val 2.0\n\ndone\nstep 20: val 1.5\n"
+    assert relay.pids == {27613: 1, 27612: 0, 27614: 2}
     assert relay.dead_pid == 27613 and relay.exit_string == "Killed (signal 9)"
 
 

@@ -19,7 +19,9 @@ from charlm.errors import CharlmError, ConfigError
 from charlm.parallel.comm import INSTALL_HINT, mpi_available
 from charlm.parallel.environment import LAUNCHER_VARIABLE
 
-RANK_LINE = re.compile(r"^charlm-rank (\d+) pid (\d+)$")
+# mpiexec merges the ranks' streams without keeping lines whole, so a rank's pid note may arrive inside
+# another line: it is found and cut out wherever it is, its end marked by ';'.
+RANK_NOTE = re.compile(r"charlm-rank (\d+) pid (\d+);")
 DEATH_PID = re.compile(r"PID (\d+) RUNNING AT (\S+)")
 EXIT_STRING = re.compile(r"EXIT STRING: (.*)$")
 # MPICH's own lines: its banner for a rank that died, and its notes on forwarded signals.
@@ -74,10 +76,14 @@ class OutputFilter:
         self._blank = False  # a blank line is held back: MPICH's banner starts with one
 
     def feed(self, line: str) -> None:
+        for rank, pid in RANK_NOTE.findall(line):
+            self.pids[int(pid)] = int(rank)
+        if self.pids:
+            kept = RANK_NOTE.sub("", line)
+            if kept != line and not kept.strip():
+                return
+            line = kept
         text = line.rstrip("\n")
-        if m := RANK_LINE.match(text):
-            self.pids[int(m.group(2))] = int(m.group(1))
-            return
         if MPICH_LINE.match(text):
             self._blank = False
             if m := DEATH_PID.search(text):
@@ -152,6 +158,6 @@ def _last_good(run_dir: Path) -> str:
 
 
 def announce(rank: int) -> None:
-    """A rank started by `launch` tells it its pid (the line never reaches the user)."""
+    """A rank started by `launch` tells it its pid (the note never reaches the user)."""
     if os.environ.get(LAUNCHER_VARIABLE):
-        print(f"charlm-rank {rank} pid {os.getpid()}", file=sys.stderr, flush=True)
+        print(f"charlm-rank {rank} pid {os.getpid()};", end="", file=sys.stderr, flush=True)  # no line of its own
