@@ -271,7 +271,8 @@ class TaggerTrainer(Trainer):
         self.last_f1 = found["f1"]
         return found["loss"]
 
-    def _evaluate_and_checkpoint(self, progress, session, lr) -> bool:
+    def validate(self, session, lr) -> tuple[bool, bool]:
+        """Loss and headline F1 on every held-out document; the best by `improves`."""
         val = self.evaluate()
         self.last_val = val
         improved = self.improves(val, self.last_f1)
@@ -286,10 +287,7 @@ class TaggerTrainer(Trainer):
             val_accuracy=self.last_accuracy)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
-        self.save(progress)
-        if improved:
-            self.save(progress, best=True)
-        return bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
+        return improved, bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
 
     def _final_eval(self):
         """The best checkpoint's loss and F1 on every held-out document. Every evaluation scores all of them,
