@@ -421,6 +421,15 @@ class Trainer:
         self.report(events.Sample(step=self.step, text=samples[0].text))
 
 
+def checked_options(opts: TrainOptions, explicit: frozenset) -> TrainOptions:
+    """The options in force: refused flags of another task are usage errors, the recipe fills what the user
+    left to it, and the result is checked."""
+    check_task_options(opts, explicit)
+    opts = with_budget_defaults(opts)
+    check_options(opts)
+    return opts
+
+
 def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
           clock=time.perf_counter) -> TrainResult:
     """Run (or resume) a training job described by `opts`; see the module docstring.
@@ -433,9 +442,7 @@ def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
     from charlm.training.classify import ClassifierTrainer  # these build on Trainer
     from charlm.training.tagging import TaggerTrainer
 
-    check_task_options(opts, explicit)
-    opts = with_budget_defaults(opts)
-    check_options(opts)
+    opts = checked_options(opts, explicit)
     kind = {"lm": Trainer, "classify": ClassifierTrainer}.get(opts.task, TaggerTrainer)
     with RunDir(opts.run_dir, keep=opts.keep) as run_dir:
         trainer = kind.open(opts, run_dir, explicit=explicit, report=report, clock=clock)
