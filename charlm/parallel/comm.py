@@ -29,6 +29,13 @@ def connect():
     return MPI.COMM_WORLD
 
 
+def in_place():
+    """MPI's marker for a collective that works in the receive buffer (no second copy)."""
+    from mpi4py import MPI
+
+    return MPI.IN_PLACE
+
+
 def finish() -> None:
     """Finalise MPI; only on an ending every rank reaches at the same step."""
     from mpi4py import MPI

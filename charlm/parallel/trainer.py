@@ -29,10 +29,10 @@ from charlm.parallel.environment import LAUNCHER_VARIABLE, launched_rank
 from charlm.store.rundir import RunDir
 from charlm.training import events
 from charlm.training.events import TrainResult
-from charlm.training.options import TrainOptions, check_options, check_task_options, with_budget_defaults
+from charlm.training.options import TrainOptions
 from charlm.training.shards import check_divisible, join_states, rank_rng, rng_state_for, shard_state, stream_slice
 from charlm.training.signals import StopSignals
-from charlm.training.trainer import Trainer
+from charlm.training.trainer import Trainer, checked_options
 from charlm.training.writer import RunWriter
 
 # How each step ends, as rank 0 broadcasts it (index = code).
@@ -72,7 +72,8 @@ class DistributedTrainer(Trainer):
         self.allreduce_seconds = 0.0
         self.allreduce_calls = 0
         self.stop = None
-        self._flat = None
+        self._flat = self._views = None
+        self._in_place = mpi.in_place()
         super().__init__(inputs, run_dir, report=report if self.is_root else None, clock=clock)
         if not inputs.resume:  # a resume takes each rank's own RNG from the checkpoint
             self.rng = rank_rng(self.opts.seed, self.rank)
@@ -109,25 +110,19 @@ class DistributedTrainer(Trainer):
 
     def reduce_gradients(self, loss: float, grads: dict) -> tuple[float, dict]:
         """Sum every rank's gradients, loss and signals in one in-place Allreduce, then divide by P."""
-        names = sorted(grads)
         if self._flat is None:
-            size = sum(grads[k].size for k in names)
-            self._flat = np.empty(size + EXTRA_SLOTS, np.result_type(*(grads[k].dtype for k in names)))
-        flat, offset = self._flat, 0
-        views = {}
-        for k in names:
-            n = grads[k].size
-            views[k] = flat[offset:offset + n].reshape(grads[k].shape)
-            views[k][...] = grads[k]
-            offset += n
+            self._flat, self._views = _flat_buffer(grads, EXTRA_SLOTS)
+        flat, views = self._flat, self._views
+        for k, view in views.items():
+            view[...] = grads[k]
         signum = self.stop.signum if self.stop else None
-        flat[offset:] = (loss, signum == signal.SIGINT, signum == signal.SIGTERM)
+        flat[-EXTRA_SLOTS:] = (loss, signum == signal.SIGINT, signum == signal.SIGTERM)
         start = time.perf_counter()
-        self.comm.Allreduce(_in_place(), flat)
+        self.comm.Allreduce(self._in_place, flat)
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
         flat *= 1.0 / self.size
-        loss, sigint, sigterm = (float(v) for v in flat[offset:])
+        loss, sigint, sigterm = (float(v) for v in flat[-EXTRA_SLOTS:])
         if self.stop and self.stop.signum is None and (sigint or sigterm):
             self.stop.signum = signal.SIGINT if sigint else signal.SIGTERM
         return loss, views
@@ -159,24 +154,10 @@ class DistributedTrainer(Trainer):
 
     def carried_state(self) -> tuple[list, dict]:
         """Every rank's streams and RNG, gathered to rank 0 (on the others: what they hold)."""
-        arrays = [a for layer in self.state for a in layer]
-        local = np.concatenate([a.reshape(-1) for a in arrays])
-        gathered = np.empty((self.size, local.size), local.dtype) if self.is_root else None
-        self.comm.Gather(local, gathered, root=0)
-        rngs = self.comm.gather(self.rng.bit_generator.state, root=0)
+        shares = self.comm.gather((self.state, self.rng.bit_generator.state), root=0)
         if not self.is_root:
             return self.state, {}
-        shards = []
-        for row in gathered:
-            flat, offset, shard = row, 0, []
-            for layer in self.state:
-                parts = []
-                for a in layer:
-                    parts.append(flat[offset:offset + a.size].reshape(a.shape))
-                    offset += a.size
-                shard.append(tuple(parts))
-            shards.append(shard)
-        return join_states(shards), {"ranks": rngs}
+        return join_states([state for state, _ in shares]), {"ranks": [rng for _, rng in shares]}
 
     def train_state(self, progress: float) -> dict:
         return {**super().train_state(progress), "procs": self.size}
@@ -210,10 +191,15 @@ class DistributedTrainer(Trainer):
         raise TrainingInterrupted("interrupted", signum)
 
 
-def _in_place():
-    from mpi4py import MPI
-
-    return MPI.IN_PLACE
+def _flat_buffer(grads: dict, extra: int) -> tuple[np.ndarray, dict]:
+    """One buffer for every gradient and `extra` slots after them, and each gradient's view into it."""
+    names = sorted(grads)
+    flat = np.empty(sum(grads[k].size for k in names) + extra, np.result_type(*(grads[k].dtype for k in names)))
+    views, offset = {}, 0
+    for k in names:
+        views[k] = flat[offset:offset + grads[k].size].reshape(grads[k].shape)
+        offset += grads[k].size
+    return flat, views
 
 
 def train_distributed(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
@@ -234,9 +220,7 @@ def train_distributed(opts: TrainOptions, *, explicit: frozenset = frozenset(), 
         if opts.task != "lm":
             raise ConfigError(f"--task {opts.task} trains in one process; multi-process training is for "
                               f"language models")
-        check_task_options(opts, explicit)
-        opts = with_budget_defaults(opts)
-        check_options(opts)
+        opts = checked_options(opts, explicit)
         run_dir = RunDir(opts.run_dir, keep=opts.keep)
         trainer = _open_in_turn(comm, opts, run_dir, explicit, report, clock)
         trainer.share_parameters()
