@@ -76,13 +76,12 @@ class OutputFilter:
         self._blank = False  # a blank line is held back: MPICH's banner starts with one
 
     def feed(self, line: str) -> None:
-        for rank, pid in RANK_NOTE.findall(line):
-            self.pids[int(pid)] = int(rank)
-        if self.pids:
-            kept = RANK_NOTE.sub("", line)
-            if kept != line and not kept.strip():
+        notes = RANK_NOTE.findall(line)
+        if notes:
+            self.pids.update((int(pid), int(rank)) for rank, pid in notes)
+            line = RANK_NOTE.sub("", line)
+            if not line.strip():
                 return
-            line = kept
         text = line.rstrip("\n")
         if MPICH_LINE.match(text):
             self._blank = False
@@ -160,4 +159,5 @@ def _last_good(run_dir: Path) -> str:
 def announce(rank: int) -> None:
     """A rank started by `launch` tells it its pid (the note never reaches the user)."""
     if os.environ.get(LAUNCHER_VARIABLE):
-        print(f"charlm-rank {rank} pid {os.getpid()};", end="", file=sys.stderr, flush=True)  # no line of its own
+        sys.stderr.write(f"charlm-rank {rank} pid {os.getpid()};\n")  # one write: mpiexec may split two
+        sys.stderr.flush()
