@@ -77,7 +77,7 @@ def test_two_ranks_train_the_same_model_as_one_process(corpus, tmp_path):
     for layer_a, layer_b in zip(a.state, b.state, strict=True):
         for x, y in zip(layer_a, layer_b, strict=True):
             assert x.shape == y.shape == (8, 32)
-            np.testing.assert_allclose(x, y, atol=PARAM_TOLERANCE)
+            np.testing.assert_allclose(x, y, rtol=PARAM_TOLERANCE, atol=PARAM_TOLERANCE)
     assert a.train["cursor"] == b.train["cursor"] and b.train["procs"] == 2 and len(b.rng["ranks"]) == 2
     la, lb = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert la.keys() == lb.keys() == set(range(1, 21))

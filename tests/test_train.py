@@ -17,7 +17,7 @@ from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.training import events
-from charlm.training.options import DEFAULT_TIME_BUDGET, TrainOptions, parse_duration, with_budget_defaults
+from charlm.training.options import DEFAULT_TIME_BUDGET, TrainOptions, parse_duration, with_time_budget
 from charlm.training.trainer import Trainer, train
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
@@ -60,7 +60,8 @@ def test_json_output_and_run_dir_contents(tmp_path, text_corpus):
                    "--json", *SMALL])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["step"] for r in records[:-1]] == [15, 30]
+    assert "recipe" in records[0] and "dropout" in records[0]["choices"]  # what the recipe chose, first
+    assert [r["step"] for r in records[1:-1]] == [15, 30]
     final = records[-1]
     for key in ("best_val_loss", "best_val_bpc", "steps", "epochs", "train_seconds", "chars_per_sec",
                 "checkpoint"):
@@ -272,7 +273,7 @@ def test_library_train_without_a_stopping_rule_uses_the_default_budget(tmp_path,
                    clock=clock)
     assert result.stopped_by == "time" and result.steps == 8
     assert json.loads((out / "config.json").read_text())["time_budget"] == DEFAULT_TIME_BUDGET
-    assert with_budget_defaults(TrainOptions(corpus="x", steps=5)).time_budget is None  # --steps alone: no budget
+    assert with_time_budget(TrainOptions(corpus="x", steps=5)).time_budget is None  # --steps alone: no budget
 
 
 def test_the_trainer_reports_typed_events(tmp_path, text_corpus):
@@ -320,36 +321,6 @@ def test_fine_tuning_refuses_another_architecture(tmp_path, text_corpus):
     assert result.exit_code == 1
     # dropout acts only in training, so a fine-tune may change it
     assert "cannot change --init-from checkpoint: --embed 8 (was 0); --dtype float64 (was float32)" in result.stderr
-
-
-def test_model_size_and_dropout_left_unset_scale_with_the_time_budget():
-    short, long_ = (with_budget_defaults(TrainOptions(corpus="x", time_budget=t)) for t in (300.0, 600.0))
-    assert (short.hidden, short.dropout) == (256, 0.1)
-    assert (long_.hidden, long_.dropout) == (384, 0.2)
-    by_steps = with_budget_defaults(TrainOptions(corpus="x", steps=100))
-    assert (by_steps.hidden, by_steps.dropout) == (256, 0.1)
-    chosen = with_budget_defaults(TrainOptions(corpus="x", time_budget=600.0, hidden=128, dropout=0.0))
-    assert (chosen.hidden, chosen.dropout) == (128, 0.0)
-    unresolved = TrainOptions(corpus="x", time_budget=600.0).model_config(vocab_size=10)  # fills them itself
-    assert (unresolved.hidden, unresolved.dropout) == (384, 0.2)
-
-
-def test_a_resumed_run_keeps_its_budget_chosen_width(tmp_path, text_corpus, monkeypatch):
-    # Scale the threshold down so a 3-second run counts as a long budget, then resume with a step limit:
-    # the resumed run must keep the checkpoint's width, not re-derive the small one from the new limit.
-    monkeypatch.setattr("charlm.training.options.LARGE_BUDGET_SECONDS", 2.0)
-    monkeypatch.setattr("charlm.training.options.LARGE_MODEL", {"hidden": 24, "dropout": 0.2})
-    out = tmp_path / "run"
-    first = _run(["train", str(text_corpus), "--out", str(out), "--time", "3s", "--layers", "1", "--batch", "4",
-                  "--seq-len", "16", "--quiet"])
-    assert first.exit_code == 0, first.output
-    assert load_checkpoint(out).config.hidden == 24
-    steps = load_checkpoint(out, prefer="latest").train["step"]
-    resumed = _run(["train", str(text_corpus), "--out", str(out), "--resume", "--steps", str(steps + 5),
-                    "--quiet"])
-    assert resumed.exit_code == 0, resumed.output
-    latest = load_checkpoint(out, prefer="latest")
-    assert latest.config.hidden == 24 and latest.train["step"] == steps + 5
 
 
 def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_validation_text(

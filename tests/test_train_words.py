@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint
-from charlm.training.options import CHAR_TRAINING, WORD_RECIPE, TrainOptions, with_budget_defaults
+from charlm.training.options import TrainOptions
+from charlm.training.recipe import CHAR_TRAINING, WORD_RECIPE, CorpusStats, apply_recipe
 from charlm.training.trainer import train
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old king", "her sister"]
@@ -62,7 +63,7 @@ def test_word_mode_json_reports_per_token_and_per_char(tmp_path, grammar):
     result = invoke("train", grammar, "--tokens", "word", "--eos", "lines", "--out", out, "--hidden", 16,
                     "--layers", 1, "--batch", 4, "--seq-len", 8, "--steps", 20, "--eval-every", 10, "--json", "-q")
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in result.stdout.splitlines()]
+    records = [json.loads(line) for line in result.stdout.splitlines() if '"recipe"' not in line]
     assert all(r["tokens"] == "word" for r in records)
     done = records[-1]
     assert done["best_val_mode"] == "exact"
@@ -119,16 +120,21 @@ def test_resume_refuses_another_tokenizer(tmp_path, grammar):
 
 
 def test_words_take_the_word_recipe_whatever_the_budget_and_explicit_options_win():
+    def filled(**options):
+        opts = TrainOptions(corpus="c.txt", **options)
+        stats = CorpusStats(tokens=10**6, documents=1, vocab=10_000 if opts.tokens == "word" else 60, kind=opts.tokens)
+        return apply_recipe(opts, stats)[0]
+
     for limits in ({"steps": 1}, {"time_budget": 300.0}, {"time_budget": 3600.0}):
-        word = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", **limits))
+        word = filled(tokens="word", **limits)
         assert {name: getattr(word, name) for name in WORD_RECIPE} == WORD_RECIPE
         assert word.embed == word.hidden
-    char = with_budget_defaults(TrainOptions(corpus="c.txt", steps=1))
+    char = filled(steps=1)
     assert {name: getattr(char, name) for name in CHAR_TRAINING} == CHAR_TRAINING
     assert char.embed == 0 and char.tie is False
-    mine = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", steps=1, hidden=64, optimizer="adam",
-                                             lr=1e-3, tie=True, batch=8))
+    mine = filled(tokens="word", steps=1, hidden=64, optimizer="adam", lr=1e-3, tie=True, batch=8)
     assert (mine.hidden, mine.embed, mine.optimizer, mine.lr, mine.tie, mine.batch) == (64, 64, "adam", 1e-3, True, 8)
     assert (mine.seq_len, mine.clip) == (WORD_RECIPE["seq_len"], WORD_RECIPE["clip"])  # the rest of the recipe
-    narrow = with_budget_defaults(TrainOptions(corpus="c.txt", tokens="word", embed=32, steps=1))
+    narrow = filled(tokens="word", embed=32, steps=1)
     assert narrow.embed == 32 and narrow.hidden == WORD_RECIPE["hidden"]
+

@@ -7,12 +7,16 @@ stays fast and a command's heavy imports (numpy) are paid only by that command.
 import errno
 import importlib
 import sys
+import time
 
-import click
+# When this invocation began, before the heavy imports: `charlm train --time` counts its budget from here.
+STARTED = time.perf_counter()
 
-from charlm import __version__
-from charlm.errors import CharlmError
-from charlm.parallel.environment import limit_threads_per_rank
+import click  # noqa: E402
+
+from charlm import __version__  # noqa: E402
+from charlm.errors import CharlmError  # noqa: E402
+from charlm.parallel.environment import limit_threads_per_rank  # noqa: E402
 
 # command name -> "module:attribute"
 COMMANDS = {

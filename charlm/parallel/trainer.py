@@ -128,9 +128,9 @@ class DistributedTrainer(Trainer):
         return loss, views
 
     # ------------------------------------------------------------------ collective decisions
-    def loop(self, stop: StopSignals) -> TrainResult:
+    def loop(self, stop: StopSignals, *, started: float | None = None) -> TrainResult:
         self.stop = stop
-        return super().loop(stop)
+        return super().loop(stop, started=started)
 
     def decide(self, total, wall, stop, session):
         """Rank 0's decision, broadcast: every rank stops, evaluates and schedules the learning rate alike."""
@@ -203,7 +203,7 @@ def _flat_buffer(grads: dict, extra: int) -> tuple[np.ndarray, dict]:
 
 
 def train_distributed(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
-                      clock=time.perf_counter) -> TrainResult | None:
+                      clock=time.perf_counter, started: float | None = None) -> TrainResult | None:
     """`charlm.training.trainer.train` as one rank of an MPI job (started by mpiexec); see the module
     docstring. Returns the result on rank 0, None on the others. Errors every rank meets at the same step
     (bad options, divergence, an interrupt) are raised on every rank, quiet but on rank 0; an error one rank
@@ -220,13 +220,14 @@ def train_distributed(opts: TrainOptions, *, explicit: frozenset = frozenset(), 
         if opts.task != "lm":
             raise ConfigError(f"--task {opts.task} trains in one process; multi-process training is for "
                               f"language models")
+        started = clock() if started is None else started
         opts = checked_options(opts, explicit)
         run_dir = RunDir(opts.run_dir, keep=opts.keep)
         trainer = _open_in_turn(comm, opts, run_dir, explicit, report, clock)
         trainer.share_parameters()
         in_loop = True
         with StopSignals() as stop:
-            result = trainer.loop(stop)
+            result = trainer.loop(stop, started=started)
     except CharlmError as exc:
         if in_loop and not isinstance(exc, (DivergenceError, TrainingInterrupted)):
             run_dir.close()
@@ -250,8 +251,9 @@ def _end_together(comm, run_dir) -> None:
 
 
 def _open_in_turn(comm, opts, run_dir, explicit, report, clock) -> DistributedTrainer:
-    """Rank 0 opens the run directory and prepares the corpus (filling its cache) first, then the others
-    load it; each failure is agreed on, so no rank waits for one that gave up."""
+    """Rank 0 opens the run directory, prepares the corpus (filling its cache) and settles the recipe first,
+    then the others load it with rank 0's options; each failure is agreed on, so no rank waits for one that
+    gave up."""
     from charlm.training.inputs import load_inputs
 
     trainer = None
@@ -266,6 +268,8 @@ def _open_in_turn(comm, opts, run_dir, explicit, report, clock) -> DistributedTr
             except CharlmError as exc:
                 error = exc
         mpi.agree(comm, error)
+        if turn == 0:  # the others take rank 0's options, recipe included (it timed this machine once)
+            opts = comm.bcast(trainer.opts if comm.rank == 0 else None, root=0)
     return trainer
 
 

@@ -3,13 +3,17 @@
 A time budget covers the run's whole loop: training stops early enough that the closing evaluation and the
 final score of the best checkpoint still end within it. Their cost comes from two measurements:
 - exact_seconds: exact scoring of all validation text (one stream), estimated once at setup by timing a
-  probe of PROBE_IDS ids (the cost depends on the sizes, not on the weights); None without validation text
+  probe of PROBE_IDS ids after a warm-up of WARM_UP_IDS (the cost depends on the sizes, not on the weights);
+  None without validation text
 - eval_seconds: the last evaluation during training, None until the first one is timed
 """
 
 # Ids in the probe that estimates exact scoring: 1024 targets, enough that the per-id cost outweighs the
 # fixed cost of one scoring call, few enough that the probe is a small part of setup on any corpus.
 PROBE_IDS = 1025
+# An untimed scoring of this many ids goes first: the first calls load compiled kernels and allocate buffers,
+# a one-off cost that would make the probe, scaled up to all validation text, overstate it many times over.
+WARM_UP_IDS = 33
 # Before the first evaluation is timed, its cost is guessed as this share of an exact pass. An evaluation
 # scores in parallel streams: the same arithmetic in wider matrix products, which costs less than one
 # row at a time. The guess only needs the right size: the first measured evaluation replaces it.

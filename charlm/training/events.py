@@ -24,6 +24,19 @@ class Warning:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """The options the recipe chose, once at the start: a summary line, one reason per group of choices, and
+    the choices (option name -> value)."""
+
+    summary: str
+    reasons: tuple[str, ...]
+    choices: dict
+
+    def to_dict(self) -> dict:
+        return {"recipe": self.summary, "reasons": list(self.reasons), "choices": self.choices}
+
+
+@dataclass(frozen=True)
 class Progress:
     """After every step: where the run is and how it goes."""
 
@@ -68,7 +81,7 @@ class Sample:
     text: str
 
 
-Event = Log | Warning | Progress | Evaluation | Sample
+Event = Log | Warning | Recipe | Progress | Evaluation | Sample
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,17 @@ from charlm.store.checkpoint import Checkpoint, load_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.text.batching import split_train_val
 from charlm.text.cache import Corpus, prepare_corpus
+from charlm.text.tokenizer import EOS
 from charlm.training import events
-from charlm.training.options import MODEL_OPTIONS, TrainOptions, merge_resumed_options, refuse_changes
+from charlm.training.options import (
+    MODEL_OPTIONS,
+    TrainOptions,
+    check_options,
+    merge_resumed_options,
+    refuse_changes,
+)
+from charlm.training.recipe import CorpusStats, apply_recipe, needs_speed
+from charlm.training.speed import measure_speed
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,26 @@ def load_inputs(opts: TrainOptions, run_dir: RunDir, *, explicit: frozenset, rep
         val_ids = val_chars = None
     if val_ids is None and (opts.val_fraction > 0 or opts.val_file):
         report(events.Warning("the validation split is empty; validation is off"))
+    documents = 1 if opts.eos == "file" else max(1, int(np.count_nonzero(train_ids == EOS)))
+    stats = CorpusStats(tokens=len(train_ids), documents=documents, vocab=corpus.vocab.size,
+                        kind=corpus.vocab.kind)
+    opts, recipe = with_recipe(opts, stats)
+    if recipe is not None:
+        report(recipe)
     return RunInputs(opts, corpus, train_ids, val_ids, val_chars, base, resume_from is not None)
+
+
+def with_recipe(opts: TrainOptions, stats: CorpusStats | None) -> tuple[TrainOptions, events.Recipe | None]:
+    """The options with those left unset filled by the recipe (`charlm.training.recipe`), checked, and the
+    event that gives the recipe's account (None when the user set them all), for the caller to report once
+    its data has loaded. The machine's speed is measured first when the recipe sizes the model by it."""
+    speed = measure_speed(opts.cell, opts.layers or 2, stats.vocab) if (
+        stats is not None and needs_speed(opts)) else None
+    opts, recipe = apply_recipe(opts, stats, speed)
+    check_options(opts)
+    if recipe is None:
+        return opts, None
+    return opts, events.Recipe(summary=recipe.summary, reasons=recipe.reasons, choices=recipe.choices)
 
 
 def held_out_chars(corpus: Corpus, val_ids: np.ndarray) -> float:

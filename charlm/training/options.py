@@ -1,6 +1,6 @@
 """`charlm train`'s options: every default, and the rules that check them and carry them across a resume.
 
-The defaults are the recipe README documents under "Defaults, and why"; `bench/quality.py` measures it.
+Options left unset (None) are the recipe's to choose (`charlm.training.recipe`), once the corpus is read.
 """
 
 import math
@@ -27,21 +27,22 @@ class TrainOptions:
     corpus: str
     out: str | None = None
     cell: str = "lstm"
-    hidden: int | None = None  # None: the recipe (with_budget_defaults): by the time budget for characters
-    layers: int = 2
-    embed: int | None = None  # None: 0 (one-hot input) for characters, the hidden width for words
+    # None, here and below: left to the recipe (charlm.training.recipe), which fills it before training
+    hidden: int | None = None
+    layers: int | None = None
+    embed: int | None = None  # 0 (one-hot input) for characters, the hidden width for words
     tie: bool = False
-    dropout: float | None = None  # None: the recipe, as hidden
+    dropout: float | None = None
     activation: str = "tanh"
     dtype: str = "float32"
-    seq_len: int | None = None  # None, and the five below: the recipe of the token kind (with_budget_defaults)
+    seq_len: int | None = None
     batch: int | None = None
     optimizer: str | None = None
     lr: float | None = None
     momentum: float | None = None
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     schedule: str = "cosine"
-    warmup: int = 30
+    warmup: int | None = None
     min_lr_ratio: float = 0.1
     clip: float | None = None
     clip_mode: str = "norm"
@@ -53,7 +54,7 @@ class TrainOptions:
     eval_every: int = 0
     eval_streams: int = 64
     eval_chars: int = 262_144
-    patience: int = 0
+    patience: int | None = None  # evaluations without improvement before stopping (0: never)
     sample_every: int = 0
     save_every: int = 0
     keep: int = 2
@@ -72,15 +73,16 @@ class TrainOptions:
     max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
+    recipe: str = ""  # the recipe's account of the options it chose (charlm.training.recipe.Recipe.text)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
 
     def model_config(self, vocab_size: int, heads: tuple = ()) -> ModelConfig:
-        """The model these options describe (hidden and dropout left unset are filled from the budget); a
-        tagger's `heads` are its label counts."""
-        o = with_budget_defaults(self)
+        """The model these options describe, once the recipe has filled them; a tagger's `heads` are its label
+        counts."""
+        o = self
         return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
                            dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie,
                            bidirectional=o.bidirectional, heads=heads,
@@ -97,55 +99,11 @@ VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_voc
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 
-# Characters: a longer budget affords a wider model, which then needs more dropout (README "Defaults, and
-# why" has the sweep that chose these on tinyshakespeare); Adam at a high rate with the global norm clipped
-# at 1, and many short streams, buy the most updates per second.
-LARGE_BUDGET_SECONDS = 450.0
-SMALL_MODEL = {"hidden": 256, "dropout": 0.1}
-LARGE_MODEL = {"hidden": 384, "dropout": 0.2}
-CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0}
-# Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
-# and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
-# words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
-# that also trains the LSTM quickly let the carried cell state run away (README "Word-level models" has the
-# runs); clipped SGD bounds every step.
-WORD_RECIPE = {"hidden": 200, "dropout": 0.2, "seq_len": 35, "batch": 20, "optimizer": "sgd", "lr": 20.0,
-               "momentum": 0.0, "clip": 0.25}
-# Taggers read whole documents (a batch of similar lengths, padded) and label characters: a narrower model
-# than a language model's (two directions double its output), Adam at a moderate rate. seq_len is unused
-# (a tagger's chunk is a whole document, at most --max-len characters) and set to max_len to say so.
-TAGGER_RECIPE = {"hidden": 128, "dropout": 0.1, "batch": 32, "optimizer": "adam", "lr": 3e-3, "momentum": 0.9,
-                 "clip": 1.0}
-
-
-def with_budget_defaults(opts: TrainOptions) -> TrainOptions:
-    """Fill the options left to the recipe (None).
-
-    A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET.
-    Characters: hidden and dropout follow the budget (the large model for a time budget of
-    LARGE_BUDGET_SECONDS or more, else the small one, also for runs stopped by steps or epochs), the rest is
-    CHAR_TRAINING; characters are few, so the input is one-hot rows (a row gather of the first layer's
-    weights, `embed` 0). Words: WORD_RECIPE whatever the budget, with a learned embedding as wide as the
-    hidden layer (words are many). Taggers: TAGGER_RECIPE, one-hot input, documents by lines unless
-    paragraphs are asked for. Options the user set always win.
-    """
+def with_time_budget(opts: TrainOptions) -> TrainOptions:
+    """A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET."""
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:
-        opts = replace(opts, time_budget=DEFAULT_TIME_BUDGET)
-    if opts.task != "lm":
-        chosen = {name: value for name, value in TAGGER_RECIPE.items() if getattr(opts, name) is None}
-        chosen.update(embed=0 if opts.embed is None else opts.embed, seq_len=opts.max_len,
-                      eos="lines" if opts.eos == "file" else opts.eos)
-        return replace(opts, **chosen)
-    words = opts.tokens == "word"
-    if words:
-        recipe = WORD_RECIPE
-    else:
-        recipe = dict(LARGE_MODEL if (opts.time_budget or 0) >= LARGE_BUDGET_SECONDS else SMALL_MODEL,
-                      **CHAR_TRAINING)
-    chosen = {name: value for name, value in recipe.items() if getattr(opts, name) is None}
-    if opts.embed is None:
-        chosen["embed"] = chosen.get("hidden", opts.hidden) if words else 0
-    return replace(opts, **chosen) if chosen else opts
+        return replace(opts, time_budget=DEFAULT_TIME_BUDGET)
+    return opts
 
 
 def parse_duration(text: str) -> float:
@@ -160,12 +118,13 @@ def parse_duration(text: str) -> float:
 
 
 def check_options(o: TrainOptions) -> None:
-    """Values the library refuses however the options were built (the CLI's flag types refuse them first)."""
-    if not 0 <= o.dropout < 1:
+    """Values the library refuses however the options were built (the CLI's flag types refuse them first);
+    options still left to the recipe (None) pass."""
+    if o.dropout is not None and not 0 <= o.dropout < 1:
         raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
     if not 0 <= o.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {o.val_fraction}")
-    if not (math.isfinite(o.lr) and o.lr > 0):
+    if o.lr is not None and not (math.isfinite(o.lr) and o.lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {o.lr}")
     if o.tokens not in KINDS:
         raise ConfigError(f"--tokens must be one of {', '.join(KINDS)}, got {o.tokens!r}")
@@ -183,7 +142,7 @@ def check_options(o: TrainOptions) -> None:
     elif o.bidirectional:
         raise ConfigError("--bidirectional needs a tagging --task: a bidirectional language model would read the "
                           "very token it predicts")
-    if o.tie and o.embed != o.hidden:
+    if o.tie and None not in (o.embed, o.hidden) and o.embed != o.hidden:
         raise ConfigError(f"--tie shares the input embedding with the output layer, so it needs --embed equal to "
                           f"--hidden (got --embed {o.embed}, --hidden {o.hidden})")
 

@@ -22,6 +22,7 @@ from charlm.text.corpus import file_sha256, read_text, split_documents
 from charlm.text.tagging import Head, TaggedDoc, make_doc, read_conll, tag_doc, task_heads
 from charlm.text.tokenizer import Vocab
 from charlm.training import events
+from charlm.training.inputs import with_recipe
 from charlm.training.options import MODEL_OPTIONS, TrainOptions, merge_resumed_options, refuse_changes
 from charlm.training.trainer import Trainer
 from charlm.training.writer import RunWriter
@@ -230,9 +231,12 @@ class TaggerTrainer(Trainer):
             meta = base.data.get(cls.meta_key)
             if not meta or meta.get("task") != opts.task:
                 raise ConfigError(f"{base.path} is not a --task {opts.task} model; start a new run")
+        opts, recipe = with_recipe(opts, None)
         data = cls.load_data(opts, base, report)
         if resume and base.data.get("corpus_sha256") != data.sha256:
             raise CharlmError(f"{opts.corpus} is not the corpus this run was trained on (content differs)")
+        if recipe is not None:
+            report(recipe)
         return cls(data, opts, run_dir, base=base, resume=resume, report=report, clock=clock)
 
     def _restore(self, ckpt) -> None:

@@ -24,7 +24,7 @@ from charlm.text.batching import Batcher
 from charlm.training import budget, events
 from charlm.training.events import TrainResult
 from charlm.training.inputs import RunInputs, load_inputs
-from charlm.training.options import TrainOptions, check_options, check_task_options, with_budget_defaults
+from charlm.training.options import TrainOptions, check_options, check_task_options, with_time_budget
 from charlm.training.schedule import learning_rate
 from charlm.training.shards import rng_state_for
 from charlm.training.signals import StopSignals
@@ -133,10 +133,12 @@ class Trainer:
 
     def probe_exact_seconds(self) -> float | None:
         """Estimated seconds to score all validation text exactly (one stream), from a probe of
-        budget.PROBE_IDS ids; None without validation text. The cost does not depend on the weights."""
+        budget.PROBE_IDS ids after an untimed one of budget.WARM_UP_IDS; None without validation text. The cost
+        does not depend on the weights."""
         if self.val_ids is None:
             return None
         probe = self.val_ids[:min(len(self.val_ids), budget.PROBE_IDS)]
+        score_ids(self.params, self.cfg, probe[:budget.WARM_UP_IDS], streams=1)  # first calls load the kernels
         start = self.clock()
         score_ids(self.params, self.cfg, probe, streams=1)
         return budget.exact_seconds_estimate(self.clock() - start, len(probe), len(self.val_ids))
@@ -200,16 +202,19 @@ class Trainer:
         return loss, norm, lr
 
     # ------------------------------------------------------------------ the loop
-    def loop(self, stop: StopSignals) -> TrainResult:
+    def loop(self, stop: StopSignals, *, started: float | None = None) -> TrainResult:
         """Train until a stopping rule holds (steps, epochs, time budget, patience or a signal), evaluating
-        and saving on the way, then score the best checkpoint. Raises TrainingInterrupted after a signal."""
+        and saving on the way, then score the best checkpoint. Raises TrainingInterrupted after a signal.
+        `started`: the clock when the invocation began, so the time budget covers the setup too (default:
+        now)."""
         o = self.opts
         total = self.total_steps()
         if total is not None and self.step >= total:
             self.report(events.Log(f"already at step {self.step} of {total}; nothing to do (raise --steps to "
                                    f"continue)"))
             return self._result(_Session(start=0.0, next_eval_at=0.0), "finished", None, "none")
-        session = _Session(start=self.clock(), next_eval_at=budget.eval_interval(o.time_budget))
+        session = _Session(start=self.clock() if started is None else started,
+                           next_eval_at=budget.eval_interval(o.time_budget))
         progress = self.progress(0.0)
         stopped_by = None
         while stopped_by is None:
@@ -246,6 +251,10 @@ class Trainer:
 
         if stopped_by == "signal":
             self._interrupted(stop.signum)
+        if stopped_by == "patience":
+            self.report(events.Log(f"stopped early at step {self.step}: the validation loss has not improved in "
+                                   f"{self.opts.patience} evaluations (best {self.best_val:.4f} at step "
+                                   f"{self.best_step}); --patience 0 trains on"))
         self.report(events.Log(f"stopped by {stopped_by} at step {self.step} after "
                                f"{self.clock() - session.start:.0f}s"))
         return self._result(session, stopped_by, *self._final_eval())
@@ -422,29 +431,32 @@ class Trainer:
 
 
 def checked_options(opts: TrainOptions, explicit: frozenset) -> TrainOptions:
-    """The options in force: refused flags of another task are usage errors, the recipe fills what the user
-    left to it, and the result is checked."""
+    """The options as given, checked: refused flags of another task are usage errors, and a run with no
+    stopping rule gets the default time budget. The recipe fills the rest once the corpus is read."""
     check_task_options(opts, explicit)
-    opts = with_budget_defaults(opts)
+    opts = with_time_budget(opts)
     check_options(opts)
     return opts
 
 
 def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
-          clock=time.perf_counter) -> TrainResult:
+          clock=time.perf_counter, started: float | None = None) -> TrainResult:
     """Run (or resume) a training job described by `opts`; see the module docstring.
 
     explicit: names of options the user set on the command line (a resume refuses to change the
     architecture and keeps the checkpoint's training options unless they were given explicitly).
     report: called with each event of `charlm.training.events`; None is silent.
     clock: seconds for the time budget and the speed figures (time.perf_counter).
+    started: the clock's reading when the invocation began (`charlm train`: before its imports); the time
+    budget counts from it. Default: now.
     """
     from charlm.training.classify import ClassifierTrainer  # these build on Trainer
     from charlm.training.tagging import TaggerTrainer
 
+    started = clock() if started is None else started
     opts = checked_options(opts, explicit)
     kind = {"lm": Trainer, "classify": ClassifierTrainer}.get(opts.task, TaggerTrainer)
     with RunDir(opts.run_dir, keep=opts.keep) as run_dir:
         trainer = kind.open(opts, run_dir, explicit=explicit, report=report, clock=clock)
         with StopSignals() as stop:
-            return trainer.loop(stop)
+            return trainer.loop(stop, started=started)

@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from charlm.cli.console import silence, status_console
+from charlm.cli.main import STARTED
 from charlm.cli.progress import TrainProgress
 from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
@@ -19,16 +20,8 @@ from charlm.text.corpus import EOS_MODES
 from charlm.text.tagging import TASKS
 from charlm.text.tokenizer import KINDS
 from charlm.training import events
-from charlm.training.options import (
-    CHAR_TRAINING,
-    LARGE_BUDGET_SECONDS,
-    LARGE_MODEL,
-    OPTION_NAMES,
-    SMALL_MODEL,
-    WORD_RECIPE,
-    TrainOptions,
-    parse_duration,
-)
+from charlm.training.options import OPTION_NAMES, TrainOptions, parse_duration
+from charlm.training.recipe import CHAR_TRAINING, WORD_RECIPE
 from charlm.training.schedule import SCHEDULES
 from charlm.training.trainer import train as run_training
 
@@ -72,14 +65,13 @@ def _finite(ctx, param, value):
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Run directory [default: runs/<corpus name>].")
 @click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell.")
 @click.option("--hidden", type=click.IntRange(min=1),
-              help=f"Hidden units per layer [default: {SMALL_MODEL['hidden']}; {LARGE_MODEL['hidden']} with a "
-                   f"--time of {LARGE_BUDGET_SECONDS / 60:g}m or more; {WORD_RECIPE['hidden']} for words].")
-@click.option("--layers", type=click.IntRange(min=1), default=DEFAULTS.layers, show_default=True,
-              help="Stacked recurrent layers.")
+              help=f"Hidden units per layer [default: the recipe's, by the corpus, the --time and the machine's "
+                   f"speed; {WORD_RECIPE['hidden']} for words].")
+@click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers [default: 2].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Inverted dropout between layers and before the output [default: "
-                   f"{SMALL_MODEL['dropout']}; {LARGE_MODEL['dropout']} with a --time of "
-                   f"{LARGE_BUDGET_SECONDS / 60:g}m or more; {WORD_RECIPE['dropout']} for words].")
+              help=f"Inverted dropout between layers and before the output [default: the recipe's, by the epochs "
+                   f"the run affords and the model's size per corpus character; {WORD_RECIPE['dropout']} for "
+                   f"words].")
 @click.option("--embed", type=click.IntRange(min=0),
               help="Learned embedding width (0 = one-hot input, a row gather) [default: 0 for characters, "
                    "--hidden for words].")
@@ -96,12 +88,12 @@ def _finite(ctx, param, value):
               help=f"Peak learning rate {_by_kind('lr')}.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True),
               help=f"SGD momentum {_by_kind('momentum')}.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=DEFAULTS.weight_decay, show_default=True,
-              callback=_finite, help="L2 (adam/sgd/...) or decoupled (adamw) weight decay on matrices.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), callback=_finite,
+              help="L2 (adam/sgd/...) or decoupled (adamw) weight decay on matrices [default: 0].")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule,
               show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
-@click.option("--warmup", type=click.IntRange(min=0), default=DEFAULTS.warmup, show_default=True,
-              help="Linear warm-up steps.")
+@click.option("--warmup", type=click.IntRange(min=0),
+              help="Linear warm-up steps [default: 30, at most 5% of the updates the budget affords].")
 @click.option("--clip", type=click.FloatRange(min=0), callback=_finite,
               help=f"Gradient clip threshold (0 = off) {_by_kind('clip')}.")
 @click.option("--clip-mode", type=click.Choice(("norm", "value")), default=DEFAULTS.clip_mode,
@@ -117,8 +109,8 @@ def _finite(ctx, param, value):
               help="Evaluate every N steps [default: about once a minute].")
 @click.option("--eval-chars", type=click.IntRange(min=2), default=DEFAULTS.eval_chars, show_default=True,
               help="Held-out characters scored at each evaluation (all of them at the end).")
-@click.option("--patience", type=click.IntRange(min=0), default=0, help="Stop after N evaluations without "
-              "improvement (0 = off).")
+@click.option("--patience", type=click.IntRange(min=0), help="Stop after N evaluations without improvement "
+              "(0 = never) [default: 4 for character language models, else 0].")
 @click.option("--sample-every", type=click.IntRange(min=0), default=0, help="Show a short sample every N steps.")
 @click.option("--save-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint every N steps (checkpoints are always written at each evaluation).")
@@ -195,13 +187,17 @@ def train(ctx, corpus, json_output, quiet, procs, **options):
                     progress.log(f"warning: {event.text}")
                 case events.Sample():
                     progress.log(f"--- sample at step {event.step} ---\n{event.text}\n---")
+                case events.Recipe():
+                    if json_output:
+                        _echo(json.dumps(event.to_dict()))
+                    progress.log("\n".join((event.summary, *("  " + reason for reason in event.reasons))))
                 case events.Log():
                     progress.log(event.text)
 
         if ranks > 1:
-            result = train_distributed(opts, explicit=explicit, report=draw)
+            result = train_distributed(opts, explicit=explicit, report=draw, started=STARTED)
         else:
-            result = run_training(opts, explicit=explicit, report=draw)
+            result = run_training(opts, explicit=explicit, report=draw, started=STARTED)
     if result is None:  # a rank but 0 of a multi-process run: rank 0 reports
         return
     if json_output:

@@ -1,0 +1,288 @@
+"""The recipe: every training option the user left unset, chosen from what the trainer knows before it starts.
+
+A pure function of the corpus statistics (`CorpusStats`), the stopping rule and the machine's measured speed
+(`Speed`: seconds per token, a fixed part plus a part per parameter). The trainer measures the speed
+(`charlm.training.speed`), calls `choose_recipe`, prints the recipe's account once and saves it in the
+run's options, so a resumed run keeps the recipe it started with. Options the user gave are never changed.
+
+Character language models follow rules measured on a suite of corpora (README "Defaults, and why"):
+- Width: a time budget buys a number of tokens, fewer for a wider model. The width is the widest of WIDTHS
+  that still sees MIN_EPOCHS passes over the corpus (on a corpus too large for that, CHARS_PER_PARAM tokens
+  per parameter) in at least MIN_UPDATES updates: a wider model that sees less is undertrained when the
+  budget ends, a narrower one would have learned less. Small corpora get wide models with strong dropout,
+  up to PARAMS_PER_CHAR parameters per corpus token, where the dropout rule reaches MAX_DROPOUT.
+- Dropout grows with the model's capacity per token of corpus (P / N), by DROPOUT_PER_DOUBLING for each
+  doubling, from MIN_DROPOUT; none for less than one epoch.
+- Batches of 64 streams x 32 tokens and Adam at 1e-2 with the global norm clipped at 1 buy the most updates
+  per second on 2 cores; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates the budget buys.
+- Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
+  says so (with evaluations every N steps, asked for by the user, it trains on).
+Word-level models and the document tasks (taggers, classifiers) have fixed recipes (WORD_RECIPE,
+TAGGER_RECIPE): the suite's rules were measured on characters.
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+from charlm.models.config import ModelConfig
+from charlm.models.lm import param_shapes
+from charlm.training.budget import eval_interval
+from charlm.training.options import TrainOptions
+
+# The share of a time budget spent in training steps (the rest: setup, evaluations, the final score).
+TRAIN_SHARE = 0.85
+# Widths the recipe chooses from (multiples of 64 keep the matrix products on the fast path).
+WIDTHS = (64, 128, 192, 256, 320, 384, 512, 640, 768, 1024)
+# A width is affordable when the budget shows it enough text: MIN_EPOCHS passes over a small corpus, or
+# CHARS_PER_PARAM tokens per parameter when the corpus is too large for that; and MIN_UPDATES updates.
+MIN_EPOCHS = 2.5
+CHARS_PER_PARAM = 3.0
+MIN_UPDATES = 500
+# Dropout: DROPOUT_BASE + DROPOUT_PER_DOUBLING * log2(parameters per corpus token), within [MIN_DROPOUT,
+# MAX_DROPOUT]; none below one epoch (every token is new). Past PARAMS_PER_CHAR parameters per corpus token
+# a model would need more dropout than MAX_DROPOUT, so no wider one is chosen.
+DROPOUT_BASE = 0.1
+DROPOUT_PER_DOUBLING = 0.1
+MIN_DROPOUT = 0.1
+MAX_DROPOUT = 0.5
+PARAMS_PER_CHAR = 2 ** ((MAX_DROPOUT - DROPOUT_BASE) / DROPOUT_PER_DOUBLING)
+# The width when no time budget says what the run can afford.
+WIDTH_WITHOUT_BUDGET = 256
+LAYERS = 2
+WARMUP = 30
+WARMUP_SHARE = 0.05
+PATIENCE = 4
+# Characters: short chunks over many streams, Adam at a high rate with the global norm clipped at 1.
+CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0,
+                 "weight_decay": 0.0}
+# Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
+# and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
+# words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
+# that also trains the LSTM quickly let the carried cell state run away (README "Word-level models" has the
+# runs); clipped SGD bounds every step.
+WORD_RECIPE = {"hidden": 200, "layers": 2, "dropout": 0.2, "seq_len": 35, "batch": 20, "optimizer": "sgd",
+               "lr": 20.0, "momentum": 0.0, "clip": 0.25, "weight_decay": 0.0, "warmup": WARMUP, "patience": 0}
+# Taggers read whole documents (a batch of similar lengths, padded) and label characters: a narrower model
+# than a language model's (two directions double its output), Adam at a moderate rate.
+TAGGER_RECIPE = {"hidden": 128, "layers": 2, "dropout": 0.1, "batch": 32, "optimizer": "adam", "lr": 3e-3,
+                 "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "warmup": WARMUP, "patience": 0}
+# The options a recipe may choose (those the user left as None).
+RECIPE_OPTIONS = ("hidden", "layers", "dropout", "seq_len", "batch", "optimizer", "lr", "momentum", "clip",
+                  "weight_decay", "warmup", "patience")
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """What the trainer knows of its training text: `tokens` ids, in `documents` documents (1 for a whole
+    file), over a vocabulary of `vocab`; `kind` "char" or "word"."""
+
+    tokens: int
+    documents: int
+    vocab: int
+    kind: str = "char"
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The machine's measured training speed: a step costs `fixed` seconds per token whatever the width (the
+    per-time-step work of small models) plus `per_param` seconds per token and parameter (the matrix
+    products of wide ones)."""
+
+    fixed: float
+    per_param: float
+
+    def tokens_per_second(self, params: int) -> float:
+        return 1.0 / (self.fixed + self.per_param * params)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How the run stops: a time budget in seconds, a number of steps or epochs (any may be None), the
+    machine's measured `speed` (None when not measured), and how often it evaluates."""
+
+    seconds: float | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    speed: Speed | None = None
+    eval_every: int = 0  # steps between evaluations; 0: automatic, by time (charlm.training.budget)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """`choices`: option name -> value for every option the recipe set; `summary`: one line on the corpus,
+    the budget and the model; `reasons`: one line per group of choices, saying why."""
+
+    choices: dict
+    summary: str
+    reasons: tuple[str, ...]
+
+    def text(self) -> str:
+        return "\n".join((self.summary, *("  " + reason for reason in self.reasons)))
+
+
+def needs_speed(opts: TrainOptions) -> bool:
+    """Whether the recipe sizes this run by the machine's speed: a character language model with a time
+    budget, whose width, dropout or warm-up is left to the recipe."""
+    return (opts.task == "lm" and opts.tokens == "char" and bool(opts.time_budget)
+            and None in (opts.hidden, opts.dropout, opts.warmup))
+
+
+def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | None = None
+                 ) -> tuple[TrainOptions, Recipe | None]:
+    """`opts` with every option left unset filled (`choose_recipe`), and the recipe (None when the user set
+    them all: a resumed run's options are all set). The input width follows the choice: one-hot rows for
+    characters, an embedding as wide as the hidden layer for words; a tagger reads whole lines by default."""
+    unset = [name for name in RECIPE_OPTIONS if getattr(opts, name) is None]
+    recipe = None
+    if unset:
+        budget = Budget(seconds=opts.time_budget, steps=opts.steps, epochs=opts.epochs, speed=speed,
+                        eval_every=opts.eval_every)
+        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell,
+                               given={name: getattr(opts, name) for name in RECIPE_OPTIONS})
+        opts = replace(opts, **recipe.choices, recipe=recipe.text())
+    if opts.embed is None:
+        opts = replace(opts, embed=opts.hidden if opts.tokens == "word" and opts.task == "lm" else 0)
+    if opts.task != "lm":
+        opts = replace(opts, seq_len=opts.max_len, eos="lines" if opts.eos == "file" else opts.eos)
+    return opts, recipe
+
+
+def parameters(cell: str, hidden: int, layers: int, vocab: int) -> int:
+    """Parameters of a language model with one-hot input (the recipe's character models)."""
+    cfg = ModelConfig(cell=cell, vocab_size=vocab, hidden=hidden, layers=layers, embed=0)
+    return sum(math.prod(shape) for shape in param_shapes(cfg).values())
+
+
+def choose_recipe(stats: CorpusStats, budget: Budget, *, task: str = "lm", cell: str = "lstm",
+                  given: dict | None = None) -> Recipe:
+    """The options left to the recipe. `given` maps option names to the values the user set (None or absent
+    = unset); the result sets only unset ones, and takes the given width and depth into account."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if task != "lm":
+        return _fixed(TAGGER_RECIPE, given, f"recipe: the {task} recipe (documents read whole)",
+                      "a narrower model than a language model's, Adam at 3e-3")
+    if stats.kind == "word":
+        return _fixed(WORD_RECIPE, given, "recipe: the word-level recipe",
+                      "2 x 200, dropout 0.2, clipped SGD at lr 20 over 20 streams x 35 words "
+                      "(README \"Word-level models\")")
+    return _characters(stats, budget, cell, given)
+
+
+def _fixed(recipe: dict, given: dict, summary: str, reason: str) -> Recipe:
+    choices = {name: value for name, value in recipe.items() if name not in given}
+    return Recipe(choices, summary, (reason,) if choices else ())
+
+
+def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> Recipe:
+    layers = given.get("layers", LAYERS)
+    batch, seq_len = given.get("batch", CHAR_TRAINING["batch"]), given.get("seq_len", CHAR_TRAINING["seq_len"])
+    n = max(stats.tokens, 1)
+
+    def size(hidden: int) -> int:
+        return parameters(cell, hidden, layers, stats.vocab)
+
+    seconds = budget.seconds * TRAIN_SHARE if budget.seconds and budget.speed else None
+    data_cap = PARAMS_PER_CHAR * n
+
+    def tokens_in_budget(hidden: int) -> float:
+        return seconds * budget.speed.tokens_per_second(size(hidden))
+
+    reasons = []
+    if "hidden" in given:
+        hidden = given["hidden"]
+    elif seconds is not None:
+        def affordable(width: int) -> bool:
+            tokens = tokens_in_budget(width)
+            return (tokens >= min(MIN_EPOCHS * n, CHARS_PER_PARAM * size(width))
+                    and tokens >= MIN_UPDATES * batch * seq_len)
+
+        fed = [w for w in WIDTHS if affordable(w)]
+        hidden = max([w for w in fed if size(w) <= data_cap], default=WIDTHS[0])
+        why = "the corpus caps it" if fed and hidden < max(fed) else "the budget caps it"
+        reasons.append(f"--hidden {hidden} --layers {layers}: the widest the budget shows {MIN_EPOCHS:g} epochs "
+                       f"(or {CHARS_PER_PARAM:g} characters per parameter) in {MIN_UPDATES}+ updates, with at most "
+                       f"{PARAMS_PER_CHAR:g} parameters per corpus character ({why})")
+    else:
+        hidden = max([w for w in WIDTHS if w <= WIDTH_WITHOUT_BUDGET and size(w) <= data_cap],
+                     default=WIDTHS[0])
+        reasons.append(f"--hidden {hidden} --layers {layers}: no time budget to size the model by; at most "
+                       f"{PARAMS_PER_CHAR:g} parameters per corpus character")
+    params = size(hidden)
+
+    if seconds is not None:
+        tokens_seen = tokens_in_budget(hidden)
+    elif budget.epochs is not None:
+        tokens_seen = budget.epochs * n
+    elif budget.steps is not None:
+        tokens_seen = budget.steps * batch * seq_len
+    else:
+        tokens_seen = None
+    epochs = tokens_seen / n if tokens_seen is not None else None
+    updates = tokens_seen / (batch * seq_len) if tokens_seen is not None else None
+
+    choices = {"hidden": hidden, "layers": layers}
+    if "dropout" not in given:
+        choices["dropout"] = dropout_for(epochs, params / n)
+        reasons.append(f"--dropout {choices['dropout']:g}: " + (
+            "less than one epoch, every character is new" if epochs is not None and epochs < 1 else
+            f"{params / n:.2f} parameters per corpus character over "
+            f"{'about ' + format(epochs, '.1f') if epochs is not None else 'an unknown number of'} epochs"))
+    choices.update({name: value for name, value in CHAR_TRAINING.items() if name not in given})
+    trained = [f"--{k.replace('_', '-')} {choices[k]:g}" if isinstance(choices[k], float) else
+               f"--{k.replace('_', '-')} {choices[k]}" for k in CHAR_TRAINING if k in choices]
+    if trained:
+        reasons.append(" ".join(trained) + ": short chunks over many streams buy the most updates per second; "
+                       "dropout, not weight decay, regularises")
+    if "warmup" not in given:
+        choices["warmup"] = WARMUP if updates is None else max(1, min(WARMUP, int(updates * WARMUP_SHARE)))
+        reasons.append(f"--warmup {choices['warmup']}: Adam's first steps are noisy"
+                       + (f" (at most {WARMUP_SHARE:.0%} of the ~{updates:,.0f} updates)" if updates else ""))
+    if "patience" not in given and budget.eval_every:
+        choices["patience"] = 0
+        reasons.append(f"--patience 0: evaluations every {budget.eval_every} steps are as frequent as asked, "
+                       f"so how many make 'long' is not known; the run does not stop early")
+    elif "patience" not in given:
+        choices["patience"] = PATIENCE
+        every = eval_interval(budget.seconds)
+        reasons.append(f"--patience {PATIENCE}: evaluations come about every {every:.0f} s; a run whose "
+                       f"validation loss has not improved in {PATIENCE} of them stops early")
+    for name in ("hidden", "layers"):
+        if name in given:
+            del choices[name]
+    return Recipe(choices, _summary(stats, budget, cell, hidden, layers, epochs), tuple(reasons))
+
+
+def dropout_for(epochs: float | None, params_per_char: float) -> float:
+    """Dropout for a model of `params_per_char` parameters per corpus token trained for `epochs` (None:
+    unknown), rounded to 0.05."""
+    if epochs is not None and epochs < 1:
+        return 0.0
+    pressure = DROPOUT_BASE + DROPOUT_PER_DOUBLING * math.log2(params_per_char)
+    return round(min(max(pressure, MIN_DROPOUT), MAX_DROPOUT) * 20) / 20
+
+
+def _summary(stats: CorpusStats, budget: Budget, cell: str, hidden: int, layers: int, epochs: float | None
+             ) -> str:
+    corpus = f"{_count(stats.tokens)} chars" + (f" in {_count(stats.documents)} documents"
+                                                 if stats.documents > 1 else "")
+    if budget.seconds and budget.speed:
+        speed = budget.speed.tokens_per_second(parameters(cell, hidden, layers, stats.vocab))
+        run = f"{_duration(budget.seconds)} at ~{_count(speed)} chars/s = {epochs:.1f} epochs"
+    elif epochs is not None:
+        run = f"{epochs:.1f} epochs"
+    elif budget.seconds:
+        run = _duration(budget.seconds)
+    else:
+        run = "no time budget"
+    return f"recipe: {corpus}, {run}: {cell.upper()} {hidden}x{layers}"
+
+
+def _count(n: float) -> str:
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"

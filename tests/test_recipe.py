@@ -1,0 +1,201 @@
+"""The recipe (charlm.training.recipe): a pure choice of the options a user left unset, from corpus statistics,
+the stopping rule and the machine's speed; and how a run applies, prints, saves and keeps it."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from charlm.cli.main import cli
+from charlm.store.checkpoint import load_checkpoint
+from charlm.training import events, recipe, speed
+from charlm.training.options import TrainOptions
+from charlm.training.recipe import (
+    MAX_DROPOUT,
+    RECIPE_OPTIONS,
+    WIDTHS,
+    WORD_RECIPE,
+    Budget,
+    CorpusStats,
+    Speed,
+    apply_recipe,
+    choose_recipe,
+    parameters,
+)
+from charlm.training.trainer import train
+
+# A machine like the ones the recipe was measured on: 2 us per token plus 0.05 ns per token and parameter.
+MACHINE = Speed(fixed=2e-6, per_param=5e-11)
+SHAKESPEARE = CorpusStats(tokens=1_000_000, documents=1, vocab=67)
+NAMES = CorpusStats(tokens=150_000, documents=19_000, vocab=90)
+WORD_LIST = CorpusStats(tokens=975_000, documents=103_000, vocab=60)
+HUGE = CorpusStats(tokens=500_000_000, documents=1, vocab=200)
+TINY = CorpusStats(tokens=2_000, documents=40, vocab=30)
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(" ".join(rng.choice(words, size=8)) for _ in range(200)) + "\n", encoding="utf-8")
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def budget(seconds, machine=MACHINE):
+    return Budget(seconds=seconds, speed=machine)
+
+
+def test_the_speed_model_adds_a_fixed_and_a_per_parameter_cost():
+    assert Speed(fixed=1e-6, per_param=0.0).tokens_per_second(10**6) == pytest.approx(1e6)
+    assert MACHINE.tokens_per_second(10**6) == pytest.approx(1 / (2e-6 + 5e-5))
+
+
+def test_the_probe_recovers_both_parts_of_the_speed(monkeypatch):
+    # A fake clock that a step moves by (fixed + per_param * P) seconds per token: the probe must find both.
+    fixed, per_param = 3e-6, 7e-11
+    now = [0.0]
+    real = speed.loss_and_grads
+
+    def step(params, cfg, x, y, state, **kwargs):
+        p = sum(a.size for a in params.values())
+        now[0] += x.size * (fixed + per_param * p)
+        return real(params, cfg, x, y, state, **kwargs)
+
+    monkeypatch.setattr(speed, "loss_and_grads", step)
+    measured = speed.measure_speed("lstm", 1, 20, clock=lambda: now[0])
+    assert measured.fixed == pytest.approx(fixed, rel=1e-6)
+    assert measured.per_param == pytest.approx(per_param, rel=1e-6)
+
+
+@pytest.mark.parametrize("stats", [SHAKESPEARE, NAMES, WORD_LIST, HUGE, TINY], ids=lambda s: f"{s.tokens}")
+@pytest.mark.parametrize("seconds", [5.0, 120.0, 300.0, 1200.0, 36000.0])
+def test_every_choice_is_in_a_sane_range_and_stable(stats, seconds):
+    chosen = choose_recipe(stats, budget(seconds)).choices
+    assert set(chosen) == set(RECIPE_OPTIONS)
+    assert chosen["hidden"] in WIDTHS and chosen["layers"] == 2
+    assert 0.0 <= chosen["dropout"] <= MAX_DROPOUT
+    assert 1 <= chosen["warmup"] <= 30 and chosen["patience"] >= 1
+    assert 8 <= chosen["seq_len"] <= 256 and 1 <= chosen["batch"] <= 256 and 0 < chosen["lr"] <= 0.1
+    assert choose_recipe(stats, budget(seconds)) == choose_recipe(stats, budget(seconds))  # no hidden state
+
+
+def test_a_longer_budget_or_a_faster_machine_buys_a_wider_model():
+    widths = [choose_recipe(SHAKESPEARE, budget(s)).choices["hidden"] for s in (60, 300, 1200, 7200, 36000)]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+    twice = Speed(fixed=MACHINE.fixed / 2, per_param=MACHINE.per_param / 2)
+    assert (choose_recipe(SHAKESPEARE, budget(300, twice)).choices["hidden"]
+            == choose_recipe(SHAKESPEARE, budget(600)).choices["hidden"])  # the same work, the same model
+
+
+def test_a_small_corpus_caps_the_width_where_dropout_can_no_longer_regularise_it():
+    small = choose_recipe(NAMES, budget(36000)).choices
+    large = choose_recipe(HUGE, budget(36000)).choices
+    assert parameters("lstm", small["hidden"], 2, NAMES.vocab) <= recipe.PARAMS_PER_CHAR * NAMES.tokens
+    wider = WIDTHS[WIDTHS.index(small["hidden"]) + 1]
+    assert parameters("lstm", wider, 2, NAMES.vocab) > recipe.PARAMS_PER_CHAR * NAMES.tokens
+    assert small["hidden"] < large["hidden"] and small["dropout"] > large["dropout"]
+    assert recipe.dropout_for(10.0, recipe.PARAMS_PER_CHAR) == MAX_DROPOUT
+    assert choose_recipe(TINY, budget(36000)).choices["hidden"] == WIDTHS[0]
+
+
+def test_a_width_is_chosen_only_when_the_budget_feeds_it():
+    for stats in (SHAKESPEARE, NAMES, HUGE):
+        for seconds in (120, 300, 1200):
+            chosen = choose_recipe(stats, budget(seconds)).choices
+            tokens = seconds * recipe.TRAIN_SHARE * MACHINE.tokens_per_second(
+                parameters("lstm", chosen["hidden"], 2, stats.vocab))
+            if chosen["hidden"] > WIDTHS[0]:
+                assert tokens >= recipe.MIN_UPDATES * 64 * 32
+                assert tokens >= min(recipe.MIN_EPOCHS * stats.tokens,
+                                     recipe.CHARS_PER_PARAM * parameters("lstm", chosen["hidden"], 2, stats.vocab))
+
+
+def test_dropout_is_off_below_one_epoch_and_grows_with_the_parameters_per_corpus_character():
+    assert choose_recipe(HUGE, budget(300)).choices["dropout"] == 0.0  # every character is new
+    dropouts = [recipe.dropout_for(4.0, params_per_char) for params_per_char in (0.25, 1, 4, 16, 64)]
+    assert dropouts == sorted(dropouts) and dropouts[0] == recipe.MIN_DROPOUT and dropouts[-1] == MAX_DROPOUT
+    assert choose_recipe(NAMES, budget(300)).choices["dropout"] > choose_recipe(SHAKESPEARE, budget(300)
+                                                                              ).choices["dropout"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.integers(10, 10**9), seconds=st.floats(1, 10**5), fixed=st.floats(1e-8, 1e-4),
+       per_param=st.floats(1e-13, 1e-9))
+def test_the_warm_up_is_a_small_share_of_the_updates_the_budget_buys(tokens, seconds, fixed, per_param):
+    machine = Speed(fixed=fixed, per_param=per_param)
+    chosen = choose_recipe(CorpusStats(tokens, 1, 80), budget(seconds, machine)).choices
+    updates = (seconds * recipe.TRAIN_SHARE * machine.tokens_per_second(parameters("lstm", chosen["hidden"], 2, 80))
+               / (chosen["batch"] * chosen["seq_len"]))
+    assert chosen["warmup"] == max(1, min(30, int(updates * recipe.WARMUP_SHARE)))
+
+
+def test_the_printed_reasons_name_every_choice_with_its_value():
+    chosen = choose_recipe(NAMES, budget(300))
+    text = chosen.text()
+    for name, value in chosen.choices.items():
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        assert f"--{name.replace('_', '-')} {shown}" in text, name
+    assert f"LSTM {chosen.choices['hidden']}x2" in chosen.summary and "epochs" in chosen.summary
+
+
+def test_explicit_options_win_and_are_not_reported_as_choices():
+    given_options = {"hidden": 100, "dropout": 0.0, "lr": 3e-3, "patience": 0}
+    chosen = choose_recipe(SHAKESPEARE, budget(300), given=given_options)
+    assert not set(given_options) & set(chosen.choices)
+    assert "--hidden" not in chosen.text() and "--dropout" not in chosen.text()
+    opts, _ = apply_recipe(TrainOptions(corpus="c.txt", time_budget=300.0, **given_options), SHAKESPEARE, MACHINE)
+    assert (opts.hidden, opts.dropout, opts.lr, opts.patience) == (100, 0.0, 3e-3, 0)
+    everything = TrainOptions(corpus="c.txt", time_budget=300.0, embed=0, **{n: WORD_RECIPE[n] for n in RECIPE_OPTIONS})
+    assert apply_recipe(everything, SHAKESPEARE, MACHINE) == (everything, None)  # a resumed run's options
+
+
+def test_words_and_document_tasks_take_their_fixed_recipes():
+    words = choose_recipe(CorpusStats(10**6, 1, 10_000, kind="word"), budget(300)).choices
+    assert words == WORD_RECIPE
+    tagger, _ = apply_recipe(TrainOptions(corpus="c.txt", task="truecase", steps=10), None)
+    assert (tagger.hidden, tagger.embed, tagger.seq_len, tagger.eos) == (128, 0, 500, "lines")
+
+
+def test_without_a_time_budget_the_width_is_the_default_and_the_epochs_decide_dropout():
+    by_epochs = choose_recipe(SHAKESPEARE, Budget(epochs=0.5)).choices
+    assert by_epochs["hidden"] == recipe.WIDTH_WITHOUT_BUDGET and by_epochs["dropout"] == 0.0
+    by_steps = choose_recipe(NAMES, Budget(steps=10_000)).choices
+    assert by_steps["dropout"] > choose_recipe(SHAKESPEARE, Budget(steps=10_000)).choices["dropout"]
+
+
+def test_a_run_prints_saves_and_keeps_its_recipe_across_a_resume(tmp_path, text_corpus):
+    out = tmp_path / "run"
+    seen = []
+    train(TrainOptions(corpus=str(text_corpus), out=str(out), time_budget=3.0, batch=4, seq_len=16),
+          report=seen.append)
+    [chosen] = [e for e in seen if isinstance(e, events.Recipe)]
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"].startswith(chosen.summary)
+    assert {name: config[name] for name in chosen.choices} == chosen.choices
+    assert "batch" not in chosen.choices and "seq_len" not in chosen.choices  # given, so not chosen
+    step = load_checkpoint(out, prefer="latest").train["step"]
+    resumed = invoke("train", text_corpus, "--out", out, "--resume", "--steps", step + 3, "--json", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert not any(line.startswith('{"recipe"') for line in resumed.stdout.splitlines())  # not chosen again
+    again = json.loads((out / "config.json").read_text())
+    assert again["recipe"] == config["recipe"] and again["hidden"] == config["hidden"]
+    assert load_checkpoint(out).config.hidden == config["hidden"]
+
+
+def test_the_cli_prints_the_recipe_once_and_json_carries_it(tmp_path, text_corpus):
+    result = invoke("train", text_corpus, "--out", tmp_path / "run", "--time", "3s", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    [record] = [r for r in records if "recipe" in r]
+    assert record["recipe"].startswith("recipe: ") and record["choices"]["hidden"] in WIDTHS
+    shown = invoke("train", text_corpus, "--out", tmp_path / "shown", "--time", "3s", "--hidden", "16")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("recipe: ") == 1 and "--hidden" not in shown.output.split("recipe: ")[1].split("\n")[1]
