@@ -106,7 +106,8 @@ def run_charlm(train: Path, val: Path, budget: str, out: Path, flags: list[str])
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     final = dict(records[-1], wall_seconds=round(wall, 1))
     final["evaluations"] = [r for r in records if "val_loss" in r]
-    final["recipe"] = next((r["recipe"] for r in records if "recipe" in r), None)
+    recipe = next((r for r in records if "recipe" in r), {})
+    final["recipe"], final["reasons"] = recipe.get("recipe"), recipe.get("reasons", [])
     return final
 
 

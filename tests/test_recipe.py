@@ -137,13 +137,18 @@ def test_the_warm_up_is_a_small_share_of_the_updates_the_budget_buys(tokens, sec
     assert chosen["warmup"] == max(1, min(30, int(updates * recipe.WARMUP_SHARE)))
 
 
-def test_the_printed_reasons_name_every_choice_with_its_value():
-    chosen = choose_recipe(NAMES, budget(300))
+@pytest.mark.parametrize("given_options", [{}, {"hidden": 96}, {"layers": 3}, {"lr": 0.003, "eval_every": 5}])
+def test_the_printed_reasons_name_every_choice_with_its_value_and_nothing_given(given_options):
+    chosen = choose_recipe(NAMES, Budget(seconds=300, speed=MACHINE, eval_every=given_options.pop("eval_every", 0)),
+                           given=given_options)
     text = chosen.text()
     for name, value in chosen.choices.items():
         shown = f"{value:g}" if isinstance(value, float) else str(value)
         assert f"--{name.replace('_', '-')} {shown}" in text, name
-    assert f"LSTM {chosen.choices['hidden']}x2" in chosen.summary and "epochs" in chosen.summary
+    for name in given_options:
+        assert f"--{name.replace('_', '-')} " not in text, name
+    hidden, layers = given_options.get("hidden", chosen.choices.get("hidden")), given_options.get("layers", 2)
+    assert f"LSTM {hidden}x{layers}" in chosen.summary and "epochs" in chosen.summary
 
 
 def test_explicit_options_win_and_are_not_reported_as_choices():

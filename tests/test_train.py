@@ -266,6 +266,16 @@ def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpu
     assert result.train_seconds == 3.0 and result.steps == 24
 
 
+def test_the_time_budget_counts_from_when_the_invocation_started(tmp_path, text_corpus, monkeypatch):
+    # As above, but the invocation began 1 s before train() was called (imports, start-up): 1 s less training.
+    monkeypatch.setattr(Trainer, "probe_exact_seconds", lambda self: 1.0)
+    clock = StepClock(monkeypatch, 0.125)
+    opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
+                        batch=4, seq_len=16, time_budget=4.0)
+    result = train(opts, clock=clock, started=-1.0)
+    assert result.stopped_by == "time" and result.train_seconds == 2.0 and result.steps == 16
+
+
 def test_library_train_without_a_stopping_rule_uses_the_default_budget(tmp_path, text_corpus, monkeypatch):
     clock = StepClock(monkeypatch, DEFAULT_TIME_BUDGET / 8)
     out = tmp_path / "run"

@@ -7,10 +7,11 @@ run's options, so a resumed run keeps the recipe it started with. Options the us
 
 Character language models follow rules measured on a suite of corpora (README "Defaults, and why"):
 - Width: a time budget buys a number of tokens, fewer for a wider model. The width is the widest of WIDTHS
-  that still sees MIN_EPOCHS passes over the corpus (on a corpus too large for that, CHARS_PER_PARAM tokens
-  per parameter) in at least MIN_UPDATES updates: a wider model that sees less is undertrained when the
-  budget ends, a narrower one would have learned less. Small corpora get wide models with strong dropout,
-  up to PARAMS_PER_CHAR parameters per corpus token, where the dropout rule reaches MAX_DROPOUT.
+  that still sees MIN_EPOCHS passes over the corpus (MIN_EPOCHS_SHORT_DOCUMENTS over documents shorter than
+  a chunk; on a corpus too large for either, CHARS_PER_PARAM tokens per parameter) in at least MIN_UPDATES
+  updates: a wider model that sees less is undertrained when the budget ends, a narrower one would have
+  learned less. Small corpora get wide models with strong dropout, up to PARAMS_PER_CHAR parameters per
+  corpus token, where the dropout rule reaches MAX_DROPOUT.
 - Dropout grows with the model's capacity per token of corpus (P / N), by DROPOUT_PER_DOUBLING for each
   doubling, from MIN_DROPOUT; none for less than one epoch.
 - Batches of 64 streams x 32 tokens and Adam at 1e-2 with the global norm clipped at 1 buy the most updates
@@ -36,6 +37,9 @@ WIDTHS = (64, 128, 192, 256, 320, 384, 512, 640, 768, 1024)
 # A width is affordable when the budget shows it enough text: MIN_EPOCHS passes over a small corpus, or
 # CHARS_PER_PARAM tokens per parameter when the corpus is too large for that; and MIN_UPDATES updates.
 MIN_EPOCHS = 2.5
+# A corpus of documents shorter than a chunk (word lists, names) needs more passes: its documents are short
+# contexts, memorised before they generalise, and a wider model is worth less there than more epochs.
+MIN_EPOCHS_SHORT_DOCUMENTS = 5.0
 CHARS_PER_PARAM = 3.0
 MIN_UPDATES = 500
 # Dropout: DROPOUT_BASE + DROPOUT_PER_DOUBLING * log2(parameters per corpus token), within [MIN_DROPOUT,
@@ -187,25 +191,31 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
     def tokens_in_budget(hidden: int) -> float:
         return seconds * budget.speed.tokens_per_second(size(hidden))
 
+    short_documents = n / max(stats.documents, 1) < seq_len
+    min_epochs = MIN_EPOCHS_SHORT_DOCUMENTS if short_documents else MIN_EPOCHS
     reasons = []
+    depth = "" if "layers" in given else f" --layers {layers}"
     if "hidden" in given:
         hidden = given["hidden"]
+        if depth:
+            reasons.append(f"--layers {layers}: the depth the recipe was measured with")
     elif seconds is not None:
         def affordable(width: int) -> bool:
             tokens = tokens_in_budget(width)
-            return (tokens >= min(MIN_EPOCHS * n, CHARS_PER_PARAM * size(width))
+            return (tokens >= min(min_epochs * n, CHARS_PER_PARAM * size(width))
                     and tokens >= MIN_UPDATES * batch * seq_len)
 
         fed = [w for w in WIDTHS if affordable(w)]
         hidden = max([w for w in fed if size(w) <= data_cap], default=WIDTHS[0])
         why = "the corpus caps it" if fed and hidden < max(fed) else "the budget caps it"
-        reasons.append(f"--hidden {hidden} --layers {layers}: the widest the budget shows {MIN_EPOCHS:g} epochs "
+        reasons.append(f"--hidden {hidden}{depth}: the widest the budget shows {min_epochs:g} epochs "
+                       f"{'(documents shorter than a chunk) ' if short_documents else ''}"
                        f"(or {CHARS_PER_PARAM:g} characters per parameter) in {MIN_UPDATES}+ updates, with at most "
                        f"{PARAMS_PER_CHAR:g} parameters per corpus character ({why})")
     else:
         hidden = max([w for w in WIDTHS if w <= WIDTH_WITHOUT_BUDGET and size(w) <= data_cap],
                      default=WIDTHS[0])
-        reasons.append(f"--hidden {hidden} --layers {layers}: no time budget to size the model by; at most "
+        reasons.append(f"--hidden {hidden}{depth}: no time budget to size the model by; at most "
                        f"{PARAMS_PER_CHAR:g} parameters per corpus character")
     params = size(hidden)
 
