@@ -118,6 +118,14 @@ def test_a_width_is_chosen_only_when_the_budget_feeds_it():
                                      recipe.CHARS_PER_PARAM * parameters("lstm", chosen["hidden"], 2, stats.vocab))
 
 
+def test_short_documents_need_more_epochs_before_a_wider_model_pays():
+    as_lines = choose_recipe(WORD_LIST, budget(300))
+    as_one_text = choose_recipe(CorpusStats(WORD_LIST.tokens, 1, WORD_LIST.vocab), budget(300))
+    assert as_lines.choices["hidden"] < as_one_text.choices["hidden"]
+    assert "documents shorter than a chunk" in as_lines.text()
+    assert "documents shorter than a chunk" not in as_one_text.text()
+
+
 def test_dropout_is_off_below_one_epoch_and_grows_with_the_parameters_per_corpus_character():
     assert choose_recipe(HUGE, budget(300)).choices["dropout"] == 0.0  # every character is new
     dropouts = [recipe.dropout_for(4.0, params_per_char) for params_per_char in (0.25, 1, 4, 16, 64)]

@@ -254,12 +254,13 @@ class StepClock:
 
 
 def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpus, monkeypatch):
-    # Exact scoring of the validation text is said to take 1 s and steps take 1/8 s: a 4 s budget trains
-    # until 3 s, so the closing evaluation (instant by this clock) and the exact final score fit the 4 s.
+    # Exact scoring of the validation text is said to take 1 s and steps take 1/8 s: a 6 s budget trains
+    # until 3 s, so the closing evaluation (instant by this clock), the exact final score and the seconds kept
+    # for the process's start and exit (budget.EXIT_SECONDS) fit the 6 s.
     monkeypatch.setattr(Trainer, "probe_exact_seconds", lambda self: 1.0)
     clock = StepClock(monkeypatch, 0.125)
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
-                        batch=4, seq_len=16, time_budget=4.0)
+                        batch=4, seq_len=16, time_budget=6.0)
     result = train(opts, clock=clock)
     assert result.stopped_by == "time"
     assert result.best_val_mode == "exact"
@@ -271,7 +272,7 @@ def test_the_time_budget_counts_from_when_the_invocation_started(tmp_path, text_
     monkeypatch.setattr(Trainer, "probe_exact_seconds", lambda self: 1.0)
     clock = StepClock(monkeypatch, 0.125)
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
-                        batch=4, seq_len=16, time_budget=4.0)
+                        batch=4, seq_len=16, time_budget=6.0)
     result = train(opts, clock=clock, started=-1.0)
     assert result.stopped_by == "time" and result.train_seconds == 2.0 and result.steps == 16
 
