@@ -223,3 +223,18 @@ def test_a_failure_on_rank_zero_alone_ends_every_rank_without_a_hang(corpus, tmp
     [error] = error_lines(result.stderr)
     assert "could not save checkpoint best.safetensors" in error and "last good checkpoint: ckpt-00000020" in error
     assert "Traceback" not in result.stderr
+
+
+def test_the_ranks_train_the_model_rank_zero_chose_by_the_recipe(corpus, tmp_path):
+    # No width given: rank 0 times the machine, chooses, and the others take its options (a rank that chose
+    # another width would fail the first Allreduce).
+    out = tmp_path / "run"
+    command = [*mpiexec(2), *CHARLM, "train", str(corpus), "--out", str(out), "--batch", "8", "--time", "8s",
+               "--json", "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    [recipe] = [r for r in records if "recipe" in r]  # said once, by rank 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["hidden"] == recipe["choices"]["hidden"] == load_checkpoint(out).config.hidden
+    assert config["recipe"].startswith(recipe["recipe"])

@@ -205,6 +205,8 @@ def test_fine_tune_reports_unknown_characters(tmp_path, text_corpus):
     assert f"{n_changed:,} of" in result.stderr and "map to <UNK>" in result.stderr
     tuned = load_checkpoint(tmp_path / "tuned")
     assert tuned.vocab.to_dict() == load_checkpoint(base).vocab.to_dict()
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())  # the model it trains, not a recipe's
+    assert (config["hidden"], config["layers"], tuned.config.hidden) == (16, 1, 16)
 
 
 def test_bad_option_values_are_usage_errors(tmp_path, text_corpus):

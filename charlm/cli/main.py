@@ -9,7 +9,8 @@ import importlib
 import sys
 import time
 
-# When this invocation began, before the heavy imports: `charlm train --time` counts its budget from here.
+# When this process began, before the heavy imports: `charlm train --time` counts its budget from here when
+# started by `main` (an in-process invocation, as in tests, counts from its own call).
 STARTED = time.perf_counter()
 
 import click  # noqa: E402
@@ -103,7 +104,7 @@ def main(argv=None):
     """Console-script entry point: quiet on a closed pipe, never a traceback for expected failures."""
     limit_threads_per_rank()  # before any command imports numpy
     try:
-        cli.main(args=argv, prog_name="charlm")
+        cli.main(args=argv, prog_name="charlm", obj={"started": STARTED})
     except BrokenPipeError:  # raised while flushing after the command: same quiet exit as in invoke
         from charlm.cli.console import silence
 

@@ -116,9 +116,12 @@ def held_out_chars(corpus: Corpus, val_ids: np.ndarray) -> float:
 
 def _tokens_of(init_from: Checkpoint, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
     """A fine-tune keeps the checkpoint's vocabulary, so also its tokenizer kind: asking for another is an
-    error, not a silent switch."""
+    error, not a silent switch. It keeps the model too (a different one given explicitly was refused), so the
+    options say the width and depth it trains, and the recipe fills only the rest."""
     kind = init_from.vocab.kind
     if "tokens" in explicit and opts.tokens != kind:
         raise ConfigError(f"--init-from {init_from.path} is a {kind}-level model; it cannot be fine-tuned with "
                           f"--tokens {opts.tokens} (its vocabulary is kept)")
-    return replace(opts, tokens=kind, lowercase=init_from.vocab.lowercase)
+    model = init_from.config
+    return replace(opts, tokens=kind, lowercase=init_from.vocab.lowercase, hidden=model.hidden,
+                   layers=model.layers, embed=model.embed, cell=model.cell)

@@ -99,6 +99,7 @@ VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_voc
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 
+
 def with_time_budget(opts: TrainOptions) -> TrainOptions:
     """A run given no stopping rule (and not resuming, which keeps its own) trains for DEFAULT_TIME_BUDGET."""
     if opts.steps is None and opts.epochs is None and opts.time_budget is None and not opts.resume:

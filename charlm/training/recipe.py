@@ -207,11 +207,16 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
 
         fed = [w for w in WIDTHS if affordable(w)]
         hidden = max([w for w in fed if size(w) <= data_cap], default=WIDTHS[0])
-        why = "the corpus caps it" if fed and hidden < max(fed) else "the budget caps it"
-        reasons.append(f"--hidden {hidden}{depth}: the widest the budget shows {min_epochs:g} epochs "
-                       f"{'(documents shorter than a chunk) ' if short_documents else ''}"
-                       f"(or {CHARS_PER_PARAM:g} characters per parameter) in {MIN_UPDATES}+ updates, with at most "
-                       f"{PARAMS_PER_CHAR:g} parameters per corpus character ({why})")
+        if fed and hidden < max(fed):
+            why = (f"the widest with at most {PARAMS_PER_CHAR:g} parameters per corpus character (a wider one "
+                   f"would need dropout above {MAX_DROPOUT:g}); the budget affords wider")
+        elif tokens_in_budget(hidden) < min_epochs * n:
+            why = (f"the widest model the budget shows {CHARS_PER_PARAM:g} characters per parameter in "
+                   f"{MIN_UPDATES}+ updates (the corpus is too large for {min_epochs:g} epochs)")
+        else:
+            why = (f"the widest model the budget shows {min_epochs:g} epochs in {MIN_UPDATES}+ updates"
+                   + (f" (documents shorter than a chunk need more than {MIN_EPOCHS:g})" if short_documents else ""))
+        reasons.append(f"--hidden {hidden}{depth}: {why}")
     else:
         hidden = max([w for w in WIDTHS if w <= WIDTH_WITHOUT_BUDGET and size(w) <= data_cap],
                      default=WIDTHS[0])

@@ -8,7 +8,6 @@ import click
 from click.core import ParameterSource
 
 from charlm.cli.console import silence, status_console
-from charlm.cli.main import STARTED
 from charlm.cli.progress import TrainProgress
 from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
@@ -155,6 +154,7 @@ def train(ctx, corpus, json_output, quiet, procs, **options):
     explicit = frozenset(name for name in ctx.params if name in OPTION_NAMES
                          and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     opts = TrainOptions(corpus=corpus, **options)
+    started = (ctx.obj or {}).get("started")  # the process's start, under the console script
     ranks, rank = launched_size(), launched_rank()
     if procs > 1:
         if ranks > 1:
@@ -195,9 +195,9 @@ def train(ctx, corpus, json_output, quiet, procs, **options):
                     progress.log(event.text)
 
         if ranks > 1:
-            result = train_distributed(opts, explicit=explicit, report=draw, started=STARTED)
+            result = train_distributed(opts, explicit=explicit, report=draw, started=started)
         else:
-            result = run_training(opts, explicit=explicit, report=draw, started=STARTED)
+            result = run_training(opts, explicit=explicit, report=draw, started=started)
     if result is None:  # a rank but 0 of a multi-process run: rank 0 reports
         return
     if json_output:
