@@ -3,7 +3,6 @@ the stopping rule and the machine's speed; and how a run applies, prints, saves 
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -34,15 +33,6 @@ NAMES = CorpusStats(tokens=150_000, documents=19_000, vocab=90)
 WORD_LIST = CorpusStats(tokens=975_000, documents=103_000, vocab=60)
 HUGE = CorpusStats(tokens=500_000_000, documents=1, vocab=200)
 TINY = CorpusStats(tokens=2_000, documents=40, vocab=30)
-
-
-@pytest.fixture
-def text_corpus(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words, size=8)) for _ in range(200)) + "\n", encoding="utf-8")
-    return path
 
 
 def invoke(*args):

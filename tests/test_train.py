@@ -23,16 +23,6 @@ from charlm.training.trainer import Trainer, train
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16", "--quiet"]
 
 
-@pytest.fixture
-def text_corpus(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
-    lines = [" ".join(rng.choice(words, size=8)) for _ in range(200)]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def _run(args, **kwargs):
     result = CliRunner().invoke(cli, args, **kwargs)
     return result
