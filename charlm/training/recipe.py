@@ -235,7 +235,7 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
     epochs = tokens_seen / n if tokens_seen is not None else None
     updates = tokens_seen / (batch * seq_len) if tokens_seen is not None else None
 
-    choices = {"hidden": hidden, "layers": layers}
+    choices = {name: value for name, value in (("hidden", hidden), ("layers", layers)) if name not in given}
     if "dropout" not in given:
         choices["dropout"] = dropout_for(epochs, params / n)
         reasons.append(f"--dropout {choices['dropout']:g}: " + (
@@ -261,9 +261,6 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         every = eval_interval(budget.seconds)
         reasons.append(f"--patience {PATIENCE}: evaluations come about every {every:.0f} s; a run whose "
                        f"validation loss has not improved in {PATIENCE} of them stops early")
-    for name in ("hidden", "layers"):
-        if name in given:
-            del choices[name]
     return Recipe(choices, _summary(stats, budget, cell, hidden, layers, epochs), tuple(reasons))
 
 
