@@ -103,9 +103,36 @@ def test_a_width_is_chosen_only_when_the_budget_feeds_it():
             tokens = seconds * recipe.TRAIN_SHARE * MACHINE.tokens_per_second(
                 parameters("lstm", chosen["hidden"], 2, stats.vocab))
             if chosen["hidden"] > WIDTHS[0]:
+                params = parameters("lstm", chosen["hidden"], 2, stats.vocab)
                 assert tokens >= recipe.MIN_UPDATES * 64 * 32
-                assert tokens >= min(recipe.MIN_EPOCHS * stats.tokens,
-                                     recipe.CHARS_PER_PARAM * parameters("lstm", chosen["hidden"], 2, stats.vocab))
+                assert tokens >= min(recipe.MIN_EPOCHS * stats.tokens, recipe.CHARS_PER_PARAM * params)
+                assert tokens >= recipe.MIN_CHARS_PER_PARAM * params
+
+
+def test_a_long_budget_on_a_small_corpus_buys_epochs_not_a_model_too_wide_to_train():
+    # Past MIN_EPOCHS, a wider model would see too few characters for its parameters: the width stops
+    # growing with the budget and the epochs grow instead, and the reason names the rule that stopped it.
+    chosen = choose_recipe(SHAKESPEARE, budget(1200))
+    hidden = chosen.choices["hidden"]
+    wider = WIDTHS[WIDTHS.index(hidden) + 1]
+    tokens = 1200 * recipe.TRAIN_SHARE * MACHINE.tokens_per_second(parameters("lstm", wider, 2, SHAKESPEARE.vocab))
+    assert tokens >= recipe.MIN_EPOCHS * SHAKESPEARE.tokens  # the epochs rule alone would have taken it
+    assert tokens < recipe.MIN_CHARS_PER_PARAM * parameters("lstm", wider, 2, SHAKESPEARE.vocab)
+    assert f"--hidden {hidden} --layers 2: " in chosen.text()
+    assert f"{recipe.MIN_CHARS_PER_PARAM:g} characters per parameter" in chosen.text()
+
+
+def test_a_wide_model_learns_from_longer_chunks_with_the_same_characters_an_update():
+    for seconds in (60, 300, 1200, 36000):
+        chosen = choose_recipe(HUGE, budget(seconds)).choices
+        long = chosen["hidden"] >= recipe.LONG_CHUNK_WIDTH
+        assert chosen["seq_len"] == (recipe.LONG_CHUNK if long else recipe.SHORT_CHUNK)
+        assert chosen["batch"] * chosen["seq_len"] == recipe.TOKENS_PER_UPDATE
+    wide = choose_recipe(HUGE, budget(36000))
+    assert wide.choices["hidden"] >= recipe.LONG_CHUNK_WIDTH and "--seq-len 64 --batch 32: chunks of 64" in wide.text()
+    mine = choose_recipe(HUGE, budget(36000), given={"seq_len": 100}).choices
+    assert "seq_len" not in mine and mine["batch"] == recipe.TOKENS_PER_UPDATE // 100
+    assert choose_recipe(HUGE, budget(36000), given={"hidden": 128}).choices["seq_len"] == recipe.SHORT_CHUNK
 
 
 def test_short_documents_need_more_epochs_before_a_wider_model_pays():

@@ -10,7 +10,14 @@ from click.testing import CliRunner
 from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint
 from charlm.training.options import TrainOptions
-from charlm.training.recipe import CHAR_TRAINING, WORD_RECIPE, CorpusStats, apply_recipe
+from charlm.training.recipe import (
+    CHAR_TRAINING,
+    SHORT_CHUNK,
+    TOKENS_PER_UPDATE,
+    WORD_RECIPE,
+    CorpusStats,
+    apply_recipe,
+)
 from charlm.training.trainer import train
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old king", "her sister"]
@@ -131,6 +138,7 @@ def test_words_take_the_word_recipe_whatever_the_budget_and_explicit_options_win
         assert word.embed == word.hidden
     char = filled(steps=1)
     assert {name: getattr(char, name) for name in CHAR_TRAINING} == CHAR_TRAINING
+    assert (char.seq_len, char.batch) == (SHORT_CHUNK, TOKENS_PER_UPDATE // SHORT_CHUNK)  # the default width
     assert char.embed == 0 and char.tie is False
     mine = filled(tokens="word", steps=1, hidden=64, optimizer="adam", lr=1e-3, tie=True, batch=8)
     assert (mine.hidden, mine.embed, mine.optimizer, mine.lr, mine.tie, mine.batch) == (64, 64, "adam", 1e-3, True, 8)

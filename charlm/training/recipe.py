@@ -8,14 +8,18 @@ run's options, so a resumed run keeps the recipe it started with. Options the us
 Character language models follow rules measured on a suite of corpora (README "Defaults, and why"):
 - Width: a time budget buys a number of tokens, fewer for a wider model. The width is the widest of WIDTHS
   that still sees MIN_EPOCHS passes over the corpus (MIN_EPOCHS_SHORT_DOCUMENTS over documents shorter than
-  a chunk; on a corpus too large for either, CHARS_PER_PARAM tokens per parameter) in at least MIN_UPDATES
-  updates: a wider model that sees less is undertrained when the budget ends, a narrower one would have
-  learned less. Small corpora get wide models with strong dropout, up to PARAMS_PER_CHAR parameters per
-  corpus token, where the dropout rule reaches MAX_DROPOUT.
+  a chunk; on a corpus too large for either, CHARS_PER_PARAM tokens per parameter), at least
+  MIN_CHARS_PER_PARAM tokens per parameter and at least MIN_UPDATES updates: a wider model that sees less is
+  undertrained when the budget ends, a narrower one would have learned less. The token floor grows with the
+  model, as compute-optimal scaling has it: a long budget on a small corpus buys epochs of a model that can
+  still learn from them, not one so wide it has barely started. Small corpora get wide models with strong
+  dropout, up to PARAMS_PER_CHAR parameters per corpus token, where the dropout rule reaches MAX_DROPOUT.
 - Dropout grows with the model's capacity per token of corpus (P / N), by DROPOUT_PER_DOUBLING for each
   doubling, from MIN_DROPOUT; none for less than one epoch.
-- Batches of 64 streams x 32 tokens and Adam at 1e-2 with the global norm clipped at 1 buy the most updates
-  per second on 2 cores; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates the budget buys.
+- Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
+  from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
+  1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
+  the budget buys.
 - Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
   says so (with evaluations every N steps, asked for by the user, it trains on).
 Word-level models and the document tasks (taggers, classifiers) have fixed recipes (WORD_RECIPE,
@@ -35,12 +39,16 @@ TRAIN_SHARE = 0.85
 # Widths the recipe chooses from (multiples of 64 keep the matrix products on the fast path).
 WIDTHS = (64, 128, 192, 256, 320, 384, 512, 640, 768, 1024)
 # A width is affordable when the budget shows it enough text: MIN_EPOCHS passes over a small corpus, or
-# CHARS_PER_PARAM tokens per parameter when the corpus is too large for that; and MIN_UPDATES updates.
+# CHARS_PER_PARAM tokens per parameter when the corpus is too large for that; never fewer tokens than
+# MIN_CHARS_PER_PARAM per parameter, however many epochs that makes; and MIN_UPDATES updates.
 MIN_EPOCHS = 2.5
 # A corpus of documents shorter than a chunk (word lists, names) needs more passes: its documents are short
 # contexts, memorised before they generalise, and a wider model is worth less there than more epochs.
 MIN_EPOCHS_SHORT_DOCUMENTS = 5.0
 CHARS_PER_PARAM = 3.0
+# Between 0.5 (a model too wide for its budget, on the suite) and 1.3 (wide enough), with room on both sides
+# for the error of the measured speed (up to a fifth either way).
+MIN_CHARS_PER_PARAM = 0.8
 MIN_UPDATES = 500
 # Dropout: DROPOUT_BASE + DROPOUT_PER_DOUBLING * log2(parameters per corpus token), within [MIN_DROPOUT,
 # MAX_DROPOUT]; none below one epoch (every token is new). Past PARAMS_PER_CHAR parameters per corpus token
@@ -56,9 +64,15 @@ LAYERS = 2
 WARMUP = 30
 WARMUP_SHARE = 0.05
 PATIENCE = 4
-# Characters: short chunks over many streams, Adam at a high rate with the global norm clipped at 1.
-CHAR_TRAINING = {"seq_len": 32, "batch": 64, "optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0,
-                 "weight_decay": 0.0}
+# Characters: TOKENS_PER_UPDATE tokens an update, in SHORT_CHUNK-token chunks over many streams (the most
+# updates per second); from LONG_CHUNK_WIDTH units, chunks twice as long over half the streams: the truncated
+# gradient reaches back one chunk, and a wide model can use the longer context a narrow one cannot. Adam at a
+# high rate with the global norm clipped at 1.
+TOKENS_PER_UPDATE = 2048
+SHORT_CHUNK = 32
+LONG_CHUNK = 64
+LONG_CHUNK_WIDTH = 512
+CHAR_TRAINING = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0}
 # Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
 # and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
 # words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
@@ -179,8 +193,12 @@ def _fixed(recipe: dict, given: dict, summary: str, reason: str) -> Recipe:
 
 def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> Recipe:
     layers = given.get("layers", LAYERS)
-    batch, seq_len = given.get("batch", CHAR_TRAINING["batch"]), given.get("seq_len", CHAR_TRAINING["seq_len"])
     n = max(stats.tokens, 1)
+
+    def chunking(hidden: int) -> tuple[int, int]:
+        """(batch, seq_len) for a model `hidden` wide, the given ones kept."""
+        seq_len = given.get("seq_len", LONG_CHUNK if hidden >= LONG_CHUNK_WIDTH else SHORT_CHUNK)
+        return given.get("batch", TOKENS_PER_UPDATE // seq_len), seq_len
 
     def size(hidden: int) -> int:
         return parameters(cell, hidden, layers, stats.vocab)
@@ -191,7 +209,7 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
     def tokens_in_budget(hidden: int) -> float:
         return seconds * budget.speed.tokens_per_second(size(hidden))
 
-    short_documents = n / max(stats.documents, 1) < seq_len
+    short_documents = n / max(stats.documents, 1) < given.get("seq_len", SHORT_CHUNK)
     min_epochs = MIN_EPOCHS_SHORT_DOCUMENTS if short_documents else MIN_EPOCHS
     reasons = []
     depth = "" if "layers" in given else f" --layers {layers}"
@@ -200,22 +218,31 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         if depth:
             reasons.append(f"--layers {layers}: the depth the recipe was measured with")
     elif seconds is not None:
-        def affordable(width: int) -> bool:
+        def shortfall(width: int) -> str | None:
+            """What the budget would not show a model of `width` (None: it is affordable)."""
             tokens = tokens_in_budget(width)
-            return (tokens >= min(min_epochs * n, CHARS_PER_PARAM * size(width))
-                    and tokens >= MIN_UPDATES * batch * seq_len)
+            if tokens < MIN_UPDATES * math.prod(chunking(width)):
+                return f"{MIN_UPDATES} updates"
+            if tokens < min(min_epochs * n, CHARS_PER_PARAM * size(width)):
+                return (f"{min_epochs:g} epochs" + (f" (documents shorter than a chunk need more than {MIN_EPOCHS:g})"
+                                                     if short_documents else "")
+                        + f" and {CHARS_PER_PARAM:g} characters per parameter")
+            if tokens < MIN_CHARS_PER_PARAM * size(width):
+                return f"{MIN_CHARS_PER_PARAM:g} characters per parameter"
+            return None
 
-        fed = [w for w in WIDTHS if affordable(w)]
+        fed = [w for w in WIDTHS if shortfall(w) is None]
         hidden = max([w for w in fed if size(w) <= data_cap], default=WIDTHS[0])
+        wider = WIDTHS[WIDTHS.index(hidden) + 1:]
         if fed and hidden < max(fed):
             why = (f"the widest with at most {PARAMS_PER_CHAR:g} parameters per corpus character (a wider one "
                    f"would need dropout above {MAX_DROPOUT:g}); the budget affords wider")
-        elif tokens_in_budget(hidden) < min_epochs * n:
-            why = (f"the widest model the budget shows {CHARS_PER_PARAM:g} characters per parameter in "
-                   f"{MIN_UPDATES}+ updates (the corpus is too large for {min_epochs:g} epochs)")
+        elif not fed:
+            why = f"the narrowest the recipe chooses from, though the budget shows it less than {shortfall(hidden)}"
+        elif wider:
+            why = f"the widest model the budget affords: a wider one would see less than {shortfall(wider[0])}"
         else:
-            why = (f"the widest model the budget shows {min_epochs:g} epochs in {MIN_UPDATES}+ updates"
-                   + (f" (documents shorter than a chunk need more than {MIN_EPOCHS:g})" if short_documents else ""))
+            why = "the widest model the recipe chooses from, and the budget affords it"
         reasons.append(f"--hidden {hidden}{depth}: {why}")
     else:
         hidden = max([w for w in WIDTHS if w <= WIDTH_WITHOUT_BUDGET and size(w) <= data_cap],
@@ -223,6 +250,7 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         reasons.append(f"--hidden {hidden}{depth}: no time budget to size the model by; at most "
                        f"{PARAMS_PER_CHAR:g} parameters per corpus character")
     params = size(hidden)
+    batch, seq_len = chunking(hidden)
 
     if seconds is not None:
         tokens_seen = tokens_in_budget(hidden)
@@ -242,12 +270,19 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
             "less than one epoch, every character is new" if epochs is not None and epochs < 1 else
             f"{params / n:.2f} parameters per corpus character over "
             f"{'about ' + format(epochs, '.1f') if epochs is not None else 'an unknown number of'} epochs"))
-    choices.update({name: value for name, value in CHAR_TRAINING.items() if name not in given})
-    trained = [f"--{k.replace('_', '-')} {choices[k]:g}" if isinstance(choices[k], float) else
-               f"--{k.replace('_', '-')} {choices[k]}" for k in CHAR_TRAINING if k in choices]
+    chunk = {name: value for name, value in (("seq_len", seq_len), ("batch", batch)) if name not in given}
+    if chunk:
+        choices.update(chunk)
+        reasons.append(_flags(chunk) + (
+            f": chunks of {LONG_CHUNK}, as a model {LONG_CHUNK_WIDTH} or wider can use the longer context"
+            if hidden >= LONG_CHUNK_WIDTH else
+            f": short chunks over many streams buy the most updates per second (chunks of {LONG_CHUNK} from "
+            f"{LONG_CHUNK_WIDTH} units)") + f"; {TOKENS_PER_UPDATE:,} characters an update")
+    trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
     if trained:
-        reasons.append(" ".join(trained) + ": short chunks over many streams buy the most updates per second; "
-                       "dropout, not weight decay, regularises")
+        choices.update(trained)
+        reasons.append(_flags(trained) + ": Adam at a high rate with the global norm clipped; dropout, not "
+                       "weight decay, regularises")
     if "warmup" not in given:
         choices["warmup"] = WARMUP if updates is None else max(1, min(WARMUP, int(updates * WARMUP_SHARE)))
         reasons.append(f"--warmup {choices['warmup']}: Adam's first steps are noisy"
@@ -262,6 +297,11 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         reasons.append(f"--patience {PATIENCE}: evaluations come about every {every:.0f} s; a run whose "
                        f"validation loss has not improved in {PATIENCE} of them stops early")
     return Recipe(choices, _summary(stats, budget, cell, hidden, layers, epochs), tuple(reasons))
+
+
+def _flags(choices: dict) -> str:
+    return " ".join(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else
+                    f"--{name.replace('_', '-')} {value}" for name, value in choices.items())
 
 
 def dropout_for(epochs: float | None, params_per_char: float) -> float:

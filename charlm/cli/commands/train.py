@@ -20,7 +20,14 @@ from charlm.text.tagging import TASKS
 from charlm.text.tokenizer import KINDS
 from charlm.training import events
 from charlm.training.options import OPTION_NAMES, TrainOptions, parse_duration
-from charlm.training.recipe import CHAR_TRAINING, WORD_RECIPE
+from charlm.training.recipe import (
+    CHAR_TRAINING,
+    LONG_CHUNK,
+    LONG_CHUNK_WIDTH,
+    SHORT_CHUNK,
+    TOKENS_PER_UPDATE,
+    WORD_RECIPE,
+)
 from charlm.training.schedule import SCHEDULES
 from charlm.training.trainer import train as run_training
 
@@ -80,8 +87,11 @@ def _finite(ctx, param, value):
               show_default=True, help="Vanilla RNN activation.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=1),
-              help=f"Truncated BPTT length (tokens per chunk) {_by_kind('seq_len')}.")
-@click.option("--batch", type=click.IntRange(min=1), help=f"Parallel streams per batch {_by_kind('batch')}.")
+              help=f"Truncated BPTT length (tokens per chunk) [default for characters: {SHORT_CHUNK}, {LONG_CHUNK} "
+                   f"from --hidden {LONG_CHUNK_WIDTH}; {WORD_RECIPE['seq_len']} for words].")
+@click.option("--batch", type=click.IntRange(min=1),
+              help=f"Parallel streams per batch [default for characters: {TOKENS_PER_UPDATE} / --seq-len; "
+                   f"{WORD_RECIPE['batch']} for words].")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=_by_kind("optimizer"))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite,
               help=f"Peak learning rate {_by_kind('lr')}.")
