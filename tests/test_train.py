@@ -16,7 +16,7 @@ import charlm.training.trainer as train_module
 from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.store.rundir import RunDir
-from charlm.training import events
+from charlm.training import budget, events
 from charlm.training.options import DEFAULT_TIME_BUDGET, TrainOptions, parse_duration, with_time_budget
 from charlm.training.trainer import Trainer, train
 
@@ -246,17 +246,18 @@ class StepClock:
 
 
 def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpus, monkeypatch):
-    # Exact scoring of the validation text is said to take 1 s and steps take 1/8 s: a 6 s budget trains
-    # until 3 s, so the closing evaluation (instant by this clock), the exact final score and the seconds kept
-    # for the process's start and exit (budget.EXIT_SECONDS) fit the 6 s.
+    # Exact scoring of the validation text is said to take 1 s and steps take 1/8 s. The closing evaluation
+    # (instant by this clock), the exact final score with its margin (budget.ESTIMATE_MARGIN) and the seconds
+    # kept for the process's start and exit (budget.EXIT_SECONDS) leave 3.25 s of a 6.35 s budget to train.
     monkeypatch.setattr(Trainer, "probe_exact_seconds", lambda self: 1.0)
     clock = StepClock(monkeypatch, 0.125)
+    seconds = 1.0 * (1 + budget.ESTIMATE_MARGIN) + budget.EXIT_SECONDS + 3.25
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
-                        batch=4, seq_len=16, time_budget=6.0)
+                        batch=4, seq_len=16, time_budget=seconds)
     result = train(opts, clock=clock)
     assert result.stopped_by == "time"
     assert result.best_val_mode == "exact"
-    assert result.train_seconds == 3.0 and result.steps == 24
+    assert result.train_seconds == 3.25 and result.steps == 26
 
 
 def test_the_time_budget_counts_from_when_the_invocation_started(tmp_path, text_corpus, monkeypatch):

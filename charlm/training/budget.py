@@ -32,8 +32,11 @@ EVALS_PER_BUDGET = 8
 EXACT_FINAL_SHARE = 0.25
 EXACT_FINAL_FLOOR = 60.0
 # The reserve also holds this many seconds for what no clock of the run sees (the interpreter starting before
-# the invocation's clock is read, the process exiting after the final score) and for the estimates' error.
+# the invocation's clock is read, the process exiting after the final score).
 EXIT_SECONDS = 2.0
+# The closing work is estimated from earlier measurements on a machine whose speed moves, so its error grows
+# with it: the reserve holds this share more than the estimate.
+ESTIMATE_MARGIN = 0.1
 # The reserve is at most this share of the budget, so a run always spends at least as long training as
 # it spends on its closing evaluations.
 MAX_RESERVE_SHARE = 0.5
@@ -62,8 +65,8 @@ def reserved_seconds(time_budget: float | None, *, exact_seconds: float | None, 
                      val_ids: int, eval_chars: int) -> float:
     """Seconds of the budget kept for the work after the last step: the closing evaluation, then the final
     score of the best checkpoint (none when an evaluation already scored all validation text: its score is
-    reused), and EXIT_SECONDS. 0 without a budget or without validation text; at most MAX_RESERVE_SHARE of
-    the budget."""
+    reused), ESTIMATE_MARGIN more for the estimates' error, and EXIT_SECONDS. 0 without a budget or without
+    validation text; at most MAX_RESERVE_SHARE of the budget."""
     if not time_budget or exact_seconds is None:
         return 0.0
     evaluation = eval_seconds if eval_seconds is not None else STREAMS_COST_GUESS * exact_seconds
@@ -73,7 +76,7 @@ def reserved_seconds(time_budget: float | None, *, exact_seconds: float | None, 
         final = 0.0
     else:
         final = evaluation * val_ids / eval_chars  # an evaluation's cost, scaled to all validation text
-    return min(evaluation + final + EXIT_SECONDS, time_budget * MAX_RESERVE_SHARE)
+    return min((evaluation + final) * (1 + ESTIMATE_MARGIN) + EXIT_SECONDS, time_budget * MAX_RESERVE_SHARE)
 
 
 def eval_interval(time_budget: float | None, eval_seconds: float | None = None) -> float:
