@@ -3,6 +3,7 @@ the stopping rule and the machine's speed; and how a run applies, prints, saves 
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -63,6 +64,60 @@ def test_the_probe_recovers_both_parts_of_the_speed(monkeypatch):
     measured = speed.measure_speed("lstm", 1, 20, clock=lambda: now[0])
     assert measured.fixed == pytest.approx(fixed, rel=1e-6)
     assert measured.per_param == pytest.approx(per_param, rel=1e-6)
+
+
+def test_a_measured_width_replaces_the_models_extrapolation_for_that_width_only():
+    p256, p512 = (parameters("lstm", w, 2, 67) for w in (256, 512))
+    measured = MACHINE.with_measured(p512, 1e-4)
+    assert measured.tokens_per_second(p512) == pytest.approx(1e4)
+    assert measured.tokens_per_second(p256) == MACHINE.tokens_per_second(p256)
+    assert measured.with_measured(p512, 2e-4).measured == ((p512, 2e-4),)  # a new figure replaces the old
+
+
+def test_the_widths_the_choice_turns_on_are_timed_at_their_own_chunking(monkeypatch):
+    # A machine on which matrices past 256 units cost half as much per parameter as the two reference
+    # widths say: the model alone would choose too narrow a width; timing the chosen width and the next
+    # wider (at the chunking each trains with) must find the width that a full table of speeds gives.
+    layers, stats = 2, SHAKESPEARE
+    knee = parameters("lstm", 256, layers, stats.vocab)
+
+    def true_seconds_per_token(params):
+        return 2e-6 + 5e-11 * min(params, knee) + 2.5e-11 * max(params - knee, 0)
+
+    now, timed = [0.0], []
+
+    def step(params, cfg, x, y, state, **kwargs):
+        p = sum(a.size for a in params.values())
+        now[0] += x.size * true_seconds_per_token(p)
+        timed.append((cfg.hidden, x.shape))
+        return 0.0, {k: np.zeros_like(v) for k, v in params.items()}, state
+
+    monkeypatch.setattr(speed, "loss_and_grads", step)
+    opts = TrainOptions(corpus="c.txt", time_budget=900.0)
+    measured = speed.measure_recipe_speed(opts, stats, clock=lambda: now[0])
+    truth = Speed(fixed=1.0, per_param=1.0, measured=tuple(
+        (parameters("lstm", w, layers, stats.vocab), true_seconds_per_token(parameters("lstm", w, layers, stats.vocab)))
+        for w in WIDTHS))
+    coarse = Speed(fixed=2e-6, per_param=5e-11)
+    chosen = choose_recipe(stats, budget(900, measured)).choices
+    assert chosen["hidden"] == choose_recipe(stats, budget(900, truth)).choices["hidden"]
+    assert chosen["hidden"] > choose_recipe(stats, budget(900, coarse)).choices["hidden"]
+    assert recipe.deciding_widths(opts, stats, measured) == []  # the chosen width and the next wider: measured
+    for hidden, shape in timed:
+        if hidden not in speed.PROBE_WIDTHS:
+            batch, seq_len = recipe.chunking(hidden, {})
+            assert shape == (seq_len, batch), hidden
+
+
+def test_no_width_is_timed_when_the_recipe_does_not_choose_it():
+    assert recipe.deciding_widths(TrainOptions(corpus="c.txt", time_budget=300.0, hidden=128), SHAKESPEARE,
+                                  MACHINE) == []
+    assert recipe.deciding_widths(TrainOptions(corpus="c.txt", steps=100), SHAKESPEARE, MACHINE) == []
+    widths = recipe.deciding_widths(TrainOptions(corpus="c.txt", time_budget=300.0, seq_len=100), SHAKESPEARE,
+                                    MACHINE)
+    chosen = choose_recipe(SHAKESPEARE, budget(300), given={"seq_len": 100}).choices["hidden"]
+    assert [w for w, _, _ in widths] == [chosen, WIDTHS[WIDTHS.index(chosen) + 1]]
+    assert all((batch, seq_len) == (recipe.TOKENS_PER_UPDATE // 100, 100) for _, batch, seq_len in widths)
 
 
 @pytest.mark.parametrize("stats", [SHAKESPEARE, NAMES, WORD_LIST, HUGE, TINY], ids=lambda s: f"{s.tokens}")

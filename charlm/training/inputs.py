@@ -18,8 +18,8 @@ from charlm.training.options import (
     merge_resumed_options,
     refuse_changes,
 )
-from charlm.training.recipe import LAYERS, CorpusStats, apply_recipe, needs_speed
-from charlm.training.speed import measure_speed
+from charlm.training.recipe import CorpusStats, apply_recipe, needs_speed
+from charlm.training.speed import measure_recipe_speed
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,7 @@ def with_recipe(opts: TrainOptions, stats: CorpusStats | None) -> tuple[TrainOpt
     """The options with those left unset filled by the recipe (`charlm.training.recipe`), checked, and the
     event that gives the recipe's account (None when the user set them all), for the caller to report once
     its data has loaded. The machine's speed is measured first when the recipe sizes the model by it."""
-    speed = measure_speed(opts.cell, opts.layers or LAYERS, stats.vocab) if (
-        stats is not None and needs_speed(opts)) else None
+    speed = measure_recipe_speed(opts, stats) if stats is not None and needs_speed(opts) else None
     opts, recipe = apply_recipe(opts, stats, speed)
     check_options(opts)
     if recipe is None:

@@ -1,14 +1,16 @@
 """The recipe: every training option the user left unset, chosen from what the trainer knows before it starts.
 
 A pure function of the corpus statistics (`CorpusStats`), the stopping rule and the machine's measured speed
-(`Speed`: seconds per token, a fixed part plus a part per parameter). The trainer measures the speed
+(`Speed`: seconds per token, a fixed part plus a part per parameter, and the widths timed directly: those the
+choice turns on, `deciding_widths`). The trainer measures the speed
 (`charlm.training.speed`), calls `choose_recipe`, prints the recipe's account once and saves it in the
 run's options, so a resumed run keeps the recipe it started with. Options the user gave are never changed.
 
 Character language models follow rules measured on a suite of corpora (README "Defaults, and why"):
 - Width: a time budget buys a number of tokens, fewer for a wider model. The width is the widest of WIDTHS
-  that still sees MIN_EPOCHS passes over the corpus (MIN_EPOCHS_SHORT_DOCUMENTS over documents shorter than
-  a chunk; on a corpus too large for either, CHARS_PER_PARAM tokens per parameter), at least
+  that still sees MIN_EPOCHS passes over the corpus (or, on a corpus too large for that, CHARS_PER_PARAM
+  tokens per parameter; over documents shorter than a chunk, MIN_EPOCHS_SHORT_DOCUMENTS passes or
+  CHARS_PER_PARAM_SHORT_DOCUMENTS tokens per parameter), at least
   MIN_CHARS_PER_PARAM tokens per parameter and at least MIN_UPDATES updates: a wider model that sees less is
   undertrained when the budget ends, a narrower one would have learned less. The token floor grows with the
   model, as compute-optimal scaling has it: a long budget on a small corpus buys epochs of a model that can
@@ -34,18 +36,23 @@ from charlm.models.lm import param_shapes
 from charlm.training.budget import eval_interval
 from charlm.training.options import TrainOptions
 
-# The share of a time budget spent in training steps (the rest: setup, evaluations, the final score).
-TRAIN_SHARE = 0.85
+# The share of a time budget spent in training steps (the rest: setup, evaluations, the final score); the
+# suite's runs spent 0.85-0.96 of theirs, more the less validation text there is to score.
+TRAIN_SHARE = 0.9
 # Widths the recipe chooses from (multiples of 64 keep the matrix products on the fast path).
 WIDTHS = (64, 128, 192, 256, 320, 384, 512, 640, 768, 1024)
 # A width is affordable when the budget shows it enough text: MIN_EPOCHS passes over a small corpus, or
 # CHARS_PER_PARAM tokens per parameter when the corpus is too large for that; never fewer tokens than
 # MIN_CHARS_PER_PARAM per parameter, however many epochs that makes; and MIN_UPDATES updates.
 MIN_EPOCHS = 2.5
-# A corpus of documents shorter than a chunk (word lists, names) needs more passes: its documents are short
-# contexts, memorised before they generalise, and a wider model is worth less there than more epochs.
-MIN_EPOCHS_SHORT_DOCUMENTS = 5.0
 CHARS_PER_PARAM = 3.0
+# A corpus of documents shorter than a chunk (word lists, names) needs more text for each parameter: its
+# documents are short contexts, memorised before they generalise. On the suite's word list, a width that
+# saw 3.9 characters per parameter (5.1 epochs) did worse than the next narrower at 8.5, and 8.2 did better
+# than 3.0; but a width that saw 30 (6.8 epochs) did much worse than one at 8.2 (4.2 epochs): the
+# characters per parameter decide, not the epochs alone.
+MIN_EPOCHS_SHORT_DOCUMENTS = 6.0
+CHARS_PER_PARAM_SHORT_DOCUMENTS = 6.0
 # Between 0.5 (a model too wide for its budget, on the suite) and 1.3 (wide enough), with room on both sides
 # for the error of the measured speed (up to a fifth either way).
 MIN_CHARS_PER_PARAM = 0.8
@@ -108,9 +115,18 @@ class Speed:
 
     fixed: float
     per_param: float
+    # (parameters, seconds per token) of the widths timed directly, each at the chunking the recipe gives it:
+    # where the choice of width is made, a measurement, not the model's extrapolation from two small widths.
+    measured: tuple[tuple[int, float], ...] = ()
 
     def tokens_per_second(self, params: int) -> float:
-        return 1.0 / (self.fixed + self.per_param * params)
+        seconds = dict(self.measured).get(params, self.fixed + self.per_param * params)
+        return 1.0 / seconds
+
+    def with_measured(self, params: int, seconds_per_token: float) -> "Speed":
+        """This speed with one width's measured cost added (or replaced)."""
+        points = dict(self.measured) | {params: seconds_per_token}
+        return replace(self, measured=tuple(sorted(points.items())))
 
 
 @dataclass(frozen=True)
@@ -191,69 +207,30 @@ def _fixed(recipe: dict, given: dict, summary: str, reason: str) -> Recipe:
     return Recipe(choices, summary, (reason,) if choices else ())
 
 
+def chunking(hidden: int, given: dict) -> tuple[int, int]:
+    """(batch, seq_len) of a character model `hidden` wide, the given ones kept."""
+    seq_len = given.get("seq_len", LONG_CHUNK if hidden >= LONG_CHUNK_WIDTH else SHORT_CHUNK)
+    return given.get("batch", TOKENS_PER_UPDATE // seq_len), seq_len
+
+
 def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> Recipe:
     layers = given.get("layers", LAYERS)
     n = max(stats.tokens, 1)
-
-    def chunking(hidden: int) -> tuple[int, int]:
-        """(batch, seq_len) for a model `hidden` wide, the given ones kept."""
-        seq_len = given.get("seq_len", LONG_CHUNK if hidden >= LONG_CHUNK_WIDTH else SHORT_CHUNK)
-        return given.get("batch", TOKENS_PER_UPDATE // seq_len), seq_len
-
-    def size(hidden: int) -> int:
-        return parameters(cell, hidden, layers, stats.vocab)
-
-    seconds = budget.seconds * TRAIN_SHARE if budget.seconds and budget.speed else None
-    data_cap = PARAMS_PER_CHAR * n
-
-    def tokens_in_budget(hidden: int) -> float:
-        return seconds * budget.speed.tokens_per_second(size(hidden))
-
-    short_documents = n / max(stats.documents, 1) < given.get("seq_len", SHORT_CHUNK)
-    min_epochs = MIN_EPOCHS_SHORT_DOCUMENTS if short_documents else MIN_EPOCHS
     reasons = []
     depth = "" if "layers" in given else f" --layers {layers}"
     if "hidden" in given:
         hidden = given["hidden"]
         if depth:
             reasons.append(f"--layers {layers}: the depth the recipe was measured with")
-    elif seconds is not None:
-        def shortfall(width: int) -> str | None:
-            """What the budget would not show a model of `width` (None: it is affordable)."""
-            tokens = tokens_in_budget(width)
-            if tokens < MIN_UPDATES * math.prod(chunking(width)):
-                return f"{MIN_UPDATES} updates"
-            if tokens < min(min_epochs * n, CHARS_PER_PARAM * size(width)):
-                return (f"{min_epochs:g} epochs" + (f" (documents shorter than a chunk need more than {MIN_EPOCHS:g})"
-                                                     if short_documents else "")
-                        + f" and {CHARS_PER_PARAM:g} characters per parameter")
-            if tokens < MIN_CHARS_PER_PARAM * size(width):
-                return f"{MIN_CHARS_PER_PARAM:g} characters per parameter"
-            return None
-
-        fed = [w for w in WIDTHS if shortfall(w) is None]
-        hidden = max([w for w in fed if size(w) <= data_cap], default=WIDTHS[0])
-        wider = WIDTHS[WIDTHS.index(hidden) + 1:]
-        if fed and hidden < max(fed):
-            why = (f"the widest with at most {PARAMS_PER_CHAR:g} parameters per corpus character (a wider one "
-                   f"would need dropout above {MAX_DROPOUT:g}); the budget affords wider")
-        elif not fed:
-            why = f"the narrowest the recipe chooses from, though the budget shows it less than {shortfall(hidden)}"
-        elif wider:
-            why = f"the widest model the budget affords: a wider one would see less than {shortfall(wider[0])}"
-        else:
-            why = "the widest model the recipe chooses from, and the budget affords it"
-        reasons.append(f"--hidden {hidden}{depth}: {why}")
     else:
-        hidden = max([w for w in WIDTHS if w <= WIDTH_WITHOUT_BUDGET and size(w) <= data_cap],
-                     default=WIDTHS[0])
-        reasons.append(f"--hidden {hidden}{depth}: no time budget to size the model by; at most "
-                       f"{PARAMS_PER_CHAR:g} parameters per corpus character")
-    params = size(hidden)
-    batch, seq_len = chunking(hidden)
+        hidden, why = _width(stats, budget, cell, given)
+        reasons.append(f"--hidden {hidden}{depth}: {why}")
+    params = parameters(cell, hidden, layers, stats.vocab)
+    batch, seq_len = chunking(hidden, given)
+    seconds = _training_seconds(budget)
 
     if seconds is not None:
-        tokens_seen = tokens_in_budget(hidden)
+        tokens_seen = seconds * budget.speed.tokens_per_second(params)
     elif budget.epochs is not None:
         tokens_seen = budget.epochs * n
     elif budget.steps is not None:
@@ -297,6 +274,70 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         reasons.append(f"--patience {PATIENCE}: evaluations come about every {every:.0f} s; a run whose "
                        f"validation loss has not improved in {PATIENCE} of them stops early")
     return Recipe(choices, _summary(stats, budget, cell, hidden, layers, epochs), tuple(reasons))
+
+
+def _training_seconds(budget: Budget) -> float | None:
+    """Seconds of the budget the recipe expects in training steps (None: no budget or no measured speed)."""
+    return budget.seconds * TRAIN_SHARE if budget.seconds and budget.speed else None
+
+
+def _width(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> tuple[int, str]:
+    """The width the recipe chooses (the depth given or LAYERS) and why."""
+    layers = given.get("layers", LAYERS)
+    n = max(stats.tokens, 1)
+
+    def size(width: int) -> int:
+        return parameters(cell, width, layers, stats.vocab)
+
+    data_cap = PARAMS_PER_CHAR * n
+    seconds = _training_seconds(budget)
+    if seconds is None:
+        hidden = max([w for w in WIDTHS if w <= WIDTH_WITHOUT_BUDGET and size(w) <= data_cap], default=WIDTHS[0])
+        return hidden, (f"no time budget to size the model by; at most {PARAMS_PER_CHAR:g} parameters per corpus "
+                        f"character")
+    short_documents = n / max(stats.documents, 1) < given.get("seq_len", SHORT_CHUNK)
+    min_epochs, chars_per_param = ((MIN_EPOCHS_SHORT_DOCUMENTS, CHARS_PER_PARAM_SHORT_DOCUMENTS) if short_documents
+                                   else (MIN_EPOCHS, CHARS_PER_PARAM))
+
+    def shortfall(width: int) -> str | None:
+        """What the budget would not show a model of `width` (None: it is affordable)."""
+        tokens = seconds * budget.speed.tokens_per_second(size(width))
+        if tokens < MIN_UPDATES * math.prod(chunking(width, given)):
+            return f"{MIN_UPDATES} updates"
+        if tokens < min(min_epochs * n, chars_per_param * size(width)):
+            return (f"{min_epochs:g} epochs and {chars_per_param:g} characters per parameter"
+                    + (" (documents shorter than a chunk need more text)" if short_documents else ""))
+        if tokens < MIN_CHARS_PER_PARAM * size(width):
+            return f"{MIN_CHARS_PER_PARAM:g} characters per parameter"
+        return None
+
+    fed = [w for w in WIDTHS if shortfall(w) is None]
+    hidden = max([w for w in fed if size(w) <= data_cap], default=WIDTHS[0])
+    wider = WIDTHS[WIDTHS.index(hidden) + 1:]
+    if fed and hidden < max(fed):
+        return hidden, (f"the widest with at most {PARAMS_PER_CHAR:g} parameters per corpus character (a wider "
+                        f"one would need dropout above {MAX_DROPOUT:g}); the budget affords wider")
+    if not fed:
+        return hidden, (f"the narrowest the recipe chooses from, though the budget shows it less than "
+                        f"{shortfall(hidden)}")
+    if wider:
+        return hidden, f"the widest model the budget affords: a wider one would see less than {shortfall(wider[0])}"
+    return hidden, "the widest model the recipe chooses from, and the budget affords it"
+
+
+def deciding_widths(opts: TrainOptions, stats: CorpusStats, speed: Speed) -> list[tuple[int, int, int]]:
+    """(hidden, batch, seq_len) of the widths whose speed decides the recipe's choice and that `speed` has not
+    measured directly: the width it would choose and the next wider one. Empty when the recipe does not size
+    the model by the speed (`needs_speed`) or the width is given."""
+    if not needs_speed(opts) or opts.hidden is not None or stats.kind != "char":
+        return []
+    given = {name: getattr(opts, name) for name in RECIPE_OPTIONS if getattr(opts, name) is not None}
+    budget = Budget(seconds=opts.time_budget, speed=speed)
+    hidden, _ = _width(stats, budget, opts.cell, given)
+    layers = given.get("layers", LAYERS)
+    measured = dict(speed.measured)
+    return [(width, *chunking(width, given)) for width in WIDTHS[WIDTHS.index(hidden):][:2]
+            if parameters(opts.cell, width, layers, stats.vocab) not in measured]
 
 
 def _flags(choices: dict) -> str:
