@@ -47,10 +47,8 @@ WIDTHS = (64, 128, 192, 256, 320, 384, 512, 640, 768, 1024)
 MIN_EPOCHS = 2.5
 CHARS_PER_PARAM = 3.0
 # A corpus of documents shorter than a chunk (word lists, names) needs more text for each parameter: its
-# documents are short contexts, memorised before they generalise. On the suite's word list, a width that
-# saw 3.9 characters per parameter (5.1 epochs) did worse than the next narrower at 8.5, and 8.2 did better
-# than 3.0; but a width that saw 30 (6.8 epochs) did much worse than one at 8.2 (4.2 epochs): the
-# characters per parameter decide, not the epochs alone.
+# documents are short contexts, memorised before they generalise. Both floors are higher than a long
+# document's, and the weaker of the two binds, as there (README "Defaults, and why" has the runs).
 MIN_EPOCHS_SHORT_DOCUMENTS = 6.0
 CHARS_PER_PARAM_SHORT_DOCUMENTS = 6.0
 # Between 0.5 (a model too wide for its budget, on the suite) and 1.3 (wide enough), with room on both sides
@@ -169,16 +167,21 @@ def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | N
     unset = [name for name in RECIPE_OPTIONS if getattr(opts, name) is None]
     recipe = None
     if unset:
-        budget = Budget(seconds=opts.time_budget, steps=opts.steps, epochs=opts.epochs, speed=speed,
-                        eval_every=opts.eval_every)
-        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell,
-                               given={name: getattr(opts, name) for name in RECIPE_OPTIONS})
+        budget, given = _budget_and_given(opts, speed)
+        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell, given=given)
         opts = replace(opts, **recipe.choices, recipe=recipe.text())
     if opts.embed is None:
         opts = replace(opts, embed=opts.hidden if opts.tokens == "word" and opts.task == "lm" else 0)
     if opts.task != "lm":
         opts = replace(opts, seq_len=opts.max_len, eos="lines" if opts.eos == "file" else opts.eos)
     return opts, recipe
+
+
+def _budget_and_given(opts: TrainOptions, speed: Speed | None) -> tuple[Budget, dict]:
+    """The run's stopping rule with the machine's speed, and the recipe's options the user set."""
+    budget = Budget(seconds=opts.time_budget, steps=opts.steps, epochs=opts.epochs, speed=speed,
+                    eval_every=opts.eval_every)
+    return budget, {name: getattr(opts, name) for name in RECIPE_OPTIONS if getattr(opts, name) is not None}
 
 
 def parameters(cell: str, hidden: int, layers: int, vocab: int) -> int:
@@ -329,10 +332,9 @@ def deciding_widths(opts: TrainOptions, stats: CorpusStats, speed: Speed) -> lis
     """(hidden, batch, seq_len) of the widths whose speed decides the recipe's choice and that `speed` has not
     measured directly: the width it would choose and the next wider one. Empty when the recipe does not size
     the model by the speed (`needs_speed`) or the width is given."""
-    if not needs_speed(opts) or opts.hidden is not None or stats.kind != "char":
+    if not needs_speed(opts) or opts.hidden is not None:
         return []
-    given = {name: getattr(opts, name) for name in RECIPE_OPTIONS if getattr(opts, name) is not None}
-    budget = Budget(seconds=opts.time_budget, speed=speed)
+    budget, given = _budget_and_given(opts, speed)
     hidden, _ = _width(stats, budget, opts.cell, given)
     layers = given.get("layers", LAYERS)
     measured = dict(speed.measured)
