@@ -11,7 +11,7 @@ and with the defaults charlm had before the recipe (given as explicit flags), an
 file-mode corpora when torch and the peer script are there:
 
     python bench/quality.py --suite --budgets 5m,2m [--corpora tinyshakespeare,words] [--arms recipe,defaults]
-        [--peer ../shared/bench/torch_charlm.py] [--results results.jsonl]
+        [--repeats 3] [--peer ../shared/bench/torch_charlm.py] [--results results.jsonl]
 
 | corpus | mode | split |
 | tinyshakespeare | file | last 10% |
@@ -19,8 +19,10 @@ file-mode corpora when torch and the peer script are there:
 | python-stdlib | file | last 10% (`charlm corpus get python-stdlib`) |
 | surnames | lines | as words, on the names of names-by-language.tsv |
 
-Each run's record (corpus, budget, arm, best loss, steps, epochs, wall seconds of the whole invocation, the
-recipe line) is appended to --results as JSON; the table at the end is in the README's form.
+Each run's record (corpus, budget, arm, repeat, best loss, steps, epochs, wall seconds of the whole invocation,
+the recipe line) is appended to --results as JSON; the table at the end is in the README's form. Identical
+runs differ by up to about 0.013 nats on a 2-core machine (the steps a budget buys follow the machine's
+speed), so a difference at that level needs --repeats: the arms then take turns and each cell is a mean.
 """
 
 import argparse
@@ -139,7 +141,8 @@ def suite(args) -> int:
         for name in corpora:
             train, val, mode, whole = prepare(name, Path(tmp) / name)
             for budget in args.budgets.split(","):
-                for arm in args.arms.split(","):
+                # Arms take turns (A B A B ...), so a drift of the machine's speed falls on each of them.
+                for repeat, arm in ((r, a) for r in range(args.repeats) for a in args.arms.split(",")):
                     if arm == "peer":
                         if mode != "file" or not peer_available(args.peer):
                             continue
@@ -148,14 +151,15 @@ def suite(args) -> int:
                         flags = defaults_before_recipe(seconds_of(budget)) if arm == "defaults" else []
                         if mode == "lines":
                             flags += ["--eos", "lines"]
-                        out = Path(tmp) / name / f"run-{arm}-{budget}"
+                        out = Path(tmp) / name / f"run-{arm}-{budget}-{repeat}"
                         record = run_charlm(train, val, budget, out, flags + args.extra)
-                    record.update(corpus=name, mode=mode, budget=budget, arm=arm, extra=args.extra,
-                                  date=time.strftime("%Y-%m-%d"))
+                    record.update(corpus=name, mode=mode, budget=budget, arm=arm, repeat=repeat,
+                                  extra=args.extra, date=time.strftime("%Y-%m-%d"))
                     rows.append(record)
                     print(f"{name:16} {budget:>4} {arm:9} {record['best_val_loss']:.4f}  "
                           f"steps {record.get('steps')}  epochs {record.get('epochs')}  "
-                          f"wall {record.get('wall_seconds')}s  {record.get('recipe') or ''}", flush=True)
+                          f"chars/s {record.get('chars_per_sec') or 0:,.0f}  wall {record.get('wall_seconds')}s  "
+                          f"{record.get('recipe') or ''}", flush=True)
                     if args.results:
                         with open(args.results, "a", encoding="utf-8") as f:
                             f.write(json.dumps(record) + "\n")
@@ -165,11 +169,21 @@ def suite(args) -> int:
         for budget in args.budgets.split(","):
             cells = []
             for arm in args.arms.split(","):
-                found = [r for r in rows if (r["corpus"], r["budget"], r["arm"]) == (name, budget, arm)]
-                cells.append(f"{found[0]['best_val_loss']:.3f}" if found else "—")
+                losses = [r["best_val_loss"] for r in rows
+                          if (r["corpus"], r["budget"], r["arm"]) == (name, budget, arm)]
+                cells.append(_cell(losses))
             mode = next(r["mode"] for r in rows if r["corpus"] == name)
             print(f"| {name} | {mode} | {budget} | " + " | ".join(cells) + " |")
     return 0
+
+
+def _cell(losses: list[float]) -> str:
+    """One arm's best losses: the value, or with repeats their mean and range."""
+    if not losses:
+        return "—"
+    if len(losses) == 1:
+        return f"{losses[0]:.3f}"
+    return f"{sum(losses) / len(losses):.3f} (n={len(losses)}, {min(losses):.3f}-{max(losses):.3f})"
 
 
 def single(args) -> int:
@@ -204,6 +218,8 @@ def main() -> int:
     parser.add_argument("--corpora", default=",".join(SUITE), help="suite: which corpora")
     parser.add_argument("--budgets", default="5m,2m", help="suite: the time budgets")
     parser.add_argument("--arms", default="defaults,recipe,peer", help="suite: defaults, recipe and/or peer")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="suite: runs of each arm, taking turns; the table gives their mean and range")
     parser.add_argument("--peer", type=Path, default=TORCH_PEER if TORCH_PEER.exists() else None,
                         help="suite: the PyTorch peer trainer (needs torch)")
     parser.add_argument("--results", type=Path, help="suite: append each run's record to this JSON-lines file")
