@@ -105,7 +105,7 @@ def test_the_widths_the_choice_turns_on_are_timed_at_their_own_chunking(monkeypa
     assert recipe.deciding_widths(opts, stats, measured) == []  # the chosen width and the next wider: measured
     for hidden, shape in timed:
         if hidden not in speed.PROBE_WIDTHS:
-            batch, seq_len = recipe.chunking(hidden, {})
+            batch, seq_len = recipe.chunking(hidden, {}, stats.tokens)
             assert shape == (seq_len, batch), hidden
 
 
@@ -188,6 +188,47 @@ def test_a_wide_model_learns_from_longer_chunks_with_the_same_characters_an_upda
     mine = choose_recipe(HUGE, budget(36000), given={"seq_len": 100}).choices
     assert "seq_len" not in mine and mine["batch"] == recipe.TOKENS_PER_UPDATE // 100
     assert choose_recipe(HUGE, budget(36000), given={"hidden": 128}).choices["seq_len"] == recipe.SHORT_CHUNK
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens=st.integers(2, 10**7), seconds=st.sampled_from([None, 3.0, 300.0]),
+       batch=st.sampled_from([None, 1, 8, 64]), seq_len=st.sampled_from([None, 1, 16, 100]),
+       kind=st.sampled_from(["char", "word"]))
+def test_the_chosen_chunking_fits_any_corpus_and_only_a_short_one_changes_it(tokens, seconds, batch, seq_len,
+                                                                             kind):
+    given_options = {name: value for name, value in (("batch", batch), ("seq_len", seq_len)) if value}
+    stats = CorpusStats(tokens, max(1, tokens // 50), 40, kind=kind)
+    chosen = choose_recipe(stats, Budget(seconds=seconds, speed=MACHINE if seconds else None, epochs=None if
+                                         seconds else 1.0), given=given_options)
+    picked = {**chosen.choices, **given_options}
+    assert not set(given_options) & set(chosen.choices)  # what the user gave is kept
+    if kind == "word":
+        usual_seq_len = given_options.get("seq_len", WORD_RECIPE["seq_len"])
+        usual = given_options.get("batch", WORD_RECIPE["batch"]), usual_seq_len
+    else:
+        chunk = recipe.LONG_CHUNK if picked["hidden"] >= recipe.LONG_CHUNK_WIDTH else recipe.SHORT_CHUNK
+        usual_seq_len = given_options.get("seq_len", chunk)
+        usual = given_options.get("batch", recipe.TOKENS_PER_UPDATE // usual_seq_len), usual_seq_len
+    if usual[0] * usual[1] < tokens:  # the batcher needs batch x seq_len + 1 ids
+        assert (picked["batch"], picked["seq_len"]) == usual and "too few" not in chosen.text()
+    elif picked["batch"] * picked["seq_len"] < tokens:  # fitted: the update shrinks, and says why
+        assert picked["batch"] <= usual[0] and picked["seq_len"] <= usual[1]
+        assert f"{tokens:,} tokens are too few" in chosen.text()
+    else:  # what the user gave does not fit even with one stream or a one-token chunk: the batcher's error
+        assert given_options.get("batch", 1) * given_options.get("seq_len", 1) >= tokens
+
+
+def test_a_corpus_too_short_for_a_full_update_trains_with_defaults(tmp_path):
+    corpus = tmp_path / "poem.txt"
+    corpus.write_text("the owl and the pussy-cat went to sea in a beautiful pea-green boat.\n" * 8)
+    result = invoke("train", corpus, "--out", tmp_path / "run", "--steps", 3, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    [chosen] = [r for r in records if "recipe" in r]
+    assert chosen["choices"]["batch"] * chosen["choices"]["seq_len"] < len(corpus.read_text())
+    assert records[-1]["steps"] == 3
+    mine = invoke("train", corpus, "--out", tmp_path / "mine", "--steps", 1, "--batch", 64, "--seq-len", 32)
+    assert mine.exit_code == 2 and "too short for --batch 64 x --seq-len 32" in mine.output
 
 
 def test_short_documents_need_more_epochs_before_a_wider_model_pays():

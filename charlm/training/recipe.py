@@ -21,7 +21,8 @@ Character language models follow rules measured on a suite of corpora (README "D
 - Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
   from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
   1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
-  the budget buys.
+  the budget buys. A corpus too short for a full update gets fewer streams, then a shorter chunk
+  (`fit_to_stream`; also the word recipe's): defaults must train on any text.
 - Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
   says so (with evaluations every N steps, asked for by the user, it trains on).
 Word-level models and the document tasks (taggers, classifiers) have fixed recipes (WORD_RECIPE,
@@ -201,19 +202,52 @@ def choose_recipe(stats: CorpusStats, budget: Budget, *, task: str = "lm", cell:
     if stats.kind == "word":
         return _fixed(WORD_RECIPE, given, "recipe: the word-level recipe",
                       "2 x 200, dropout 0.2, clipped SGD at lr 20 over 20 streams x 35 words "
-                      "(README \"Word-level models\")")
+                      "(README \"Word-level models\")", tokens=stats.tokens)
     return _characters(stats, budget, cell, given)
 
 
-def _fixed(recipe: dict, given: dict, summary: str, reason: str) -> Recipe:
+def _fixed(recipe: dict, given: dict, summary: str, reason: str, tokens: int | None = None) -> Recipe:
+    """A fixed recipe's unset options; with `tokens` (a language model's stream), its chunking fitted to the
+    stream (`fit_to_stream`)."""
     choices = {name: value for name, value in recipe.items() if name not in given}
-    return Recipe(choices, summary, (reason,) if choices else ())
+    reasons = [reason] if choices else []
+    if tokens is not None:
+        usual = given.get("batch", recipe["batch"]), given.get("seq_len", recipe["seq_len"])
+        fitted = dict(zip(("batch", "seq_len"), fit_to_stream(*usual, given, tokens), strict=True))
+        changed = {name: value for name, value in fitted.items() if value != choices.get(name, value)}
+        if changed:
+            choices |= changed
+            reasons.append(_flags(changed) + f": {_too_short(tokens)}")
+    return Recipe(choices, summary, tuple(reasons))
 
 
-def chunking(hidden: int, given: dict) -> tuple[int, int]:
-    """(batch, seq_len) of a character model `hidden` wide, the given ones kept."""
+def _too_short(tokens: int) -> str:
+    return f"the training stream's {tokens:,} tokens are too few for a full update"
+
+
+def chunking(hidden: int, given: dict, tokens: int) -> tuple[int, int]:
+    """(batch, seq_len) of a character model `hidden` wide over a training stream of `tokens` ids, the given
+    ones kept."""
+    return fit_to_stream(*_full_update(hidden, given), given, tokens)
+
+
+def _full_update(hidden: int, given: dict) -> tuple[int, int]:
+    """(batch, seq_len) of a character model `hidden` wide over a stream long enough for them."""
     seq_len = given.get("seq_len", LONG_CHUNK if hidden >= LONG_CHUNK_WIDTH else SHORT_CHUNK)
     return given.get("batch", TOKENS_PER_UPDATE // seq_len), seq_len
+
+
+def fit_to_stream(batch: int, seq_len: int, given: dict, tokens: int) -> tuple[int, int]:
+    """(batch, seq_len), those not given reduced until one update's batch x seq_len + 1 ids fit in a stream of
+    `tokens` ids (the batcher's rule): a chunk no longer than the stream, then as many streams as it holds. A
+    corpus too short for the usual update still trains; one too short for what the user gave is the
+    batcher's error, which names the largest that fits."""
+    room = max(tokens - 1, 1)
+    if "seq_len" not in given:
+        seq_len = max(1, min(seq_len, room // given.get("batch", 1)))
+    if "batch" not in given:
+        batch = max(1, min(batch, room // seq_len))
+    return batch, seq_len
 
 
 def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> Recipe:
@@ -229,7 +263,7 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         hidden, why = _width(stats, budget, cell, given)
         reasons.append(f"--hidden {hidden}{depth}: {why}")
     params = parameters(cell, hidden, layers, stats.vocab)
-    batch, seq_len = chunking(hidden, given)
+    batch, seq_len = chunking(hidden, given, n)
     seconds = _training_seconds(budget)
 
     if seconds is not None:
@@ -251,7 +285,10 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
             f"{params / n:.2f} parameters per corpus character over "
             f"{'about ' + format(epochs, '.1f') if epochs is not None else 'an unknown number of'} epochs"))
     chunk = {name: value for name, value in (("seq_len", seq_len), ("batch", batch)) if name not in given}
-    if chunk:
+    if chunk and (batch, seq_len) != _full_update(hidden, given):
+        choices.update(chunk)
+        reasons.append(_flags(chunk) + f": {_too_short(n)} of {TOKENS_PER_UPDATE:,} characters")
+    elif chunk:
         choices.update(chunk)
         reasons.append(_flags(chunk) + (
             f": chunks of {LONG_CHUNK}, as a model {LONG_CHUNK_WIDTH} or wider can use the longer context"
@@ -305,7 +342,7 @@ def _width(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> tuple[
     def shortfall(width: int) -> str | None:
         """What the budget would not show a model of `width` (None: it is affordable)."""
         tokens = seconds * budget.speed.tokens_per_second(size(width))
-        if tokens < MIN_UPDATES * math.prod(chunking(width, given)):
+        if tokens < MIN_UPDATES * math.prod(chunking(width, given, n)):
             return f"{MIN_UPDATES} updates"
         if tokens < min(min_epochs * n, chars_per_param * size(width)):
             return (f"{min_epochs:g} epochs and {chars_per_param:g} characters per parameter"
@@ -338,7 +375,7 @@ def deciding_widths(opts: TrainOptions, stats: CorpusStats, speed: Speed) -> lis
     hidden, _ = _width(stats, budget, opts.cell, given)
     layers = given.get("layers", LAYERS)
     measured = dict(speed.measured)
-    return [(width, *chunking(width, given)) for width in WIDTHS[WIDTHS.index(hidden):][:2]
+    return [(width, *chunking(width, given, stats.tokens)) for width in WIDTHS[WIDTHS.index(hidden):][:2]
             if parameters(opts.cell, width, layers, stats.vocab) not in measured]
 
 
