@@ -175,10 +175,12 @@ def test_sigint_saves_then_exits_130_and_resume_continues(tmp_path, text_corpus)
     assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == newest.train["step"] + 3
 
 
-def test_corpus_shorter_than_one_batch_is_a_usage_error(tmp_path):
+def test_corpus_shorter_than_the_given_batch_is_a_usage_error(tmp_path):
+    # Left unset, the batch and chunk fit the corpus (tests/test_recipe.py); given, they are kept.
     corpus = tmp_path / "tiny.txt"
     corpus.write_text("hello there\n", encoding="utf-8")
-    result = _run(["train", str(corpus), "--out", str(tmp_path / "run"), "--steps", "5"])
+    result = _run(["train", str(corpus), "--out", str(tmp_path / "run"), "--steps", "5", "--batch", "4",
+                   "--seq-len", "8"])
     assert result.exit_code == 2
     assert "--seq-len" in result.stderr and "Traceback" not in result.output
 
