@@ -209,9 +209,11 @@ def test_the_chosen_chunking_fits_any_corpus_and_only_a_short_one_changes_it(tok
         chunk = recipe.LONG_CHUNK if picked["hidden"] >= recipe.LONG_CHUNK_WIDTH else recipe.SHORT_CHUNK
         usual_seq_len = given_options.get("seq_len", chunk)
         usual = given_options.get("batch", recipe.TOKENS_PER_UPDATE // usual_seq_len), usual_seq_len
-    if usual[0] * usual[1] < tokens:  # the batcher needs batch x seq_len + 1 ids
+    epoch_share = (tokens - 1) // (recipe.MIN_BATCHES_PER_EPOCH + 1)  # an update's ids, an offset left over
+    if usual[0] * usual[1] <= epoch_share or set(given_options) == {"batch", "seq_len"}:
         assert (picked["batch"], picked["seq_len"]) == usual and "too few" not in chosen.text()
     elif picked["batch"] * picked["seq_len"] < tokens:  # fitted: the update shrinks, and says why
+        assert picked["batch"] * picked["seq_len"] <= (epoch_share or tokens - 1) or given_options
         assert picked["batch"] <= usual[0] and picked["seq_len"] <= usual[1]
         assert f"{tokens:,} tokens are too few" in chosen.text()
     else:  # what the user gave does not fit even with one stream or a one-token chunk: the batcher's error
@@ -226,7 +228,7 @@ def test_a_corpus_too_short_for_a_full_update_trains_with_defaults(tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     [chosen] = [r for r in records if "recipe" in r]
     assert chosen["choices"]["batch"] * chosen["choices"]["seq_len"] < len(corpus.read_text())
-    assert records[-1]["steps"] == 3
+    assert records[-1]["steps"] == 3 and "per epoch" not in result.output  # enough updates an epoch: no warning
     mine = invoke("train", corpus, "--out", tmp_path / "mine", "--steps", 1, "--batch", 64, "--seq-len", 32)
     assert mine.exit_code == 2 and "too short for --batch 64 x --seq-len 32" in mine.output
 

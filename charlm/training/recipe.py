@@ -21,8 +21,8 @@ Character language models follow rules measured on a suite of corpora (README "D
 - Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
   from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
   1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
-  the budget buys. A corpus too short for a full update gets fewer streams, then a shorter chunk
-  (`fit_to_stream`; also the word recipe's): defaults must train on any text.
+  the budget buys. A corpus too short for MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams,
+  then a shorter chunk (`fit_to_stream`; also the word recipe's): defaults must train on any text.
 - Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
   says so (with evaluations every N steps, asked for by the user, it trains on).
 Word-level models and the document tasks (taggers, classifiers) have fixed recipes (WORD_RECIPE,
@@ -70,6 +70,9 @@ LAYERS = 2
 WARMUP = 30
 WARMUP_SHARE = 0.05
 PATIENCE = 4
+# An epoch of fewer updates than this learns little from each pass (the trainer warns of one); the recipe
+# shrinks the update of a short corpus to keep this many.
+MIN_BATCHES_PER_EPOCH = 10
 # Characters: TOKENS_PER_UPDATE tokens an update, in SHORT_CHUNK-token chunks over many streams (the most
 # updates per second); from LONG_CHUNK_WIDTH units, chunks twice as long over half the streams: the truncated
 # gradient reaches back one chunk, and a wide model can use the longer context a narrow one cannot. Adam at a
@@ -212,17 +215,19 @@ def _fixed(recipe: dict, given: dict, summary: str, reason: str, tokens: int | N
     choices = {name: value for name, value in recipe.items() if name not in given}
     reasons = [reason] if choices else []
     if tokens is not None:
-        usual = given.get("batch", recipe["batch"]), given.get("seq_len", recipe["seq_len"])
-        fitted = dict(zip(("batch", "seq_len"), fit_to_stream(*usual, given, tokens), strict=True))
-        changed = {name: value for name, value in fitted.items() if value != choices.get(name, value)}
-        if changed:
-            choices |= changed
-            reasons.append(_flags(changed) + f": {_too_short(tokens)}")
+        batch, seq_len = fit_to_stream(given.get("batch", recipe["batch"]), given.get("seq_len", recipe["seq_len"]),
+                                       given, tokens)
+        fitted = {name: value for name, value in (("batch", batch), ("seq_len", seq_len))
+                  if name in choices and value != choices[name]}
+        if fitted:
+            choices |= fitted
+            reasons.append(_flags(fitted) + f": {_too_short(tokens)}")
     return Recipe(choices, summary, tuple(reasons))
 
 
 def _too_short(tokens: int) -> str:
-    return f"the training stream's {tokens:,} tokens are too few for a full update"
+    return (f"the training stream's {tokens:,} tokens are too few for {MIN_BATCHES_PER_EPOCH} full updates an "
+            f"epoch")
 
 
 def chunking(hidden: int, given: dict, tokens: int) -> tuple[int, int]:
@@ -238,11 +243,13 @@ def _full_update(hidden: int, given: dict) -> tuple[int, int]:
 
 
 def fit_to_stream(batch: int, seq_len: int, given: dict, tokens: int) -> tuple[int, int]:
-    """(batch, seq_len), those not given reduced until one update's batch x seq_len + 1 ids fit in a stream of
-    `tokens` ids (the batcher's rule): a chunk no longer than the stream, then as many streams as it holds. A
-    corpus too short for the usual update still trains; one too short for what the user gave is the
-    batcher's error, which names the largest that fits."""
-    room = max(tokens - 1, 1)
+    """(batch, seq_len), those not given reduced until an epoch over a stream of `tokens` ids holds
+    MIN_BATCHES_PER_EPOCH updates (one more update's worth of ids is left for the batcher's offset of up to a
+    chunk), or, in a stream too short for that many, one (batch x seq_len + 1 ids, the batcher's rule): a
+    chunk no longer than an update's share, then as many streams as it holds. A corpus too short for the
+    usual update still trains; one too short for what the user gave is the batcher's error, which names the
+    largest that fits."""
+    room = (tokens - 1) // (MIN_BATCHES_PER_EPOCH + 1) or max(tokens - 1, 1)
     if "seq_len" not in given:
         seq_len = max(1, min(seq_len, room // given.get("batch", 1)))
     if "batch" not in given:
@@ -285,16 +292,14 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
             f"{params / n:.2f} parameters per corpus character over "
             f"{'about ' + format(epochs, '.1f') if epochs is not None else 'an unknown number of'} epochs"))
     chunk = {name: value for name, value in (("seq_len", seq_len), ("batch", batch)) if name not in given}
-    if chunk and (batch, seq_len) != _full_update(hidden, given):
-        choices.update(chunk)
-        reasons.append(_flags(chunk) + f": {_too_short(n)} of {TOKENS_PER_UPDATE:,} characters")
-    elif chunk:
+    if chunk:
         choices.update(chunk)
         reasons.append(_flags(chunk) + (
-            f": chunks of {LONG_CHUNK}, as a model {LONG_CHUNK_WIDTH} or wider can use the longer context"
-            if hidden >= LONG_CHUNK_WIDTH else
+            f": {_too_short(n)}" if (batch, seq_len) != _full_update(hidden, given) else
+            f": chunks of {LONG_CHUNK}, as a model {LONG_CHUNK_WIDTH} or wider can use the longer context; "
+            f"{TOKENS_PER_UPDATE:,} characters an update" if hidden >= LONG_CHUNK_WIDTH else
             f": short chunks over many streams buy the most updates per second (chunks of {LONG_CHUNK} from "
-            f"{LONG_CHUNK_WIDTH} units)") + f"; {TOKENS_PER_UPDATE:,} characters an update")
+            f"{LONG_CHUNK_WIDTH} units); {TOKENS_PER_UPDATE:,} characters an update"))
     trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
     if trained:
         choices.update(trained)

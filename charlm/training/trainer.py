@@ -25,6 +25,7 @@ from charlm.training import budget, events
 from charlm.training.events import TrainResult
 from charlm.training.inputs import RunInputs, load_inputs
 from charlm.training.options import TrainOptions, check_options, check_task_options, with_time_budget
+from charlm.training.recipe import MIN_BATCHES_PER_EPOCH
 from charlm.training.schedule import learning_rate
 from charlm.training.shards import rng_state_for
 from charlm.training.signals import StopSignals
@@ -34,8 +35,6 @@ LN2 = math.log(2)
 # Weight of the newest step in the smoothed training loss that progress shows (an exponential moving
 # average, so one noisy batch does not move the display).
 LOSS_SMOOTHING = 0.02
-# Fewer batches per epoch than this gives too few updates to learn from: warn.
-MIN_BATCHES_PER_EPOCH = 10
 # --sample-every shows this many characters, drawn at this temperature (a little below 1 reads better).
 SAMPLE_LENGTH = 200
 SAMPLE_TEMPERATURE = 0.8
