@@ -11,7 +11,8 @@ and with the defaults charlm had before the recipe (given as explicit flags), an
 file-mode corpora when torch and the peer script are there:
 
     python bench/quality.py --suite --budgets 5m,2m [--corpora tinyshakespeare,words] [--arms recipe,defaults]
-        [--repeats 3] [--peer ../shared/bench/torch_charlm.py] [--results results.jsonl]
+        [--arms recipe,variant --variant "--min-lr-ratio 0"] [--repeats 3]
+        [--peer ../shared/bench/torch_charlm.py] [--results results.jsonl]
 
 | corpus | mode | split |
 | tinyshakespeare | file | last 10% |
@@ -29,6 +30,7 @@ import argparse
 import importlib.util
 import json
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -148,7 +150,8 @@ def suite(args) -> int:
                             continue
                         record = run_peer(args.peer, whole, seconds_of(budget))
                     else:
-                        flags = defaults_before_recipe(seconds_of(budget)) if arm == "defaults" else []
+                        flags = (defaults_before_recipe(seconds_of(budget)) if arm == "defaults" else
+                                 shlex.split(args.variant) if arm == "variant" else [])
                         if mode == "lines":
                             flags += ["--eos", "lines"]
                         out = Path(tmp) / name / f"run-{arm}-{budget}-{repeat}"
@@ -217,7 +220,9 @@ def main() -> int:
     parser.add_argument("--suite", action="store_true", help="the suite of corpora (the default without --corpus)")
     parser.add_argument("--corpora", default=",".join(SUITE), help="suite: which corpora")
     parser.add_argument("--budgets", default="5m,2m", help="suite: the time budgets")
-    parser.add_argument("--arms", default="defaults,recipe,peer", help="suite: defaults, recipe and/or peer")
+    parser.add_argument("--arms", default="defaults,recipe,peer", help="suite: defaults, recipe, variant and/or peer")
+    parser.add_argument("--variant", default="",
+                        help="suite: the flags of the arm 'variant' (the recipe with these flags given)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="suite: runs of each arm, taking turns; the table gives their mean and range")
     parser.add_argument("--peer", type=Path, default=TORCH_PEER if TORCH_PEER.exists() else None,
