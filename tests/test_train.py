@@ -64,6 +64,20 @@ def test_json_output_and_run_dir_contents(tmp_path, text_corpus):
     assert load_checkpoint(final["checkpoint"]).train["best_val_final"] == pytest.approx(final["best_val_loss"])
 
 
+def test_min_lr_ratio_sets_where_the_cosine_decay_ends(tmp_path, text_corpus):
+    last_lr = {}
+    for ratio in ("0", "0.5"):
+        out = tmp_path / f"run-{ratio}"
+        result = _run(["train", str(text_corpus), "--out", str(out), "--steps", "20", "--eval-every", "20",
+                       "--lr", "0.01", "--warmup", "0", "--min-lr-ratio", ratio, "--json", *SMALL])
+        assert result.exit_code == 0, result.output
+        evaluation = [json.loads(line) for line in result.stdout.splitlines() if '"val_loss"' in line][0]
+        last_lr[ratio] = evaluation["lr"]
+        assert json.loads((out / "config.json").read_text())["min_lr_ratio"] == float(ratio)
+    # The last of 20 updates is near the end of the decay: near the floor, 0 or half the peak.
+    assert last_lr["0"] < 1e-4 and last_lr["0.5"] == pytest.approx(0.005, rel=0.01)
+
+
 def _train_process(args, env_extra=None):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.update(env_extra or {})

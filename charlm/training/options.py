@@ -43,7 +43,7 @@ class TrainOptions:
     weight_decay: float | None = None
     schedule: str = "cosine"
     warmup: int | None = None
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float | None = None  # where the cosine decay ends, a fraction of lr
     clip: float | None = None
     clip_mode: str = "norm"
     steps: int | None = None

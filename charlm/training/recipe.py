@@ -21,8 +21,10 @@ Character language models follow rules measured on a suite of corpora (README "D
 - Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
   from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
   1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
-  the budget buys. A corpus too short for MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams,
-  then a shorter chunk (`fit_to_stream`; also the word recipe's): defaults must train on any text.
+  the budget buys. The cosine decay ends at a rate of 0 (CHAR_TRAINING's min_lr_ratio): the last updates
+  settle the weights instead of stirring them at a tenth of the peak. A corpus too short for
+  MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams, then a shorter chunk (`fit_to_stream`;
+  also the word recipe's): defaults must train on any text.
 - Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
   says so (with evaluations every N steps, asked for by the user, it trains on).
 Word-level models and the document tasks (taggers, classifiers) have fixed recipes (WORD_RECIPE,
@@ -81,21 +83,24 @@ TOKENS_PER_UPDATE = 2048
 SHORT_CHUNK = 32
 LONG_CHUNK = 64
 LONG_CHUNK_WIDTH = 512
-CHAR_TRAINING = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0}
+CHAR_TRAINING = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0,
+                 "min_lr_ratio": 0.0}
 # Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
 # and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
 # words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
 # that also trains the LSTM quickly let the carried cell state run away (README "Word-level models" has the
 # runs); clipped SGD bounds every step.
 WORD_RECIPE = {"hidden": 200, "layers": 2, "dropout": 0.2, "seq_len": 35, "batch": 20, "optimizer": "sgd",
-               "lr": 20.0, "momentum": 0.0, "clip": 0.25, "weight_decay": 0.0, "warmup": WARMUP, "patience": 0}
+               "lr": 20.0, "momentum": 0.0, "clip": 0.25, "weight_decay": 0.0, "min_lr_ratio": 0.1,
+               "warmup": WARMUP, "patience": 0}
 # Taggers read whole documents (a batch of similar lengths, padded) and label characters: a narrower model
 # than a language model's (two directions double its output), Adam at a moderate rate.
 TAGGER_RECIPE = {"hidden": 128, "layers": 2, "dropout": 0.1, "batch": 32, "optimizer": "adam", "lr": 3e-3,
-                 "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "warmup": WARMUP, "patience": 0}
+                 "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "min_lr_ratio": 0.1, "warmup": WARMUP,
+                 "patience": 0}
 # The options a recipe may choose (those the user left as None).
 RECIPE_OPTIONS = ("hidden", "layers", "dropout", "seq_len", "batch", "optimizer", "lr", "momentum", "clip",
-                  "weight_decay", "warmup", "patience")
+                  "weight_decay", "min_lr_ratio", "warmup", "patience")
 
 
 @dataclass(frozen=True)
@@ -303,8 +308,8 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
     trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
     if trained:
         choices.update(trained)
-        reasons.append(_flags(trained) + ": Adam at a high rate with the global norm clipped; dropout, not "
-                       "weight decay, regularises")
+        reasons.append(_flags(trained) + ": Adam at a high rate with the global norm clipped, the cosine decay "
+                       "ending at 0 with the budget; dropout, not weight decay, regularises")
     if "warmup" not in given:
         choices["warmup"] = WARMUP if updates is None else max(1, min(WARMUP, int(updates * WARMUP_SHARE)))
         reasons.append(f"--warmup {choices['warmup']}: Adam's first steps are noisy"

@@ -101,8 +101,8 @@ def _finite(ctx, param, value):
               help="L2 (adam/sgd/...) or decoupled (adamw) weight decay on matrices [default: 0].")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule,
               show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
-@click.option("--min-lr-ratio", type=click.FloatRange(0, 1), default=DEFAULTS.min_lr_ratio, show_default=True,
-              help="Where the cosine schedule ends, as a fraction of --lr.")
+@click.option("--min-lr-ratio", type=click.FloatRange(0, 1),
+              help=f"Where the cosine schedule ends, as a fraction of --lr {_by_kind('min_lr_ratio')}.")
 @click.option("--warmup", type=click.IntRange(min=0),
               help="Linear warm-up steps [default: 30, at most 5% of the updates the budget affords].")
 @click.option("--clip", type=click.FloatRange(min=0), callback=_finite,
