@@ -292,6 +292,17 @@ def test_words_and_document_tasks_take_their_fixed_recipes():
     assert (tagger.hidden, tagger.embed, tagger.seq_len, tagger.eos) == (128, 0, 500, "lines")
 
 
+def test_a_character_models_decay_ends_at_zero_and_a_given_end_wins():
+    chosen = choose_recipe(SHAKESPEARE, budget(300))
+    assert chosen.choices["min_lr_ratio"] == 0.0 and "ending at 0 with the budget" in chosen.text()
+    kept = choose_recipe(SHAKESPEARE, budget(300), given={"min_lr_ratio": 0.1})
+    assert "min_lr_ratio" not in kept.choices and "ending at 0" not in kept.text()
+    # The word and document recipes were measured with a decay to a tenth and keep it.
+    assert WORD_RECIPE["min_lr_ratio"] == 0.1
+    tagger, _ = apply_recipe(TrainOptions(corpus="c.txt", task="classify", steps=10), None)
+    assert tagger.min_lr_ratio == 0.1
+
+
 def test_without_a_time_budget_the_width_is_the_default_and_the_epochs_decide_dropout():
     by_epochs = choose_recipe(SHAKESPEARE, Budget(epochs=0.5)).choices
     assert by_epochs["hidden"] == recipe.WIDTH_WITHOUT_BUDGET and by_epochs["dropout"] == 0.0

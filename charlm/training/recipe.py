@@ -308,8 +308,9 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
     trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
     if trained:
         choices.update(trained)
-        reasons.append(_flags(trained) + ": Adam at a high rate with the global norm clipped, the cosine decay "
-                       "ending at 0 with the budget; dropout, not weight decay, regularises")
+        ending = ", the cosine decay ending at 0 with the budget" if "min_lr_ratio" in trained else ""
+        reasons.append(_flags(trained) + f": Adam at a high rate with the global norm clipped{ending}; dropout, "
+                       "not weight decay, regularises")
     if "warmup" not in given:
         choices["warmup"] = WARMUP if updates is None else max(1, min(WARMUP, int(updates * WARMUP_SHARE)))
         reasons.append(f"--warmup {choices['warmup']}: Adam's first steps are noisy"
