@@ -292,9 +292,12 @@ def test_words_and_document_tasks_take_their_fixed_recipes():
     assert (tagger.hidden, tagger.embed, tagger.seq_len, tagger.eos) == (128, 0, 500, "lines")
 
 
-def test_a_character_models_decay_ends_at_zero_and_a_given_end_wins():
+def test_a_character_models_decay_ends_at_zero_but_short_documents_keep_a_tenth_and_a_given_end_wins():
     chosen = choose_recipe(SHAKESPEARE, budget(300))
     assert chosen.choices["min_lr_ratio"] == 0.0 and "ending at 0 with the budget" in chosen.text()
+    names = choose_recipe(NAMES, budget(300))  # documents shorter than a chunk
+    assert names.choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_SHORT_DOCUMENTS > 0
+    assert f"ending at {recipe.MIN_LR_RATIO_SHORT_DOCUMENTS:g} of the peak" in names.text()
     kept = choose_recipe(SHAKESPEARE, budget(300), given={"min_lr_ratio": 0.1})
     assert "min_lr_ratio" not in kept.choices and "ending at 0" not in kept.text()
     # The word and document recipes were measured with a decay to a tenth and keep it.
