@@ -2,6 +2,7 @@
 the stopping rule and the machine's speed; and how a run applies, prints, saves and keeps it."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -292,14 +293,38 @@ def test_words_and_document_tasks_take_their_fixed_recipes():
     assert (tagger.hidden, tagger.embed, tagger.seq_len, tagger.eos) == (128, 0, 500, "lines")
 
 
-def test_a_character_models_decay_ends_at_zero_but_short_documents_keep_a_tenth_and_a_given_end_wins():
-    chosen = choose_recipe(SHAKESPEARE, budget(300))
-    assert chosen.choices["min_lr_ratio"] == 0.0 and "ending at 0 with the budget" in chosen.text()
-    names = choose_recipe(NAMES, budget(300))  # documents shorter than a chunk
-    assert names.choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_SHORT_DOCUMENTS > 0
-    assert f"ending at {recipe.MIN_LR_RATIO_SHORT_DOCUMENTS:g} of the peak" in names.text()
+def passes(stats, seconds, hidden, layers=2, machine=MACHINE):
+    """The epochs a time budget buys a model `hidden` wide, as the recipe reckons them."""
+    params = parameters("lstm", hidden, layers, stats.vocab)
+    return seconds * recipe.TRAIN_SHARE * machine.tokens_per_second(params) / stats.tokens
+
+
+@pytest.mark.parametrize("stats", [SHAKESPEARE, HUGE, CorpusStats(tokens=20_000_000, documents=1, vocab=100)])
+@pytest.mark.parametrize("seconds", [30, 120, 300, 1200, 7200])
+def test_the_decay_ends_at_zero_from_enough_passes_and_at_a_tenth_below_them(stats, seconds):
+    chosen = choose_recipe(stats, budget(seconds))
+    settles = passes(stats, seconds, chosen.choices["hidden"]) >= recipe.MIN_EPOCHS
+    assert chosen.choices["min_lr_ratio"] == (0.0 if settles else recipe.MIN_LR_RATIO_UNSETTLED)
+    assert ("ending at 0 with the budget" in chosen.text()) == settles
+    assert (f"below {recipe.MIN_EPOCHS:g} passes, a decay to 0 did worse" in chosen.text()) == (not settles)
+
+
+def test_both_decay_ends_occur_and_documents_shorter_than_a_chunk_keep_a_tenth_and_a_given_end_wins():
+    assert choose_recipe(SHAKESPEARE, budget(300)).choices["min_lr_ratio"] == 0.0
+    assert choose_recipe(HUGE, budget(300)).choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_UNSETTLED > 0
+    # A width given too wide for the budget makes fewer passes, and the decay stops at a tenth.
+    too_wide = choose_recipe(SHAKESPEARE, budget(60), given={"hidden": 1024})
+    assert passes(SHAKESPEARE, 60, 1024) < recipe.MIN_EPOCHS
+    assert too_wide.choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_UNSETTLED
+    names = choose_recipe(NAMES, budget(300))  # documents shorter than a chunk, however many passes
+    assert names.choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_UNSETTLED
+    assert "over documents shorter than a chunk, a decay to 0 did worse" in names.text()
     kept = choose_recipe(SHAKESPEARE, budget(300), given={"min_lr_ratio": 0.1})
-    assert "min_lr_ratio" not in kept.choices and "ending at 0" not in kept.text()
+    assert "min_lr_ratio" not in kept.choices and "cosine decay ending" not in kept.text()
+    # The decay's end follows the passes, so a time budget measures the speed while it is left to the recipe.
+    chosen_but_the_end = TrainOptions(corpus="c.txt", time_budget=60, hidden=256, dropout=0.1, warmup=30)
+    assert recipe.needs_speed(chosen_but_the_end)
+    assert not recipe.needs_speed(replace(chosen_but_the_end, min_lr_ratio=0.1))
     # The word and document recipes were measured with a decay to a tenth and keep it.
     assert WORD_RECIPE["min_lr_ratio"] == 0.1
     tagger, _ = apply_recipe(TrainOptions(corpus="c.txt", task="classify", steps=10), None)

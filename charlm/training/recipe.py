@@ -21,9 +21,10 @@ Character language models follow rules measured on a suite of corpora (README "D
 - Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
   from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
   1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
-  the budget buys. The cosine decay ends at a rate of 0 (CHAR_TRAINING's min_lr_ratio): the last updates
-  settle the weights instead of stirring them at a tenth of the peak; over documents shorter than a chunk,
-  at MIN_LR_RATIO_SHORT_DOCUMENTS, which did better there. A corpus too short for
+  the budget buys. The cosine decay ends at a rate of 0 (CHAR_TRAINING's min_lr_ratio) when the budget buys
+  MIN_EPOCHS passes: the last updates settle the weights instead of stirring them at a tenth of the peak;
+  on a corpus too large for that, and over documents shorter than a chunk, at MIN_LR_RATIO_UNSETTLED, which
+  did better there. A corpus too short for
   MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams, then a shorter chunk (`fit_to_stream`;
   also the word recipe's): defaults must train on any text.
 - Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
@@ -86,10 +87,11 @@ LONG_CHUNK = 64
 LONG_CHUNK_WIDTH = 512
 CHAR_TRAINING = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0,
                  "min_lr_ratio": 0.0}
-# The cosine decay ends at 0 (the last updates settle the weights), but over documents shorter than a chunk
-# at a tenth of the peak, which did better there on the suite's word list (README "Defaults, and why" has the
-# runs; why the two kinds differ was not measured).
-MIN_LR_RATIO_SHORT_DOCUMENTS = 0.1
+# The cosine decay ends at 0 (the last updates settle the weights) when the budget buys MIN_EPOCHS passes,
+# and at a tenth of the peak where that did better on the suite: a run of fewer passes (a corpus too large
+# for the budget) and documents shorter than a chunk (README "Defaults, and why" has the runs; why was not
+# measured).
+MIN_LR_RATIO_UNSETTLED = 0.1
 # Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
 # and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
 # words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
@@ -170,9 +172,10 @@ class Recipe:
 
 def needs_speed(opts: TrainOptions) -> bool:
     """Whether the recipe sizes this run by the machine's speed: a character language model with a time
-    budget, whose width, dropout or warm-up is left to the recipe."""
+    budget, whose width, dropout, warm-up or decay end (all follow the passes the budget buys) is left to the
+    recipe."""
     return (opts.task == "lm" and opts.tokens == "char" and bool(opts.time_budget)
-            and None in (opts.hidden, opts.dropout, opts.warmup))
+            and None in (opts.hidden, opts.dropout, opts.warmup, opts.min_lr_ratio))
 
 
 def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | None = None
@@ -313,14 +316,11 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
             f": short chunks over many streams buy the most updates per second (chunks of {LONG_CHUNK} from "
             f"{LONG_CHUNK_WIDTH} units); {TOKENS_PER_UPDATE:,} characters an update"))
     trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
-    if "min_lr_ratio" in trained and _short_documents(stats, given):
-        trained["min_lr_ratio"] = MIN_LR_RATIO_SHORT_DOCUMENTS
+    ending = ""
+    if "min_lr_ratio" in trained:
+        trained["min_lr_ratio"], ending = _decay_end(stats, given, epochs)
     if trained:
         choices.update(trained)
-        ending = ("" if "min_lr_ratio" not in trained else
-                  ", the cosine decay ending at 0 with the budget" if trained["min_lr_ratio"] == 0 else
-                  f", the cosine decay ending at {trained['min_lr_ratio']:g} of the peak (over documents "
-                  f"shorter than a chunk, a decay to 0 did worse)")
         reasons.append(_flags(trained) + f": Adam at a high rate with the global norm clipped{ending}; dropout, "
                        "not weight decay, regularises")
     if "warmup" not in given:
@@ -337,6 +337,19 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
         reasons.append(f"--patience {PATIENCE}: evaluations come about every {every:.0f} s; a run whose "
                        f"validation loss has not improved in {PATIENCE} of them stops early")
     return Recipe(choices, _summary(stats, budget, cell, hidden, layers, epochs), tuple(reasons))
+
+
+def _decay_end(stats: CorpusStats, given: dict, epochs: float | None) -> tuple[float, str]:
+    """(min_lr_ratio, the reason's words on it): 0 when the run makes MIN_EPOCHS passes over documents as
+    long as a chunk, MIN_LR_RATIO_UNSETTLED otherwise."""
+    unsettled = f", the cosine decay ending at {MIN_LR_RATIO_UNSETTLED:g} of the peak"
+    if _short_documents(stats, given):
+        return MIN_LR_RATIO_UNSETTLED, unsettled + " (over documents shorter than a chunk, a decay to 0 did worse)"
+    if epochs is None:
+        return MIN_LR_RATIO_UNSETTLED, unsettled + " (the passes the run makes are not known)"
+    if epochs < MIN_EPOCHS:
+        return MIN_LR_RATIO_UNSETTLED, unsettled + f" (below {MIN_EPOCHS:g} passes, a decay to 0 did worse)"
+    return 0.0, f", the cosine decay ending at 0 with the budget ({MIN_EPOCHS:g} passes or more)"
 
 
 def _short_documents(stats: CorpusStats, given: dict) -> bool:
