@@ -24,9 +24,8 @@ Character language models follow rules measured on a suite of corpora (README "D
   the budget buys. The cosine decay ends at a rate of 0 (CHAR_TRAINING's min_lr_ratio) when the budget buys
   MIN_EPOCHS passes: the last updates settle the weights instead of stirring them at a tenth of the peak;
   on a corpus too large for that, and over documents shorter than a chunk, at MIN_LR_RATIO_UNSETTLED, which
-  did better there. A corpus too short for
-  MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams, then a shorter chunk (`fit_to_stream`;
-  also the word recipe's): defaults must train on any text.
+  did better there. A corpus too short for MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams,
+  then a shorter chunk (`fit_to_stream`; also the word recipe's): defaults must train on any text.
 - Patience: a run whose validation loss has not improved for PATIENCE automatic evaluations stops early and
   says so (with evaluations every N steps, asked for by the user, it trains on).
 Word-level models and the document tasks (taggers, classifiers) have fixed recipes (WORD_RECIPE,

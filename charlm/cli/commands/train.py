@@ -24,7 +24,10 @@ from charlm.training.recipe import (
     CHAR_TRAINING,
     LONG_CHUNK,
     LONG_CHUNK_WIDTH,
+    MIN_EPOCHS,
+    MIN_LR_RATIO_UNSETTLED,
     SHORT_CHUNK,
+    TAGGER_RECIPE,
     TOKENS_PER_UPDATE,
     WORD_RECIPE,
 )
@@ -102,7 +105,10 @@ def _finite(ctx, param, value):
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule,
               show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
 @click.option("--min-lr-ratio", type=click.FloatRange(0, 1),
-              help=f"Where the cosine schedule ends, as a fraction of --lr {_by_kind('min_lr_ratio')}.")
+              help=f"Where the cosine schedule ends, as a fraction of --lr [default: for characters 0 when the "
+                   f"budget buys {MIN_EPOCHS:g} passes over documents as long as a chunk, else "
+                   f"{MIN_LR_RATIO_UNSETTLED:g}; {WORD_RECIPE['min_lr_ratio']:g} for words, "
+                   f"{TAGGER_RECIPE['min_lr_ratio']:g} for taggers and classifiers].")
 @click.option("--warmup", type=click.IntRange(min=0),
               help="Linear warm-up steps [default: 30, at most 5% of the updates the budget affords].")
 @click.option("--clip", type=click.FloatRange(min=0), callback=_finite,
