@@ -12,6 +12,7 @@ from charlm.store.checkpoint import load_checkpoint
 from charlm.training.options import TrainOptions
 from charlm.training.recipe import (
     CHAR_TRAINING,
+    MIN_LR_RATIO_UNSETTLED,
     SHORT_CHUNK,
     TOKENS_PER_UPDATE,
     WORD_RECIPE,
@@ -137,7 +138,9 @@ def test_words_take_the_word_recipe_whatever_the_budget_and_explicit_options_win
         assert {name: getattr(word, name) for name in WORD_RECIPE} == WORD_RECIPE
         assert word.embed == word.hidden
     char = filled(steps=1)
-    assert {name: getattr(char, name) for name in CHAR_TRAINING} == CHAR_TRAINING
+    training = {name: value for name, value in CHAR_TRAINING.items() if name != "min_lr_ratio"}
+    assert {name: getattr(char, name) for name in training} == training
+    assert char.min_lr_ratio == MIN_LR_RATIO_UNSETTLED  # one step is far below the passes a decay to 0 needs
     assert (char.seq_len, char.batch) == (SHORT_CHUNK, TOKENS_PER_UPDATE // SHORT_CHUNK)  # the default width
     assert char.embed == 0 and char.tie is False
     mine = filled(tokens="word", steps=1, hidden=64, optimizer="adam", lr=1e-3, tie=True, batch=8)
