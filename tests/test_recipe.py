@@ -321,6 +321,8 @@ def test_both_decay_ends_occur_and_documents_shorter_than_a_chunk_keep_a_tenth_a
     assert "over documents shorter than a chunk, a decay to 0 did worse" in names.text()
     kept = choose_recipe(SHAKESPEARE, budget(300), given={"min_lr_ratio": 0.1})
     assert "min_lr_ratio" not in kept.choices and "cosine decay ending" not in kept.text()
+    constant = choose_recipe(SHAKESPEARE, budget(300), schedule="constant")  # no decay, so no end to explain
+    assert "min_lr_ratio" in constant.choices and "decay ending" not in constant.text()
     # The decay's end follows the passes, so a time budget measures the speed while it is left to the recipe.
     chosen_but_the_end = TrainOptions(corpus="c.txt", time_budget=60, hidden=256, dropout=0.1, warmup=30)
     assert recipe.needs_speed(chosen_but_the_end)

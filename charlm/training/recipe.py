@@ -186,7 +186,7 @@ def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | N
     recipe = None
     if unset:
         budget, given = _budget_and_given(opts, speed)
-        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell, given=given)
+        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell, given=given, schedule=opts.schedule)
         opts = replace(opts, **recipe.choices, recipe=recipe.text())
     if opts.embed is None:
         opts = replace(opts, embed=opts.hidden if opts.tokens == "word" and opts.task == "lm" else 0)
@@ -209,9 +209,10 @@ def parameters(cell: str, hidden: int, layers: int, vocab: int) -> int:
 
 
 def choose_recipe(stats: CorpusStats, budget: Budget, *, task: str = "lm", cell: str = "lstm",
-                  given: dict | None = None) -> Recipe:
+                  given: dict | None = None, schedule: str = "cosine") -> Recipe:
     """The options left to the recipe. `given` maps option names to the values the user set (None or absent
-    = unset); the result sets only unset ones, and takes the given width and depth into account."""
+    = unset); the result sets only unset ones, and takes the given width and depth into account. `schedule`
+    is the run's learning-rate schedule: the reasons name a decay's end only for a cosine one."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if task != "lm":
         return _fixed(TAGGER_RECIPE, given, f"recipe: the {task} recipe (documents read whole)",
@@ -220,7 +221,7 @@ def choose_recipe(stats: CorpusStats, budget: Budget, *, task: str = "lm", cell:
         return _fixed(WORD_RECIPE, given, "recipe: the word-level recipe",
                       "2 x 200, dropout 0.2, clipped SGD at lr 20 over 20 streams x 35 words "
                       "(README \"Word-level models\")", tokens=stats.tokens)
-    return _characters(stats, budget, cell, given)
+    return _characters(stats, budget, cell, given, schedule)
 
 
 def _fixed(recipe: dict, given: dict, summary: str, reason: str, tokens: int | None = None) -> Recipe:
@@ -271,7 +272,7 @@ def fit_to_stream(batch: int, seq_len: int, given: dict, tokens: int) -> tuple[i
     return batch, seq_len
 
 
-def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> Recipe:
+def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, schedule: str) -> Recipe:
     layers = given.get("layers", LAYERS)
     n = max(stats.tokens, 1)
     reasons = []
@@ -318,6 +319,8 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict) -> R
     ending = ""
     if "min_lr_ratio" in trained:
         trained["min_lr_ratio"], ending = _decay_end(stats, given, epochs)
+        if schedule != "cosine":
+            ending = ""  # set all the same (every recipe option is), but a constant rate never reaches it
     if trained:
         choices.update(trained)
         reasons.append(_flags(trained) + f": Adam at a high rate with the global norm clipped{ending}; dropout, "
