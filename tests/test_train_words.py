@@ -138,8 +138,7 @@ def test_words_take_the_word_recipe_whatever_the_budget_and_explicit_options_win
         assert {name: getattr(word, name) for name in WORD_RECIPE} == WORD_RECIPE
         assert word.embed == word.hidden
     char = filled(steps=1)
-    training = {name: value for name, value in CHAR_TRAINING.items() if name != "min_lr_ratio"}
-    assert {name: getattr(char, name) for name in training} == training
+    assert {name: getattr(char, name) for name in CHAR_TRAINING} == CHAR_TRAINING
     assert char.min_lr_ratio == MIN_LR_RATIO_UNSETTLED  # one step is far below the passes a decay to 0 needs
     assert (char.seq_len, char.batch) == (SHORT_CHUNK, TOKENS_PER_UPDATE // SHORT_CHUNK)  # the default width
     assert char.embed == 0 and char.tie is False

@@ -21,7 +21,7 @@ Character language models follow rules measured on a suite of corpora (README "D
 - Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
   from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
   1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
-  the budget buys. The cosine decay ends at a rate of 0 (CHAR_TRAINING's min_lr_ratio) when the budget buys
+  the budget buys. The cosine decay ends at a rate of 0 (MIN_LR_RATIO_SETTLED) when the budget buys
   MIN_EPOCHS passes: the last updates settle the weights instead of stirring them at a tenth of the peak;
   on a corpus too large for that, and over documents shorter than a chunk, at MIN_LR_RATIO_UNSETTLED, which
   did better there. A corpus too short for MIN_BATCHES_PER_EPOCH full updates an epoch gets fewer streams,
@@ -84,12 +84,12 @@ TOKENS_PER_UPDATE = 2048
 SHORT_CHUNK = 32
 LONG_CHUNK = 64
 LONG_CHUNK_WIDTH = 512
-CHAR_TRAINING = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0,
-                 "min_lr_ratio": 0.0}
-# The cosine decay ends at 0 (the last updates settle the weights) when the budget buys MIN_EPOCHS passes,
-# and at a tenth of the peak where that did better on the suite: a run of fewer passes (a corpus too large
-# for the budget) and documents shorter than a chunk (README "Defaults, and why" has the runs; why was not
-# measured).
+CHAR_TRAINING = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0}
+# The cosine decay ends at MIN_LR_RATIO_SETTLED (the last updates settle the weights) when the budget buys
+# MIN_EPOCHS passes, and at MIN_LR_RATIO_UNSETTLED where that did better on the suite: a run of fewer passes
+# (a corpus too large for the budget) and documents shorter than a chunk (README "Defaults, and why" has the
+# runs; why was not measured).
+MIN_LR_RATIO_SETTLED = 0.0
 MIN_LR_RATIO_UNSETTLED = 0.1
 # Words: the classic word-level recipe (pytorch/examples word_language_model): 2 x 200 with separate input
 # and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
@@ -317,7 +317,7 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, sche
             f"{LONG_CHUNK_WIDTH} units); {TOKENS_PER_UPDATE:,} characters an update"))
     trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
     ending = ""
-    if "min_lr_ratio" in trained:
+    if "min_lr_ratio" not in given:
         trained["min_lr_ratio"], ending = _decay_end(stats, given, epochs)
         if schedule != "cosine":
             ending = ""  # set all the same (every recipe option is), but a constant rate never reaches it
@@ -342,8 +342,8 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, sche
 
 
 def _decay_end(stats: CorpusStats, given: dict, epochs: float | None) -> tuple[float, str]:
-    """(min_lr_ratio, the reason's words on it): 0 when the run makes MIN_EPOCHS passes over documents as
-    long as a chunk, MIN_LR_RATIO_UNSETTLED otherwise."""
+    """(min_lr_ratio, the reason's words on it): MIN_LR_RATIO_SETTLED when the run makes MIN_EPOCHS passes
+    over documents as long as a chunk, MIN_LR_RATIO_UNSETTLED otherwise."""
     unsettled = f", the cosine decay ending at {MIN_LR_RATIO_UNSETTLED:g} of the peak"
     if _short_documents(stats, given):
         return MIN_LR_RATIO_UNSETTLED, unsettled + " (over documents shorter than a chunk, a decay to 0 did worse)"
@@ -351,7 +351,8 @@ def _decay_end(stats: CorpusStats, given: dict, epochs: float | None) -> tuple[f
         return MIN_LR_RATIO_UNSETTLED, unsettled + " (the passes the run makes are not known)"
     if epochs < MIN_EPOCHS:
         return MIN_LR_RATIO_UNSETTLED, unsettled + f" (below {MIN_EPOCHS:g} passes, a decay to 0 did worse)"
-    return 0.0, f", the cosine decay ending at 0 with the budget ({MIN_EPOCHS:g} passes or more)"
+    return MIN_LR_RATIO_SETTLED, (f", the cosine decay ending at {MIN_LR_RATIO_SETTLED:g} with the budget "
+                                  f"({MIN_EPOCHS:g} passes or more)")
 
 
 def _short_documents(stats: CorpusStats, given: dict) -> bool:

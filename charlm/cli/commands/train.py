@@ -25,6 +25,7 @@ from charlm.training.recipe import (
     LONG_CHUNK,
     LONG_CHUNK_WIDTH,
     MIN_EPOCHS,
+    MIN_LR_RATIO_SETTLED,
     MIN_LR_RATIO_UNSETTLED,
     SHORT_CHUNK,
     TAGGER_RECIPE,
@@ -105,8 +106,9 @@ def _finite(ctx, param, value):
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule,
               show_default=True, help="Learning-rate schedule; cosine fits --steps, --epochs or --time.")
 @click.option("--min-lr-ratio", type=click.FloatRange(0, 1),
-              help=f"Where the cosine schedule ends, as a fraction of --lr [default: for characters 0 when the "
-                   f"budget buys {MIN_EPOCHS:g} passes over documents as long as a chunk, else "
+              help=f"Where the cosine schedule ends, as a fraction of --lr [default: for characters "
+                   f"{MIN_LR_RATIO_SETTLED:g} when the budget buys {MIN_EPOCHS:g} passes over documents as long "
+                   f"as a chunk, else "
                    f"{MIN_LR_RATIO_UNSETTLED:g}; {WORD_RECIPE['min_lr_ratio']:g} for words, "
                    f"{TAGGER_RECIPE['min_lr_ratio']:g} for taggers and classifiers].")
 @click.option("--warmup", type=click.IntRange(min=0),
