@@ -16,6 +16,7 @@ from charlm.training import events, recipe, speed
 from charlm.training.options import TrainOptions
 from charlm.training.recipe import (
     MAX_DROPOUT,
+    MIN_DROPOUT,
     RECIPE_OPTIONS,
     WIDTHS,
     WORD_RECIPE,
@@ -248,6 +249,19 @@ def test_dropout_is_off_below_one_epoch_and_grows_with_the_parameters_per_corpus
     assert dropouts == sorted(dropouts) and dropouts[0] == recipe.MIN_DROPOUT and dropouts[-1] == MAX_DROPOUT
     assert choose_recipe(NAMES, budget(300)).choices["dropout"] > choose_recipe(SHAKESPEARE, budget(300)
                                                                               ).choices["dropout"]
+
+
+def test_over_short_documents_a_model_smaller_than_its_corpus_gets_less_dropout_than_the_long_document_floor():
+    assert recipe.dropout_for(5.0, 0.5, short_documents=True) == 0.0 < recipe.dropout_for(5.0, 0.5) == MIN_DROPOUT
+    for params_per_char in (1, 4, 16):  # above the floor the kind of document changes nothing
+        assert recipe.dropout_for(5.0, params_per_char, short_documents=True) == recipe.dropout_for(5.0,
+                                                                                                    params_per_char)
+    as_lines = choose_recipe(WORD_LIST, budget(120), given={"hidden": 192})
+    as_one_text = choose_recipe(CorpusStats(WORD_LIST.tokens, 1, WORD_LIST.vocab), budget(120),
+                                given={"hidden": 192})
+    assert as_lines.choices["dropout"] < MIN_DROPOUT == as_one_text.choices["dropout"]
+    assert "nothing long to memorise" in as_lines.text()
+    assert "nothing long to memorise" not in as_one_text.text()
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,7 +17,8 @@ Character language models follow rules measured on a suite of corpora (README "D
   still learn from them, not one so wide it has barely started. Small corpora get wide models with strong
   dropout, up to PARAMS_PER_CHAR parameters per corpus token, where the dropout rule reaches MAX_DROPOUT.
 - Dropout grows with the model's capacity per token of corpus (P / N), by DROPOUT_PER_DOUBLING for each
-  doubling, from MIN_DROPOUT; none for less than one epoch.
+  doubling, from MIN_DROPOUT (over documents shorter than a chunk, from MIN_DROPOUT_SHORT_DOCUMENTS); none
+  for less than one epoch.
 - Updates of TOKENS_PER_UPDATE tokens: 64 streams x 32 tokens buy the most updates per second on 2 cores;
   from LONG_CHUNK_WIDTH units, 32 streams x 64 tokens (a wide model learns from the longer context). Adam at
   1e-2 with the global norm clipped at 1; the warm-up is 30 updates, but at most WARMUP_SHARE of the updates
@@ -61,10 +62,14 @@ MIN_CHARS_PER_PARAM = 0.8
 MIN_UPDATES = 500
 # Dropout: DROPOUT_BASE + DROPOUT_PER_DOUBLING * log2(parameters per corpus token), within [MIN_DROPOUT,
 # MAX_DROPOUT]; none below one epoch (every token is new). Past PARAMS_PER_CHAR parameters per corpus token
-# a model would need more dropout than MAX_DROPOUT, so no wider one is chosen.
+# a model would need more dropout than MAX_DROPOUT, so no wider one is chosen. A long document overfits even
+# a model smaller than it (it repeats its own idioms, which a long context memorises), so MIN_DROPOUT holds
+# there; documents shorter than a chunk give a small model nothing long to memorise, and dropout only slows
+# it (README "Defaults, and why"), so the rule runs down to none.
 DROPOUT_BASE = 0.1
 DROPOUT_PER_DOUBLING = 0.1
 MIN_DROPOUT = 0.1
+MIN_DROPOUT_SHORT_DOCUMENTS = 0.0
 MAX_DROPOUT = 0.5
 PARAMS_PER_CHAR = 2 ** ((MAX_DROPOUT - DROPOUT_BASE) / DROPOUT_PER_DOUBLING)
 # The width when no time budget says what the run can afford.
@@ -301,11 +306,15 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, sche
 
     choices = {name: value for name, value in (("hidden", hidden), ("layers", layers)) if name not in given}
     if "dropout" not in given:
-        choices["dropout"] = dropout_for(epochs, params / n)
+        short_documents = _short_documents(stats, given)
+        choices["dropout"] = dropout_for(epochs, params / n, short_documents=short_documents)
+        below_floor = short_documents and choices["dropout"] < MIN_DROPOUT
         reasons.append(f"--dropout {choices['dropout']:g}: " + (
             "less than one epoch, every character is new" if epochs is not None and epochs < 1 else
             f"{params / n:.2f} parameters per corpus character over "
-            f"{'about ' + format(epochs, '.1f') if epochs is not None else 'an unknown number of'} epochs"))
+            f"{'about ' + format(epochs, '.1f') if epochs is not None else 'an unknown number of'} epochs" +
+            (f" (below {MIN_DROPOUT:g}: documents shorter than a chunk give a model this small nothing long to "
+             f"memorise)" if below_floor else "")))
     chunk = {name: value for name, value in (("seq_len", seq_len), ("batch", batch)) if name not in given}
     if chunk:
         choices.update(chunk)
@@ -428,13 +437,15 @@ def _flags(choices: dict) -> str:
                     f"--{name.replace('_', '-')} {value}" for name, value in choices.items())
 
 
-def dropout_for(epochs: float | None, params_per_char: float) -> float:
+def dropout_for(epochs: float | None, params_per_char: float, *, short_documents: bool = False) -> float:
     """Dropout for a model of `params_per_char` parameters per corpus token trained for `epochs` (None:
-    unknown), rounded to 0.05."""
+    unknown) over a corpus of long documents or (short_documents) of documents shorter than a chunk, rounded
+    to 0.05."""
     if epochs is not None and epochs < 1:
         return 0.0
     pressure = DROPOUT_BASE + DROPOUT_PER_DOUBLING * math.log2(params_per_char)
-    return round(min(max(pressure, MIN_DROPOUT), MAX_DROPOUT) * 20) / 20
+    floor = MIN_DROPOUT_SHORT_DOCUMENTS if short_documents else MIN_DROPOUT
+    return round(min(max(pressure, floor), MAX_DROPOUT) * 20) / 20
 
 
 def _summary(stats: CorpusStats, budget: Budget, cell: str, hidden: int, layers: int, epochs: float | None
