@@ -280,6 +280,7 @@ def fit_to_stream(batch: int, seq_len: int, given: dict, tokens: int) -> tuple[i
 def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, schedule: str) -> Recipe:
     layers = given.get("layers", LAYERS)
     n = max(stats.tokens, 1)
+    short_documents = _short_documents(stats, given)
     reasons = []
     depth = "" if "layers" in given else f" --layers {layers}"
     if "hidden" in given:
@@ -306,7 +307,6 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, sche
 
     choices = {name: value for name, value in (("hidden", hidden), ("layers", layers)) if name not in given}
     if "dropout" not in given:
-        short_documents = _short_documents(stats, given)
         choices["dropout"] = dropout_for(epochs, params / n, short_documents=short_documents)
         below_floor = short_documents and choices["dropout"] < MIN_DROPOUT
         reasons.append(f"--dropout {choices['dropout']:g}: " + (
@@ -327,7 +327,7 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, sche
     trained = {name: value for name, value in CHAR_TRAINING.items() if name not in given}
     ending = ""
     if "min_lr_ratio" not in given:
-        trained["min_lr_ratio"], ending = _decay_end(stats, given, epochs)
+        trained["min_lr_ratio"], ending = _decay_end(short_documents, epochs)
         if schedule != "cosine":
             ending = ""  # set all the same (every recipe option is), but a constant rate never reaches it
     if trained:
@@ -350,11 +350,11 @@ def _characters(stats: CorpusStats, budget: Budget, cell: str, given: dict, sche
     return Recipe(choices, _summary(stats, budget, cell, hidden, layers, epochs), tuple(reasons))
 
 
-def _decay_end(stats: CorpusStats, given: dict, epochs: float | None) -> tuple[float, str]:
+def _decay_end(short_documents: bool, epochs: float | None) -> tuple[float, str]:
     """(min_lr_ratio, the reason's words on it): MIN_LR_RATIO_SETTLED when the run makes MIN_EPOCHS passes
-    over documents as long as a chunk, MIN_LR_RATIO_UNSETTLED otherwise."""
+    over documents as long as a chunk (not short_documents), MIN_LR_RATIO_UNSETTLED otherwise."""
     unsettled = f", the cosine decay ending at {MIN_LR_RATIO_UNSETTLED:g} of the peak"
-    if _short_documents(stats, given):
+    if short_documents:
         return MIN_LR_RATIO_UNSETTLED, unsettled + " (over documents shorter than a chunk, a decay to 0 did worse)"
     if epochs is None:
         return MIN_LR_RATIO_UNSETTLED, unsettled + " (the passes the run makes are not known)"
