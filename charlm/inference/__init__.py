@@ -1,1 +1,0 @@
-"""Using a trained model: sampling and beam search, scoring, and analyses of checkpoints, text and samples."""
