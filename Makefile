@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test demo bench lint clean
+.PHONY: install browser test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -24,8 +24,13 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
+# The inner loop: everything but the tests marked slow (charlm processes, MPI, the browser, long end-to-end runs).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check charlm tests bench
+	$(BIN)/lint-imports
 
 # Offline: the corpus is built from this Python's standard library; about a minute of training.
 demo: $(STAMP)

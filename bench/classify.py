@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.text.classify import read_labelled, stratified_split
+from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "names-by-language.tsv"
 CHARLM = [sys.executable, "-m", "charlm"]

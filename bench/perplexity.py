@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.inference.scoring import score_ids
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params
+from charlm.tasks.lm.scoring import score_ids
 from charlm.text.tokenizer import EOS, Vocab
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -21,8 +21,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from charlm.inference.tag_metrics import truecase_word_scores
-from charlm.text.tagging import lowercase
+from charlm.tasks.tagging.tag_metrics import truecase_word_scores
+from charlm.tasks.tagging.tagged_text import lowercase
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 CHARLM = [sys.executable, "-m", "charlm"]

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from inference_models import write_checkpoint
 
-from charlm.inference.analysis import (
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params
+from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.description import describe
+from charlm.tasks.lm.analysis import (
     SURPRISAL_BINS,
-    describe,
     longest_shared,
     novelty,
     rank_candidates,
@@ -20,10 +23,7 @@ from charlm.inference.analysis import (
     surprisal,
     surprisal_bin,
 )
-from charlm.inference.scoring import ScoreResult
-from charlm.models.config import ModelConfig
-from charlm.models.lm import init_params
-from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.lm.scoring import ScoreResult
 from charlm.text.tokenizer import EOS, UNK, Vocab
 
 

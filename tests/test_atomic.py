@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from charlm.store import atomic as atomic_module
-from charlm.store.atomic import TEMP_GLOB, atomic_open, write_atomic
+from charlm import atomic as atomic_module
+from charlm.atomic import TEMP_GLOB, atomic_open, write_atomic
 
 
 def test_write_replaces_the_file_and_leaves_no_temp_file(tmp_path):

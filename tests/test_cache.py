@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import charlm.text.cache as cache_module
+from charlm.atomic import TEMP_GLOB
 from charlm.errors import CorpusError
-from charlm.store.atomic import TEMP_GLOB
 from charlm.text.cache import prepare_corpus
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
+from charlm import atomic as atomic_module
 from charlm.engine.cells import STATE_ARRAYS
 from charlm.engine.optim import make_optimizer
 from charlm.errors import CheckpointError, CheckpointVersionError
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state
-from charlm.store import atomic as atomic_module
 from charlm.store.checkpoint import load_checkpoint, payload_digest, save_checkpoint
 from charlm.text.tokenizer import Vocab
 

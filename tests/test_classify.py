@@ -3,20 +3,19 @@ stratified split, and real runs of `charlm train --task classify`, `charlm class
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import CHARLM
 
-from charlm.engine.gradcheck import check_model
 from charlm.engine.optim import Adam
 from charlm.errors import ConfigError, CorpusError
 from charlm.models import classifier
 from charlm.models.config import ModelConfig
 from charlm.models.encoder import encoder_forward, init_state
-from charlm.text.classify import read_labelled, stratified_split
+from charlm.models.gradcheck import check_model
+from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
 
-CHARLM = [sys.executable, "-m", "charlm"]
 CELLS = ["rnn", "gru", "lstm"]
 
 
@@ -179,6 +178,7 @@ def surnames(tmp_path_factory):
     return corpus, out, done
 
 
+@pytest.mark.slow
 def test_training_reports_accuracy_and_macro_f1(surnames):
     _, out, done = surnames
     evals = [json.loads(line) for line in done.stdout.splitlines() if '"val_f1"' in line]
@@ -188,6 +188,7 @@ def test_training_reports_accuracy_and_macro_f1(surnames):
                          "bidirectional": True, "best_val_f1": max(e["val_f1"] for e in evals)}
 
 
+@pytest.mark.slow
 def test_classify_and_evaluate(surnames):
     corpus, out, _ = surnames
     done = run("classify", out, "Petrov", "Nakamuraki", "--top-k", "2")
@@ -206,6 +207,7 @@ def test_classify_and_evaluate(surnames):
     assert table.returncode == 0 and "most confused" in table.stdout and "macro-F1" in table.stdout
 
 
+@pytest.mark.slow
 def test_fasttext_files_are_detected_and_said(tmp_path):
     corpus = tmp_path / "ft.txt"
     corpus.write_text("".join(f"__label__{'pos' if i % 2 else 'neg'} text number {i}\n" for i in range(40)),
@@ -215,6 +217,7 @@ def test_fasttext_files_are_detected_and_said(tmp_path):
     assert "fastText format" in done.stderr
 
 
+@pytest.mark.slow
 def test_classifiers_and_language_models_refuse_each_others_commands(surnames, tmp_path):
     corpus, out, _ = surnames
     text = tmp_path / "plain.txt"
@@ -227,6 +230,7 @@ def test_classifiers_and_language_models_refuse_each_others_commands(surnames, t
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [
     (["--marks", ",."], "--marks does not apply to --task classify"),
     (["--seq-len", "20"], "--seq-len does not apply to --task classify"),

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import assert_one_line_error, invoke
 from inference_models import train_tiny, write_checkpoint
 
 from charlm.cli.commands.perplexity import coloured, surprisal_style
-from charlm.cli.main import cli
-from charlm.inference.scoring import score_ids
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.lm.scoring import score_ids
 from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab
 
@@ -57,21 +56,6 @@ def files(tmp_path_factory):
                 damaged=damaged, truncated=truncated, text=text, vocab=vocab, root=root)
 
 
-def invoke(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def assert_clean_failure(result, code=None):
-    """Non-zero exit, nothing on stdout, one `Error:` line, no traceback."""
-    assert result.exit_code != 0, result.output
-    if code is not None:
-        assert result.exit_code == code, result.output
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert sum(line.startswith("Error") for line in result.stderr.splitlines()) == 1, result.stderr
-
-
 # ---------------------------------------------------------------------------------------------- sample
 
 
@@ -112,7 +96,7 @@ def test_prime_is_printed_and_unknown_characters_warn(files):
     assert all(line.startswith("the zq") for line in result.stdout.splitlines())
     warnings = [line for line in result.stderr.splitlines() if "outside the vocabulary" in line]
     assert len(warnings) == 1 and "'q'" in warnings[0] and "'z'" in warnings[0]
-    assert_clean_failure(invoke("sample", files["lines"], "-p", "the zq", "--strict"), code=2)
+    assert_one_line_error(invoke("sample", files["lines"], "-p", "the zq", "--strict"), code=2)
 
 
 def test_stop_string_and_length(files):
@@ -168,20 +152,20 @@ def test_novelty(files):
     ["--beam", "0", "-p", "a"], ["--stop", ""],
 ])
 def test_bad_sample_values_are_usage_errors(files, args):
-    assert_clean_failure(invoke("sample", files["lines"], *args), code=2)
+    assert_one_line_error(invoke("sample", files["lines"], *args), code=2)
 
 
 @pytest.mark.parametrize("which", ["damaged", "truncated", "text"])
 @pytest.mark.parametrize("command", ["sample", "info", "perplexity", "score"])
 def test_damaged_or_foreign_checkpoints_fail_cleanly(files, which, command):
     extra = {"perplexity": [files["corpus"]], "score": ["a pear"]}.get(command, [])
-    assert_clean_failure(invoke(command, files[which], *extra), code=1)
+    assert_one_line_error(invoke(command, files[which], *extra), code=1)
 
 
 @pytest.mark.parametrize("command", ["sample", "info", "perplexity", "score"])
 def test_missing_checkpoint_fails_cleanly(files, command):
     extra = {"perplexity": [files["corpus"]], "score": ["a pear"]}.get(command, [])
-    assert_clean_failure(invoke(command, files["root"] / "nope.safetensors", *extra))
+    assert_one_line_error(invoke(command, files["root"] / "nope.safetensors", *extra))
 
 
 # ---------------------------------------------------------------------------------------------- perplexity
@@ -242,14 +226,14 @@ def test_show_colours_by_surprisal(files):
 
 @pytest.mark.parametrize("args", [["--streams", "0"], ["--burn-in", "-1"]])
 def test_bad_perplexity_values_are_usage_errors(files, args):
-    assert_clean_failure(invoke("perplexity", files["lines"], files["corpus"], *args), code=2)
+    assert_one_line_error(invoke("perplexity", files["lines"], files["corpus"], *args), code=2)
 
 
 def test_perplexity_of_missing_or_empty_file_fails_cleanly(files, tmp_path):
-    assert_clean_failure(invoke("perplexity", files["lines"], tmp_path / "none.txt"), code=2)
+    assert_one_line_error(invoke("perplexity", files["lines"], tmp_path / "none.txt"), code=2)
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
-    assert_clean_failure(invoke("perplexity", files["lines"], empty), code=1)
+    assert_one_line_error(invoke("perplexity", files["lines"], empty), code=1)
 
 
 # ---------------------------------------------------------------------------------------------- score, info
@@ -268,7 +252,7 @@ def test_score_reads_candidates_from_stdin(files):
     assert result.exit_code == 0
     rows = [line for line in result.stdout.splitlines() if "salad" in line]
     assert len(rows) == 2 and "pear" in rows[0] and "pair" in rows[1]
-    assert_clean_failure(invoke("score", files["lines"], input=""), code=2)
+    assert_one_line_error(invoke("score", files["lines"], input=""), code=2)
 
 
 def test_info(files):

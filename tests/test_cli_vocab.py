@@ -3,14 +3,9 @@
 import json
 
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 
 from charlm.cli.commands.vocab import shown_char, shown_token
-from charlm.cli.main import cli
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_vocab_json_reports_counts_documents_and_folding(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import charlm.text.catalogue as corpora_module
+from charlm.atomic import TEMP_GLOB
 from charlm.errors import ConfigError, CorpusError
-from charlm.store.atomic import TEMP_GLOB
 from charlm.text.catalogue import TINYSHAKESPEARE_SHA256, URL_ENV, build_python_stdlib, download_verified, get_corpus
 
 

@@ -22,13 +22,12 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import CHARLM, charlm_env, invoke
 
-import charlm.store.atomic as atomic_module
+import charlm.atomic as atomic_module
 import charlm.store.checkpoint as checkpoint_module
-from charlm.cli.main import cli
+from charlm.atomic import TEMP_GLOB
 from charlm.errors import CheckpointError
-from charlm.store.atomic import TEMP_GLOB
 from charlm.store.checkpoint import checkpoint_files, load_checkpoint
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
@@ -88,10 +87,6 @@ main()
 """
 
 
-def _env():
-    return dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-
-
 @pytest.fixture
 def corpus(tmp_path):
     rng = np.random.default_rng(0)
@@ -133,13 +128,14 @@ def _kill_from_outside(proc, run_dir, delay):
     proc.kill()
 
 
+@pytest.mark.slow
 def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path, corpus):
     rng = np.random.default_rng(2024)
     common = [str(corpus), *SMALL, "--steps", str(STEPS), "--save-every", "1", "--seed", "5", "--val-fraction",
               "0.05"]
     straight, run = tmp_path / "straight", tmp_path / "killed"
-    reference = subprocess.run([sys.executable, "-m", "charlm", "train", *common, "--out", str(straight), "-q"],
-                               capture_output=True, text=True, env=_env(), timeout=120)
+    reference = subprocess.run([*CHARLM, "train", *common, "--out", str(straight), "-q"],
+                               capture_output=True, text=True, env=charlm_env(), timeout=120)
     assert reference.returncode == 0, reference.stderr
 
     kills, verified_resumes, tears, plans = 0, 0, 0, []
@@ -164,8 +160,8 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path, corpu
         mode = "outside" if first or rng.random() < 0.25 else str(rng.choice(
             ["fsync", "fsync-after", "replace", "replace-after", "write"]))
         if mode == "outside":
-            proc = subprocess.Popen([sys.executable, "-m", "charlm", "train", *args], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True, env=_env())
+            proc = subprocess.Popen([*CHARLM, "train", *args], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True, env=charlm_env())
             _kill_from_outside(proc, run, float(rng.uniform(0, 0.03)))
             plan = "outside"
         else:
@@ -174,7 +170,7 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path, corpu
             at = int(rng.integers(3, 11)) if mode.startswith("fsync") else int(rng.integers(2, 6))
             plan = f"{mode}:{at}"
             proc = subprocess.Popen([sys.executable, "-c", KILL_HOOK, "train", *args], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True, env=dict(_env(), KILL_AT=plan))
+                                    stderr=subprocess.PIPE, text=True, env=dict(charlm_env(), KILL_AT=plan))
         _, stderr = proc.communicate(timeout=120)
         plans.append(plan)
         assert "Traceback" not in stderr, stderr
@@ -190,8 +186,8 @@ def test_twenty_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path, corpu
             assert not (stray_before & _strays(run)), plan
     assert kills == 20, plans
 
-    final = subprocess.run([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(run), "--resume",
-                            "--json"], capture_output=True, text=True, env=_env(), timeout=120)
+    final = subprocess.run([*CHARLM, "train", str(corpus), "--out", str(run), "--resume",
+                            "--json"], capture_output=True, text=True, env=charlm_env(), timeout=120)
     assert final.returncode == 0, final.stderr
     assert not _strays(run)
     assert verified_resumes >= 12, plans  # most resumes got far enough to say where they started
@@ -278,8 +274,8 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
     monkeypatch.setattr(atomic_module.os, "fsync", fsync)
     monkeypatch.setattr(atomic_module.os, "replace", replace)
     monkeypatch.setattr(atomic_module.os, "fdopen", lambda fd, mode="r": FailingFile(real_fdopen(fd, mode)))
-    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "10",
-                                      "--save-every", "1", "-q"])
+    result = invoke("train", str(corpus), "--out", str(out), *SMALL, "--steps", "10",
+                    "--save-every", "1", "-q")
     monkeypatch.undo()
     assert result.exit_code == 1, result.output
     assert result.stdout == "" and "Traceback" not in result.output
@@ -293,7 +289,7 @@ def test_failure_at_each_file_operation_of_a_save_keeps_the_older_checkpoint(tmp
     assert load_checkpoint(older["path"]).train["step"] == 2
     assert load_checkpoint(out, prefer="latest").train["step"] == (3 if where == "dir-fsync" else 2)
     assert not list(out.glob(TEMP_GLOB)) and not list(out.glob("*.tmp"))
-    resumed = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--resume", "--json"])
+    resumed = invoke("train", str(corpus), "--out", str(out), "--resume", "--json")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 10
 
@@ -310,7 +306,7 @@ def test_disk_full_while_rewriting_best_at_the_end_names_the_last_good_checkpoin
         return real_write(path, data)
 
     monkeypatch.setattr(checkpoint_module, "write_atomic", write_atomic)
-    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "6", "-q"])
+    result = invoke("train", str(corpus), "--out", str(out), *SMALL, "--steps", "6", "-q")
     monkeypatch.undo()
     assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
     assert result.stderr.strip() == ("Error: could not save checkpoint best.safetensors: No space left on device; "
@@ -333,13 +329,13 @@ def test_disk_full_while_logging_metrics_names_the_file_and_last_checkpoint(tmp_
         return open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(rundir_module, "open", failing_open, raising=False)
-    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), *SMALL, "--steps", "20",
-                                      "--save-every", "3", "-q"])
+    result = invoke("train", str(corpus), "--out", str(out), *SMALL, "--steps", "20",
+                    "--save-every", "3", "-q")
     monkeypatch.undo()
     assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
     assert result.stderr.strip() == (f"Error: could not write {out / 'metrics.jsonl'}: No space left on device; "
                                      f"last good checkpoint: ckpt-00000006.safetensors")
     assert load_checkpoint(out, prefer="latest").train["step"] == 6
-    resumed = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--resume", "--json"])
+    resumed = invoke("train", str(corpus), "--out", str(out), "--resume", "--json")
     assert resumed.exit_code == 0, resumed.output
     assert [s for s, _ in _losses(out)] == list(range(1, 21))

@@ -7,24 +7,22 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
+from helpers import CHARLM
 
 from charlm.explore.api import MAX_TEXT_CHARS
 from charlm.explore.runs import Explorer
 from charlm.explore.server import start_in_thread
-from charlm.inference.inspection import read_text
-from charlm.inference.sampling import generate
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
+from charlm.tasks.lm.inspection import read_text
+from charlm.tasks.lm.sampling import generate
+from charlm.tasks.registry import train
 from charlm.training.options import TrainOptions
-from charlm.training.trainer import train
 from charlm.viz.curves import load_curves
-
-CHARLM = [sys.executable, "-m", "charlm"]
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +204,7 @@ def test_a_newer_checkpoint_is_picked_up(runs, tmp_path):
         srv.server_close()
 
 
+@pytest.mark.slow
 def test_explore_serves_until_interrupted(runs):
     proc = subprocess.Popen([*CHARLM, "explore", str(runs[1][0]), "--port", "0", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -221,6 +220,7 @@ def test_explore_serves_until_interrupted(runs):
     assert f"serving {ready['url']}" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_explore_refuses_a_busy_port_and_a_non_run(runs, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -3,14 +3,13 @@
 import json
 
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 
-from charlm.cli.main import cli
 from charlm.models import lm as model
 
 
 def run(*args):
-    return CliRunner().invoke(cli, ["gradcheck", *args])
+    return invoke("gradcheck", *args)
 
 
 @pytest.mark.parametrize("args", [

@@ -20,7 +20,7 @@ def loaded_by(modules):
 def test_the_library_imports_neither_click_nor_rich():
     library = sorted(m.name for m in pkgutil.walk_packages(charlm.__path__, "charlm.")
                      if m.name.split(".")[1] not in ("cli", "__main__"))
-    assert "charlm.inference.analysis" in library and "charlm.training.trainer" in library
+    assert "charlm.tasks.lm.analysis" in library and "charlm.training.trainer" in library
     assert loaded_by(library) == ""
 
 

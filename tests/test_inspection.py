@@ -1,11 +1,13 @@
-"""What a model shows as it reads a text (`charlm.inference.inspection`): surprisal and guesses against the
+"""What a model shows as it reads a text (`charlm.tasks.lm.inspection`): surprisal and guesses against the
 scorer, activations against stepping the model by hand, pattern masks and unit separation against brute force."""
 
 import numpy as np
 import pytest
 
 from charlm.errors import ConfigError
-from charlm.inference.inspection import (
+from charlm.models.config import ModelConfig
+from charlm.models.lm import forward_nll, init_params, init_state, step_logits
+from charlm.tasks.lm.inspection import (
     CHUNK_LEN,
     Reading,
     find_units,
@@ -14,9 +16,7 @@ from charlm.inference.inspection import (
     surprisal_view,
     unit_view,
 )
-from charlm.inference.scoring import LN2
-from charlm.models.config import ModelConfig
-from charlm.models.lm import forward_nll, init_params, init_state, step_logits
+from charlm.tasks.lm.scoring import LN2
 from charlm.text.tokenizer import EOS, UNK, Vocab
 from charlm.text.words import WordVocab
 

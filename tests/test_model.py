@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from reference import naive_forward, naive_model_nll
 
-from charlm.engine.gradcheck import check_model, numeric_gradient, rel_error
+from charlm.engine.gradcheck import numeric_gradient, rel_error
 from charlm.errors import ConfigError
 from charlm.models import lm as model
 from charlm.models.config import ModelConfig
+from charlm.models.gradcheck import check_model
 from charlm.models.lm import (
     forward_nll,
     init_params,
@@ -45,8 +46,14 @@ def test_config_round_trip_and_defaults():
     d = cfg.to_dict()
     assert d == {"cell": "gru", "vocab_size": 65, "hidden": 128, "layers": 3, "embed": 16, "dropout": 0.25,
                  "activation": "tanh", "dtype": "float32", "tie": False, "bidirectional": False,
-                 "heads": (), "pool": ""}
+                 "heads": (), "pool": "", "kind": "lm"}
     assert ModelConfig.from_dict(d) == cfg
+    older = {k: v for k, v in d.items() if k != "kind"}  # a checkpoint written before kinds were stored
+    assert ModelConfig.from_dict(older).kind == "lm"
+    assert ModelConfig.from_dict({**older, "heads": [2, 3]}).kind == "tagger"
+    assert ModelConfig.from_dict({**older, "heads": [4], "pool": "mean"}).kind == "classifier"
+    with pytest.raises(ConfigError, match="kind"):
+        ModelConfig.from_dict({**d, "kind": "tagger"})  # a kind its heads contradict
     del d["tie"], d["bidirectional"], d["heads"], d["pool"]  # a checkpoint written before these existed
     assert ModelConfig.from_dict(d) == cfg
 

@@ -5,17 +5,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CHARLM
 
 from charlm.parallel.launch import find_mpiexec
 from charlm.store.checkpoint import load_checkpoint
 
-CHARLM = [sys.executable, "-m", "charlm"]
+pytestmark = pytest.mark.slow  # every test runs charlm under mpiexec
+
 MODEL = ["--cell", "lstm", "--hidden", "32", "--layers", "2", "--batch", "8", "--seq-len", "16"]
 # Two ranks sum two half-batch gradients where one process sums the whole batch at once: the same
 # arithmetic in another order, so each step differs by float32 rounding (~1e-7 relative), which Adam's

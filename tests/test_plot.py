@@ -7,14 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import CHARLM, invoke
 
-from charlm.cli.main import cli
+from charlm.tasks.registry import train
+from charlm.training.events import LOSS_SMOOTHING
 from charlm.training.options import TrainOptions
-from charlm.training.trainer import LOSS_SMOOTHING, train
 from charlm.viz.curves import load_curves
-
-CHARLM = [sys.executable, "-m", "charlm"]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +61,7 @@ def test_a_torn_last_line_is_skipped_and_counted(runs, tmp_path):
     assert curves.skipped_lines == 1 and curves.steps == load_curves(runs[0]).steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".svg", b"<svg"), (".pdf", b"%PDF")])
 def test_plot_writes_a_real_picture_of_several_runs(runs, tmp_path, suffix, magic):
     out = tmp_path / f"curves{suffix}"
@@ -76,6 +75,7 @@ def test_plot_writes_a_real_picture_of_several_runs(runs, tmp_path, suffix, magi
         assert b"small" in data and b"wider" in data
 
 
+@pytest.mark.slow
 def test_plot_json_gives_the_data_instead(runs, tmp_path):
     done = subprocess.run([*CHARLM, "plot", *map(str, runs), "--json"], capture_output=True, text=True,
                           cwd=tmp_path)
@@ -87,22 +87,22 @@ def test_plot_json_gives_the_data_instead(runs, tmp_path):
 
 
 def test_plot_errors_are_one_line(runs, tmp_path):
-    bad_suffix = CliRunner().invoke(cli, ["plot", str(runs[0]), "-o", str(tmp_path / "c.jpg")])
+    bad_suffix = invoke("plot", str(runs[0]), "-o", str(tmp_path / "c.jpg"))
     assert bad_suffix.exit_code == 2 and "-o" in bad_suffix.output and ".png" in bad_suffix.output
-    not_a_run = CliRunner().invoke(cli, ["plot", str(tmp_path)])
+    not_a_run = invoke("plot", str(tmp_path))
     assert not_a_run.exit_code == 1 and "no metrics.jsonl" in not_a_run.output
     text = tmp_path / "notes.txt"
     text.write_text("hello\nworld\n")
-    not_metrics = CliRunner().invoke(cli, ["plot", str(text)])
+    not_metrics = invoke("plot", str(text))
     assert not_metrics.exit_code == 1 and "not a charlm metrics file" in not_metrics.output
-    no_dir = CliRunner().invoke(cli, ["plot", str(runs[0]), "-o", str(tmp_path / "nodir" / "c.png")])
+    no_dir = invoke("plot", str(runs[0]), "-o", str(tmp_path / "nodir" / "c.png"))
     assert no_dir.exit_code == 1 and str(tmp_path / "nodir" / "c.png") in no_dir.output and ".tmp" not in no_dir.output
     assert "Traceback" not in bad_suffix.output + not_a_run.output + not_metrics.output + no_dir.output
 
 
 def test_without_matplotlib_plot_says_what_to_install(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    result = CliRunner().invoke(cli, ["plot", str(runs[0]), "-o", str(tmp_path / "c.png")])
+    result = invoke("plot", str(runs[0]), "-o", str(tmp_path / "c.png"))
     assert result.exit_code == 2
     assert "pip install 'charlm[plot]'" in result.output
     assert not (tmp_path / "c.png").exists()

@@ -13,41 +13,22 @@ import os
 import pickle
 import pty
 import re
+import shlex
 import signal
 import struct
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import safetensors.numpy
-from click.testing import CliRunner
+from helpers import CHARLM, assert_one_line_error, charlm_env, invoke
 
-import charlm.training.trainer as train_module
-from charlm.cli.main import cli
+import charlm.tasks.lm.lm_task as train_module
 from charlm.store.checkpoint import load_checkpoint, payload_digest
 
 SMALL = ["--cell", "lstm", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
 ANSI = re.compile(r"\x1b[\[\]()]")
-CHARLM = [sys.executable, "-m", "charlm"]
-
-
-def invoke(*args, **kwargs):
-    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
-
-
-def assert_clean_failure(result, code, *fragments):
-    """Exit `code`, nothing on stdout, exactly one `Error:` line holding every fragment, no traceback."""
-    assert result.exit_code == code, result.output
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
-    return errors[0]
 
 
 def digest(directory):
@@ -91,15 +72,15 @@ def run_copy(trained, tmp_path):
 
 def test_corpus_missing_directory_or_unreadable_is_a_usage_error(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    assert_clean_failure(invoke("train", tmp_path / "none.txt", "--out", out, "--steps", 1), 2, "does not exist")
-    assert_clean_failure(invoke("train", tmp_path, "--out", out, "--steps", 1), 2, "is a directory")
+    assert_one_line_error(invoke("train", tmp_path / "none.txt", "--out", out, "--steps", 1), 2, "does not exist")
+    assert_one_line_error(invoke("train", tmp_path, "--out", out, "--steps", 1), 2, "is a directory")
     locked = write_corpus(tmp_path / "locked.txt")
     locked.chmod(0)
     if os.access(locked, os.R_OK):  # running as root: permission bits do not stop reads, so deny like the kernel
         real_access = os.access
         monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if str(p) == str(locked) and mode & os.R_OK
                             else real_access(p, mode, *a, **k))
-    assert_clean_failure(invoke("train", locked, "--out", out, "--steps", 1), 2, "not readable")
+    assert_one_line_error(invoke("train", locked, "--out", out, "--steps", 1), 2, "not readable")
     assert not out.exists()
 
 
@@ -108,7 +89,7 @@ def test_empty_corpus_fails_before_any_setup(tmp_path, content):
     corpus = tmp_path / "empty.txt"
     corpus.write_bytes(content)
     out = tmp_path / "run"
-    assert_clean_failure(invoke("train", corpus, "--out", out, "--steps", 1), 1, "corpus is empty")
+    assert_one_line_error(invoke("train", corpus, "--out", out, "--steps", 1), 1, "corpus is empty")
     assert not out.exists()  # no run directory, no lock file, no checkpoint left behind
 
 
@@ -122,7 +103,7 @@ def test_binary_or_undecodable_corpus_names_the_offset(tmp_path, content, fragme
     corpus = tmp_path / "bad.txt"
     corpus.write_bytes(content)
     out = tmp_path / "run"
-    assert_clean_failure(invoke("train", corpus, "--out", out, "--steps", 1, *SMALL), 1, *fragments)
+    assert_one_line_error(invoke("train", corpus, "--out", out, "--steps", 1, *SMALL), 1, *fragments)
     assert not out.exists()
 
 
@@ -143,8 +124,8 @@ def test_corpus_shorter_than_one_batch_names_what_would_fit(tmp_path):
     corpus = tmp_path / "short.txt"
     corpus.write_text("abcdefghij" * 5, encoding="utf-8")
     out = tmp_path / "run"
-    line = assert_clean_failure(invoke("train", corpus, "--out", out, "--steps", 1, "--batch", 8, "--seq-len", 16,
-                                       "--val-fraction", 0), 2, "--batch 8", "--seq-len 16")
+    line = assert_one_line_error(invoke("train", corpus, "--out", out, "--steps", 1, "--batch", 8, "--seq-len", 16,
+                                        "--val-fraction", 0), 2, "--batch 8", "--seq-len 16")
     assert "52 ids" in line and "largest --batch that fits with --seq-len 16 is 3" in line
     assert not out.exists()
 
@@ -159,7 +140,7 @@ def test_few_batches_warn_and_one_document_cannot_be_held_out(tmp_path):
     lines.write_text("only one document here, long enough to train on " * 3, encoding="utf-8")
     result = invoke("train", lines, "--out", tmp_path / "lines", "--steps", 1, *SMALL, "--eos", "lines")
     # one document cannot be split into whole-document train/val parts: a usage error naming the ways out
-    assert_clean_failure(result, 2, "too few to hold out whole documents", "--val-fraction 0")
+    assert_one_line_error(result, 2, "too few to hold out whole documents", "--val-fraction 0")
 
 
 def test_a_single_distinct_character_trains_with_a_warning(tmp_path):
@@ -178,16 +159,16 @@ def test_a_single_distinct_character_trains_with_a_warning(tmp_path):
 ])
 def test_nonsense_hyperparameters_are_usage_errors_before_any_work(tmp_path, trained, args):
     out = tmp_path / "run"
-    assert_clean_failure(invoke("train", trained["corpus"], "--out", out, "--steps", 5, *args), 2)
+    assert_one_line_error(invoke("train", trained["corpus"], "--out", out, "--steps", 5, *args), 2)
     assert not out.exists()
 
 
 def test_run_dir_that_is_a_file_or_cannot_be_created_is_one_line(tmp_path, trained):
     afile = tmp_path / "afile"
     afile.write_text("keep me")
-    assert_clean_failure(invoke("train", trained["corpus"], "--out", afile, "--steps", 1, *SMALL), 2, "is a file")
-    assert_clean_failure(invoke("train", trained["corpus"], "--out", afile / "sub", "--steps", 1, *SMALL), 1,
-                         "cannot use run directory", "Not a directory")
+    assert_one_line_error(invoke("train", trained["corpus"], "--out", afile, "--steps", 1, *SMALL), 2, "is a file")
+    assert_one_line_error(invoke("train", trained["corpus"], "--out", afile / "sub", "--steps", 1, *SMALL), 1,
+                          "cannot use run directory", "Not a directory")
     assert afile.read_text() == "keep me"
     readonly = tmp_path / "ro"
     readonly.mkdir()
@@ -195,8 +176,8 @@ def test_run_dir_that_is_a_file_or_cannot_be_created_is_one_line(tmp_path, train
     target = readonly / "run"
     if os.access(readonly, os.W_OK):  # root ignores permission bits; sysfs refuses mkdir even to root
         target = "/sys/kernel/charlm-reliability-test"
-    line = assert_clean_failure(invoke("train", trained["corpus"], "--out", target, "--steps", 1, *SMALL), 1,
-                                "cannot use run directory")
+    line = assert_one_line_error(invoke("train", trained["corpus"], "--out", target, "--steps", 1, *SMALL), 1,
+                                 "cannot use run directory")
     assert "denied" in line or "not permitted" in line
 
 
@@ -209,7 +190,7 @@ def test_prime_with_unseen_characters_warns_with_repr_or_fails_when_strict(train
     assert result.stdout.startswith("the 🐈\x07")
     warning = [line for line in result.stderr.splitlines() if "outside the vocabulary" in line]
     assert len(warning) == 1 and "'🐈'" in warning[0] and "'\\x07'" in warning[0]
-    assert_clean_failure(invoke("sample", trained["run"], "-p", "the 🐈", "--strict-prime"), 2, "🐈")
+    assert_one_line_error(invoke("sample", trained["run"], "-p", "the 🐈", "--strict-prime"), 2, "🐈")
 
 
 def test_empty_prime_starts_from_eos_and_length_zero_prints_nothing(trained):
@@ -234,9 +215,10 @@ def test_extreme_temperatures_stay_finite_and_invalid_ones_are_usage_errors(trai
     # nearly uniform: the log-probability of 400 characters is close to 400 * log(1 / V)
     assert hot[0]["logprob"] == pytest.approx(-400 * np.log(vocab_size), rel=0.05)
     for bad in (["-t", "-0.5"], ["-t", "nan"], ["-t", "-inf"], ["--top-k", vocab_size + 1]):
-        assert_clean_failure(invoke("sample", trained["run"], *bad), 2)
+        assert_one_line_error(invoke("sample", trained["run"], *bad), 2)
 
 
+@pytest.mark.slow
 def test_same_seed_same_text_across_processes(trained):
     runs = [subprocess.run([*CHARLM, "sample", str(trained["ckpt"]), "-l", "60", "-n", "2", "--seed", "11"],
                            capture_output=True, text=True, timeout=60) for _ in range(2)]
@@ -263,12 +245,12 @@ def test_foreign_files_are_not_charlm_checkpoints_and_nothing_is_unpickled(tmp_p
              "random.bin": "", "tiny.bin": "only 2 bytes"}
     for name, kind in kinds.items():
         for command in (["info"], ["sample"], ["perplexity", str(tmp_path / "notes.txt")]):
-            line = assert_clean_failure(invoke(command[0], tmp_path / name, *command[1:]), 1,
-                                        "not a charlm checkpoint", kind)
+            line = assert_one_line_error(invoke(command[0], tmp_path / name, *command[1:]), 1,
+                                         "not a charlm checkpoint", kind)
             assert name in line
     other = tmp_path / "other.safetensors"
     safetensors.numpy.save_file({"w": np.zeros(3, np.float32)}, str(other), metadata={"format": "pt"})
-    assert_clean_failure(invoke("info", other), 1, "not a charlm checkpoint")
+    assert_one_line_error(invoke("info", other), 1, "not a charlm checkpoint")
     assert not marker.exists()
 
 
@@ -277,7 +259,7 @@ def test_checkpoint_truncated_at_any_byte_fails_cleanly_and_resume_falls_back(tr
     damaged = run_copy.parent / "cut.safetensors"
     for cut in (0, 7, 8, 9, 100, len(blob) // 2, len(blob) - 1):
         damaged.write_bytes(blob[:cut])
-        line = assert_clean_failure(invoke("info", damaged), 1)
+        line = assert_one_line_error(invoke("info", damaged), 1)
         assert ("truncated" in line and f"file has {cut}" in line) or "not a charlm checkpoint" in line, line
     newest = run_copy / "ckpt-00000012.safetensors"
     newest.write_bytes(blob[: len(blob) // 2])
@@ -376,7 +358,7 @@ def test_tampered_checkpoints_each_have_a_specific_message(trained, tmp_path):
         path = tmp_path / "tampered.safetensors"
         path.write_bytes(blob)
         for command in ("info", "sample"):
-            line = assert_clean_failure(invoke(command, path), 1, *fragments)
+            line = assert_one_line_error(invoke(command, path), 1, *fragments)
             assert "tampered.safetensors" in line, (name, line)
         assert path.read_bytes() == blob  # loading never writes
 
@@ -393,21 +375,21 @@ def test_resume_from_checksummed_but_unusable_metadata_is_one_line(trained, run_
     newest.write_bytes(_resealed(newest, lambda t, m: m.update(train=json.dumps(train))))
     (run_copy / "ckpt-00000008.safetensors").unlink()
     result = invoke("train", trained["corpus"], "--out", run_copy, "--resume", "--steps", 20)
-    assert_clean_failure(result, 1, "ckpt-00000012.safetensors", fragment)
+    assert_one_line_error(result, 1, "ckpt-00000012.safetensors", fragment)
 
 
 def test_newer_format_version_says_upgrade(trained, tmp_path):
     path = tmp_path / "future.safetensors"
     path.write_bytes(_resealed(trained["ckpt"], lambda t, m: m.update(format_version="3")))
-    assert_clean_failure(invoke("info", path), 1, "format 3 is newer", "<= 1", "upgrade charlm")
-    assert_clean_failure(invoke("sample", path), 1, "upgrade charlm")
+    assert_one_line_error(invoke("info", path), 1, "format 3 is newer", "<= 1", "upgrade charlm")
+    assert_one_line_error(invoke("sample", path), 1, "upgrade charlm")
 
 
 def test_resume_with_other_vocabulary_or_architecture_lists_every_difference(trained, run_copy):
     before = digest(run_copy)
     result = invoke("train", trained["corpus"], "--out", run_copy, "--resume", "--steps", 20, "--hidden", 32,
                     "--layers", 2, "--max-vocab", 5, "--min-count", 2, "--eos", "lines")
-    line = assert_clean_failure(result, 1, "cannot change the run being resumed")
+    line = assert_one_line_error(result, 1, "cannot change the run being resumed")
     for diff in ("--hidden 32 (was 16)", "--layers 2 (was 1)", "--max-vocab 5 (was None)", "--min-count 2 (was 1)",
                  "--eos lines (was file)"):
         assert diff in line
@@ -417,6 +399,7 @@ def test_resume_with_other_vocabulary_or_architecture_lists_every_difference(tra
 # ---------------------------------------------------------------------------------------- runtime faults
 
 
+@pytest.mark.slow
 def test_disk_full_while_sampling_or_printing_is_one_line(trained):
     for args in (["sample", str(trained["run"]), "-l", "200", "--seed", "1"], ["info", str(trained["run"])],
                  ["sample", str(trained["run"]), "-l", "200", "--seed", "1", "--json"],
@@ -433,7 +416,7 @@ def _signal_after_first_save(tmp_path, corpus, signals, pause=0.0):
     out = tmp_path / "run"
     proc = subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *SMALL, "--steps", "100000",
                              "--save-every", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+                            env=charlm_env())
     deadline = time.monotonic() + 60
     while not list(out.glob("ckpt-*.safetensors")) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -444,6 +427,7 @@ def _signal_after_first_save(tmp_path, corpus, signals, pause=0.0):
     return proc, out, stdout, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signals, code", [([signal.SIGTERM], 143), ([signal.SIGINT, signal.SIGINT], 130),
                                            ([signal.SIGTERM, signal.SIGTERM, signal.SIGTERM], 143)])
 def test_signals_during_training_save_then_exit_128_plus_signal(tmp_path, trained, signals, code):
@@ -473,8 +457,8 @@ def test_divergence_exits_3_and_leaves_checkpoints_byte_identical(tmp_path, trai
 
     monkeypatch.setattr(train_module, "loss_and_grads", poisoned)
     result = invoke("train", trained["corpus"], "--out", out, "--steps", 50, "--save-every", 3, *SMALL, "-q")
-    assert_clean_failure(result, 3, "diverged at step 7", "gradient norm",
-                         "last good checkpoint: ckpt-00000006.safetensors", "--lr", "--clip")
+    assert_one_line_error(result, 3, "diverged at step 7", "gradient norm",
+                          "last good checkpoint: ckpt-00000006.safetensors", "--lr", "--clip")
     after = digest(out)
     assert {k: v for k, v in after.items() if k.endswith(".safetensors")} == \
         {k: v for k, v in snapshot.items() if k.endswith(".safetensors")}
@@ -495,7 +479,7 @@ def test_resuming_a_finished_run_is_a_note_with_exit_0(trained, run_copy):
 def _on_a_terminal(args, env_extra, *, stdout_tty=False):
     """Run charlm with stderr (and optionally stdout) on a pseudo-terminal; returns (code, stdout, terminal)."""
     master, slave = pty.openpty()
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", COLUMNS="100", TERM="xterm-256color")
+    env = charlm_env(COLUMNS="100", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
     env.update(env_extra)
     proc = subprocess.Popen([*CHARLM, *args], stdout=slave if stdout_tty else subprocess.PIPE, stderr=slave,
@@ -516,6 +500,7 @@ def _on_a_terminal(args, env_extra, *, stdout_tty=False):
     return code, stdout, b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_extra", [{"NO_COLOR": "1"}, {"TERM": "dumb"}, None])
 def test_no_ansi_codes_without_a_colour_terminal(tmp_path, trained, env_extra):
     corpus = trained["corpus"]
@@ -533,7 +518,7 @@ def test_no_ansi_codes_without_a_colour_terminal(tmp_path, trained, env_extra):
     for args, stdout_tty in commands:
         if env_extra is None:  # stderr is a pipe, not a terminal: plain text everywhere
             proc = subprocess.run([*CHARLM, *args], capture_output=True, text=True, timeout=120,
-                                  env=dict(os.environ, TERM="xterm-256color", OPENBLAS_NUM_THREADS="1"))
+                                  env=charlm_env(TERM="xterm-256color"))
             code, stdout, terminal = proc.returncode, proc.stdout, proc.stderr
         else:
             code, stdout, terminal = _on_a_terminal(args, env_extra, stdout_tty=stdout_tty)
@@ -543,6 +528,7 @@ def test_no_ansi_codes_without_a_colour_terminal(tmp_path, trained, env_extra):
         assert "Traceback" not in terminal
 
 
+@pytest.mark.slow
 def test_a_colour_terminal_does_get_ansi_codes(trained):
     """The control for the test above: the same check does see codes when colour is allowed."""
     code, _, terminal = _on_a_terminal(["perplexity", str(trained["run"]), str(trained["corpus"]), "--show"], {},
@@ -550,10 +536,11 @@ def test_a_colour_terminal_does_get_ansi_codes(trained):
     assert code == 0 and ANSI.search(terminal)
 
 
+@pytest.mark.slow
 def test_output_piped_into_head_exits_quietly(trained):
     for command in (f"sample {trained['run']} -n 50 -l 2000 --seed 1", f"sample {trained['run']} -n 40 -l 2000 --json",
                     f"perplexity {trained['run']} {trained['corpus']} --show", f"vocab {trained['corpus']}"):
-        proc = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m charlm {command} | head -1"],
+        proc = subprocess.run(["bash", "-c", f"set -o pipefail; {shlex.join(CHARLM)} {command} | head -1"],
                               capture_output=True, text=True, timeout=120)
         assert len(proc.stdout.splitlines()) == 1, (command, proc.stdout)
         assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr and "Error" not in proc.stderr, \
@@ -561,19 +548,21 @@ def test_output_piped_into_head_exits_quietly(trained):
         assert proc.returncode == 0, (command, proc.returncode, proc.stderr)
 
 
+@pytest.mark.slow
 def test_training_survives_its_log_pipe_closing(tmp_path, trained):
     """`charlm train ... | head -1`: the reader of the progress/JSON lines leaving must not lose the run."""
     out = tmp_path / "run"
-    command = (f"set -o pipefail; {sys.executable} -m charlm train {trained['corpus']} --out {out} {' '.join(SMALL)} "
+    command = (f"set -o pipefail; {shlex.join(CHARLM)} train {trained['corpus']} --out {out} {' '.join(SMALL)} "
                f"--steps 150 --eval-every 3 --json 2>&1 | head -1")
     proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+                          env=charlm_env())
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert load_checkpoint(out, prefer="latest").train["step"] == 150
     assert load_checkpoint(out / "best.safetensors").train["best_val_final_mode"] in ("exact", "streams")
 
 
+@pytest.mark.slow
 def test_ctrl_c_outside_training_exits_130_in_one_line(trained):
     proc = subprocess.Popen([*CHARLM, "sample", str(trained["run"]), "-l", "3000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,19 +9,17 @@ processes) must always get a complete, valid checkpoint without warnings.
 import hashlib
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from helpers import CHARLM, charlm_env
 
 from charlm.store.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # every test runs charlm processes
+
 SMALL = ["--cell", "gru", "--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "16"]
-
-
-def _env():
-    return dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
 
 
 @pytest.fixture
@@ -31,9 +29,9 @@ def trainer(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(" ".join(rng.choice(words, size=6)) for _ in range(400)) + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(out), *SMALL,
+    proc = subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *SMALL,
                              "--steps", "100000", "--save-every", "1", "--eval-every", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=charlm_env())
     deadline = time.monotonic() + 60
     while not (out / "best.safetensors").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -55,9 +53,9 @@ def test_second_trainer_refuses_at_once_naming_the_pid(trainer):
     try:
         before = _digest(out), sorted(p.name for p in out.iterdir())
         fresh_cache = out.parent / "second-cache"
-        second = subprocess.run([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(out), *SMALL,
+        second = subprocess.run([*CHARLM, "train", str(corpus), "--out", str(out), *SMALL,
                                  "--steps", "5"], capture_output=True, text=True,
-                                env=dict(_env(), CHARLM_CACHE_DIR=str(fresh_cache)), timeout=60)
+                                env=dict(charlm_env(), CHARLM_CACHE_DIR=str(fresh_cache)), timeout=60)
         after = _digest(out), sorted(p.name for p in out.iterdir())
     finally:
         os.kill(proc.pid, 18)  # SIGCONT
@@ -67,8 +65,8 @@ def test_second_trainer_refuses_at_once_naming_the_pid(trainer):
     assert len(second.stderr.strip().splitlines()) == 1
     assert not fresh_cache.exists()  # refused at start-up: the corpus was not even encoded
     assert before == after  # nothing touched: not the checkpoints, not the trainer's temp files
-    resumed = subprocess.run([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(out), "--resume"],
-                             capture_output=True, text=True, env=_env(), timeout=60)
+    resumed = subprocess.run([*CHARLM, "train", str(corpus), "--out", str(out), "--resume"],
+                             capture_output=True, text=True, env=charlm_env(), timeout=60)
     assert resumed.returncode == 1 and f"pid {proc.pid}" in resumed.stderr
 
 
@@ -84,8 +82,8 @@ def test_readers_always_see_a_complete_checkpoint_while_training(trainer):
     assert not warnings, warnings[:3]
     assert len(steps) > 20, steps  # the files really were being replaced while we read them
     for _ in range(4):
-        sample = subprocess.run([sys.executable, "-m", "charlm", "sample", str(out), "-l", "50", "--seed", "1"],
-                                capture_output=True, text=True, env=_env(), timeout=60)
+        sample = subprocess.run([*CHARLM, "sample", str(out), "-l", "50", "--seed", "1"],
+                                capture_output=True, text=True, env=charlm_env(), timeout=60)
         assert sample.returncode == 0, sample.stderr
         assert "warning" not in sample.stderr and "Traceback" not in sample.stderr
         assert len(sample.stdout) >= 1

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from charlm.errors import ConfigError
-from charlm.inference.sampling import (
+from charlm.models.config import ModelConfig
+from charlm.models.lm import init_params, init_state, step_logits
+from charlm.tasks.lm.sampling import (
     OrderedStream,
     beam_search,
     beam_search_ids,
@@ -19,9 +21,7 @@ from charlm.inference.sampling import (
     log_softmax,
     make_picker,
 )
-from charlm.inference.stops import TextStops, encode_stops
-from charlm.models.config import ModelConfig
-from charlm.models.lm import init_params, init_state, step_logits
+from charlm.tasks.lm.stops import TextStops, encode_stops
 from charlm.text.tokenizer import EOS, UNK, Vocab
 
 # chi-square 0.999 quantiles by degrees of freedom

@@ -8,10 +8,10 @@ import pytest
 from inference_models import train_tiny
 
 from charlm.errors import ConfigError
-from charlm.inference.sampling import log_softmax
-from charlm.inference.scoring import score_documents, score_file, score_ids
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, step_logits
+from charlm.tasks.lm.sampling import log_softmax
+from charlm.tasks.lm.scoring import score_documents, score_file, score_ids
 from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab
 
@@ -103,6 +103,7 @@ def test_streams_cap_burn_in_and_uneven_last_piece():
     assert few.n_scored == 2
 
 
+@pytest.mark.slow
 def test_streams_with_burn_in_are_close_to_exact_on_real_text(real):
     params, cfg, _, ids = real
     exact = score_ids(params, cfg, ids)
@@ -178,6 +179,7 @@ def test_score_ids_counts_characters_with_the_vocabulary():
     assert doubled.nats_per_token == pytest.approx(doubled.nll_sum / 7)
 
 
+@pytest.mark.slow
 def test_documents_are_scored_from_the_zero_state(real):
     params, cfg, vocab, _ = real
     texts = ["def encode(self)", "x", "return self.size", ""]
@@ -187,6 +189,7 @@ def test_documents_are_scored_from_the_zero_state(real):
         assert total == pytest.approx(score_ids(params, cfg, d).nll_sum, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_trained_model_prefers_text_like_its_corpus(real):
     params, cfg, vocab, _ = real
     likely = "        return self.size"

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from charlm.engine import cells
-from charlm.engine.gradcheck import check_model
 from charlm.engine.optim import Adam
 from charlm.errors import ConfigError
 from charlm.models import tagger
 from charlm.models.config import ModelConfig
 from charlm.models.encoder import encoder_activations, encoder_forward, init_state, reversal
+from charlm.models.gradcheck import check_model
 from charlm.models.lm import init_params as lm_init_params
 from charlm.models.lm import loss_and_grads as lm_loss_and_grads
 

@@ -3,21 +3,21 @@
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import CHARLM
 
 from charlm.errors import ConfigError, CorpusError
-from charlm.inference.tag_metrics import bio_chunks, entity_scores, label_scores, truecase_word_scores
-from charlm.inference.tagging import as_tagger, tag_docs
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.label_scores import label_scores
+from charlm.tasks.registry import train
+from charlm.tasks.tagging.tag_metrics import bio_chunks, entity_scores, truecase_word_scores
+from charlm.tasks.tagging.tagged_text import NO_LABEL, lowercase, make_doc, read_conll, restore, task_heads
+from charlm.tasks.tagging.tagger_inference import as_tagger, tag_docs
 from charlm.text.batching import DocumentBatcher
-from charlm.text.tagging import NO_LABEL, lowercase, make_doc, read_conll, restore, task_heads
 from charlm.training.options import TrainOptions
-from charlm.training.trainer import train
 
-CHARLM = [sys.executable, "-m", "charlm"]
 NAMES = ["Alice", "Bob", "Carol", "Dan"]
 WORDS = ["met", "saw", "the", "cat", "in", "a", "park", "and", "then", "left"]
 
@@ -144,6 +144,7 @@ def truecaser(tmp_path_factory):
     return out, heldout, done
 
 
+@pytest.mark.slow
 def test_train_reports_f1_and_writes_a_tagger(truecaser):
     out, _, done = truecaser
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -160,6 +161,7 @@ def test_train_reports_f1_and_writes_a_tagger(truecaser):
     assert "nats/label" in shown and "bits/" not in shown and "labels (punct)" in shown
 
 
+@pytest.mark.slow
 def test_tag_restores_case_and_marks(truecaser):
     out, heldout, _ = truecaser
     gold = heldout.read_text().splitlines()[:10]
@@ -175,6 +177,7 @@ def test_tag_restores_case_and_marks(truecaser):
     assert first["case"] == "Title" and 0.5 < first["case_probability"] <= 1 and first["punct"] == "none"
 
 
+@pytest.mark.slow
 def test_evaluate_a_tagger(truecaser):
     out, heldout, _ = truecaser
     done = run("evaluate", out, heldout, "--json")
@@ -187,6 +190,7 @@ def test_evaluate_a_tagger(truecaser):
     assert table.returncode == 0 and "(micro)" in table.stdout and "truecase+punctuate: F1" in table.stdout
 
 
+@pytest.mark.slow
 def test_a_bidirectional_tag_run_on_a_conll_file(tmp_path):
     rng = np.random.default_rng(2)
     lines = []
@@ -234,6 +238,7 @@ def test_a_tagger_resumes_exactly(tmp_path):
     assert whole.rng == split.rng
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--task", "tag"], 1, "is this untagged text?"),
     (["--bidirectional"], 2, "--bidirectional needs a tagging --task"),
@@ -249,6 +254,7 @@ def test_bad_training_requests(tmp_path, args, code, message):
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "best.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_long_documents_are_cut_with_a_warning(tmp_path):
     corpus = tmp_path / "plain.txt"
     corpus.write_text("\n".join(sentences(30, 5) + ["a" * 100, "b" * 90]) + "\n", encoding="utf-8")
@@ -257,6 +263,7 @@ def test_long_documents_are_cut_with_a_warning(tmp_path):
     assert done.returncode == 0 and "2 of 32 documents are longer than --max-len 64" in done.stderr
 
 
+@pytest.mark.slow
 def test_taggers_and_language_models_refuse_each_others_commands(truecaser, tmp_path):
     out, heldout, _ = truecaser
     lm = tmp_path / "lm"
@@ -271,6 +278,7 @@ def test_taggers_and_language_models_refuse_each_others_commands(truecaser, tmp_
     assert lm_evaluate["total"]["bits_per_char"] > 0  # a language model's evaluation is its perplexity
 
 
+@pytest.mark.slow
 def test_the_lectures_case_needs_the_bidirectional_truecaser(tmp_path):
     """'teddy' is a name ("Teddy Roosevelt") or not ("teddy bears") by the word after it alone: the
     bidirectional truecaser learns it, the left-to-right one can do no better than chance on it."""

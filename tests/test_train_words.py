@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.registry import train
 from charlm.training.options import TrainOptions
 from charlm.training.recipe import (
     CHAR_TRAINING,
@@ -19,7 +20,6 @@ from charlm.training.recipe import (
     CorpusStats,
     apply_recipe,
 )
-from charlm.training.trainer import train
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old king", "her sister"]
 VERBS = ["sees", "likes", "follows", "hears"]

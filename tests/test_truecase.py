@@ -1,26 +1,25 @@
-"""Truecasing (`charlm.inference.truecase`, `charlm truecase`): a tiny character model trained on sentences
+"""Truecasing (`charlm.tasks.lm.truecase`, `charlm truecase`): a tiny character model trained on sentences
 with capitalised names restores them; the beam search is exact when wide enough and greedy at width 1."""
 
 import itertools
 import json
 import random
 import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import CHARLM, assert_one_line_error
+from helpers import invoke as invoke_charlm
 from inference_models import train_tiny, write_checkpoint
 
-import charlm.inference.truecase as truecase_module
-from charlm.cli.main import cli
+import charlm.tasks.lm.truecase as truecase_module
 from charlm.errors import ConfigError
-from charlm.inference.sampling import log_softmax
-from charlm.inference.scoring import score_documents
-from charlm.inference.truecase import case_candidates, truecase
 from charlm.models import lm, tagger
 from charlm.models.config import ModelConfig
+from charlm.tasks.lm.sampling import log_softmax
+from charlm.tasks.lm.scoring import score_documents
+from charlm.tasks.lm.truecase import case_candidates, truecase
 from charlm.text.tokenizer import EOS, UNK, Vocab
 from charlm.text.words import WordVocab
 
@@ -66,15 +65,7 @@ def mixed_case_model():
 
 
 def invoke(*args, input=None):
-    return CliRunner().invoke(cli, ["truecase", *(str(a) for a in args)], input=input)
-
-
-def assert_one_line_failure(result, code):
-    assert result.exit_code == code, result.output
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [result.stderr.strip()]
-    assert result.stderr.startswith("Error")
+    return invoke_charlm("truecase", *args, input=input)
 
 
 # ---------------------------------------------------------------------------------------------- library
@@ -221,7 +212,7 @@ def test_command_reads_stdin_one_text_per_line(trained):
 
 def test_empty_stdin_line_is_an_error_naming_it(trained):
     result = invoke(trained["run"], input="bob met alice.\n\nthe cat saw dan.\n")
-    assert_one_line_failure(result, 2)
+    assert_one_line_error(result, 2, alone=True)
     assert "<stdin>:2" in result.stderr
     nothing = invoke(trained["run"], input="")
     assert nothing.exit_code == 2 and nothing.stdout == "" and "no text: give TEXT arguments" in nothing.stderr
@@ -261,7 +252,7 @@ def write_tagger_checkpoint(path, vocab):
 def test_tagger_and_word_checkpoints_fail_with_one_line(trained, tmp_path):
     tagger_path = write_tagger_checkpoint(tmp_path / "tagger.safetensors", trained["vocab"])
     result = invoke(tagger_path, "bob met alice.")
-    assert_one_line_failure(result, 2)
+    assert_one_line_error(result, 2, alone=True)
     assert "charlm tag" in result.stderr
 
     words = WordVocab.build(Counter(["bob", " ", "met", "alice", "."]))
@@ -269,12 +260,13 @@ def test_tagger_and_word_checkpoints_fail_with_one_line(trained, tmp_path):
     word_path = write_checkpoint(tmp_path / "words.safetensors", lm.init_params(cfg, np.random.default_rng(0)),
                                  cfg, words)
     result = invoke(word_path, "bob met alice.")
-    assert_one_line_failure(result, 2)
+    assert_one_line_error(result, 2, alone=True)
     assert "character" in result.stderr
 
 
+@pytest.mark.slow
 def test_registered_command_runs_in_a_real_process(trained):
-    done = subprocess.run([sys.executable, "-m", "charlm", "truecase", str(trained["run"])],
+    done = subprocess.run([*CHARLM, "truecase", str(trained["run"])],
                           input="dan likes a fox.\n", capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Dan likes a fox.\n"

@@ -11,16 +11,15 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 from inference_models import train_tiny, write_checkpoint
 
-from charlm.cli.main import cli
-from charlm.inference.analysis import surprisal
-from charlm.inference.sampling import OrderedStream, beam_search, generate
-from charlm.inference.scoring import score_ids
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.lm.analysis import surprisal
+from charlm.tasks.lm.sampling import OrderedStream, beam_search, generate
+from charlm.tasks.lm.scoring import score_ids
 from charlm.text.tokenizer import EOS, UNK
 from charlm.text.words import WordVocab
 
@@ -67,10 +66,6 @@ def files(tmp_path_factory):
     corpus.write_text("\n".join(SENTENCES * 2) + "\n")
     return dict(run=root / "run", lines=lines, unk=unk, file=file_ckpt, truncated=truncated, corpus=corpus,
                 vocab=vocab, file_vocab=file_vocab, root=root)
-
-
-def invoke(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
 # ---------------------------------------------------------------------------------------------- sample

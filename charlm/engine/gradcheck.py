@@ -1,10 +1,11 @@
-"""Float64 finite-difference checks of the model's analytic gradients (used by `charlm gradcheck` and tests).
+"""Float64 finite-difference checks of analytic gradients: the numerics, for any function of arrays (a
+whole model's check is `charlm.models.gradcheck.check_model`).
 
 The numeric derivative is the fourth-order central difference
     (f(x - 2h) - 8 f(x - h) + 8 f(x + h) - f(x + 2h)) / 12h,  h = 1e-3,
 whose truncation and rounding errors are both near 1e-12 for these smooth losses, so a correct gradient
-scores about 1e-9 and a wrong one about 1e-1. A relu RNN uses h = 1e-5 instead: a stencil that straddles
-a kink measures nothing, and a narrower one rarely meets one.
+scores about 1e-9 and a wrong one about 1e-1. A function with kinks (a relu) needs a smaller h: a stencil
+that straddles a kink measures nothing, and a narrower one rarely meets one.
 
 The relative error is CS231n's with a floored denominator; the floor is the larger of 1e-5 and 1% of the
 tensor's largest |analytic| + |numeric| (an entry far smaller than that measures rounding noise, not the
@@ -14,9 +15,6 @@ backward pass; an exactly zero gradient, e.g. under dropout that removes every u
 from dataclasses import dataclass
 
 from charlm.engine.backend import np
-from charlm.models import classifier, tagger
-from charlm.models import lm as model
-from charlm.models.config import ModelConfig
 
 TOLERANCE = 1e-6
 
@@ -75,65 +73,14 @@ def sample_coords(analytic, max_coords: int, rng) -> np.ndarray:
     return np.sort(np.r_[chosen, rng.choice(others, max_coords - len(chosen), replace=False)])
 
 
-def check_model(cfg: ModelConfig, *, seq_len: int, batch: int, seed: int = 0, max_coords: int = 30):
-    """Compare loss_and_grads' gradients of every parameter and of the initial state with numeric ones.
+def check_tensors(loss, tensors, *, rng, h: float = 1e-3, max_coords: int = 30) -> list[CheckResult]:
+    """Compare analytic gradients with numeric ones.
 
-    Inputs:
-    - cfg: the model to check (its dtype is replaced by float64)
-    - seq_len, batch: chunk shape (T, B) of the random ids and targets
-    - seed: drives the parameters, inputs, initial state, coordinate sample and dropout masks
-    - max_coords: tensors larger than this are checked at that many random coordinates (sample_coords)
-
-    Returns a list of CheckResult, parameters first (in param_shapes order), then `state.<layer>.<k>`.
-    A tagger (`cfg.heads`) reads documents of random lengths up to seq_len from the zero state, with random
-    labels that leave some positions unlabelled; a classifier (`cfg.pool`) texts of random lengths with
-    random labels and weights; neither has state to check.
+    loss: a function of no arguments returning the scalar loss at the tensors' current values
+    tensors: (name, value array (perturbed in place, then restored), analytic gradient of the same shape)
+    rng: draws the coordinates checked in tensors larger than max_coords (see sample_coords)
+    h: the step of the central differences
     """
-    cfg = ModelConfig(**{**cfg.to_dict(), "dtype": "float64"})
-    rng = np.random.default_rng(seed)
-    params = (classifier if cfg.pool else tagger if cfg.heads else model).init_params(cfg, rng)
-    for name, p in params.items():
-        if name.endswith(".b"):
-            p += 0.1 * rng.standard_normal(p.shape)  # a generic point, not the symmetric zero bias
-    x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
-    if cfg.pool:
-        lengths = rng.integers(1, seq_len + 1, batch)
-        lengths[0] = seq_len
-        y = rng.integers(0, cfg.heads[0], batch)
-        weights = rng.uniform(0.5, 2.0, batch)
-        state = []
-
-        def run():
-            loss, grads = classifier.loss_and_grads(params, cfg, x, y, lengths, weights=weights,
-                                                    rng=np.random.default_rng(seed + 1))
-            return loss, grads, None, []
-    elif cfg.heads:
-        lengths = rng.integers(1, seq_len + 1, batch)
-        lengths[0] = seq_len
-        unlabelled = (np.arange(seq_len)[:, None] >= lengths[None, :]) | (rng.random((seq_len, batch)) < 0.2)
-        labels = [np.where(unlabelled, tagger.NO_LABEL, rng.integers(0, k, (seq_len, batch))) for k in cfg.heads]
-        state = []
-
-        def run():
-            loss, grads = tagger.loss_and_grads(params, cfg, x, labels, lengths, rng=np.random.default_rng(seed + 1))
-            return loss, grads, None, []
-    else:
-        y = rng.integers(0, cfg.vocab_size, (seq_len, batch))
-        state = [tuple(0.5 * rng.standard_normal(a.shape) for a in layer)
-                 for layer in model.init_state(cfg, batch)]
-
-        def run():
-            return model.loss_grads_and_dstate(params, cfg, x, y, state, rng=np.random.default_rng(seed + 1))
-
-    _, grads, _, dstate = run()
-
-    def loss():
-        return run()[0]
-
-    tensors = [(name, p, grads[name]) for name, p in params.items()]
-    tensors += [(f"state.{layer}.{k}", a, dstate[layer][k])
-                for layer, arrays in enumerate(state) for k, a in enumerate(arrays)]
-    h = 1e-5 if cfg.cell == "rnn" and cfg.activation == "relu" else 1e-3
     results = []
     for name, value, analytic in tensors:
         coords = sample_coords(analytic, max_coords, rng)

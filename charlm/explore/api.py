@@ -13,9 +13,9 @@ import numpy as np
 
 from charlm.errors import CharlmError
 from charlm.explore.runs import Explorer, eos_mode
-from charlm.inference.analysis import describe
-from charlm.inference.inspection import find_units, pattern_mask, surprisal_view, unit_kinds, unit_view
-from charlm.inference.sampling import generate
+from charlm.tasks.description import describe
+from charlm.tasks.lm.inspection import find_units, pattern_mask, surprisal_view, unit_kinds, unit_view
+from charlm.tasks.lm.sampling import generate
 from charlm.text.tokenizer import EOS
 from charlm.viz.curves import load_curves
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
-from charlm.inference.inspection import Reading, read_text
 from charlm.store.checkpoint import Checkpoint, checkpoint_files, load_language_model
+from charlm.tasks.lm.inspection import Reading, read_text
 from charlm.text.batching import split_train_val
 from charlm.text.cache import prepare_corpus
 

@@ -127,3 +127,19 @@ def _check_inputs(params, cfg, x, y, lengths):
         if y.shape != (B,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= cfg.heads[0]:
             raise ConfigError(f"labels must be {B} ints in [0, {cfg.heads[0]}), got shape {y.shape}")
     return x, y, lengths
+
+
+def gradcheck_case(params, cfg: ModelConfig, rng: np.random.Generator, *, seq_len: int, batch: int, seed: int):
+    """Random inputs for `charlm.models.gradcheck.check_model`: texts of random lengths up to seq_len (the first
+    that long) with random labels and loss weights. -> (run, state []), run() giving (loss, grads, no dstate)."""
+    x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+    lengths = rng.integers(1, seq_len + 1, batch)
+    lengths[0] = seq_len
+    y = rng.integers(0, cfg.heads[0], batch)
+    weights = rng.uniform(0.5, 2.0, batch)
+
+    def run():
+        loss, grads = loss_and_grads(params, cfg, x, y, lengths, weights=weights, rng=np.random.default_rng(seed + 1))
+        return loss, grads, []
+
+    return run, []

@@ -9,6 +9,15 @@ from charlm.errors import ConfigError
 ACTIVATIONS = ("tanh", "relu")
 POOLS = ("last", "mean", "max")
 DTYPES = ("float32", "float64")
+# What a network computes, saved in every checkpoint: "lm" predicts the next token, "tagger" labels every
+# token (one head per kind of label), "classifier" pools a text into one label.
+MODEL_KINDS = ("lm", "tagger", "classifier")
+
+
+def kind_of(heads, pool) -> str:
+    """The kind a config without one describes (checkpoints written before kinds were stored): a pooled
+    model is a classifier, one with heads a tagger, any other a language model."""
+    return "classifier" if pool else "tagger" if heads else "lm"
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class ModelConfig:
     bidirectional: bool = False  # every layer also reads each document backwards (taggers only)
     heads: tuple = ()  # a tagger's heads, the number of labels of each; () is a language model
     pool: str = ""  # a classifier's pooling of a text's states (one of POOLS; its one head are the labels)
+    kind: str = ""  # one of MODEL_KINDS; "" derives it from heads and pool (see kind_of)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -49,6 +59,13 @@ class ModelConfig:
                 isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 2 for k in heads):
             raise ConfigError(f"model heads must be a list of label counts >= 2, got {heads!r}")
         object.__setattr__(self, "heads", tuple(int(k) for k in heads))
+        if not self.kind:
+            object.__setattr__(self, "kind", kind_of(self.heads, self.pool))
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        if self.kind != kind_of(self.heads, self.pool):
+            raise ConfigError(f"a model of kind {self.kind!r} cannot have heads {self.heads} and pool "
+                              f"{self.pool!r}")
         if self.pool and (self.pool not in POOLS or len(self.heads) != 1):
             raise ConfigError(f"a classifier pools by one of {', '.join(POOLS)} into one head, got pool "
                               f"{self.pool!r} and heads {self.heads}")
@@ -70,7 +87,7 @@ class ModelConfig:
     def from_dict(cls, d) -> "ModelConfig":
         """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError. Optional
         fields missing from an older checkpoint's dict take their defaults (`tie`, `bidirectional` False,
-        `heads` empty, `pool` none)."""
+        `heads` empty, `pool` none, `kind` derived from them)."""
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)

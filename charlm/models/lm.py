@@ -145,8 +145,9 @@ def _check_inputs(params, cfg, x, y, state, mask=None):
     """Validate params, ids, state and mask; returns (x, y, state cast to cfg.dtype, mask as float64)."""
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
-    if cfg.heads:
-        raise ConfigError("this model is a tagger, not a language model: use charlm tag or charlm evaluate")
+    if cfg.kind != "lm":
+        raise ConfigError(f"this model is a {cfg.kind}, not a language model: use charlm tag, charlm classify or "
+                          f"charlm evaluate")
     if cfg.bidirectional:
         raise ConfigError("a language model cannot be bidirectional: its reverse direction would read the "
                           "token it predicts")
@@ -218,3 +219,18 @@ def _head_backward(cache, grads):
         return dout, dtable
     dout, grads["head.W"], grads["head.b"] = layers.affine_backward(dlogits, affine_cache)
     return dout, None
+
+
+def gradcheck_case(params, cfg: ModelConfig, rng: np.random.Generator, *, seq_len: int, batch: int, seed: int):
+    """Random inputs for `charlm.models.gradcheck.check_model`: (T, B) ids and targets read from a random
+    carried state. -> (run, state), run() giving (loss, grads, dstate) with the same dropout masks each call."""
+    x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+    y = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+    state = [tuple(0.5 * rng.standard_normal(a.shape) for a in layer) for layer in init_state(cfg, batch)]
+
+    def run():
+        loss, grads, _, dstate = loss_grads_and_dstate(params, cfg, x, y, state,
+                                                       rng=np.random.default_rng(seed + 1))
+        return loss, grads, dstate
+
+    return run, state

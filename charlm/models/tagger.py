@@ -120,3 +120,20 @@ def _check_inputs(params, cfg, x, labels, lengths):
             checked.append(y)
         labels = checked
     return x, labels, lengths
+
+
+def gradcheck_case(params, cfg: ModelConfig, rng: np.random.Generator, *, seq_len: int, batch: int, seed: int):
+    """Random inputs for `charlm.models.gradcheck.check_model`: documents of random lengths up to seq_len (the
+    first that long) from the zero state, with random labels that leave some positions unlabelled.
+    -> (run, state []), run() giving (loss, grads, no dstate)."""
+    x = rng.integers(0, cfg.vocab_size, (seq_len, batch))
+    lengths = rng.integers(1, seq_len + 1, batch)
+    lengths[0] = seq_len
+    unlabelled = (np.arange(seq_len)[:, None] >= lengths[None, :]) | (rng.random((seq_len, batch)) < 0.2)
+    labels = [np.where(unlabelled, NO_LABEL, rng.integers(0, k, (seq_len, batch))) for k in cfg.heads]
+
+    def run():
+        loss, grads = loss_and_grads(params, cfg, x, labels, lengths, rng=np.random.default_rng(seed + 1))
+        return loss, grads, []
+
+    return run, []

@@ -23,16 +23,17 @@ from dataclasses import replace
 import numpy as np
 
 from charlm.errors import CharlmError, ConfigError, DivergenceError, TrainingInterrupted
-from charlm.models.lm import init_state
 from charlm.parallel import comm as mpi
 from charlm.parallel.environment import LAUNCHER_VARIABLE, launched_rank
 from charlm.store.rundir import RunDir
+from charlm.tasks.lm.lm_task import LanguageModelTask
+from charlm.tasks.registry import checked_options
 from charlm.training import events
 from charlm.training.events import TrainResult
 from charlm.training.options import TrainOptions
 from charlm.training.shards import check_divisible, join_states, rank_rng, rng_state_for, shard_state, stream_slice
 from charlm.training.signals import StopSignals
-from charlm.training.trainer import Trainer, checked_options
+from charlm.training.trainer import Trainer
 from charlm.training.writer import RunWriter
 
 # How each step ends, as rank 0 broadcasts it (index = code).
@@ -61,21 +62,22 @@ class _SilentWriter(RunWriter):
 
 
 class DistributedTrainer(Trainer):
-    """A language-model `Trainer` that is one rank of `comm`; every rank runs the same loop in lockstep."""
+    """A language-model `Trainer` that is one rank of `comm`; every rank runs the same loop in lockstep. It
+    overrides only the Trainer's public seams."""
 
-    def __init__(self, inputs, run_dir: RunDir, *, comm, report=None, clock=time.perf_counter):
+    def __init__(self, task: LanguageModelTask, run_dir: RunDir, *, comm, report=None, clock=time.perf_counter):
         self.comm = comm
         self.rank, self.size = comm.rank, comm.size
         self.is_root = self.rank == 0
-        check_divisible(inputs.opts.batch, self.size)
-        self.streams = stream_slice(inputs.opts.batch, self.size, self.rank)
+        check_divisible(task.opts.batch, self.size)
+        self.streams = stream_slice(task.opts.batch, self.size, self.rank)
         self.allreduce_seconds = 0.0
         self.allreduce_calls = 0
         self.stop = None
         self._flat = self._views = None
         self._in_place = mpi.in_place()
-        super().__init__(inputs, run_dir, report=report if self.is_root else None, clock=clock)
-        if not inputs.resume:  # a resume takes each rank's own RNG from the checkpoint
+        super().__init__(task, run_dir, report=report if self.is_root else None, clock=clock)
+        if not task.resume:  # a resume takes each rank's own RNG from the checkpoint
             self.rng = rank_rng(self.opts.seed, self.rank)
 
     def share_parameters(self) -> None:
@@ -87,10 +89,11 @@ class DistributedTrainer(Trainer):
         return RunWriter(run_dir) if self.is_root else _SilentWriter(run_dir)
 
     def new_state(self) -> list:
-        return init_state(self.cfg, self.opts.batch // self.size)
+        return self.task.new_state(self.cfg, self.opts.batch // self.size)
 
-    def probe_exact_seconds(self) -> float | None:
-        return super().probe_exact_seconds() if self.is_root else None  # only rank 0 validates
+    def start_validation(self) -> None:
+        if self.is_root:  # only rank 0 validates
+            super().start_validation()
 
     def restore_streams(self, state: list | None, rng: dict) -> None:
         if state is not None:
@@ -162,15 +165,15 @@ class DistributedTrainer(Trainer):
     def train_state(self, progress: float) -> dict:
         return {**super().train_state(progress), "procs": self.size}
 
-    def _final_eval(self):
-        return super()._final_eval() if self.is_root else (None, "none")
+    def final_eval(self):
+        return super().final_eval() if self.is_root else (None, "none")
 
-    def _show_sample(self) -> None:
+    def show_sample(self) -> None:
         if self.is_root:
-            super()._show_sample()
+            super().show_sample()
 
-    def _result(self, session, stopped_by, final_val, final_mode) -> TrainResult:
-        result = super()._result(session, stopped_by, final_val, final_mode)
+    def result(self, session, stopped_by, final_val, final_mode) -> TrainResult:
+        result = super().result(session, stopped_by, final_val, final_mode)
         steps = self.allreduce_calls
         per_step = self.allreduce_seconds / steps if steps else 0.0
         if steps:
@@ -185,9 +188,9 @@ class DistributedTrainer(Trainer):
                     f"--resume")
         return f"mpiexec -n {self.size} {super().resume_command()}"
 
-    def _interrupted(self, signum: int):
+    def interrupted(self, signum: int):
         if self.is_root:
-            super()._interrupted(signum)
+            super().interrupted(signum)
         raise TrainingInterrupted("interrupted", signum)
 
 
@@ -254,8 +257,6 @@ def _open_in_turn(comm, opts, run_dir, explicit, report, clock) -> DistributedTr
     """Rank 0 opens the run directory, prepares the corpus (filling its cache) and settles the recipe first,
     then the others load it with rank 0's options; each failure is agreed on, so no rank waits for one that
     gave up."""
-    from charlm.training.inputs import load_inputs
-
     trainer = None
     for turn in (0, 1):
         error = None
@@ -263,8 +264,8 @@ def _open_in_turn(comm, opts, run_dir, explicit, report, clock) -> DistributedTr
             try:
                 if comm.rank == 0:
                     run_dir.open()
-                inputs = load_inputs(opts, run_dir, explicit=explicit, report=report or _ignore)
-                trainer = DistributedTrainer(inputs, run_dir, comm=comm, report=report, clock=clock)
+                task = LanguageModelTask.open(opts, run_dir, explicit=explicit, report=report or _ignore)
+                trainer = DistributedTrainer(task, run_dir, comm=comm, report=report, clock=clock)
             except CharlmError as exc:
                 error = exc
         mpi.agree(comm, error)

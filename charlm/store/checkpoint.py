@@ -20,11 +20,11 @@ import numpy as np
 import safetensors.numpy
 
 from charlm import __version__
+from charlm.atomic import write_atomic
 from charlm.engine.cells import STATE_ARRAYS
 from charlm.errors import CharlmError, CheckpointError, CheckpointVersionError, ConfigError
-from charlm.models import lm, tagger
 from charlm.models.config import ModelConfig
-from charlm.store.atomic import write_atomic
+from charlm.models.networks import network
 from charlm.store.safetensors_io import read_container
 from charlm.text.tokenizer import Vocab, tokenizer_from_dict
 
@@ -53,7 +53,7 @@ class Checkpoint:
 
 def save_checkpoint(path, *, params, config: ModelConfig, vocab: Vocab, data: dict, train: dict | None = None,
                     optim: dict | None = None, state: list | None = None, rng: dict | None = None) -> Path:
-    """Write a checkpoint atomically (`charlm.store.atomic.write_atomic`).
+    """Write a checkpoint atomically (`charlm.atomic.write_atomic`).
 
     Inputs:
     - params: {name: array} shaped as `param_shapes(config)`
@@ -123,10 +123,10 @@ def load_language_model(path, *, prefer: str = "best", warn=None) -> Checkpoint:
     """`load_checkpoint`, refusing a tagger or a classifier (a ConfigError naming the file and the commands
     it serves)."""
     ckpt = load_checkpoint(path, prefer=prefer, warn=warn)
-    if ckpt.config.pool:
+    if ckpt.config.kind == "classifier":
         raise ConfigError(f"{ckpt.path} is a classifier, not a language model: use charlm classify or charlm "
                           f"evaluate")
-    if ckpt.config.heads:
+    if ckpt.config.kind == "tagger":
         raise ConfigError(f"{ckpt.path} is a tagger, not a language model: use charlm tag or charlm evaluate")
     return ckpt
 
@@ -249,7 +249,7 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
 
 
 def _check_params(path: Path, config: ModelConfig, params: dict) -> None:
-    expected = (tagger if config.heads else lm).param_shapes(config)
+    expected = network(config).param_shapes(config)
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:

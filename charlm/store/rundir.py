@@ -12,8 +12,8 @@ import math
 import os
 from pathlib import Path
 
+from charlm.atomic import TEMP_GLOB, write_atomic
 from charlm.errors import CharlmError
-from charlm.store.atomic import TEMP_GLOB, write_atomic
 from charlm.store.checkpoint import checkpoint_files
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charlm.atomic import atomic_open, write_atomic
 from charlm.errors import CorpusError
-from charlm.store.atomic import atomic_open, write_atomic
 from charlm.text.corpus import (
     CHUNK_BYTES,
     check_eos_mode,

@@ -15,19 +15,11 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-EOS = 0
-UNK = 1
-SPECIALS = ("<EOS>", "<UNK>")
-KINDS = ("char", "word")
-# Marks the end of a document inside normalised text (charlm.text.corpus). A lone surrogate cannot come out of
-# a strict decoder, so it never collides with a real character; it becomes `<EOS>` when encoded.
-DOC_END = "\ud800"
+from charlm.text.vocab import DOC_END, EOS, KINDS, SPECIALS, UNK, codepoints, id_dtype_for
+from charlm.text.words import WordVocab
 
-
-def id_dtype_for(size: int) -> np.dtype:
-    """The smallest unsigned dtype that holds ids 0..size-1."""
-    return np.dtype(np.uint8 if size <= 1 << 8 else np.uint16 if size <= 1 << 16 else np.uint32)
-
+__all__ = ["DOC_END", "EOS", "KINDS", "SPECIALS", "UNK", "CharDecoder", "Vocab", "codepoints", "id_dtype_for",
+           "tokenizer_from_dict"]
 
 def tokenizer_from_dict(d):
     """The vocabulary a `to_dict()` form describes: a `Vocab` or a `charlm.text.words.WordVocab`.
@@ -35,8 +27,6 @@ def tokenizer_from_dict(d):
     A dict without "kind" is a character vocabulary. Raises ValueError naming what is malformed, or the kind
     when it is not one of KINDS.
     """
-    from charlm.text.words import WordVocab  # words.py builds on this module's specials
-
     if not isinstance(d, dict):
         raise ValueError("vocabulary must be a JSON object")
     kind = d.get("kind", "char")
@@ -56,14 +46,6 @@ class CharDecoder:
         """The text of `ids`."""
         texts = self._texts
         return "".join(texts[i] for i in ids)
-
-
-def codepoints(text: str) -> np.ndarray:
-    """Code points of `text` as a uint32 array of shape (len(text),).
-
-    `surrogatepass` lets a lone surrogate through as its code point instead of failing.
-    """
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 class Vocab:

@@ -34,7 +34,7 @@ from itertools import repeat
 
 import numpy as np
 
-from charlm.text.tokenizer import DOC_END, EOS, SPECIALS, UNK, codepoints, id_dtype_for
+from charlm.text.vocab import DOC_END, EOS, SPECIALS, UNK, codepoints, id_dtype_for
 
 UNK_TEXT = "<unk>"
 JOIN = ""

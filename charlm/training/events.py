@@ -8,6 +8,10 @@ builtin name.
 
 from dataclasses import asdict, dataclass
 
+# Weight of the newest step in the smoothed training loss that `Progress.loss` shows (an exponential moving
+# average, so one noisy batch does not move the display); curves of a run's log smooth it alike.
+LOSS_SMOOTHING = 0.02
+
 
 @dataclass(frozen=True)
 class Log:

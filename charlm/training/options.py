@@ -9,10 +9,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
-from charlm.models.config import POOLS, ModelConfig
-from charlm.text.tagging import DEFAULT_MARKS, check_task
+from charlm.models.config import ModelConfig
 from charlm.text.tokenizer import KINDS
 
+# The marks `--task punctuate` removes and restores, by default.
+DEFAULT_MARKS = ",.?!:;"
 # Seconds of training when no stopping rule (steps, epochs or a time budget) is given.
 DEFAULT_TIME_BUDGET = 600.0
 
@@ -67,7 +68,7 @@ class TrainOptions:
     seed: int = 1337
     init_from: str | None = None
     resume: bool = False
-    task: str = "lm"  # "lm", "classify", or a tagging task of charlm.text.tagging.TASKS
+    task: str = "lm"  # a task of charlm.tasks.registry.TASKS
     bidirectional: bool = False
     marks: str = DEFAULT_MARKS  # punctuate: the marks removed and restored
     max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
@@ -79,14 +80,14 @@ class TrainOptions:
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
 
-    def model_config(self, vocab_size: int, heads: tuple = ()) -> ModelConfig:
+    def model_config(self, vocab_size: int, heads: tuple = (), *, pool: str = "") -> ModelConfig:
         """The model these options describe, once the recipe has filled them; a tagger's `heads` are its label
-        counts."""
+        counts, a classifier's `pool` its pooling."""
         o = self
         return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
                            dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie,
                            bidirectional=o.bidirectional, heads=heads,
-                           pool=o.pool if o.task == "classify" else "")
+                           pool=pool)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
@@ -129,20 +130,6 @@ def check_options(o: TrainOptions) -> None:
         raise ConfigError(f"--lr must be a positive number, got {o.lr}")
     if o.tokens not in KINDS:
         raise ConfigError(f"--tokens must be one of {', '.join(KINDS)}, got {o.tokens!r}")
-    if o.task != "lm":
-        if o.task != "classify":
-            check_task(o.task, o.marks)
-        elif o.pool not in POOLS:
-            raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, got {o.pool!r}")
-        if o.tokens != "char":
-            raise ConfigError(f"--task {o.task} reads characters; --tokens word is for language models")
-        if o.tie:
-            raise ConfigError("--tie shares the embedding with a language model's output layer; a tagger has none")
-        if o.max_len < 1:
-            raise ConfigError(f"--max-len must be at least 1, got {o.max_len}")
-    elif o.bidirectional:
-        raise ConfigError("--bidirectional needs a tagging --task: a bidirectional language model would read the "
-                          "very token it predicts")
     if o.tie and None not in (o.embed, o.hidden) and o.embed != o.hidden:
         raise ConfigError(f"--tie shares the input embedding with the output layer, so it needs --embed equal to "
                           f"--hidden (got --embed {o.embed}, --hidden {o.hidden})")
@@ -170,25 +157,3 @@ def refuse_changes(ckpt, opts: TrainOptions, explicit: frozenset, *, what: str, 
              for k in keys if k in explicit and k in saved and saved[k] != getattr(opts, k)]
     if diffs:
         raise CharlmError(f"cannot change {what}: {'; '.join(diffs)}")
-
-
-# Options that only shape a language model's or a tagger's data: given to a classifier, a usage error.
-NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
-                       "eval_chars")
-# ... and to a tagger: the classifier's own.
-NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars")
-# ... and to a language model: the document tasks' own.
-NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance")
-
-
-def check_task_options(opts: TrainOptions, explicit: frozenset) -> None:
-    """What only the command line can tell: options given for another task (usage errors), and an explicit
-    --eos file for a tagger (its documents must be whole lines or paragraphs)."""
-    refused = {"lm": NOT_FOR_LANGUAGE_MODELS, "classify": NOT_FOR_CLASSIFIERS}.get(opts.task, NOT_FOR_TAGGERS)
-    given = [name for name in refused if name in explicit]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
-    if opts.task not in ("lm", "tag", "classify") and "eos" in explicit and opts.eos == "file":
-        raise ConfigError(f"--task {opts.task} reads whole documents: use --eos lines or --eos paragraphs "
-                          f"(lines is the default)")

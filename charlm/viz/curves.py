@@ -14,7 +14,7 @@ from pathlib import Path
 
 from charlm.engine.backend import np
 from charlm.errors import CharlmError
-from charlm.training.trainer import LOSS_SMOOTHING  # smoothed as the progress display smooths it
+from charlm.training.events import LOSS_SMOOTHING  # smoothed as the progress display smooths it
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ says what to install. The figure is rendered off-screen (the Agg backend) and wr
 import io
 from pathlib import Path
 
+from charlm.atomic import write_atomic
 from charlm.errors import ConfigError
-from charlm.store.atomic import write_atomic
 from charlm.viz.curves import RunCurves
 
 FORMATS = (".png", ".svg", ".pdf")

@@ -1,12 +1,12 @@
-"""`charlm classify`: a thin wrapper over `charlm.inference.classify.classify_texts`."""
+"""`charlm classify`: a thin wrapper over `charlm.tasks.classify.classifier_inference.classify_texts`."""
 
 import json
 
 import click
 
 from charlm.cli.console import input_texts, status_console
-from charlm.inference.classify import as_classifier, classify_texts
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
 
 
 @click.command()

@@ -1,5 +1,6 @@
 """`charlm evaluate`: a model's figures on a labelled file, whatever the model (thin wrappers over
-`charlm.inference.tagging`, `charlm.inference.classify` and, for language models, `charlm perplexity`)."""
+`charlm.tasks.tagging.tagger_inference`, `charlm.tasks.classify.classifier_inference` and, for language
+models, `charlm perplexity`)."""
 
 import json
 
@@ -10,10 +11,10 @@ from rich.text import Text
 from charlm.cli.commands.perplexity import perplexity
 from charlm.cli.console import result_console, status_console
 from charlm.errors import ConfigError
-from charlm.inference.classify import as_classifier, evaluate_texts
-from charlm.inference.tagging import as_tagger, evaluate_docs, labelled_docs
 from charlm.store.checkpoint import load_checkpoint
-from charlm.text.classify import read_labelled
+from charlm.tasks.classify.classifier_inference import as_classifier, evaluate_texts
+from charlm.tasks.classify.labelled_text import read_labelled
+from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs
 
 # Confusion matrices wider than this many labels show only the most confused pairs.
 MATRIX_LABELS = 25
@@ -31,10 +32,10 @@ def evaluate(ctx, checkpoint, file, as_json, quiet):
     macro-F1, per-label figures and confusion matrix; a language model's bits per character and perplexity
     (as `charlm perplexity`)."""
     ckpt = load_checkpoint(checkpoint, warn=status_console(quiet).print)
-    if not ckpt.config.heads:
+    if ckpt.config.kind == "lm":
         ctx.invoke(perplexity, checkpoint=checkpoint, files=(file,), as_json=as_json, quiet=quiet)
         return
-    if ckpt.config.pool:
+    if ckpt.config.kind == "classifier":
         _evaluate_classifier(ckpt, file, as_json)
         return
     tagger = as_tagger(ckpt)

@@ -7,9 +7,10 @@ from rich.table import Table
 
 from charlm.cli.console import result_console
 from charlm.engine.cells import CELLS
-from charlm.engine.gradcheck import TOLERANCE, check_model
+from charlm.engine.gradcheck import TOLERANCE
 from charlm.errors import CharlmError
 from charlm.models.config import ModelConfig
+from charlm.models.gradcheck import check_model
 
 
 @click.command()

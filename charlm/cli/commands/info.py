@@ -7,8 +7,8 @@ from rich.table import Table
 from rich.text import Text
 
 from charlm.cli.console import result_console, status_console
-from charlm.inference.analysis import describe
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.description import describe
 
 
 def _visible(c: str) -> str:

@@ -8,10 +8,10 @@ from rich.table import Table
 from rich.text import Text
 
 from charlm.cli.console import result_console, status_console
-from charlm.inference.analysis import SURPRISAL_BINS, rank_candidates, score_summary, surprisal, surprisal_bin
-from charlm.inference.sampling import unit_noun
-from charlm.inference.scoring import ScoreResult, score_file
 from charlm.store.checkpoint import load_language_model
+from charlm.tasks.lm.analysis import SURPRISAL_BINS, rank_candidates, score_summary, surprisal, surprisal_bin
+from charlm.tasks.lm.sampling import unit_noun
+from charlm.tasks.lm.scoring import ScoreResult, score_file
 from charlm.text.tokenizer import EOS
 
 # the colour of each bin of `SURPRISAL_BINS`, the open last bin included, for --show

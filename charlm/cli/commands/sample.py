@@ -8,9 +8,9 @@ import sys
 import click
 
 from charlm.cli.console import status_console
-from charlm.inference.analysis import novelty
-from charlm.inference.sampling import OrderedStream, beam_search, generate
 from charlm.store.checkpoint import load_language_model
+from charlm.tasks.lm.analysis import novelty
+from charlm.tasks.lm.sampling import OrderedStream, beam_search, generate
 from charlm.text.corpus import read_text
 
 ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}

@@ -1,12 +1,12 @@
-"""`charlm tag`: a thin wrapper over `charlm.inference.tagging.tag_docs`."""
+"""`charlm tag`: a thin wrapper over `charlm.tasks.tagging.tagger_inference.tag_docs`."""
 
 import json
 
 import click
 
 from charlm.cli.console import input_texts, status_console
-from charlm.inference.tagging import as_tagger, tag_docs
 from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.tagging.tagger_inference import as_tagger, tag_docs
 
 
 @click.command()

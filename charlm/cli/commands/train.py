@@ -1,4 +1,4 @@
-"""`charlm train`: a thin wrapper over `charlm.training.trainer.train`."""
+"""`charlm train`: a thin wrapper over `charlm.tasks.registry.train`."""
 
 import json
 import math
@@ -15,8 +15,9 @@ from charlm.errors import ConfigError
 from charlm.models.config import ACTIVATIONS, DTYPES, POOLS
 from charlm.parallel.environment import launched_rank, launched_size
 from charlm.parallel.launch import announce, launch
+from charlm.tasks.registry import TASKS
+from charlm.tasks.registry import train as run_training
 from charlm.text.corpus import EOS_MODES
-from charlm.text.tagging import TASKS
 from charlm.text.tokenizer import KINDS
 from charlm.training import events
 from charlm.training.options import OPTION_NAMES, TrainOptions, parse_duration
@@ -33,7 +34,6 @@ from charlm.training.recipe import (
     WORD_RECIPE,
 )
 from charlm.training.schedule import SCHEDULES
-from charlm.training.trainer import train as run_training
 
 
 def train_distributed(opts, **kwargs):
@@ -143,7 +143,7 @@ def _finite(ctx, param, value):
               help="Tokens seen fewer times become <UNK>.")
 @click.option("--max-vocab", type=click.IntRange(min=3), help="Keep only the most frequent tokens [default: all "
               "characters; 10,000 words].")
-@click.option("--task", type=click.Choice(("lm", *TASKS, "classify")), default=DEFAULTS.task, show_default=True,
+@click.option("--task", type=click.Choice(tuple(TASKS)), default=DEFAULTS.task, show_default=True,
               help="What to learn: a language model; a tagger: restore case (truecase), restore punctuation "
                    "marks (punctuate), both on one encoder, or the labels of a CoNLL-style file (tag); or a "
                    "classifier of label<TAB>text lines (classify).")

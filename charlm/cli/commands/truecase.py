@@ -6,10 +6,10 @@ import json
 import click
 
 from charlm.cli.console import input_texts, status_console
-from charlm.inference.truecase import check_truecase_model
-from charlm.inference.truecase import truecase as truecase_texts
 from charlm.store.checkpoint import load_checkpoint
-from charlm.text.tagging import lowercase
+from charlm.tasks.lm.truecase import check_truecase_model
+from charlm.tasks.lm.truecase import truecase as truecase_texts
+from charlm.text.casing import lowercase
 
 
 @click.command()

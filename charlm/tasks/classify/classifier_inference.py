@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.inference.tag_metrics import label_scores
 from charlm.models import classifier
+from charlm.tasks.label_scores import label_scores
 from charlm.text.batching import batches_by_length
 
 # Texts classified together (padded to the longest of each group; groups are sorted by length).
@@ -28,8 +28,8 @@ class Classifier:
 def as_classifier(ckpt) -> Classifier:
     """The classifier a checkpoint holds; another kind of model is a ConfigError saying what to use."""
     meta = ckpt.data.get("classify")
-    if not ckpt.config.pool or not meta:
-        kind = "a tagger (use charlm tag)" if ckpt.config.heads else "a language model (use charlm sample)"
+    if ckpt.config.kind != "classifier" or not meta:
+        kind = "a tagger (use charlm tag)" if ckpt.config.kind == "tagger" else "a language model (use charlm sample)"
         raise ConfigError(f"{ckpt.path} is {kind}, not a classifier: train one with charlm train --task classify")
     return Classifier(ckpt.params, ckpt.config, ckpt.vocab, tuple(meta["labels"]), int(meta.get("max_len", 0)))
 

@@ -1,5 +1,5 @@
-"""Training a classifier (`--task classify`): the document trainer (`charlm.training.tagging.TaggerTrainer`)
-over labelled texts, one label per text, the best checkpoint chosen by validation macro-F1.
+"""Training a classifier (`--task classify`): batches of whole labelled texts of similar length, one label per
+text, the best checkpoint chosen by validation macro-F1.
 
 Why macro-F1: labelled data is usually skewed (the surnames corpus has 9,408 Russian names and 72 Vietnamese),
 and the validation loss and accuracy both improve by getting the large labels right while the small ones are
@@ -8,23 +8,26 @@ still guessed; macro-F1 weighs every label alike, so the kept model is the one t
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.inference.classify import Classifier, classify_texts, evaluate_texts
 from charlm.models import classifier
-from charlm.text.batching import DocumentBatcher
-from charlm.text.classify import read_labelled, stratified_split
+from charlm.models.config import POOLS
+from charlm.tasks.classify.classifier_inference import Classifier, classify_texts, evaluate_texts
+from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
+from charlm.tasks.documents import DocumentTask, padded_lengths
 from charlm.text.corpus import file_sha256
 from charlm.text.tokenizer import Vocab
 from charlm.training import events
 from charlm.training.options import TrainOptions
-from charlm.training.tagging import DocumentBatches, TaggerTrainer
+from charlm.training.task import Scores
 
 # Labels named at most this many times in the warning about labels seen once.
 SINGLES_SHOWN = 5
+# Options that do not apply to a classifier (a tagger's and a language model's own).
+NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
+                       "eval_chars")
 
 
 @dataclass(frozen=True)
@@ -99,60 +102,65 @@ def load_classify_data(opts: TrainOptions, base, report) -> ClassifyData:
     return ClassifyData(labels, vocab, train, val, weights, file_sha256(opts.corpus))
 
 
-class ClassifierTrainer(TaggerTrainer):
-    """A classifier's run; the best checkpoint is the one with the best validation macro-F1."""
+class ClassifierTask(DocumentTask):
+    """A classifier's run (`charlm.training.task.Task`); the best checkpoint has the best validation macro-F1."""
 
-    model = classifier
     meta_key = "classify"
+    refused = NOT_FOR_CLASSIFIERS
+
+    @classmethod
+    def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
+        super().check_options(opts, explicit)
+        if opts.pool not in POOLS:
+            raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, got {opts.pool!r}")
 
     @staticmethod
     def load_data(opts: TrainOptions, base, report) -> ClassifyData:
         return load_classify_data(opts, base, report)
 
-    def new_config(self, opts: TrainOptions, data: ClassifyData):
-        return opts.model_config(data.vocab.size, (len(data.labels),))
+    def model_config(self):
+        return self.opts.model_config(self.vocab.size, (len(self.data.labels),), pool=self.opts.pool)
 
-    def new_batches(self, data: ClassifyData):
-        inputs = [data.vocab.encode(t) for t in data.train_docs.texts]
-        lengths = np.array([max(len(t), 1) for t in data.train_docs.texts])
-        y, label_weights = data.train_docs.y, data.weights
+    def documents(self):
+        train = self.data.train_docs
+        inputs = [self.vocab.encode(t) for t in train.texts]
+        y, label_weights = train.y, self.data.weights
 
         def targets(rows, lengths):  # labels (B,), lengths (B,), loss weights (B,) or None
             return y[rows], lengths, None if label_weights is None else label_weights[y[rows]]
 
-        return DocumentBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs, targets)
+        return inputs, padded_lengths(train.texts), targets
 
-    def loss_and_grads(self, x, y):
+    def loss_and_grads(self, params, cfg, x, y, state, *, rng, workspace):
         labels, lengths, weights = y
-        return classifier.loss_and_grads(self.params, self.cfg, x, labels, lengths, weights=weights, rng=self.rng,
-                                         workspace=self.workspace)
+        loss, grads = classifier.loss_and_grads(params, cfg, x, labels, lengths, weights=weights, rng=rng,
+                                                workspace=workspace)
+        return loss, grads, state
 
-    def _as_classifier(self, params) -> Classifier:
-        return Classifier(params, self.cfg, self.vocab, self.data.labels, self.opts.max_len)
+    def _as_classifier(self, params, cfg) -> Classifier:
+        return Classifier(params, cfg, self.vocab, self.data.labels, self.opts.max_len)
 
-    def score(self, params) -> dict:
+    def evaluate(self, params, cfg) -> Scores:
+        """Loss, macro-F1 and accuracy over every held-out text."""
         val = self.data.val_docs
-        found = evaluate_texts(self._as_classifier(params), val.texts, [self.data.labels[i] for i in val.y])
-        self.last_accuracy = found["accuracy"]
-        return found
+        found = evaluate_texts(self._as_classifier(params, cfg), val.texts, [self.data.labels[i] for i in val.y])
+        return Scores(found["loss"], f1=found["f1"], accuracy=found["accuracy"])
 
-    def improves(self, loss: float, f1: float) -> bool:
+    def improves(self, scores: Scores, best: Scores | None) -> bool:
         """By macro-F1 (see the module docstring); an equal F1 with a lower loss also counts."""
-        if self.best_f1 is None:
+        if best is None or best.f1 is None:
             return True
-        return f1 > self.best_f1 or (f1 == self.best_f1 and loss < self.best_val)
+        return scores.f1 > best.f1 or (scores.f1 == best.f1 and scores.loss < best.loss)
 
     def data_meta(self) -> dict:
-        return {"eos_mode": "lines", "encoding": self.opts.encoding, "min_count": self.opts.min_count,
-                "max_vocab": self.opts.max_vocab, "corpus_name": Path(self.opts.corpus).name,
-                "corpus_sha256": self.data.sha256, "corpus_chars": sum(len(t) for t in self.data.train_docs.texts),
-                "classify": {"task": "classify", "labels": list(self.data.labels), "pool": self.opts.pool,
-                             "max_len": self.opts.max_len, "balance": self.opts.balance}}
+        o = self.opts
+        return {**self.common_meta(sum(len(t) for t in self.data.train_docs.texts), "lines"),
+                "classify": {"task": "classify", "labels": list(self.data.labels), "pool": o.pool,
+                             "max_len": o.max_len, "balance": o.balance}}
 
-    def _show_sample(self) -> None:
+    def sample(self, params, cfg, step: int) -> str:
         part = self.data.val_docs or self.data.train_docs
-        i = self.step % len(part.texts)
-        [found] = classify_texts(self._as_classifier(self.params), [part.texts[i]], top_k=1)
-        self.report(events.Sample(step=self.step, text=f"{found['text']!r} -> {found['label']} "
-                                                       f"({found['probability']:.2f}; true: "
-                                                       f"{self.data.labels[part.y[i]]})"))
+        i = step % len(part.texts)
+        [found] = classify_texts(self._as_classifier(params, cfg), [part.texts[i]], top_k=1)
+        return (f"{found['text']!r} -> {found['label']} ({found['probability']:.2f}; true: "
+                f"{self.data.labels[part.y[i]]})")

@@ -1,84 +1,23 @@
-"""Analyses of a model and of its output, as plain JSON-able results (dicts, lists, str, int, float, bool).
+"""Analyses of a language model and of its output, as plain JSON-able results (dicts, lists, str, int, float,
+bool).
 
-`describe` says what a checkpoint holds; `score_summary`, `surprisal` and `rank_candidates` say how well a
-model predicts text; `novelty` says whether samples occur verbatim in a corpus. The CLI commands draw these
-results and the explorer page serves them, so neither holds a second copy of the analysis.
+`score_summary`, `surprisal` and `rank_candidates` say how well a model predicts text; `novelty` says whether
+samples occur verbatim in a corpus. The CLI commands draw these results and the explorer page serves them, so
+neither holds a second copy of the analysis.
 """
 
 import functools
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charlm.inference.sampling import unit_noun
-from charlm.inference.scoring import LN2, ScoreResult, score_documents
+from charlm.tasks.lm.sampling import unit_noun
+from charlm.tasks.lm.scoring import LN2, ScoreResult, score_documents
 from charlm.text.corpus import split_documents
-from charlm.text.tokenizer import EOS, SPECIALS
+from charlm.text.tokenizer import EOS
 
 # Upper bounds (bits) of the surprisal bins; a last, open bin holds everything from the largest bound up.
 SURPRISAL_BINS = (1.0, 3.0, 6.0, 10.0)
-# How many of a word vocabulary's tokens `describe` lists (the most frequent: ids follow counts).
-TOKENS_SHOWN = 20
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def _bits(nats):
-    return nats / LN2 if isinstance(nats, (int, float)) and math.isfinite(nats) else None
-
-
-def _vocab_summary(vocab, data) -> dict:
-    """Size, specials, document mode, encoding, the tokenizer's kind and case rule; a char vocabulary lists
-    its characters, a word vocabulary its `TOKENS_SHOWN` most frequent tokens (display texts)."""
-    summary = {"size": vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
-               "encoding": data.get("encoding"), "kind": vocab.kind, "lowercase": vocab.lowercase}
-    if vocab.kind == "char":
-        return {**summary, "chars": "".join(vocab.chars)}
-    shown = range(len(SPECIALS), min(vocab.size, len(SPECIALS) + TOKENS_SHOWN))
-    return {**summary, "tokens": [vocab.token_text(i) for i in shown]}
-
-
-def describe(ckpt) -> dict:
-    """What a loaded (hence verified) checkpoint holds: file, model, vocabulary and training summary.
-
-    Validation losses are in nats per token of the checkpoint's kind (per character for a char model).
-    """
-    cfg, train, data = ckpt.config, ckpt.train, ckpt.data
-    best_val = train.get("best_val")
-    return {
-        "path": str(ckpt.path),
-        "format_version": int(ckpt.meta.get("format_version", 0)),
-        "charlm_version": ckpt.meta.get("charlm_version"),
-        "integrity": "verified (sha256 of the payload matches; shapes and values checked)",
-        "payload_sha256": ckpt.meta.get("payload_sha256"),
-        "model": {**cfg.to_dict(), "parameters": int(sum(p.size for p in ckpt.params.values()))},
-        "vocab": _vocab_summary(ckpt.vocab, data),
-        "training": {"step": train.get("step"), "epoch": train.get("epoch"),
-                     "seconds": train.get("train_seconds"), "best_val_nats": best_val,
-                     "best_val_bits": _bits(best_val), "best_step": train.get("best_step"),
-                     "final_val_nats": train.get("best_val_final"),
-                     "final_val_mode": train.get("best_val_final_mode"),
-                     "corpus": data.get("corpus_name"), "corpus_sha256": data.get("corpus_sha256")},
-        "has_optimizer_state": bool(ckpt.optim),
-        "task": _task(ckpt),
-    }
-
-
-def _task(ckpt) -> dict:
-    """What the model does: "lm", or a tagger's task and heads (labels per head), or a classifier's labels and
-    pooling, with the best validation F1 when training recorded one."""
-    data, cfg = ckpt.data, ckpt.config
-    if cfg.pool and "classify" in data:
-        meta = data["classify"]
-        return {"task": "classify", "labels": list(meta["labels"]), "pool": cfg.pool,
-                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
-    if cfg.heads and "tagging" in data:
-        meta = data["tagging"]
-        return {"task": meta["task"], "heads": meta["heads"], "marks": meta.get("marks"),
-                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
-    return {"task": "lm"}
 
 
 # ---------------------------------------------------------------------------------------------- scores

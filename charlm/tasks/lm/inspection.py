@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.inference.sampling import log_softmax
-from charlm.inference.scoring import LN2
 from charlm.models.encoder import init_state
 from charlm.models.lm import trace
+from charlm.tasks.lm.sampling import log_softmax
+from charlm.tasks.lm.scoring import LN2
 from charlm.text.corpus import split_documents
 from charlm.text.tokenizer import EOS
 

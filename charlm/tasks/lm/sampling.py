@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.inference.stops import start_matcher, stop_rule
 from charlm.models.lm import init_state, step_logits
+from charlm.tasks.lm.stops import start_matcher, stop_rule
 from charlm.text.tokenizer import EOS, UNK
 
 
@@ -159,7 +159,7 @@ def generate_ids(step, state, context: np.ndarray, *, num_samples: int, length: 
     - pick: function log-probabilities (B, V) -> ids (B,), see `make_picker`
     - eos_ends: whether generating `<EOS>` ends a sample
     - stops: id sequences that end a sample when generated (matched against the context's tail too), or a
-      `charlm.inference.stops.TextStops` (stop strings matched against the decoded text)
+      `charlm.tasks.lm.stops.TextStops` (stop strings matched against the decoded text)
     - banned: ids never generated (their probability is zero before any filtering; `<UNK>` by default in
       `generate`); every other id keeps the model's log-probability in `logprob`
     - on_step: called after every step with (rows, ids, ended): sample indices of the live rows (B,),

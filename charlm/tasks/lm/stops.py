@@ -3,7 +3,7 @@
 A character vocabulary matches stop strings as id sequences (one id per character; a newline the
 vocabulary lacks stands for `<EOS>`). A word vocabulary matches them on the decoded text, so a stop string
 may span several tokens or lie inside one. Either way a match may start in the prime but must end in a
-generated id. A matcher follows the batch rows of `charlm.inference.sampling.generate_ids`: `push(ids)`
+generated id. A matcher follows the batch rows of `charlm.tasks.lm.sampling.generate_ids`: `push(ids)`
 appends one id per row and says which rows just completed a stop string, `keep(rows)` follows the rows
 that live on (beam search repeats rows).
 """

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import ConfigError
-from charlm.inference.sampling import log_softmax, take_rows
 from charlm.models.lm import init_state, step_logits
-from charlm.text.tagging import lowercase
+from charlm.tasks.lm.sampling import log_softmax, take_rows
+from charlm.text.casing import lowercase
 from charlm.text.tokenizer import EOS, UNK
 
 
@@ -50,8 +50,9 @@ def case_candidates(vocab, char: str) -> list[int]:
 
 def check_truecase_model(cfg, vocab) -> None:
     """Raise ConfigError unless the model is a character language model."""
-    if cfg.heads:
-        raise ConfigError("this checkpoint is a tagger, not a language model; tag text with `charlm tag`")
+    if cfg.kind != "lm":
+        use = "tag text with `charlm tag`" if cfg.kind == "tagger" else "classify text with `charlm classify`"
+        raise ConfigError(f"this checkpoint is a {cfg.kind}, not a language model; {use}")
     if vocab.kind != "char":
         raise ConfigError(f"truecasing needs a character language model; this checkpoint's model reads "
                           f"{vocab.kind}s (train one with `charlm train --tokens char`)")
@@ -69,7 +70,7 @@ def framing(vocab, eos_mode: str) -> tuple[list[int], int]:
 def truecase(params, cfg, vocab, texts, *, beam: int = 8, eos_mode: str = "lines") -> list[Restored]:
     """Restore the case of each text by beam search over its casings.
 
-    Each text is lowered first, character by character (`charlm.text.tagging.lowercase`: a character whose
+    Each text is lowered first, character by character (`charlm.tasks.tagging.tagged_text.lowercase`: a character whose
     lower case is not one character, such as 'İ', stays as it is), so the result lines up with the input.
 
     - texts: strings; each is one document (one line of a whole-file model's text)

@@ -1,37 +1,10 @@
-"""How well a tagger did: precision, recall and F1 per label with micro and macro averages; truecasing's
-word-level figures; and entity-level scores for BIO tags, as conlleval counts them. Plain JSON-able dicts.
+"""How well a tagger did beyond per-label scores (`charlm.tasks.label_scores`): truecasing's word-level
+figures and entity-level scores for BIO tags, as conlleval counts them. Plain JSON-able dicts.
 """
 
 import numpy as np
 
-
-def _prf(tp: int, n_pred: int, n_gold: int) -> dict:
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_gold if n_gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "support": int(n_gold)}
-
-
-def label_scores(gold, predicted, labels, *, ignore=()) -> dict:
-    """Per-label precision / recall / F1 / support over paired label ids (n,), and their micro and macro
-    averages over the labels not in `ignore` (e.g. "none" for punctuation, "O" for tags); the macro average
-    leaves out labels that occur in neither the gold nor the predicted labels (nothing to score).
-
-    Returns {"labels": {name: {...}}, "micro": {...}, "macro": {...}}.
-    """
-    gold, predicted = np.asarray(gold), np.asarray(predicted)
-    per_label, tp_sum, pred_sum, gold_sum, counted = {}, 0, 0, 0, []
-    for i, name in enumerate(labels):
-        tp = int(np.sum((gold == i) & (predicted == i)))
-        n_pred, n_gold = int(np.sum(predicted == i)), int(np.sum(gold == i))
-        per_label[name] = _prf(tp, n_pred, n_gold)
-        if name not in ignore:
-            tp_sum, pred_sum, gold_sum = tp_sum + tp, pred_sum + n_pred, gold_sum + n_gold
-            if n_pred or n_gold:
-                counted.append(per_label[name])
-    macro = {key: float(np.mean([s[key] for s in counted])) if counted else 0.0
-             for key in ("precision", "recall", "f1")}
-    return {"labels": per_label, "micro": _prf(tp_sum, pred_sum, gold_sum), "macro": {**macro, "support": gold_sum}}
+from charlm.tasks.label_scores import prf
 
 
 def _not_all_lower(word: str) -> bool:
@@ -49,7 +22,7 @@ def truecase_word_scores(gold_texts, predicted_texts) -> dict:
             n_gold += _not_all_lower(g)
             n_pred += _not_all_lower(p)
             tp += _not_all_lower(p) and p == g
-    return _prf(tp, n_pred, n_gold)
+    return prf(tp, n_pred, n_gold)
 
 
 def bio_chunks(labels) -> set[tuple[str, int, int]]:
@@ -86,8 +59,8 @@ def entity_scores(gold_sentences, predicted_sentences) -> dict:
     for typ in types:
         g = {c for c in gold_all if c[1] == typ}
         p = {c for c in pred_all if c[1] == typ}
-        per_type[typ] = _prf(len(g & p), len(p), len(g))
+        per_type[typ] = prf(len(g & p), len(p), len(g))
     macro = {key: float(np.mean([s[key] for s in per_type.values()])) if per_type else 0.0
              for key in ("precision", "recall", "f1")}
-    return {"labels": per_type, "micro": _prf(len(gold_all & pred_all), len(pred_all), len(gold_all)),
+    return {"labels": per_type, "micro": prf(len(gold_all & pred_all), len(pred_all), len(gold_all)),
             "macro": {**macro, "support": len(gold_all)}}

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import ConfigError, CorpusError
+from charlm.text.casing import lowercase
 from charlm.text.corpus import read_text
+from charlm.training.options import DEFAULT_MARKS
 
 NO_LABEL = -1
 TASKS = ("truecase", "punctuate", "truecase+punctuate", "tag")
-DEFAULT_MARKS = ",.?!:;"
 CASE_LABELS = ("lower", "upper")
 NO_MARK = "none"
 
@@ -49,16 +50,6 @@ class TaggedDoc:
     text: str
     labels: tuple[np.ndarray, ...]
     tokens: tuple[tuple[int, int], ...] | None = None
-
-
-def lower_char(c: str) -> str:
-    """c lowercased when that stays one character (so a text keeps its length), else c itself."""
-    low = c.lower()
-    return low if len(low) == 1 else c
-
-
-def lowercase(text: str) -> str:
-    return "".join(lower_char(c) for c in text)
 
 
 def task_heads(task: str, marks: str = DEFAULT_MARKS, tag_labels: tuple[str, ...] = ()) -> tuple[Head, ...]:

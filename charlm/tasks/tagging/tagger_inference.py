@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, ConfigError
-from charlm.inference.tag_metrics import entity_scores, is_bio, label_scores, truecase_word_scores
 from charlm.models import tagger
+from charlm.tasks.label_scores import label_scores
+from charlm.tasks.tagging.tag_metrics import entity_scores, is_bio, truecase_word_scores
+from charlm.tasks.tagging.tagged_text import NO_LABEL, Head, TaggedDoc, make_doc, read_conll, restore, tag_doc
 from charlm.text.batching import batches_by_length
 from charlm.text.corpus import read_text, split_documents
-from charlm.text.tagging import NO_LABEL, Head, TaggedDoc, make_doc, read_conll, restore, tag_doc
 
 # Documents tagged together (padded to the longest of each group; groups are sorted by length).
 BATCH = 64
@@ -34,9 +35,9 @@ class Tagger:
 def as_tagger(ckpt) -> Tagger:
     """The tagger a checkpoint holds; a language model is a ConfigError that says what to use instead."""
     tagging = ckpt.data.get("tagging")
-    if ckpt.config.pool:
+    if ckpt.config.kind == "classifier":
         raise ConfigError(f"{ckpt.path} is a classifier, not a tagger: use charlm classify")
-    if not ckpt.config.heads or not tagging:
+    if ckpt.config.kind != "tagger" or not tagging:
         raise ConfigError(f"{ckpt.path} is a language model, not a tagger: train one with charlm train --task "
                           f"truecase|punctuate|tag (charlm truecase restores case with a language model)")
     heads = tuple(Head(h["name"], tuple(h["labels"])) for h in tagging["heads"])

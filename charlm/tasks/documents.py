@@ -1,0 +1,120 @@
+"""What the document tasks (taggers and classifiers) share: batches of whole documents of similar lengths
+instead of carried streams, their options, and how a run finds the data and checkpoint it starts from."""
+
+from pathlib import Path
+
+import numpy as np
+
+from charlm.errors import ConfigError
+from charlm.text.batching import DocumentBatcher, pad_documents
+from charlm.training.options import TrainOptions
+from charlm.training.start import check_same_corpus, starting_point, with_recipe
+from charlm.training.task import Task
+
+# Options that shape only a language model's streams: given to a document task, a usage error.
+NOT_FOR_DOCUMENTS = ("seq_len", "tie", "eval_streams", "eval_chars")
+
+
+class DocumentBatches:
+    """A `DocumentBatcher`'s batches as the loop takes them: `next_batch()` -> (x (T, B), targets), where
+    `targets(rows, lengths)` builds what the model learns for the batch's documents (rows) of those lengths."""
+
+    def __init__(self, batcher: DocumentBatcher, inputs, targets):
+        self.batcher, self.inputs, self.targets = batcher, inputs, targets
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.batcher.batches_per_epoch
+
+    @property
+    def new_epoch(self) -> bool:
+        return self.batcher.new_epoch
+
+    @property
+    def cursor(self) -> dict:
+        return self.batcher.cursor
+
+    def next_batch(self):
+        rows = self.batcher.next_batch()
+        x, lengths = pad_documents([self.inputs[i] for i in rows])
+        return x, self.targets(rows, lengths)
+
+
+class DocumentTask(Task):
+    """A task over whole documents: `open` loads the data with the subclass's `load_data(opts, base, report)`
+    (its `.vocab`, `.sha256` and `.val_docs`, None without validation), and the batches come from
+    `documents()` -> (input ids per document, lengths (N,), targets(rows, lengths)).
+
+    Class attributes of a subclass: `meta_key`, the checkpoint's `data` entry that says what the model does
+    (a checkpoint to resume or fine-tune must have it, for the same --task); `refused`, the options that do
+    not apply to it."""
+
+    unit = "label"
+    meta_key = ""
+    refused: tuple[str, ...] = ()
+
+    def __init__(self, opts: TrainOptions, data, *, base=None, resume: bool = False, report=None):
+        self.opts, self.data, self.base, self.resume = opts, data, base, resume
+        self.report = report or (lambda event: None)
+        self.vocab = data.vocab
+        self._inputs = self._lengths = self._targets = None
+
+    @classmethod
+    def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
+        given = [name for name in cls.refused + NOT_FOR_DOCUMENTS if name in explicit]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+        if opts.tokens != "char":
+            raise ConfigError(f"--task {opts.task} reads characters; --tokens word is for language models")
+        if opts.tie:
+            raise ConfigError("--tie shares the embedding with a language model's output layer; a tagger has none")
+        if opts.max_len < 1:
+            raise ConfigError(f"--max-len must be at least 1, got {opts.max_len}")
+
+    @classmethod
+    def open(cls, opts: TrainOptions, run_dir, *, explicit: frozenset, report) -> "DocumentTask":
+        opts, base, resume = starting_point(opts, run_dir, explicit=explicit, report=report)
+        if base is not None:
+            meta = base.data.get(cls.meta_key)
+            if not meta or meta.get("task") != opts.task:
+                raise ConfigError(f"{base.path} is not a --task {opts.task} model; start a new run")
+        opts, recipe = with_recipe(opts, None)
+        data = cls.load_data(opts, base, report)
+        if resume:
+            check_same_corpus(base, data.sha256, opts, run_dir)
+        if recipe is not None:
+            report(recipe)
+        return cls(opts, data, base=base, resume=resume, report=report)
+
+    @staticmethod
+    def load_data(opts: TrainOptions, base, report):
+        raise NotImplementedError
+
+    def documents(self):
+        """-> (input ids per training document, their lengths (N,), targets(rows, lengths))"""
+        raise NotImplementedError
+
+    def batches(self) -> DocumentBatches:
+        self._inputs, self._lengths, self._targets = self.documents()
+        return DocumentBatches(DocumentBatcher(self._lengths, self.opts.batch, self.opts.seed), self._inputs,
+                               self._targets)
+
+    def restore_batches(self, cursor: dict) -> DocumentBatches:
+        batcher = DocumentBatcher.restore(self._lengths, self.opts.batch, self.opts.seed, cursor)
+        return DocumentBatches(batcher, self._inputs, self._targets)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.data.val_docs is not None
+
+    def common_meta(self, corpus_chars: int, eos_mode: str) -> dict:
+        """The `data` metadata every task records about its training file."""
+        o = self.opts
+        return {"eos_mode": eos_mode, "encoding": o.encoding, "min_count": o.min_count, "max_vocab": o.max_vocab,
+                "corpus_name": Path(o.corpus).name, "corpus_sha256": self.data.sha256, "corpus_chars": corpus_chars}
+
+
+def padded_lengths(texts) -> np.ndarray:
+    """Lengths (N,) of texts as batches pad them (an empty text is one step long)."""
+    return np.array([max(len(t), 1) for t in texts])

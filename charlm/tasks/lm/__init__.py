@@ -1,0 +1,2 @@
+"""Language models: the next token of a stream of characters or words, and what a trained one does (sampling,
+scoring, inspection, truecasing)."""

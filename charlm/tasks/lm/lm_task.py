@@ -1,0 +1,211 @@
+"""Training a language model (`--task lm`): B parallel streams of one long id sequence, the hidden state
+carried from chunk to chunk (truncated BPTT), scored in nats per token and bits per character."""
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from charlm.errors import ConfigError
+from charlm.models.lm import init_state, loss_and_grads
+from charlm.store.checkpoint import Checkpoint
+from charlm.tasks.lm.sampling import generate
+from charlm.tasks.lm.scoring import score_ids
+from charlm.text.batching import Batcher, split_train_val
+from charlm.text.cache import Corpus, prepare_corpus
+from charlm.text.tokenizer import EOS
+from charlm.training import budget, events
+from charlm.training.options import TrainOptions
+from charlm.training.recipe import MIN_BATCHES_PER_EPOCH, CorpusStats
+from charlm.training.start import check_same_corpus, starting_point, with_recipe
+from charlm.training.task import Scores, Task
+
+LN2 = math.log(2)
+# --sample-every shows this many tokens, drawn at this temperature (a little below 1 reads better).
+SAMPLE_LENGTH = 200
+SAMPLE_TEMPERATURE = 0.8
+# Options that shape only the document tasks' data: given to a language model, a usage error.
+NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance")
+
+
+class LanguageModelTask(Task):
+    """- corpus: the prepared training corpus; train_ids (N,) and val_ids (M,) or None: its split
+    - val_chars: characters of the original text that val_ids[1:] stand for (for bits/char; M - 1 for
+      characters, estimated for the <UNK>s of a word split: see `held_out_chars`)"""
+
+    carries_state = True
+
+    def __init__(self, opts: TrainOptions, corpus: Corpus, train_ids: np.ndarray, val_ids: np.ndarray | None,
+                 val_chars: float | None, *, base: Checkpoint | None = None, resume: bool = False, report=None):
+        self.opts, self.corpus, self.base, self.resume = opts, corpus, base, resume
+        self.report = report or (lambda event: None)
+        self.vocab = corpus.vocab
+        self.unit = self.vocab.kind  # what the losses are per: "char" or "word"
+        self.train_ids, self.val_ids = train_ids, val_ids
+        # Losses are per token; bits/char divides the same total by the characters the tokens stand for.
+        self.tokens_per_char = (len(val_ids) - 1) / val_chars if val_chars else 1.0
+        self.exact_seconds = None  # estimated cost of scoring all validation text exactly
+
+    @classmethod
+    def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
+        given = [name for name in NOT_FOR_LANGUAGE_MODELS if name in explicit]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+        if opts.bidirectional:
+            raise ConfigError("--bidirectional needs a tagging --task: a bidirectional language model would read "
+                              "the very token it predicts")
+
+    @classmethod
+    def open(cls, opts: TrainOptions, run_dir, *, explicit: frozenset, report) -> "LanguageModelTask":
+        """Load the run to resume or the checkpoint to fine-tune, then the corpus and its training/validation
+        split, and fill the options left to the recipe."""
+        opts, base, resume = starting_point(opts, run_dir, explicit=explicit, report=report)
+        if base is not None and not resume:
+            opts = _tokens_of(base, opts, explicit)
+        corpus = prepare_corpus(opts.corpus, tokens=opts.tokens, lowercase=opts.lowercase, eos_mode=opts.eos,
+                                encoding=opts.encoding, min_count=opts.min_count, max_vocab=opts.max_vocab,
+                                vocab=base.vocab if base else None)
+        unit = "characters" if corpus.vocab.kind == "char" else "tokens"
+        if resume:
+            check_same_corpus(base, corpus.sha256, opts, run_dir)
+        elif base is not None:
+            report(events.Log(f"fine-tuning from {base.path}: {corpus.n_unk:,} of {len(corpus.ids) - 1:,} "
+                              f"{unit} of the new corpus map to <UNK>"))
+        if corpus.vocab.size <= 3:
+            report(events.Warning(f"the corpus has only one distinct {unit[:-1]}"))
+
+        if opts.val_file:
+            val = prepare_corpus(opts.val_file, eos_mode=opts.eos, encoding=opts.encoding, vocab=corpus.vocab)
+            train_ids, val_ids = corpus.ids, val.ids
+            val_chars = val.n_chars + val.n_docs  # exact: each document's characters and its end
+        else:
+            train_ids, val_ids = split_train_val(corpus, opts.val_fraction, opts.seed)
+            val_chars = held_out_chars(corpus, val_ids) if val_ids is not None else None
+        if val_ids is not None and len(val_ids) < 2:
+            val_ids = val_chars = None
+        if val_ids is None and (opts.val_fraction > 0 or opts.val_file):
+            report(events.Warning("the validation split is empty; validation is off"))
+        documents = 1 if opts.eos == "file" else max(1, int(np.count_nonzero(train_ids == EOS)))
+        stats = CorpusStats(tokens=len(train_ids), documents=documents, vocab=corpus.vocab.size,
+                            kind=corpus.vocab.kind)
+        opts, recipe = with_recipe(opts, stats)
+        if recipe is not None:
+            report(recipe)
+        return cls(opts, corpus, train_ids, val_ids, val_chars, base=base, resume=resume, report=report)
+
+    # ------------------------------------------------------------------ the model and its batches
+    def model_config(self):
+        return self.opts.model_config(self.vocab.size)
+
+    def batches(self) -> Batcher:
+        o = self.opts
+        batcher = Batcher(self.train_ids, o.batch, o.seq_len, o.seed)
+        if batcher.batches_per_epoch < MIN_BATCHES_PER_EPOCH:
+            self.report(events.Warning(
+                f"only {batcher.batches_per_epoch} batch(es) per epoch from {len(self.train_ids):,} "
+                f"training ids with --batch {o.batch} x --seq-len {o.seq_len}; a smaller --batch or "
+                f"--seq-len gives more updates per epoch"))
+        return batcher
+
+    def restore_batches(self, cursor: dict) -> Batcher:
+        return Batcher.restore(self.train_ids, self.opts.batch, self.opts.seq_len, self.opts.seed, cursor)
+
+    def new_state(self, cfg, batch: int) -> list:
+        return init_state(cfg, batch)
+
+    def loss_and_grads(self, params, cfg, x, y, state, *, rng, workspace):
+        """x, y: (T, B) ids and the next ids; state: the streams' carried state."""
+        return loss_and_grads(params, cfg, x, y, state, rng=rng, workspace=workspace)
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def has_validation(self) -> bool:
+        return self.val_ids is not None
+
+    def start_validation(self, params, cfg, clock) -> None:
+        self.exact_seconds = self.probe_exact_seconds(params, cfg, clock)
+
+    def probe_exact_seconds(self, params, cfg, clock) -> float:
+        """Estimated seconds to score all validation text exactly (one stream), from a probe of
+        budget.PROBE_IDS ids after an untimed one of budget.WARM_UP_IDS. The cost does not depend on the
+        weights."""
+        probe = self.val_ids[:min(len(self.val_ids), budget.PROBE_IDS)]
+        score_ids(params, cfg, probe[:budget.WARM_UP_IDS], streams=1)  # first calls load the kernels
+        start = clock()
+        score_ids(params, cfg, probe, streams=1)
+        return budget.exact_seconds_estimate(clock() - start, len(probe), len(self.val_ids))
+
+    def evaluate(self, params, cfg) -> Scores:
+        """The loss on the first `eval_chars` validation ids, so an evaluation costs the same on a small corpus
+        as on a huge one (like nanoGPT's eval_iters)."""
+        return Scores(self.score_streams(params, cfg, max_ids=self.opts.eval_chars))
+
+    def score_streams(self, params, cfg, *, max_ids: int | None = None) -> float:
+        """Validation loss in nats per token over B parallel streams with burn-in (fast; close to exact)."""
+        ids = self.val_ids if max_ids is None else self.val_ids[:max_ids]
+        streams = max(1, min(self.opts.eval_streams, len(ids) // (4 * self.opts.seq_len)))
+        result = score_ids(params, cfg, ids, streams=streams, burn_in=0 if streams == 1 else self.opts.seq_len)
+        return result.nll_sum / result.n_scored
+
+    def reserved_seconds(self, eval_seconds: float | None) -> float:
+        return budget.reserved_seconds(self.opts.time_budget, exact_seconds=self.exact_seconds,
+                                       eval_seconds=eval_seconds, val_ids=self._val_count(),
+                                       eval_chars=self.opts.eval_chars)
+
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report) -> tuple[Scores, str]:
+        """Exact (as `charlm perplexity` scores it) when that fits the budget (budget.final_is_exact), else in
+        parallel streams."""
+        if budget.final_is_exact(self.exact_seconds, time_budget=self.opts.time_budget,
+                                 train_seconds=train_seconds):
+            result = score_ids(best_ckpt.params, best_ckpt.config, self.val_ids, streams=1)
+            return Scores(result.nll_sum / result.n_scored), "exact"
+        report(events.Log(
+            f"exact scoring of the validation text would take about {self.exact_seconds:.0f}s; using "
+            f"{self.opts.eval_streams} parallel streams (charlm perplexity RUN FILE is exact)"))
+        # When evaluations already score all of the validation text, the best one is this very score.
+        if budget.evals_cover_val(self._val_count(), self.opts.eval_chars):
+            return best, "streams"
+        return Scores(self.score_streams(best_ckpt.params, best_ckpt.config)), "streams"
+
+    def bits_per_char(self, loss: float | None) -> float | None:
+        return None if loss is None else loss * self.tokens_per_char / LN2
+
+    def _val_count(self) -> int:
+        return 0 if self.val_ids is None else len(self.val_ids)
+
+    # ------------------------------------------------------------------ what runs record and show
+    def data_meta(self) -> dict:
+        o = self.opts
+        return {"eos_mode": o.eos, "encoding": o.encoding, "min_count": o.min_count, "max_vocab": o.max_vocab,
+                "corpus_name": Path(o.corpus).name, "corpus_sha256": self.corpus.sha256,
+                "corpus_chars": self.corpus.n_chars}
+
+    def sample(self, params, cfg, step: int) -> str:
+        samples = generate(params, cfg, self.vocab, num_samples=1, length=SAMPLE_LENGTH,
+                           temperature=SAMPLE_TEMPERATURE, seed=step, stop_at_eos=self.opts.eos != "file")
+        return samples[0].text
+
+
+def held_out_chars(corpus: Corpus, val_ids: np.ndarray) -> float:
+    """Characters of the original text that a held-out part of `corpus` stands for (val_ids[1:]).
+
+    Exact for characters and for every word-mode token but `<UNK>`, whose text the ids no longer hold: each
+    counts as the mean length of the corpus's out-of-vocabulary text.
+    """
+    unk_length = corpus.unk_chars / corpus.n_unk if corpus.n_unk else 1.0
+    return corpus.vocab.char_count(val_ids, unk_length=unk_length)
+
+
+def _tokens_of(init_from: Checkpoint, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
+    """A fine-tune keeps the checkpoint's vocabulary, so also its tokenizer kind: asking for another is an
+    error, not a silent switch. It keeps the model too (a different one given explicitly was refused), so the
+    options say the width and depth it trains, and the recipe fills only the rest."""
+    kind = init_from.vocab.kind
+    if "tokens" in explicit and opts.tokens != kind:
+        raise ConfigError(f"--init-from {init_from.path} is a {kind}-level model; it cannot be fine-tuned with "
+                          f"--tokens {opts.tokens} (its vocabulary is kept)")
+    model = init_from.config
+    return replace(opts, tokens=kind, lowercase=init_from.vocab.lowercase, hidden=model.hidden,
+                   layers=model.layers, embed=model.embed, cell=model.cell)

@@ -1,0 +1,125 @@
+"""The seam between the Trainer and what it trains.
+
+The Trainer (`charlm.training.trainer`) owns the loop, the gradient path, the evaluation cadence, checkpoints,
+the time budget, signals and resume. Everything that differs between kinds of model is a `Task`: reading and
+splitting the data, the batches, the loss, the evaluation and which way is better, what a checkpoint records
+about the data, and what the progress shows as a sample. A task lives in its own folder under
+`charlm.tasks` and is registered by name in `charlm.tasks.registry`.
+"""
+
+from dataclasses import dataclass
+
+from charlm.models.config import ModelConfig
+from charlm.models.networks import network
+from charlm.training.options import TrainOptions
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One evaluation on held-out data: the loss (nats per token, or per label for a document task) and,
+    where the task measures them, its headline F1 and accuracy."""
+
+    loss: float
+    f1: float | None = None
+    accuracy: float | None = None
+
+
+class Task:
+    """What the Trainer trains. A task is built by its `open` classmethod, which loads what the options point to
+    (the data, and a checkpoint to resume or fine-tune) and settles the options in force.
+
+    Attributes every task sets:
+    - opts: the options in force (the recipe's choices filled in; a resume's saved options merged)
+    - base: the checkpoint to start from (`charlm.store.checkpoint.Checkpoint`), or None for a new model
+    - resume: continue `base`'s run exactly rather than fine-tune it
+    - vocab: the tokenizer the model reads
+    Class attributes:
+    - unit: what the losses are per, as events and results name it ("char", "word", "label")
+    - carries_state: batches continue streams, so the Trainer carries the hidden state from one batch to the
+      next (reset at each epoch) and saves it in step checkpoints
+    """
+
+    unit = "label"
+    carries_state = False
+    opts: TrainOptions
+    base = None
+    resume = False
+    vocab = None
+
+    # ------------------------------------------------------------------ options and data
+    @classmethod
+    def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
+        """Refuse, as usage errors (ConfigError), options that do not apply to this task or values it cannot
+        use; `explicit` names the options the user gave."""
+
+    @classmethod
+    def open(cls, opts: TrainOptions, run_dir, *, explicit: frozenset, report) -> "Task":
+        """Load the run to resume or the checkpoint to fine-tune, then the data, and fill the options the user
+        left to the recipe. `report(event)` gets warnings, notes and the recipe."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the model and its batches
+    def model_config(self) -> ModelConfig:
+        """The configuration of a new model (a run that starts from a checkpoint keeps that one's)."""
+        raise NotImplementedError
+
+    def init_params(self, cfg: ModelConfig, rng) -> dict:
+        """A new model's parameters, drawn from `rng`."""
+        return network(cfg).init_params(cfg, rng)
+
+    def batches(self):
+        """The training batches from the start: an object with `next_batch()` -> (x (T, B) ids, targets),
+        `new_epoch` (the batch just drawn began an epoch), `batches_per_epoch` and a JSON `cursor`."""
+        raise NotImplementedError
+
+    def restore_batches(self, cursor: dict):
+        """The training batches continuing from a saved `cursor`."""
+        raise NotImplementedError
+
+    def new_state(self, cfg: ModelConfig, batch: int) -> list | None:
+        """The zero carried state of `batch` streams (tasks that carry state)."""
+        return None
+
+    def loss_and_grads(self, params, cfg: ModelConfig, x, y, state, *, rng, workspace):
+        """Loss and gradients of one batch from `next_batch()`. -> (loss, grads, the state to carry on)"""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def has_validation(self) -> bool:
+        """Whether there is held-out data to evaluate on."""
+        return False
+
+    def start_validation(self, params, cfg: ModelConfig, clock) -> None:
+        """Called once before training, with the starting weights: time what the final score will cost."""
+
+    def evaluate(self, params, cfg: ModelConfig) -> Scores:
+        """An evaluation during training."""
+        raise NotImplementedError
+
+    def improves(self, scores: Scores, best: Scores | None) -> bool:
+        """Whether `scores` is the best evaluation so far (by default: the lower loss)."""
+        return best is None or scores.loss < best.loss
+
+    def reserved_seconds(self, eval_seconds: float | None) -> float:
+        """Seconds of a time budget to keep for the closing evaluation and the final score; `eval_seconds`:
+        what the last evaluation took (None before the first)."""
+        return 1.5 * eval_seconds if eval_seconds else 0.0
+
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report) -> tuple[Scores, str]:
+        """The best checkpoint's figures on the held-out data and how they were measured ("exact" or
+        "streams"). By default the best evaluation's, when every evaluation scores all held-out data."""
+        return best, "exact"
+
+    def bits_per_char(self, loss: float | None) -> float | None:
+        """A loss in bits per character of the original text, where the task's losses have one."""
+        return None
+
+    # ------------------------------------------------------------------ what runs record and show
+    def data_meta(self) -> dict:
+        """What a checkpoint says about the data and the task (its `data` metadata)."""
+        raise NotImplementedError
+
+    def sample(self, params, cfg: ModelConfig, step: int) -> str:
+        """A short text that shows what the model does now (--sample-every)."""
+        raise NotImplementedError
