@@ -4,7 +4,7 @@ charlm's `score_ids` (numpy) side by side with a batched PyTorch forward of the 
 input, 2-layer LSTM, linear head, cross-entropy; 64 contiguous streams, 256 steps per call, state carried)
 when `import torch` works. The text is the held-out tail (last 10%, 111,539 characters) of
 tinyshakespeare when present, else random ids. Random weights: speed does not depend on them.
-Target (issue 5): `--streams 64` >= 1.0x the PyTorch batched forward.
+Target: `--streams 64` >= 1.0x the PyTorch batched forward.
 
     flock /tmp/charlm-bench.lock .venv/bin/python bench/perplexity.py [--corpus FILE] [--burn-in 128]
 """

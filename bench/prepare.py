@@ -1,6 +1,6 @@
 """Benchmark corpus preparation: a cold `prepare_corpus` of a ~100 MB file, then a warm (cached) one, per --eos mode.
 
-Each run is a fresh subprocess that reports its own wall time and peak RSS. Targets (issue 2): cold
+Each run is a fresh subprocess that reports its own wall time and peak RSS. Targets: cold
 <= 15 s and peak RSS <= 500 MB. Exits 1 if a target is missed.
 
     flock /tmp/charlm-bench.lock .venv/bin/python bench/prepare.py [--corpus FILE | --synthetic] [--size-mb 100]

@@ -3,7 +3,8 @@
 charlm's `generate` (numpy) side by side with plain PyTorch step-by-step sampling loops of the same model
 (one-hot input, 2-layer LSTM as nn.LSTM called per step or as stacked nn.LSTMCell, linear head, softmax,
 multinomial) when `import torch` works; the ratio is against the faster of the two. Random weights
-(speed does not depend on them). Targets (issue 5): >= 1.0x torch for 1 stream, >= 2x for 64 streams.
+(speed does not depend on them). Targets: charlm at least as fast as torch for 1 stream (>= 1.0x) and at
+least twice as fast for 64 streams (>= 2x); a miss prints FAIL and exits 1.
 
     flock /tmp/charlm-bench.lock .venv/bin/python bench/sample.py [--corpus FILE] [--length 300]
 """
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.inference.sampling import generate
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params
+from charlm.tasks.lm.sampling import generate
 from charlm.text.tokenizer import Vocab
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
