@@ -1,5 +1,5 @@
 """The machine a benchmark run measured: date, CPU, cores, vector extensions, numpy/BLAS and the float32
-matmul peak. `make bench` prints it first, so every README table can say when and on what it was measured.
+matmul peak. `make bench` prints it first, so every table in docs/ can say when and on what it was measured.
 
     flock /tmp/charlm-bench.lock .venv/bin/python bench/machine.py [--json]
 """

@@ -21,7 +21,7 @@ file-mode corpora when torch and the peer script are there:
 | surnames | lines | as words, on the names of names-by-language.tsv |
 
 Each run's record (corpus, budget, arm, repeat, best loss, steps, epochs, wall seconds of the whole invocation,
-the recipe line) is appended to --results as JSON; the table at the end is in the README's form. Identical
+the recipe line) is appended to --results as JSON; the table at the end is in the form of docs/benchmarks.md. Identical
 runs differ by up to about 0.03 nats on a 2-core machine (the steps a budget buys follow the machine's
 speed), so a difference at that level needs --repeats: the arms then take turns and each cell is a mean.
 """
