@@ -203,10 +203,11 @@ def test_tampered_metadata_fails_checksum(tmp_path):
         load_checkpoint(path)
 
 
+# fixed ids: the random bytes would otherwise make a new test id each collection (pytest-xdist needs them equal)
 @pytest.mark.parametrize("content", [
     b"", b"hello world\n", b"\x80\x04\x95pickle", os.urandom(64), b"PK\x03\x04npz-ish" + bytes(40),
     struct.pack("<Q", 2**40) + b"{}", struct.pack("<Q", 2) + b"[]",
-])
+], ids=["empty", "text", "pickle", "random", "zip", "huge-header", "list-header"])
 def test_foreign_files_are_not_charlm_checkpoints(tmp_path, content):
     path = tmp_path / "x.safetensors"
     path.write_bytes(content)

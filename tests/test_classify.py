@@ -2,11 +2,10 @@
 stratified split, and real runs of `charlm train --task classify`, `charlm classify` and `charlm evaluate`."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
-from helpers import CHARLM
+from helpers import run_charlm as run
 
 from charlm.engine.optim import Adam
 from charlm.errors import ConfigError, CorpusError
@@ -17,10 +16,6 @@ from charlm.models.gradcheck import check_model
 from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
 
 CELLS = ["rnn", "gru", "lstm"]
-
-
-def run(*args, **kwargs):
-    return subprocess.run([*CHARLM, *map(str, args)], capture_output=True, text=True, timeout=300, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- the model

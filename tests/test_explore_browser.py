@@ -10,14 +10,15 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import CHARLM, charlm_env
 from playwright.sync_api import expect, sync_playwright
 
-CHARLM = Path(sys.executable).parent / "charlm"  # the venv's script: the CLI has no `python -m` module entry
+pytestmark = pytest.mark.slow  # real charlm processes and a browser
+
 CHROMIUM = os.environ.get("CHARLM_CHROMIUM") or shutil.which("chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "explore"
 # Different in length from the page's default text, so a view of it is told apart from a view of that.
@@ -45,12 +46,12 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("explore-browser")
     corpus = root / "corpus.txt"
     corpus.write_text(corpus_text(), encoding="utf-8")
-    env = {**os.environ, "CHARLM_CACHE_DIR": str(root / "cache")}
+    env = charlm_env(threads=None, CHARLM_CACHE_DIR=str(root / "cache"))
     made = []
     for name, options in (("lstm", ["--cell", "lstm", "--hidden", "32", "--layers", "1"]),
                           ("gru", ["--cell", "gru", "--hidden", "24", "--layers", "2"])):
         out = root / name
-        done = subprocess.run([str(CHARLM), "train", str(corpus), "--out", str(out), *options, "--steps", "60",
+        done = subprocess.run([*CHARLM, "train", str(corpus), "--out", str(out), *options, "--steps", "60",
                                "--eval-every", "20", "--batch", "16", "--seed", "1", "-q"],
                               capture_output=True, text=True, env=env, timeout=300)
         if done.returncode != 0:
@@ -62,8 +63,8 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def explorer_url(runs, tmp_path_factory):
     """The URL of `charlm explore LSTM GRU` running as a real process (stopped at the end of the module)."""
-    env = {**os.environ, "CHARLM_CACHE_DIR": str(tmp_path_factory.mktemp("explore-cache"))}
-    server = subprocess.Popen([str(CHARLM), "explore", *map(str, runs[1]), "--port", "0", "--json", "-q"],
+    env = charlm_env(threads=None, CHARLM_CACHE_DIR=str(tmp_path_factory.mktemp("explore-cache")))
+    server = subprocess.Popen([*CHARLM, "explore", *map(str, runs[1]), "--port", "0", "--json", "-q"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first_line = server.stdout.readline()

@@ -2,11 +2,10 @@
 `charlm train --task`, `charlm tag` and `charlm evaluate` (with every kind of bad input)."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
-from helpers import CHARLM
+from helpers import run_charlm as run
 
 from charlm.errors import ConfigError, CorpusError
 from charlm.store.checkpoint import load_checkpoint
@@ -30,10 +29,6 @@ def sentences(n, seed):
         mark = "?" if words[1] == "saw" else "."  # the mark follows from the words, so it can be learned
         out.append(" ".join(words[:3]) + ", " + " ".join(words[3:]) + mark)
     return out
-
-
-def run(*args, **kwargs):
-    return subprocess.run([*CHARLM, *map(str, args)], capture_output=True, text=True, timeout=300, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- tasks

@@ -11,9 +11,6 @@ from charlm.training.options import TrainOptions
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Task
 
-# Options that shape only a language model's streams: given to a document task, a usage error.
-NOT_FOR_DOCUMENTS = ("seq_len", "tie", "eval_streams", "eval_chars")
-
 
 class DocumentBatches:
     """A `DocumentBatcher`'s batches as the loop takes them: `next_batch()` -> (x (T, B), targets), where
@@ -47,7 +44,7 @@ class DocumentTask(Task):
 
     Class attributes of a subclass: `meta_key`, the checkpoint's `data` entry that says what the model does
     (a checkpoint to resume or fine-tune must have it, for the same --task); `refused`, the options that do
-    not apply to it."""
+    not apply to it (usage errors when given)."""
 
     unit = "label"
     meta_key = ""
@@ -61,7 +58,7 @@ class DocumentTask(Task):
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
-        given = [name for name in cls.refused + NOT_FOR_DOCUMENTS if name in explicit]
+        given = [name for name in cls.refused if name in explicit]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
