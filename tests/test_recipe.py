@@ -6,11 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.training import events, recipe, speed
@@ -36,10 +35,6 @@ NAMES = CorpusStats(tokens=150_000, documents=19_000, vocab=90)
 WORD_LIST = CorpusStats(tokens=975_000, documents=103_000, vocab=60)
 HUGE = CorpusStats(tokens=500_000_000, documents=1, vocab=200)
 TINY = CorpusStats(tokens=2_000, documents=40, vocab=30)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def budget(seconds, machine=MACHINE):

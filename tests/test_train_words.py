@@ -5,9 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 
-from charlm.cli.main import cli
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.training.options import TrainOptions
@@ -43,10 +42,6 @@ def grammar(tmp_path):
     path = tmp_path / "grammar.txt"
     path.write_text(grammar_text(600), encoding="utf-8")
     return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_a_word_model_learns_a_generated_grammar(tmp_path, grammar):
