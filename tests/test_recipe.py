@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.training import events, recipe, speed
+from charlm.training import recipe_rules as rules
 from charlm.training.options import TrainOptions
-from charlm.training.recipe import (
+from charlm.training.recipe import apply_recipe, choose_recipe
+from charlm.training.recipe_rules import (
     MAX_DROPOUT,
     MIN_DROPOUT,
     RECIPE_OPTIONS,
@@ -23,8 +25,6 @@ from charlm.training.recipe import (
     Budget,
     CorpusStats,
     Speed,
-    apply_recipe,
-    choose_recipe,
     parameters,
 )
 
@@ -102,7 +102,7 @@ def test_the_widths_the_choice_turns_on_are_timed_at_their_own_chunking(monkeypa
     assert recipe.deciding_widths(opts, stats, measured) == []  # the chosen width and the next wider: measured
     for hidden, shape in timed:
         if hidden not in speed.PROBE_WIDTHS:
-            batch, seq_len = recipe.chunking(hidden, {}, stats.tokens)
+            batch, seq_len = rules.chunking(hidden, {}, stats.tokens)
             assert shape == (seq_len, batch), hidden
 
 
@@ -114,7 +114,7 @@ def test_no_width_is_timed_when_the_recipe_does_not_choose_it():
                                     MACHINE)
     chosen = choose_recipe(SHAKESPEARE, budget(300), given={"seq_len": 100}).choices["hidden"]
     assert [w for w, _, _ in widths] == [chosen, WIDTHS[WIDTHS.index(chosen) + 1]]
-    assert all((batch, seq_len) == (recipe.TOKENS_PER_UPDATE // 100, 100) for _, batch, seq_len in widths)
+    assert all((batch, seq_len) == (rules.TOKENS_PER_UPDATE // 100, 100) for _, batch, seq_len in widths)
 
 
 @pytest.mark.parametrize("stats", [SHAKESPEARE, NAMES, WORD_LIST, HUGE, TINY], ids=lambda s: f"{s.tokens}")
@@ -140,11 +140,11 @@ def test_a_longer_budget_or_a_faster_machine_buys_a_wider_model():
 def test_a_small_corpus_caps_the_width_where_dropout_can_no_longer_regularise_it():
     small = choose_recipe(NAMES, budget(36000)).choices
     large = choose_recipe(HUGE, budget(36000)).choices
-    assert parameters("lstm", small["hidden"], 2, NAMES.vocab) <= recipe.PARAMS_PER_CHAR * NAMES.tokens
+    assert parameters("lstm", small["hidden"], 2, NAMES.vocab) <= rules.PARAMS_PER_CHAR * NAMES.tokens
     wider = WIDTHS[WIDTHS.index(small["hidden"]) + 1]
-    assert parameters("lstm", wider, 2, NAMES.vocab) > recipe.PARAMS_PER_CHAR * NAMES.tokens
+    assert parameters("lstm", wider, 2, NAMES.vocab) > rules.PARAMS_PER_CHAR * NAMES.tokens
     assert small["hidden"] < large["hidden"] and small["dropout"] > large["dropout"]
-    assert recipe.dropout_for(10.0, recipe.PARAMS_PER_CHAR) == MAX_DROPOUT
+    assert rules.dropout_for(10.0, rules.PARAMS_PER_CHAR) == MAX_DROPOUT
     assert choose_recipe(TINY, budget(36000)).choices["hidden"] == WIDTHS[0]
 
 
@@ -152,13 +152,13 @@ def test_a_width_is_chosen_only_when_the_budget_feeds_it():
     for stats in (SHAKESPEARE, NAMES, HUGE):
         for seconds in (120, 300, 1200):
             chosen = choose_recipe(stats, budget(seconds)).choices
-            tokens = seconds * recipe.TRAIN_SHARE * MACHINE.tokens_per_second(
+            tokens = seconds * rules.TRAIN_SHARE * MACHINE.tokens_per_second(
                 parameters("lstm", chosen["hidden"], 2, stats.vocab))
             if chosen["hidden"] > WIDTHS[0]:
                 params = parameters("lstm", chosen["hidden"], 2, stats.vocab)
-                assert tokens >= recipe.MIN_UPDATES * 64 * 32
-                assert tokens >= min(recipe.MIN_EPOCHS * stats.tokens, recipe.CHARS_PER_PARAM * params)
-                assert tokens >= recipe.MIN_CHARS_PER_PARAM * params
+                assert tokens >= rules.MIN_UPDATES * 64 * 32
+                assert tokens >= min(rules.MIN_EPOCHS * stats.tokens, rules.CHARS_PER_PARAM * params)
+                assert tokens >= rules.MIN_CHARS_PER_PARAM * params
 
 
 def test_a_long_budget_on_a_small_corpus_buys_epochs_not_a_model_too_wide_to_train():
@@ -167,24 +167,24 @@ def test_a_long_budget_on_a_small_corpus_buys_epochs_not_a_model_too_wide_to_tra
     chosen = choose_recipe(SHAKESPEARE, budget(1200))
     hidden = chosen.choices["hidden"]
     wider = WIDTHS[WIDTHS.index(hidden) + 1]
-    tokens = 1200 * recipe.TRAIN_SHARE * MACHINE.tokens_per_second(parameters("lstm", wider, 2, SHAKESPEARE.vocab))
-    assert tokens >= recipe.MIN_EPOCHS * SHAKESPEARE.tokens  # the epochs rule alone would have taken it
-    assert tokens < recipe.MIN_CHARS_PER_PARAM * parameters("lstm", wider, 2, SHAKESPEARE.vocab)
+    tokens = 1200 * rules.TRAIN_SHARE * MACHINE.tokens_per_second(parameters("lstm", wider, 2, SHAKESPEARE.vocab))
+    assert tokens >= rules.MIN_EPOCHS * SHAKESPEARE.tokens  # the epochs rule alone would have taken it
+    assert tokens < rules.MIN_CHARS_PER_PARAM * parameters("lstm", wider, 2, SHAKESPEARE.vocab)
     assert f"--hidden {hidden} --layers 2: " in chosen.text()
-    assert f"{recipe.MIN_CHARS_PER_PARAM:g} characters per parameter" in chosen.text()
+    assert f"{rules.MIN_CHARS_PER_PARAM:g} characters per parameter" in chosen.text()
 
 
 def test_a_wide_model_learns_from_longer_chunks_with_the_same_characters_an_update():
     for seconds in (60, 300, 1200, 36000):
         chosen = choose_recipe(HUGE, budget(seconds)).choices
-        long = chosen["hidden"] >= recipe.LONG_CHUNK_WIDTH
-        assert chosen["seq_len"] == (recipe.LONG_CHUNK if long else recipe.SHORT_CHUNK)
-        assert chosen["batch"] * chosen["seq_len"] == recipe.TOKENS_PER_UPDATE
+        long = chosen["hidden"] >= rules.LONG_CHUNK_WIDTH
+        assert chosen["seq_len"] == (rules.LONG_CHUNK if long else rules.SHORT_CHUNK)
+        assert chosen["batch"] * chosen["seq_len"] == rules.TOKENS_PER_UPDATE
     wide = choose_recipe(HUGE, budget(36000))
-    assert wide.choices["hidden"] >= recipe.LONG_CHUNK_WIDTH and "--seq-len 64 --batch 32: chunks of 64" in wide.text()
+    assert wide.choices["hidden"] >= rules.LONG_CHUNK_WIDTH and "--seq-len 64 --batch 32: chunks of 64" in wide.text()
     mine = choose_recipe(HUGE, budget(36000), given={"seq_len": 100}).choices
-    assert "seq_len" not in mine and mine["batch"] == recipe.TOKENS_PER_UPDATE // 100
-    assert choose_recipe(HUGE, budget(36000), given={"hidden": 128}).choices["seq_len"] == recipe.SHORT_CHUNK
+    assert "seq_len" not in mine and mine["batch"] == rules.TOKENS_PER_UPDATE // 100
+    assert choose_recipe(HUGE, budget(36000), given={"hidden": 128}).choices["seq_len"] == rules.SHORT_CHUNK
 
 
 @settings(max_examples=200, deadline=None)
@@ -203,10 +203,10 @@ def test_the_chosen_chunking_fits_any_corpus_and_only_a_short_one_changes_it(tok
         usual_seq_len = given_options.get("seq_len", WORD_RECIPE["seq_len"])
         usual = given_options.get("batch", WORD_RECIPE["batch"]), usual_seq_len
     else:
-        chunk = recipe.LONG_CHUNK if picked["hidden"] >= recipe.LONG_CHUNK_WIDTH else recipe.SHORT_CHUNK
+        chunk = rules.LONG_CHUNK if picked["hidden"] >= rules.LONG_CHUNK_WIDTH else rules.SHORT_CHUNK
         usual_seq_len = given_options.get("seq_len", chunk)
-        usual = given_options.get("batch", recipe.TOKENS_PER_UPDATE // usual_seq_len), usual_seq_len
-    epoch_share = (tokens - 1) // (recipe.MIN_BATCHES_PER_EPOCH + 1)  # an update's ids, an offset left over
+        usual = given_options.get("batch", rules.TOKENS_PER_UPDATE // usual_seq_len), usual_seq_len
+    epoch_share = (tokens - 1) // (rules.MIN_BATCHES_PER_EPOCH + 1)  # an update's ids, an offset left over
     if usual[0] * usual[1] <= epoch_share or set(given_options) == {"batch", "seq_len"}:
         assert (picked["batch"], picked["seq_len"]) == usual and "too few" not in chosen.text()
     elif picked["batch"] * picked["seq_len"] < tokens:  # fitted: the update shrinks, and says why
@@ -240,16 +240,16 @@ def test_short_documents_need_more_epochs_before_a_wider_model_pays():
 
 def test_dropout_is_off_below_one_epoch_and_grows_with_the_parameters_per_corpus_character():
     assert choose_recipe(HUGE, budget(300)).choices["dropout"] == 0.0  # every character is new
-    dropouts = [recipe.dropout_for(4.0, params_per_char) for params_per_char in (0.25, 1, 4, 16, 64)]
-    assert dropouts == sorted(dropouts) and dropouts[0] == recipe.MIN_DROPOUT and dropouts[-1] == MAX_DROPOUT
+    dropouts = [rules.dropout_for(4.0, params_per_char) for params_per_char in (0.25, 1, 4, 16, 64)]
+    assert dropouts == sorted(dropouts) and dropouts[0] == rules.MIN_DROPOUT and dropouts[-1] == MAX_DROPOUT
     assert choose_recipe(NAMES, budget(300)).choices["dropout"] > choose_recipe(SHAKESPEARE, budget(300)
                                                                               ).choices["dropout"]
 
 
 def test_over_short_documents_a_model_smaller_than_its_corpus_gets_less_dropout_than_the_long_document_floor():
-    assert recipe.dropout_for(5.0, 0.5, short_documents=True) == 0.0 < recipe.dropout_for(5.0, 0.5) == MIN_DROPOUT
+    assert rules.dropout_for(5.0, 0.5, short_documents=True) == 0.0 < rules.dropout_for(5.0, 0.5) == MIN_DROPOUT
     for params_per_char in (1, 4, 16):  # above the floor the kind of document changes nothing
-        assert recipe.dropout_for(5.0, params_per_char, short_documents=True) == recipe.dropout_for(5.0,
+        assert rules.dropout_for(5.0, params_per_char, short_documents=True) == rules.dropout_for(5.0,
                                                                                                     params_per_char)
     as_lines = choose_recipe(WORD_LIST, budget(120), given={"hidden": 192})
     as_one_text = choose_recipe(CorpusStats(WORD_LIST.tokens, 1, WORD_LIST.vocab), budget(120),
@@ -265,9 +265,9 @@ def test_over_short_documents_a_model_smaller_than_its_corpus_gets_less_dropout_
 def test_the_warm_up_is_a_small_share_of_the_updates_the_budget_buys(tokens, seconds, fixed, per_param):
     machine = Speed(fixed=fixed, per_param=per_param)
     chosen = choose_recipe(CorpusStats(tokens, 1, 80), budget(seconds, machine)).choices
-    updates = (seconds * recipe.TRAIN_SHARE * machine.tokens_per_second(parameters("lstm", chosen["hidden"], 2, 80))
+    updates = (seconds * rules.TRAIN_SHARE * machine.tokens_per_second(parameters("lstm", chosen["hidden"], 2, 80))
                / (chosen["batch"] * chosen["seq_len"]))
-    assert chosen["warmup"] == max(1, min(30, int(updates * recipe.WARMUP_SHARE)))
+    assert chosen["warmup"] == max(1, min(30, int(updates * rules.WARMUP_SHARE)))
 
 
 @pytest.mark.parametrize("given_options", [{}, {"hidden": 96}, {"layers": 3}, {"lr": 0.003, "eval_every": 5}])
@@ -305,28 +305,28 @@ def test_words_and_document_tasks_take_their_fixed_recipes():
 def passes(stats, seconds, hidden, layers=2, machine=MACHINE):
     """The epochs a time budget buys a model `hidden` wide, as the recipe reckons them."""
     params = parameters("lstm", hidden, layers, stats.vocab)
-    return seconds * recipe.TRAIN_SHARE * machine.tokens_per_second(params) / stats.tokens
+    return seconds * rules.TRAIN_SHARE * machine.tokens_per_second(params) / stats.tokens
 
 
 @pytest.mark.parametrize("stats", [SHAKESPEARE, HUGE, CorpusStats(tokens=20_000_000, documents=1, vocab=100)])
 @pytest.mark.parametrize("seconds", [30, 120, 300, 1200, 7200])
 def test_the_decay_ends_at_zero_from_enough_passes_and_at_a_tenth_below_them(stats, seconds):
     chosen = choose_recipe(stats, budget(seconds))
-    settles = passes(stats, seconds, chosen.choices["hidden"]) >= recipe.MIN_EPOCHS
-    assert chosen.choices["min_lr_ratio"] == (0.0 if settles else recipe.MIN_LR_RATIO_UNSETTLED)
+    settles = passes(stats, seconds, chosen.choices["hidden"]) >= rules.MIN_EPOCHS
+    assert chosen.choices["min_lr_ratio"] == (0.0 if settles else rules.MIN_LR_RATIO_UNSETTLED)
     assert ("ending at 0 with the budget" in chosen.text()) == settles
-    assert (f"the rule below {recipe.MIN_EPOCHS:g} passes" in chosen.text()) == (not settles)
+    assert (f"the rule below {rules.MIN_EPOCHS:g} passes" in chosen.text()) == (not settles)
 
 
 def test_both_decay_ends_occur_and_documents_shorter_than_a_chunk_keep_a_tenth_and_a_given_end_wins():
     assert choose_recipe(SHAKESPEARE, budget(300)).choices["min_lr_ratio"] == 0.0
-    assert choose_recipe(HUGE, budget(300)).choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_UNSETTLED > 0
+    assert choose_recipe(HUGE, budget(300)).choices["min_lr_ratio"] == rules.MIN_LR_RATIO_UNSETTLED > 0
     # A width given too wide for the budget makes fewer passes, and the decay stops at a tenth.
     too_wide = choose_recipe(SHAKESPEARE, budget(60), given={"hidden": 1024})
-    assert passes(SHAKESPEARE, 60, 1024) < recipe.MIN_EPOCHS
-    assert too_wide.choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_UNSETTLED
+    assert passes(SHAKESPEARE, 60, 1024) < rules.MIN_EPOCHS
+    assert too_wide.choices["min_lr_ratio"] == rules.MIN_LR_RATIO_UNSETTLED
     names = choose_recipe(NAMES, budget(300))  # documents shorter than a chunk, however many passes
-    assert names.choices["min_lr_ratio"] == recipe.MIN_LR_RATIO_UNSETTLED
+    assert names.choices["min_lr_ratio"] == rules.MIN_LR_RATIO_UNSETTLED
     assert "the rule over documents shorter than a chunk, whatever the passes" in names.text()
     kept = choose_recipe(SHAKESPEARE, budget(300), given={"min_lr_ratio": 0.1})
     assert "min_lr_ratio" not in kept.choices and "cosine decay ending" not in kept.text()
@@ -344,7 +344,7 @@ def test_both_decay_ends_occur_and_documents_shorter_than_a_chunk_keep_a_tenth_a
 
 def test_without_a_time_budget_the_width_is_the_default_and_the_epochs_decide_dropout():
     by_epochs = choose_recipe(SHAKESPEARE, Budget(epochs=0.5)).choices
-    assert by_epochs["hidden"] == recipe.WIDTH_WITHOUT_BUDGET and by_epochs["dropout"] == 0.0
+    assert by_epochs["hidden"] == rules.WIDTH_WITHOUT_BUDGET and by_epochs["dropout"] == 0.0
     by_steps = choose_recipe(NAMES, Budget(steps=10_000)).choices
     assert by_steps["dropout"] > choose_recipe(SHAKESPEARE, Budget(steps=10_000)).choices["dropout"]
 

@@ -15,16 +15,7 @@ import pytest
 
 from charlm.training import recipe_explain
 from charlm.training.options import TrainOptions
-from charlm.training.recipe import (
-    WIDTHS,
-    Budget,
-    CorpusStats,
-    Speed,
-    apply_recipe,
-    choose_recipe,
-    deciding_widths,
-    parameters,
-)
+from charlm.training.recipe import apply_recipe, choose_recipe, deciding_widths
 from charlm.training.recipe_explain import explain
 from charlm.training.recipe_plan import (
     CharPlan,
@@ -38,6 +29,7 @@ from charlm.training.recipe_plan import (
     Width,
     plan,
 )
+from charlm.training.recipe_rules import WIDTHS, Budget, CorpusStats, Speed, parameters
 
 FIXTURE = Path(__file__).parent / "data" / "recipe_choices.json"
 ENTRIES = json.loads(FIXTURE.read_text()) if FIXTURE.exists() else []

@@ -10,14 +10,14 @@ from helpers import invoke
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.training.options import TrainOptions
-from charlm.training.recipe import (
+from charlm.training.recipe import apply_recipe
+from charlm.training.recipe_rules import (
     CHAR_TRAINING,
     MIN_LR_RATIO_UNSETTLED,
     SHORT_CHUNK,
     TOKENS_PER_UPDATE,
     WORD_RECIPE,
     CorpusStats,
-    apply_recipe,
 )
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old king", "her sister"]

@@ -6,8 +6,7 @@ the choice turns on, `deciding_widths`). The trainer measures the speed (`charlm
 `apply_recipe`, prints the recipe's account once and saves it in the run's options, so a resumed run keeps the
 recipe it started with. Options the user gave are never changed.
 
-The recipe is made in three steps, each in its own module; this one is their public face (the entry points
-below, and every rule and type callers import):
+The recipe is made in three steps, each in its own module; this one holds the entry points:
 - `charlm.training.recipe_rules`: the rules, as constants and the small functions that apply them to one model
   (docs/recipe.md states each rule and the evidence for it). Character language models size the model by the
   budget and the corpus, then dropout, chunking, the decay's end, the warm-up and patience by what the model
@@ -22,58 +21,7 @@ from dataclasses import dataclass, replace
 from charlm.training.options import TrainOptions
 from charlm.training.recipe_explain import explain
 from charlm.training.recipe_plan import plan, plan_width
-from charlm.training.recipe_rules import (
-    CHAR_TRAINING,
-    CHARS_PER_PARAM,
-    CHARS_PER_PARAM_SHORT_DOCUMENTS,
-    DROPOUT_BASE,
-    DROPOUT_PER_DOUBLING,
-    LAYERS,
-    LONG_CHUNK,
-    LONG_CHUNK_WIDTH,
-    MAX_DROPOUT,
-    MIN_BATCHES_PER_EPOCH,
-    MIN_CHARS_PER_PARAM,
-    MIN_DROPOUT,
-    MIN_DROPOUT_SHORT_DOCUMENTS,
-    MIN_EPOCHS,
-    MIN_EPOCHS_SHORT_DOCUMENTS,
-    MIN_LR_RATIO_SETTLED,
-    MIN_LR_RATIO_UNSETTLED,
-    MIN_UPDATES,
-    PARAMS_PER_CHAR,
-    PATIENCE,
-    RECIPE_OPTIONS,
-    SHORT_CHUNK,
-    TAGGER_RECIPE,
-    TOKENS_PER_UPDATE,
-    TRAIN_SHARE,
-    WARMUP,
-    WARMUP_SHARE,
-    WIDTH_WITHOUT_BUDGET,
-    WIDTHS,
-    WORD_RECIPE,
-    Budget,
-    CorpusStats,
-    Speed,
-    chunking,
-    dropout_for,
-    fit_to_stream,
-    parameters,
-)
-
-__all__ = [
-    # the entry points
-    "Recipe", "apply_recipe", "choose_recipe", "deciding_widths", "needs_speed",
-    # the rules, and what the recipe is chosen from (charlm.training.recipe_rules)
-    "Budget", "CorpusStats", "Speed",
-    "CHAR_TRAINING", "CHARS_PER_PARAM", "CHARS_PER_PARAM_SHORT_DOCUMENTS", "DROPOUT_BASE", "DROPOUT_PER_DOUBLING",
-    "LAYERS", "LONG_CHUNK", "LONG_CHUNK_WIDTH", "MAX_DROPOUT", "MIN_BATCHES_PER_EPOCH", "MIN_CHARS_PER_PARAM",
-    "MIN_DROPOUT", "MIN_DROPOUT_SHORT_DOCUMENTS", "MIN_EPOCHS", "MIN_EPOCHS_SHORT_DOCUMENTS", "MIN_LR_RATIO_SETTLED",
-    "MIN_LR_RATIO_UNSETTLED", "MIN_UPDATES", "PARAMS_PER_CHAR", "PATIENCE", "RECIPE_OPTIONS", "SHORT_CHUNK",
-    "TAGGER_RECIPE", "TOKENS_PER_UPDATE", "TRAIN_SHARE", "WARMUP", "WARMUP_SHARE", "WIDTH_WITHOUT_BUDGET", "WIDTHS",
-    "WORD_RECIPE", "chunking", "dropout_for", "fit_to_stream", "parameters",
-]
+from charlm.training.recipe_rules import RECIPE_OPTIONS, WIDTHS, Budget, CorpusStats, Speed, chunking, parameters
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from charlm.engine.optim import make_optimizer
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, loss_and_grads
 from charlm.training.options import TrainOptions
-from charlm.training.recipe import LAYERS, CorpusStats, Speed, deciding_widths, parameters
+from charlm.training.recipe import deciding_widths
+from charlm.training.recipe_rules import LAYERS, CorpusStats, Speed, parameters
 
 PROBE_WIDTHS = (64, 256)
 PROBE_BATCH = 64

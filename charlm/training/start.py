@@ -6,7 +6,8 @@ from charlm.store.checkpoint import Checkpoint, load_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.training import events
 from charlm.training.options import MODEL_OPTIONS, TrainOptions, check_options, merge_resumed_options, refuse_changes
-from charlm.training.recipe import CorpusStats, apply_recipe, needs_speed
+from charlm.training.recipe import apply_recipe, needs_speed
+from charlm.training.recipe_rules import CorpusStats
 from charlm.training.speed import measure_recipe_speed
 
 

@@ -21,7 +21,7 @@ from charlm.text.corpus import EOS_MODES
 from charlm.text.tokenizer import KINDS
 from charlm.training import events
 from charlm.training.options import OPTION_NAMES, TrainOptions, parse_duration
-from charlm.training.recipe import (
+from charlm.training.recipe_rules import (
     CHAR_TRAINING,
     LONG_CHUNK,
     LONG_CHUNK_WIDTH,

@@ -17,7 +17,7 @@ from charlm.text.cache import Corpus, prepare_corpus
 from charlm.text.tokenizer import EOS
 from charlm.training import budget, events
 from charlm.training.options import TrainOptions
-from charlm.training.recipe import MIN_BATCHES_PER_EPOCH, CorpusStats
+from charlm.training.recipe_rules import MIN_BATCHES_PER_EPOCH, CorpusStats
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Scores, Task
 
