@@ -1,6 +1,8 @@
 """What the document tasks (taggers and classifiers) share: batches of whole documents of similar lengths
 instead of carried streams, their options, and how a run finds the data and checkpoint it starts from."""
 
+from abc import abstractmethod
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,6 @@ class DocumentTask(Task):
         self.opts, self.data, self.base, self.resume = opts, data, base, resume
         self.report = report or (lambda event: None)
         self.vocab = data.vocab
-        self._inputs = self._lengths = self._targets = None
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
@@ -85,21 +86,28 @@ class DocumentTask(Task):
         return cls(opts, data, base=base, resume=resume, report=report)
 
     @staticmethod
+    @abstractmethod
     def load_data(opts: TrainOptions, base, report):
-        raise NotImplementedError
+        """The task's data: an object with `vocab`, `sha256` (of the training file) and `val_docs` (None
+        without validation)."""
 
+    @abstractmethod
     def documents(self):
         """-> (input ids per training document, their lengths (N,), targets(rows, lengths))"""
-        raise NotImplementedError
+
+    @cached_property
+    def _encoded(self):
+        """The training documents encoded once, for the batches from the start and from a cursor alike."""
+        return self.documents()
 
     def batches(self) -> DocumentBatches:
-        self._inputs, self._lengths, self._targets = self.documents()
-        return DocumentBatches(DocumentBatcher(self._lengths, self.opts.batch, self.opts.seed), self._inputs,
-                               self._targets)
+        inputs, lengths, targets = self._encoded
+        return DocumentBatches(DocumentBatcher(lengths, self.opts.batch, self.opts.seed), inputs, targets)
 
     def restore_batches(self, cursor: dict) -> DocumentBatches:
-        batcher = DocumentBatcher.restore(self._lengths, self.opts.batch, self.opts.seed, cursor)
-        return DocumentBatches(batcher, self._inputs, self._targets)
+        inputs, lengths, targets = self._encoded
+        return DocumentBatches(DocumentBatcher.restore(lengths, self.opts.batch, self.opts.seed, cursor), inputs,
+                               targets)
 
     @property
     def has_validation(self) -> bool:

@@ -7,6 +7,7 @@ about the data, and what the progress shows as a sample. A task lives in its own
 `charlm.tasks` and is registered by name in `charlm.tasks.registry`.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from charlm.models.config import ModelConfig
@@ -24,7 +25,7 @@ class Scores:
     accuracy: float | None = None
 
 
-class Task:
+class Task(ABC):
     """What the Trainer trains. A task is built by its `open` classmethod, which loads what the options point to
     (the data, and a checkpoint to resume or fine-tune) and settles the options in force.
 
@@ -51,38 +52,39 @@ class Task:
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
         """Refuse, as usage errors (ConfigError), options that do not apply to this task or values it cannot
         use; `explicit` names the options the user gave."""
+        return  # a task that takes every option as it comes
 
     @classmethod
+    @abstractmethod
     def open(cls, opts: TrainOptions, run_dir, *, explicit: frozenset, report) -> "Task":
         """Load the run to resume or the checkpoint to fine-tune, then the data, and fill the options the user
         left to the recipe. `report(event)` gets warnings, notes and the recipe."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ the model and its batches
+    @abstractmethod
     def model_config(self) -> ModelConfig:
         """The configuration of a new model (a run that starts from a checkpoint keeps that one's)."""
-        raise NotImplementedError
 
     def init_params(self, cfg: ModelConfig, rng) -> dict:
         """A new model's parameters, drawn from `rng`."""
         return network(cfg).init_params(cfg, rng)
 
+    @abstractmethod
     def batches(self):
         """The training batches from the start: an object with `next_batch()` -> (x (T, B) ids, targets),
         `new_epoch` (the batch just drawn began an epoch), `batches_per_epoch` and a JSON `cursor`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def restore_batches(self, cursor: dict):
         """The training batches continuing from a saved `cursor`."""
-        raise NotImplementedError
 
     def new_state(self, cfg: ModelConfig, batch: int) -> list | None:
         """The zero carried state of `batch` streams (tasks that carry state)."""
         return None
 
+    @abstractmethod
     def loss_and_grads(self, params, cfg: ModelConfig, x, y, state, *, rng, workspace):
         """Loss and gradients of one batch from `next_batch()`. -> (loss, grads, the state to carry on)"""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -92,10 +94,11 @@ class Task:
 
     def start_validation(self, params, cfg: ModelConfig, clock) -> None:
         """Called once before training, with the starting weights: time what the final score will cost."""
+        return  # by default nothing to time: the final score is the best evaluation's
 
+    @abstractmethod
     def evaluate(self, params, cfg: ModelConfig) -> Scores:
         """An evaluation during training."""
-        raise NotImplementedError
 
     def improves(self, scores: Scores, best: Scores | None) -> bool:
         """Whether `scores` is the best evaluation so far (by default: the lower loss)."""
@@ -116,10 +119,10 @@ class Task:
         return None
 
     # ------------------------------------------------------------------ what runs record and show
+    @abstractmethod
     def data_meta(self) -> dict:
         """What a checkpoint says about the data and the task (its `data` metadata)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample(self, params, cfg: ModelConfig, step: int) -> str:
         """A short text that shows what the model does now (--sample-every)."""
-        raise NotImplementedError
