@@ -60,13 +60,10 @@ class Trainer:
     def __init__(self, task: Task, run_dir: RunDir, *, report=None, clock=time.perf_counter):
         opts, base = task.opts, task.base
         self.task = task
-        self.opts = opts
         self.run_dir = run_dir
         self.writer = self.make_writer(run_dir)
         self.report = report or _ignore
         self.clock = clock
-        self.vocab = task.vocab
-        self.unit = task.unit
         self.cfg = base.config if base else task.model_config()
         if base and base.config.dropout != opts.dropout:
             self.cfg = replace(self.cfg, dropout=opts.dropout)
@@ -93,6 +90,11 @@ class Trainer:
                 raise CheckpointError(f"{base.path}: cannot resume, the training state is incomplete or "
                                       f"invalid ({type(exc).__name__}: {exc})") from None
         self.writer.write_config(asdict(opts))
+
+    @property
+    def opts(self):
+        """The options in force (the task's)."""
+        return self.task.opts
 
     @property
     def best_val(self) -> float | None:
@@ -210,7 +212,7 @@ class Trainer:
             self.report(events.Progress(
                 fraction=progress, step=self.step, epoch=self.epochs_done(), loss=session.smoothed_loss, lr=lr,
                 val_loss=self.last_val, val_bpc=self.task.bits_per_char(self.last_val),
-                chars_per_sec=session.chars_per_sec(), tokens=self.unit))
+                chars_per_sec=session.chars_per_sec(), tokens=self.task.unit))
 
             if validating and (due_eval or (stopped_by and stopped_by != "signal")):
                 eval_start = self.clock()
@@ -291,7 +293,7 @@ class Trainer:
 
     def save(self, progress: float, *, best: bool = False) -> Path:
         """A step checkpoint with everything a resume needs, or (best) the model that scored best."""
-        contents = {"params": self.params, "config": self.cfg, "vocab": self.vocab, "data": self.task.data_meta(),
+        contents = {"params": self.params, "config": self.cfg, "vocab": self.task.vocab, "data": self.task.data_meta(),
                     "train": self.train_state(progress)}
         if best:
             return self.writer.save_best(**contents)
@@ -324,7 +326,7 @@ class Trainer:
         record = events.Evaluation(
             step=self.step, epoch=round(self.epochs_done(), 4), train_loss=session.smoothed_loss,
             val_loss=scores.loss, val_bpc=self.task.bits_per_char(scores.loss), best_val_loss=self.best_val, lr=lr,
-            chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.unit,
+            chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.task.unit,
             val_f1=scores.f1, val_accuracy=scores.accuracy)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
@@ -349,7 +351,7 @@ class Trainer:
         best_path = run.best_path if run.best_path.exists() else (run.checkpoints() or [run.path])[0]
         val, mode = (final_val, final_mode) if final_val is not None else (self.best_val, "streams")
         return TrainResult(
-            best_val_loss=val, best_val_bpc=self.task.bits_per_char(val), tokens=self.unit,
+            best_val_loss=val, best_val_bpc=self.task.bits_per_char(val), tokens=self.task.unit,
             best_val_mode=mode if val is not None else "none",
             steps=self.step, epochs=round(self.epochs_done(), 4), train_seconds=round(self.train_seconds, 3),
             chars_per_sec=session.chars_per_sec(), checkpoint=str(best_path), stopped_by=stopped_by,
