@@ -2,6 +2,7 @@
 instead of carried streams, their options, and how a run finds the data and checkpoint it starts from."""
 
 from abc import abstractmethod
+from collections import Counter
 from functools import cached_property
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from charlm.errors import ConfigError
 from charlm.text.batching import DocumentBatcher, pad_documents
+from charlm.text.tokenizer import Vocab
+from charlm.training import events
 from charlm.training.options import TrainOptions
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Task
@@ -123,3 +126,18 @@ class DocumentTask(Task):
 def padded_lengths(texts) -> np.ndarray:
     """Lengths (N,) of texts as batches pad them (an empty text is one step long)."""
     return np.array([max(len(t), 1) for t in texts])
+
+
+def report_cut(report, cut: int, total: int, max_len: int, noun: str) -> None:
+    """One warning counting the `noun`s (documents, texts) cut at --max-len, when any were."""
+    if cut:
+        report(events.Warning(f"{cut:,} of {total:,} {noun} are longer than --max-len {max_len} characters and "
+                              f"were cut there"))
+
+
+def characters_vocab(texts, opts: TrainOptions, base) -> Vocab:
+    """The characters a document task reads: a base checkpoint's vocabulary when fine-tuning or resuming, else
+    those of the training texts (--min-count, --max-vocab)."""
+    if base:
+        return base.vocab
+    return Vocab.build(Counter(c for t in texts for c in t), min_count=opts.min_count, max_vocab=opts.max_vocab)

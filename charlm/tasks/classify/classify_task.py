@@ -16,7 +16,7 @@ from charlm.models import classifier
 from charlm.models.config import POOLS
 from charlm.tasks.classify.classifier_inference import Classifier, classify_texts, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
-from charlm.tasks.documents import DocumentTask, padded_lengths
+from charlm.tasks.documents import DocumentTask, characters_vocab, padded_lengths, report_cut
 from charlm.text.corpus import file_sha256
 from charlm.text.tokenizer import Vocab
 from charlm.training import events
@@ -90,11 +90,8 @@ def load_classify_data(opts: TrainOptions, base, report) -> ClassifyData:
         val = LabelledSplit([texts[i] for i in val_rows], y[val_rows]) if len(val_rows) else None
     else:
         train, val = LabelledSplit(texts, y), None
-    if cut:
-        report(events.Warning(f"{cut:,} of {len(texts):,} texts are longer than --max-len {opts.max_len} "
-                              f"characters and were cut there"))
-    vocab = base.vocab if base else Vocab.build(Counter(c for t in train.texts for c in t),
-                                                min_count=opts.min_count, max_vocab=opts.max_vocab)
+    report_cut(report, cut, len(texts), opts.max_len, "texts")
+    vocab = characters_vocab(train.texts, opts, base)
     weights = None
     if opts.balance:
         per_label = np.bincount(train.y, minlength=len(labels)).astype(np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models import tagger
-from charlm.tasks.documents import DocumentTask
+from charlm.tasks.documents import DocumentTask, characters_vocab, report_cut
 from charlm.tasks.tagging.tagged_text import Head, TaggedDoc, check_task, make_doc, read_conll, tag_doc, task_heads
 from charlm.tasks.tagging.tagger_inference import evaluate_docs, tag_docs
 from charlm.text.corpus import file_sha256, read_text, split_documents
@@ -108,15 +108,8 @@ def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
     if val_docs is not None:
         val_docs, val_cut = _cut(val_docs, opts.max_len)
         cut += val_cut
-    if cut:
-        total = len(train_docs) + len(val_docs or [])
-        report(events.Warning(f"{cut:,} of {total:,} documents are longer than --max-len {opts.max_len} "
-                              f"characters and were cut there"))
-    if base:
-        vocab = base.vocab
-    else:
-        vocab = Vocab.build(Counter(c for d in train_docs for c in d.text), min_count=opts.min_count,
-                            max_vocab=opts.max_vocab)
+    report_cut(report, cut, len(train_docs) + len(val_docs or []), opts.max_len, "documents")
+    vocab = characters_vocab((d.text for d in train_docs), opts, base)
     return TaggingData(heads, vocab, train_docs, val_docs, file_sha256(opts.corpus))
 
 
