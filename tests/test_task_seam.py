@@ -7,9 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from charlm.errors import ConfigError
+from charlm.models import classifier
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks import registry
 from charlm.tasks.documents import DocumentTask, padded_lengths
+from charlm.text.batching import pad_documents
 from charlm.text.corpus import file_sha256, read_text
 from charlm.text.tokenizer import Vocab
 from charlm.training.options import TrainOptions
@@ -51,18 +54,14 @@ class LengthBucketTask(DocumentTask):
             y[rows], lengths, None)
 
     def loss_and_grads(self, params, cfg, x, y, state, *, rng, workspace):
-        from charlm.models import classifier
-
         labels, lengths, _ = y
         loss, grads = classifier.loss_and_grads(params, cfg, x, labels, lengths, rng=rng, workspace=workspace)
         return loss, grads, state
 
     def evaluate(self, params, cfg) -> Scores:
-        from charlm.models import classifier
-
         texts = self.data.val
         y = np.array([bucket(t) for t in texts])
-        x, lengths = _pad([self.vocab.encode(t) for t in texts])
+        x, lengths = pad_documents([self.vocab.encode(t) for t in texts])
         probs = classifier.predict(params, cfg, x, lengths)
         loss = float(-np.mean(np.log(probs[np.arange(len(y)), y])))
         return Scores(loss, accuracy=float(np.mean(probs.argmax(1) == y)))
@@ -73,12 +72,6 @@ class LengthBucketTask(DocumentTask):
 
     def sample(self, params, cfg, step):
         return self.data.val[0]
-
-
-def _pad(ids):
-    from charlm.text.batching import pad_documents
-
-    return pad_documents(ids)
 
 
 @pytest.fixture
@@ -109,7 +102,5 @@ def test_a_task_registered_through_the_seam_trains_end_to_end(tmp_path, length_b
 
 
 def test_an_unknown_task_is_a_usage_error(tmp_path):
-    from charlm.errors import ConfigError
-
     with pytest.raises(ConfigError, match="unknown task 'length-bucket'"):
         registry.train(TrainOptions(corpus=str(tmp_path / "x.txt"), task="length-bucket", steps=1))

@@ -2,9 +2,9 @@
 
 import math
 
+from charlm.tasks.lm.scoring import LN2
 from charlm.text.tokenizer import SPECIALS
 
-LN2 = math.log(2)
 # How many of a word vocabulary's tokens `describe` lists (the most frequent: ids follow counts).
 TOKENS_SHOWN = 20
 

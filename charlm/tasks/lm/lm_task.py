@@ -1,7 +1,6 @@
 """Training a language model (`--task lm`): B parallel streams of one long id sequence, the hidden state
 carried from chunk to chunk (truncated BPTT), scored in nats per token and bits per character."""
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from charlm.errors import ConfigError
 from charlm.models.lm import init_state, loss_and_grads
 from charlm.store.checkpoint import Checkpoint
 from charlm.tasks.lm.sampling import generate
-from charlm.tasks.lm.scoring import score_ids
+from charlm.tasks.lm.scoring import LN2, score_ids
 from charlm.text.batching import Batcher, split_train_val
 from charlm.text.cache import Corpus, prepare_corpus
 from charlm.text.tokenizer import EOS
@@ -21,7 +20,6 @@ from charlm.training.recipe_rules import MIN_BATCHES_PER_EPOCH, CorpusStats
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Scores, Task
 
-LN2 = math.log(2)
 # --sample-every shows this many tokens, drawn at this temperature (a little below 1 reads better).
 SAMPLE_LENGTH = 200
 SAMPLE_TEMPERATURE = 0.8
