@@ -10,7 +10,7 @@ import click
 from charlm.cli.console import status_console
 from charlm.store.checkpoint import load_language_model
 from charlm.tasks.lm.analysis import novelty
-from charlm.tasks.lm.sampling import OrderedStream, beam_search, generate
+from charlm.tasks.lm.sampling import OrderedStream, ends_at_eos, sample_model
 from charlm.text.corpus import read_text
 
 ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}
@@ -92,28 +92,19 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
         raise click.BadParameter(f"must be between 1 and the vocabulary size {vocab_size}, got {top_k}",
                                  param_hint="'--top-k'")
     eos_mode = ckpt.data.get("eos_mode", "file")
-    eos_ends = stop_at_eos or eos_mode != "file"
+    eos_ends = ends_at_eos(ckpt.data, stop_at_eos)
     separator = "\n" if eos_mode == "lines" else "\n\n"
-    options = dict(prime=prime, length=length, stop=stop, stop_at_eos=eos_ends, strict=strict,
-                   allow_unk=allow_unk, warn=warn)
-
     stream = None
-    if beam is not None:
-        ignored = [name for name, value in (("--temperature", temperature != 1.0), ("--top-k", top_k),
-                                            ("--top-p", top_p), ("--seed", seed)) if value]
-        if ignored:
-            warn(f"{', '.join(ignored)} ignored: beam search is deterministic")
-        samples = beam_search(ckpt.params, ckpt.config, ckpt.vocab, beam=beam, **options)[:num_samples]
-    else:
+    if beam is None:
         if seed is None:
             seed = secrets.randbits(63)
             console.print(f"seed {seed}", markup=False)
         if sys.stdout.isatty() and not as_json:
             stream = OrderedStream(ckpt.vocab, num_samples, prime, _write_now, eos_ends=eos_ends,
                                    separator=separator)
-        samples = generate(ckpt.params, ckpt.config, ckpt.vocab, num_samples=num_samples,
-                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_step=stream,
-                           **options)
+    samples = sample_model(ckpt, num_samples=num_samples, beam=beam, temperature=temperature, top_k=top_k,
+                           top_p=top_p, seed=seed, warn=warn, on_step=stream, prime=prime, length=length,
+                           stop=stop, stop_at_eos=eos_ends, strict=strict, allow_unk=allow_unk)
 
     found = None
     if novelty_corpus is not None:

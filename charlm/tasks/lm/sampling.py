@@ -322,6 +322,29 @@ def beam_search(params, cfg, vocab, *, beam: int, length: int = 200, prime: str,
     return [_sample(vocab, prime, context, ids, lp, eos) for ids, lp, eos in found]
 
 
+def ends_at_eos(data: dict, stop_at_eos: bool) -> bool:
+    """Whether `<EOS>` ends a sample of a model whose checkpoint `data` this is: always for a model of lines or
+    paragraphs, on request (`stop_at_eos`) for one of a whole file."""
+    return stop_at_eos or data.get("eos_mode", "file") != "file"
+
+
+def sample_model(ckpt, *, num_samples: int, beam: int | None = None, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None, warn=None,
+                 on_step=None, **options) -> list[Sample]:
+    """`num_samples` samples of a loaded language model: the most likely of a beam search of width `beam` that
+    continues the prime (deterministic: temperature, top-k, top-p and seed are ignored, with a warning naming
+    those given), or drawn as one batch (`generate`). `options`: prime, length, stop, stop_at_eos, strict and
+    allow_unk, as `generate` takes them."""
+    if beam is None:
+        return generate(ckpt.params, ckpt.config, ckpt.vocab, num_samples=num_samples, temperature=temperature,
+                        top_k=top_k, top_p=top_p, seed=seed, warn=warn, on_step=on_step, **options)
+    ignored = [name for name, value in (("--temperature", temperature != 1.0), ("--top-k", top_k),
+                                        ("--top-p", top_p), ("--seed", seed)) if value]
+    if ignored and warn:
+        warn(f"{', '.join(ignored)} ignored: beam search is deterministic")
+    return beam_search(ckpt.params, ckpt.config, ckpt.vocab, beam=beam, warn=warn, **options)[:num_samples]
+
+
 class OrderedStream:
     """An `on_step` callback that writes the samples' text in order while they are generated.
 
