@@ -10,6 +10,13 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CHARLM_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """The thread count fixed, as a user may fix it: a run's steps must not depend on how many cores the test
+    machine has (on several, a run first times its steps at each count). tests/test_threads.py unsets it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture
 def text_corpus(tmp_path):
     """200 lines of 8 words drawn from 11: a corpus any small model learns something from in a few steps."""

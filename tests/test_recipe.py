@@ -58,7 +58,7 @@ def test_the_probe_recovers_both_parts_of_the_speed(monkeypatch):
         return real(params, cfg, x, y, state, **kwargs)
 
     monkeypatch.setattr(speed, "loss_and_grads", step)
-    measured = speed.measure_speed("lstm", 1, 20, clock=lambda: now[0])
+    measured, _ = speed.measure_speed("lstm", 1, 20, clock=lambda: now[0])
     assert measured.fixed == pytest.approx(fixed, rel=1e-6)
     assert measured.per_param == pytest.approx(per_param, rel=1e-6)
 
@@ -91,7 +91,7 @@ def test_the_widths_the_choice_turns_on_are_timed_at_their_own_chunking(monkeypa
 
     monkeypatch.setattr(speed, "loss_and_grads", step)
     opts = TrainOptions(corpus="c.txt", time_budget=900.0)
-    measured = speed.measure_recipe_speed(opts, stats, clock=lambda: now[0])
+    measured, _ = speed.measure_recipe_speed(opts, stats, clock=lambda: now[0])
     truth = Speed(fixed=1.0, per_param=1.0, measured=tuple(
         (parameters("lstm", w, layers, stats.vocab), true_seconds_per_token(parameters("lstm", w, layers, stats.vocab)))
         for w in WIDTHS))

@@ -16,7 +16,7 @@ STARTED = time.perf_counter()
 import click  # noqa: E402
 
 from charlm import __version__  # noqa: E402
-from charlm.errors import CharlmError  # noqa: E402
+from charlm.errors import CharlmError, TrainingInterrupted  # noqa: E402
 from charlm.parallel.environment import limit_threads_per_rank  # noqa: E402
 
 # command name -> "module:attribute"
@@ -71,12 +71,17 @@ class CharlmGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except TrainingInterrupted as exc:  # a stop the user asked for: said calmly, not as an "Error:"
+            if not exc.quiet:
+                click.echo(str(exc), err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
         except CharlmError as exc:
             if exc.quiet:
                 raise click.exceptions.Exit(exc.exit_code) from None
             raise CharlmFailure(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C outside train's own handling: 128 + SIGINT, not click's "Aborted!" 1
-            raise CharlmFailure("interrupted", 130) from None
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # the reader went away (`charlm sample | head`): stop quietly
                 from charlm.cli.console import silence  # rich loads only on this path

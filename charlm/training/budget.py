@@ -1,4 +1,5 @@
-"""The time-budget policy, as pure functions of measured seconds.
+"""The time-budget policy, as pure functions of measured seconds, and `Pace`, which keeps those measurements
+in step with the machine's speed.
 
 A time budget covers the run's whole loop: training stops early enough that the closing evaluation and the
 final score of the best checkpoint still end within it. Their cost comes from two measurements:
@@ -6,7 +7,16 @@ final score of the best checkpoint still end within it. Their cost comes from tw
   probe of PROBE_IDS ids after a warm-up of WARM_UP_IDS (the cost depends on the sizes, not on the weights);
   None without validation text
 - eval_seconds: the last evaluation during training, None until the first one is timed
+Both were measured at a moment of the machine's load; when the training steps slow down (another program
+starts), the closing work slows down alike, so the trainer scales each estimate by `Pace.since` its moment.
 """
+
+import statistics
+from collections import deque
+
+# The machine's pace is the median of the last PACE_STEPS steps' seconds per token: one slow step (a garbage
+# collection, a page fault) must not move it.
+PACE_STEPS = 9
 
 # Ids in the probe that estimates exact scoring: 1024 targets, enough that the per-id cost outweighs the
 # fixed cost of one scoring call, few enough that the probe is a small part of setup on any corpus.
@@ -62,13 +72,15 @@ def evals_cover_val(val_ids: int, eval_chars: int) -> bool:
 
 
 def reserved_seconds(time_budget: float | None, *, exact_seconds: float | None, eval_seconds: float | None,
-                     val_ids: int, eval_chars: int) -> float:
+                     val_ids: int, eval_chars: int, slowdown: float = 1.0) -> float:
     """Seconds of the budget kept for the work after the last step: the closing evaluation, then the final
     score of the best checkpoint (none when an evaluation already scored all validation text: its score is
     reused), ESTIMATE_MARGIN more for the estimates' error, and EXIT_SECONDS. 0 without a budget or without
-    validation text; at most MAX_RESERVE_SHARE of the budget."""
+    validation text; at most MAX_RESERVE_SHARE of the budget. `slowdown`: how many times slower the machine
+    trains than when `exact_seconds` was estimated."""
     if not time_budget or exact_seconds is None:
         return 0.0
+    exact_seconds *= slowdown
     evaluation = eval_seconds if eval_seconds is not None else STREAMS_COST_GUESS * exact_seconds
     if final_is_exact(exact_seconds, time_budget=time_budget, train_seconds=0.0):
         final = exact_seconds
@@ -96,3 +108,32 @@ def progress_fraction(*, step: int, total_steps: int | None, time_budget: float 
     if time_budget:
         fractions.append(progress0 + (1 - progress0) * session_seconds / (time_budget - reserved))
     return max(fractions) if fractions else 0.0
+
+
+class Pace:
+    """Recent training steps: how fast the machine trains now, and how long the next step will take."""
+
+    def __init__(self):
+        self.per_token: deque[float] = deque(maxlen=PACE_STEPS)
+        self.seconds: deque[float] = deque(maxlen=PACE_STEPS)
+        self.at_start: float | None = None  # seconds per token over the first PACE_STEPS steps
+
+    def add(self, seconds: float, tokens: int) -> None:
+        self.per_token.append(seconds / max(tokens, 1))
+        self.seconds.append(seconds)
+        if self.at_start is None and len(self.per_token) == PACE_STEPS:
+            self.at_start = self.now()
+
+    def now(self) -> float | None:
+        """Seconds per token of recent steps, None before any."""
+        return statistics.median(self.per_token) if self.per_token else None
+
+    def next_step(self) -> float:
+        """Seconds the next step is likely to take (0 before any)."""
+        return statistics.median(self.seconds) if self.seconds else 0.0
+
+    def since(self, then: float | None) -> float:
+        """How many times slower the machine trains now than at the moment whose pace was `then` (1 when
+        either is unknown)."""
+        now = self.now()
+        return now / then if now and then else 1.0

@@ -30,14 +30,17 @@ class Warning:
 @dataclass(frozen=True)
 class Recipe:
     """The options the recipe chose, once at the start: a summary line, one reason per group of choices, and
-    the choices (option name -> value)."""
+    the choices (option name -> value); with the thread count the speed probe chose, when it ran (not an option
+    of the run: the machine's load decides it, see `charlm.training.threads`)."""
 
     summary: str
     reasons: tuple[str, ...]
     choices: dict
+    threads: int | None = None
 
     def to_dict(self) -> dict:
-        return {"recipe": self.summary, "reasons": list(self.reasons), "choices": self.choices}
+        return {"recipe": self.summary, "reasons": list(self.reasons), "choices": self.choices,
+                "threads": self.threads}
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,15 @@ class Evaluation:
     train_loss: float
     val_loss: float  # nats per token (a tagger's: nats per label, summed over its heads)
     val_bpc: float | None  # bits per character of the original text (None for a tagger)
-    best_val_loss: float
+    best_val_loss: float  # the kept checkpoint's validation loss (kept by loss, or by F1 for a tagger or classifier)
     lr: float
     chars_per_sec: float  # tokens per second
     train_seconds: float
     tokens: str = "char"  # the tokenizer kind, or "label" for a tagger
     val_f1: float | None = None  # a tagger's headline F1 (a classifier's macro-F1) on the validation documents
     val_accuracy: float | None = None  # a classifier's accuracy on the validation texts
+    best_step: int | None = None  # the step of the kept (best) checkpoint after this evaluation
+    best_f1: float | None = None  # its F1, the figure a tagger or classifier keeps its best checkpoint by
 
     def to_dict(self) -> dict:
         """Plain JSON types, in field order."""

@@ -74,6 +74,7 @@ class TrainOptions:
     max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
+    threads: int | None = None  # BLAS threads; None: the fastest now (charlm.training.threads)
     recipe: str = ""  # the recipe's account of the options it chose (charlm.training.recipe.Recipe.text)
 
     @property
@@ -146,7 +147,8 @@ def merge_resumed_options(ckpt, opts: TrainOptions, explicit: frozenset) -> Trai
     merged = {k: v for k, v in saved.items() if k in OPTION_NAMES}
     for name in explicit:
         merged[name] = getattr(opts, name)
-    merged.update(corpus=opts.corpus, out=str(opts.run_dir), resume=True, init_from=None)
+    # The thread count belongs to the machine and the moment, not to the run: a resume chooses afresh.
+    merged.update(corpus=opts.corpus, out=str(opts.run_dir), resume=True, init_from=None, threads=opts.threads)
     return TrainOptions(**merged)
 
 

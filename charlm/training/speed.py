@@ -2,6 +2,8 @@
 
 A probe times training steps (forward, backward, Adam update) of models of the run's cell, depth and
 vocabulary, each after one untimed step that loads the compiled kernels and warms the caches:
+- the wider reference model first, at each thread count `charlm.training.threads.choose_threads` times: the
+  count that trains it fastest now is kept for the rest of the probe (and the run starts at it);
 - two reference models, PROBE_WIDTHS wide, over 64 streams x 32 tokens, give the two parts of
   `charlm.training.recipe.Speed`: the per-time-step cost that dominates small models and the per-parameter
   cost of the matrix products that dominates wide ones;
@@ -22,6 +24,7 @@ from charlm.models.lm import init_params, init_state, loss_and_grads
 from charlm.training.options import TrainOptions
 from charlm.training.recipe import deciding_widths
 from charlm.training.recipe_rules import LAYERS, CorpusStats, Speed, parameters
+from charlm.training.threads import ThreadChoice, choose_threads
 
 PROBE_WIDTHS = (64, 256)
 PROBE_BATCH = 64
@@ -35,17 +38,29 @@ DECIDING_SECONDS = 1.0
 REFINE_ROUNDS = 3
 
 
-def measure_speed(cell: str, layers: int, vocab: int, *, clock=time.perf_counter) -> Speed:
-    """Seconds per token of a training step on this machine, as a fixed part plus a part per parameter."""
-    (p0, t0), (p1, t1) = (_seconds_per_token(cell, width, layers, vocab, clock) for width in PROBE_WIDTHS)
+def measure_speed(cell: str, layers: int, vocab: int, *, threads: int | None = None, clock=time.perf_counter
+                  ) -> tuple[Speed, ThreadChoice]:
+    """Seconds per token of a training step on this machine, as a fixed part plus a part per parameter, at
+    the thread count chosen on the way (`threads`: the user's, else the fastest now)."""
+    narrow, wide = PROBE_WIDTHS
+    timed = {}
+
+    def wide_seconds(count: int) -> float:
+        timed[count] = _seconds_per_token(cell, wide, layers, vocab, clock)
+        return timed[count][1]
+
+    choice = choose_threads(wide_seconds, option=threads)
+    p1, t1 = timed.get(choice.threads) or _seconds_per_token(cell, wide, layers, vocab, clock)
+    p0, t0 = _seconds_per_token(cell, narrow, layers, vocab, clock)
     per_param = max((t1 - t0) / (p1 - p0), 1e-15)  # timing noise must not make wide models look free
-    return Speed(fixed=max(t0 - per_param * p0, 0.0), per_param=per_param)
+    return Speed(fixed=max(t0 - per_param * p0, 0.0), per_param=per_param), choice
 
 
-def measure_recipe_speed(opts: TrainOptions, stats: CorpusStats, *, clock=time.perf_counter) -> Speed:
+def measure_recipe_speed(opts: TrainOptions, stats: CorpusStats, *, clock=time.perf_counter
+                         ) -> tuple[Speed, ThreadChoice]:
     """`measure_speed`, with the widths the recipe's choice of width turns on measured directly."""
     layers = opts.layers or LAYERS
-    speed = measure_speed(opts.cell, layers, stats.vocab, clock=clock)
+    speed, choice = measure_speed(opts.cell, layers, stats.vocab, threads=opts.threads, clock=clock)
     at_least = min(DECIDING_SECONDS, DECIDING_SHARE * (opts.time_budget or 0.0))
     for _ in range(REFINE_ROUNDS):
         widths = deciding_widths(opts, stats, speed)
@@ -55,7 +70,7 @@ def measure_recipe_speed(opts: TrainOptions, stats: CorpusStats, *, clock=time.p
             params, seconds = _seconds_per_token(opts.cell, hidden, layers, stats.vocab, clock, batch=batch,
                                                  seq_len=seq_len, steps=DECIDING_STEPS, at_least=at_least)
             speed = speed.with_measured(params, seconds)
-    return speed
+    return speed, choice
 
 
 def _seconds_per_token(cell: str, hidden: int, layers: int, vocab: int, clock, *, batch: int = PROBE_BATCH,

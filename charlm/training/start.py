@@ -44,9 +44,13 @@ def with_recipe(opts: TrainOptions, stats: CorpusStats | None) -> tuple[TrainOpt
     """The options with those left unset filled by the recipe (`charlm.training.recipe`), checked, and the
     event that gives the recipe's account (None when the user set them all), for the caller to report once
     its data has loaded. The machine's speed is measured first when the recipe sizes the model by it."""
-    speed = measure_recipe_speed(opts, stats) if stats is not None and needs_speed(opts) else None
+    speed, threads = (measure_recipe_speed(opts, stats) if stats is not None and needs_speed(opts)
+                      else (None, None))
     opts, recipe = apply_recipe(opts, stats, speed)
     check_options(opts)
     if recipe is None:
         return opts, None
-    return opts, events.Recipe(summary=recipe.summary, reasons=recipe.reasons, choices=recipe.choices)
+    if threads is None:
+        return opts, events.Recipe(summary=recipe.summary, reasons=recipe.reasons, choices=recipe.choices)
+    return opts, events.Recipe(summary=recipe.summary, reasons=(*recipe.reasons, threads.describe()),
+                               choices=recipe.choices, threads=threads.threads)

@@ -104,14 +104,17 @@ class Task(ABC):
         """Whether `scores` is the best evaluation so far (by default: the lower loss)."""
         return best is None or scores.loss < best.loss
 
-    def reserved_seconds(self, eval_seconds: float | None) -> float:
+    def reserved_seconds(self, eval_seconds: float | None, slowdown: float = 1.0) -> float:
         """Seconds of a time budget to keep for the closing evaluation and the final score; `eval_seconds`:
-        what the last evaluation took (None before the first)."""
+        what the last evaluation would take at the machine's present speed (None before the first);
+        `slowdown`: how many times slower the machine trains than while `start_validation` timed its work."""
         return 1.5 * eval_seconds if eval_seconds else 0.0
 
-    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report) -> tuple[Scores, str]:
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0
+                    ) -> tuple[Scores, str]:
         """The best checkpoint's figures on the held-out data and how they were measured ("exact" or
-        "streams"). By default the best evaluation's, when every evaluation scores all held-out data."""
+        "streams"), choosing as `reserved_seconds` planned for. By default the best evaluation's, when every
+        evaluation scores all held-out data."""
         return best, "exact"
 
     def bits_per_char(self, loss: float | None) -> float | None:

@@ -24,6 +24,7 @@ from charlm.training.schedule import learning_rate
 from charlm.training.shards import rng_state_for
 from charlm.training.signals import StopSignals
 from charlm.training.task import Scores, Task
+from charlm.training.threads import ThreadChoice, ThreadGovernor
 from charlm.training.writer import RunWriter
 
 
@@ -82,6 +83,8 @@ class Trainer:
         self.evals_since_best = 0
         self.last: Scores | None = None
         self.eval_seconds = None  # measured at each evaluation
+        self.eval_pace = None  # the machine's pace (budget.Pace.now) when eval_seconds was measured
+        self.pace = budget.Pace()  # of this invocation's steps, the timed threads trials' aside
         self.start_validation()
         if task.resume:
             try:
@@ -194,13 +197,18 @@ class Trainer:
         progress = self.progress(0.0)
         stopped_by = None
         validating = self.task.has_validation
+        threads = ThreadGovernor(o.threads, on_change=self.threads_changed)
         while stopped_by is None:
+            threads.before_step()
             step_start = self.clock()
             x, y = self.batcher.next_batch()
             if self.batcher.new_epoch:  # a new epoch starts at a new offset: the carried state no longer fits
                 self.state = self.new_state()
             loss, norm, lr = self.train_step(x, y, progress)
             now = self.clock()
+            if not threads.choosing:
+                self.pace.add(now - step_start, x.size)
+            threads.after_step(now - step_start, x.size, now)
             self.train_seconds += now - step_start
             session.step_seconds += now - step_start
             session.chars += x.size
@@ -214,11 +222,12 @@ class Trainer:
                 val_loss=self.last_val, val_bpc=self.task.bits_per_char(self.last_val),
                 chars_per_sec=session.chars_per_sec(), tokens=self.task.unit))
 
-            if validating and (due_eval or (stopped_by and stopped_by != "signal")):
+            # A stop the user asked for saves and goes at once: no evaluation, however due.
+            if validating and stopped_by != "signal" and (due_eval or stopped_by):
                 eval_start = self.clock()
                 if self.evaluate_and_checkpoint(progress, session, lr):
                     stopped_by = stopped_by or "patience"
-                self.eval_seconds = self.clock() - eval_start
+                self.eval_seconds, self.eval_pace = self.clock() - eval_start, self.pace.now()
                 session.next_eval_at = self.clock() - session.start + budget.eval_interval(o.time_budget,
                                                                                            self.eval_seconds)
             elif stopped_by or (o.save_every and self.step % o.save_every == 0):
@@ -236,6 +245,9 @@ class Trainer:
                                f"{self.clock() - session.start:.0f}s"))
         return self.result(session, stopped_by, *self.final_eval())
 
+    def threads_changed(self, choice: ThreadChoice) -> None:
+        self.report(events.Log(f"threads: {choice.describe()}"))
+
     def decide(self, total: int | None, wall: float, stop: StopSignals, session: Session
                ) -> tuple[str | None, bool, float]:
         """After a step, `wall` seconds into this invocation: (why the run stops or None, whether an
@@ -248,7 +260,8 @@ class Trainer:
         o = self.opts
         if total is not None and self.step >= total:
             return "steps" if o.steps is not None and self.step >= o.steps else "epochs"
-        if o.time_budget and wall >= o.time_budget - self.reserved_seconds():
+        # The step that would end past the reserve is not started.
+        if o.time_budget and wall + self.pace.next_step() > o.time_budget - self.reserved_seconds():
             return "time"
         if stop.signum:
             return "signal"
@@ -272,7 +285,8 @@ class Trainer:
 
     def reserved_seconds(self) -> float:
         """Seconds of the time budget kept for the closing evaluation and the final score."""
-        return self.task.reserved_seconds(self.eval_seconds)
+        evaluation = None if self.eval_seconds is None else self.eval_seconds * self.pace.since(self.eval_pace)
+        return self.task.reserved_seconds(evaluation, self.pace.since(self.pace.at_start))
 
     def epochs_done(self) -> float:
         return self.step / self.batcher.batches_per_epoch
@@ -327,7 +341,7 @@ class Trainer:
             step=self.step, epoch=round(self.epochs_done(), 4), train_loss=session.smoothed_loss,
             val_loss=scores.loss, val_bpc=self.task.bits_per_char(scores.loss), best_val_loss=self.best_val, lr=lr,
             chars_per_sec=session.chars_per_sec(), train_seconds=round(self.train_seconds, 3), tokens=self.task.unit,
-            val_f1=scores.f1, val_accuracy=scores.accuracy)
+            val_f1=scores.f1, val_accuracy=scores.accuracy, best_step=self.best_step, best_f1=self.best.f1)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
         return improved, bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
@@ -338,7 +352,8 @@ class Trainer:
         if not self.task.has_validation or not self.run_dir.best_path.exists():
             return None, "none"
         best = load_checkpoint(self.run_dir.best_path)
-        scores, mode = self.task.final_score(best, self.best, train_seconds=self.train_seconds, report=self.report)
+        scores, mode = self.task.final_score(best, self.best, train_seconds=self.train_seconds, report=self.report,
+                                             slowdown=self.pace.since(self.pace.at_start))
         final = dict(best.train, best_val_final=scores.loss, best_val_final_mode=mode)
         if scores.f1 is not None:
             final["best_val_f1"] = scores.f1
@@ -360,7 +375,7 @@ class Trainer:
     def interrupted(self, signum: int):
         path = self.run_dir.checkpoints()[0]
         raise TrainingInterrupted(
-            f"{signal.Signals(signum).name}: saved {path} at step {self.step}; resume with: "
+            f"interrupted ({signal.Signals(signum).name}): saved step {self.step} to {path}; resume with: "
             f"{self.resume_command()}", signum)
 
     def resume_command(self) -> str:

@@ -119,7 +119,9 @@ def _finite(ctx, param, value):
               show_default=True, help="Global norm, or the lecture's elementwise clip.")
 @click.option("--steps", type=click.IntRange(min=1), help="Stop after this many steps in all (counts the whole run).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Stop after this many epochs.")
-@click.option("--time", "time_budget", type=Duration(), help="Wall-clock budget of this invocation: 90s, 10m, 2h.")
+@click.option("--time", "time_budget", type=Duration(),
+              help="Wall-clock budget of this invocation: 90s, 10m, 2h [default: 10m when neither --steps nor "
+                   "--epochs is given].")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.val_fraction,
               show_default=True, help="Held-out share: the tail (file mode) or random documents.")
 @click.option("--val-file", type=click.Path(exists=True, dir_okay=False, readable=True),
@@ -161,6 +163,9 @@ def _finite(ctx, param, value):
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train as this many processes on this machine (data-parallel over MPI; needs charlm[mpi]). "
                    "On a cluster use its own launcher: mpiexec -n P charlm train ...")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads of the matrix products [default: OMP_NUM_THREADS if set, else the count that trains "
+                   "fastest now, timed at the start and again as the machine's load changes].")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True), help="Fine-tune from this checkpoint or run "
               "(keeps its vocabulary).")
@@ -200,7 +205,7 @@ def train(ctx, corpus, json_output, quiet, procs, **options):
                     f1 = f", F1 {event.val_f1:.4f}" if event.val_f1 is not None else ""
                     f1 += f", accuracy {event.val_accuracy:.4f}" if event.val_accuracy is not None else ""
                     progress.log(f"step {event.step}: val {_loss(event.val_loss, event.val_bpc, event.tokens)}"
-                                 f"{f1}, best {event.best_val_loss:.4f}")
+                                 f"{f1}; {_kept(event)}")
                 case events.Warning() if console.quiet:  # --quiet hides progress, not warnings
                     warnings.print(f"warning: {event.text}", markup=False, highlight=False)
                 case events.Warning():
@@ -233,6 +238,12 @@ def _echo(line: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         silence(sys.stdout)
+
+
+def _kept(event: events.Evaluation) -> str:
+    """The kept checkpoint, by the figure it was kept by: F1 for taggers and classifiers, else the loss."""
+    figure = f"F1 {event.best_f1:.4f}" if event.best_f1 is not None else f"{event.best_val_loss:.4f}"
+    return f"best {figure} at step {event.best_step}"
 
 
 def _loss(nats: float, bpc: float, tokens: str, mode: str = "") -> str:

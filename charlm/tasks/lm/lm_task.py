@@ -147,20 +147,21 @@ class LanguageModelTask(Task):
         result = score_ids(params, cfg, ids, streams=streams, burn_in=0 if streams == 1 else self.opts.seq_len)
         return result.nll_sum / result.n_scored
 
-    def reserved_seconds(self, eval_seconds: float | None) -> float:
+    def reserved_seconds(self, eval_seconds: float | None, slowdown: float = 1.0) -> float:
         return budget.reserved_seconds(self.opts.time_budget, exact_seconds=self.exact_seconds,
                                        eval_seconds=eval_seconds, val_ids=self._val_count(),
-                                       eval_chars=self.opts.eval_chars)
+                                       eval_chars=self.opts.eval_chars, slowdown=slowdown)
 
-    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report) -> tuple[Scores, str]:
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0
+                    ) -> tuple[Scores, str]:
         """Exact (as `charlm perplexity` scores it) when that fits the budget (budget.final_is_exact), else in
         parallel streams."""
-        if budget.final_is_exact(self.exact_seconds, time_budget=self.opts.time_budget,
-                                 train_seconds=train_seconds):
+        exact_seconds = None if self.exact_seconds is None else self.exact_seconds * slowdown
+        if budget.final_is_exact(exact_seconds, time_budget=self.opts.time_budget, train_seconds=train_seconds):
             result = score_ids(best_ckpt.params, best_ckpt.config, self.val_ids, streams=1)
             return Scores(result.nll_sum / result.n_scored), "exact"
         report(events.Log(
-            f"exact scoring of the validation text would take about {self.exact_seconds:.0f}s; using "
+            f"exact scoring of the validation text would take about {exact_seconds:.0f}s; using "
             f"{self.opts.eval_streams} parallel streams (charlm perplexity RUN FILE is exact)"))
         # When evaluations already score all of the validation text, the best one is this very score.
         if budget.evals_cover_val(self._val_count(), self.opts.eval_chars):
