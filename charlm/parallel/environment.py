@@ -6,11 +6,11 @@ starts its thread pool, which reads these variables once.
 
 import os
 
+from charlm.training.threads import USER_VARIABLES as THREAD_VARIABLES
+
 # The variables launchers set: MPICH's hydra and Slurm (PMI), Open MPI, and PMIx-based launchers.
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
-# The thread pools of the libraries numpy and numba may use.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 # Set by `charlm train --procs`: each rank first tells its launcher its pid (see `charlm.parallel.launch`).
 LAUNCHER_VARIABLE = "CHARLM_LAUNCHER"
 
