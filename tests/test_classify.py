@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import invoke
 from helpers import run_charlm as run
 
 from charlm.engine.optim import Adam
@@ -240,3 +241,25 @@ def test_language_model_flags_are_usage_errors_for_a_classifier(surnames, tmp_pa
         assert lm.returncode == 2 and "--pool does not apply to --task lm" in lm.stderr
     else:
         assert done.returncode == 2 and message in done.stderr
+
+
+def test_a_file_too_small_to_learn_from_is_warned_once(tmp_path):
+    # 6 texts, 3 a label: a classifier cannot learn from so few. One warning, before training, naming the file.
+    corpus = tmp_path / "six.tsv"
+    corpus.write_text("pos\tgood film\npos\tgreat fun\npos\tloved it\nneg\tbad film\nneg\tawful\nneg\tboring\n",
+                      encoding="utf-8")
+    result = invoke("train", corpus, "--task", "classify", "--out", tmp_path / "run", "--steps", "3",
+                    "--hidden", "8", "-q")
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in result.stderr.splitlines() if "fewer than 10 training texts" in line]
+    assert warning.startswith(f"warning: {corpus}: 2 of 2 labels") and "too few to learn from" in warning
+
+
+def test_enough_texts_a_label_get_no_small_data_warning(tmp_path):
+    corpus = tmp_path / "many.tsv"
+    corpus.write_text("".join(f"{label}\t{label} text {i}\n" for i in range(30) for label in ("pos", "neg")),
+                      encoding="utf-8")
+    result = invoke("train", corpus, "--task", "classify", "--out", tmp_path / "run", "--steps", "3",
+                    "--hidden", "8", "-q")
+    assert result.exit_code == 0, result.output
+    assert "fewer than 10" not in result.stderr

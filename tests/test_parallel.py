@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error, invoke
 
 from charlm.errors import ConfigError
 from charlm.parallel import launch
@@ -114,3 +115,19 @@ def test_a_rank_gets_one_blas_thread_unless_told_otherwise(env, expected):
     out = subprocess.run([sys.executable, "-c", THREADS], env={**clean, **env}, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == expected
+
+
+@pytest.mark.parametrize("flags, fragments", [
+    (["--batch", "63"], ("--batch 63 does not split evenly over 2 processes",)),
+    (["--task", "classify"], ("--task classify trains in one process",)),
+])
+def test_what_several_processes_cannot_train_is_refused_before_the_probe_or_the_recipe(tmp_path, monkeypatch,
+                                                                                       flags, fragments):
+    # Refused before anything runs: nothing is launched, timed or printed but the one line.
+    launched = []
+    monkeypatch.setattr(launch, "launch", lambda *args, **kwargs: launched.append(args) or 0)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("positive\tsome text\n" * 50, encoding="utf-8")
+    result = invoke("train", corpus, "--procs", "2", "--out", tmp_path / "run", *flags)
+    assert_one_line_error(result, 2, *fragments, alone=True)
+    assert launched == [] and not (tmp_path / "run").exists()

@@ -359,3 +359,31 @@ def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_vali
     with RunDir(opts.run_dir) as run_dir:
         trainer = open_trainer(replace(opts, resume=True), run_dir)
         assert result.best_val_loss == trainer.task.score_streams(best.params, best.config)
+
+
+def test_a_validation_loss_rising_from_the_first_evaluations_is_warned_once():
+    assert events.memorising([0.48, 0.9]) is None  # too early to tell
+    warning = events.memorising([0.48, 0.9, 5.3])
+    assert isinstance(warning, events.Warning) and "0.480 -> 0.900 -> 5.300" in warning.text
+    assert "memorises" in warning.text
+    assert events.memorising([0.48, 0.9, 5.3, 6.0]) is None  # said once
+    assert events.memorising([0.9, 0.48, 5.3]) is None  # it fell once: learning, then perhaps over-fitting
+
+
+def test_a_tiny_classifier_run_warns_that_it_memorises(tmp_path, monkeypatch):
+    # A trainer whose evaluations give rising losses reports the warning through its report callback.
+    seen = []
+    losses = iter([0.5, 1.0, 2.0, 3.0])
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("".join(f"{label}\t{label} {i}\n" for i in range(20) for label in ("a", "b")),
+                      encoding="utf-8")
+    from charlm.tasks.classify.classify_task import ClassifierTask
+
+    real = ClassifierTask.evaluate
+    monkeypatch.setattr(ClassifierTask, "evaluate",
+                        lambda self, params, cfg: replace(real(self, params, cfg), loss=next(losses)))
+    opts = TrainOptions(corpus=str(corpus), out=str(tmp_path / "run"), task="classify", hidden=8, steps=4,
+                        eval_every=1)
+    train(opts, report=seen.append)
+    warnings = [e.text for e in seen if isinstance(e, events.Warning) and "memorises" in e.text]
+    assert len(warnings) == 1 and "0.500 -> 1.000 -> 2.000" in warnings[0]

@@ -18,6 +18,8 @@ from pathlib import Path
 from charlm.errors import CharlmError, ConfigError
 from charlm.parallel.comm import INSTALL_HINT, mpi_available
 from charlm.parallel.environment import LAUNCHER_VARIABLE
+from charlm.training.options import TrainOptions
+from charlm.training.shards import check_divisible
 
 # mpiexec merges the ranks' streams without keeping lines whole, so a rank's pid note may arrive inside
 # another line: it is found and cut out wherever it is, its end marked by ';'.
@@ -37,6 +39,16 @@ def find_mpiexec() -> str | None:
     """The mpiexec installed beside this Python (the mpich wheel's), else the first on PATH."""
     beside = Path(sys.executable).parent / "mpiexec"
     return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def check_parallel_options(opts: TrainOptions, procs: int) -> None:
+    """Refuse what `procs` processes cannot train, before anything runs: no speed probe, recipe or mpiexec
+    for a run that would fail at its first step."""
+    if opts.task != "lm":
+        raise ConfigError(f"--task {opts.task} trains in one process; multi-process training is for "
+                          f"language models")
+    if opts.batch is not None:
+        check_divisible(opts.batch, procs)
 
 
 def check_procs(procs: int) -> str:

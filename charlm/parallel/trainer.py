@@ -22,9 +22,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from charlm.errors import CharlmError, ConfigError, DivergenceError, TrainingInterrupted
+from charlm.errors import CharlmError, DivergenceError, TrainingInterrupted
 from charlm.parallel import comm as mpi
 from charlm.parallel.environment import LAUNCHER_VARIABLE, launched_rank
+from charlm.parallel.launch import check_parallel_options
 from charlm.store.rundir import RunDir
 from charlm.tasks.lm.lm_task import LanguageModelTask
 from charlm.tasks.registry import checked_options
@@ -220,9 +221,7 @@ def train_distributed(opts: TrainOptions, *, explicit: frozenset = frozenset(), 
     run_dir = None
     in_loop = False
     try:
-        if opts.task != "lm":
-            raise ConfigError(f"--task {opts.task} trains in one process; multi-process training is for "
-                              f"language models")
+        check_parallel_options(opts, comm.size)
         started = clock() if started is None else started
         opts = checked_options(opts, explicit)
         run_dir = RunDir(opts.run_dir, keep=opts.keep)

@@ -16,6 +16,10 @@ from charlm.training.options import TrainOptions
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Task
 
+# Below this many training examples of a label, a run warns that the data is too small to learn from.
+MIN_EXAMPLES_PER_LABEL = 10
+FEW_SHOWN = 3
+
 
 class DocumentBatches:
     """A `DocumentBatcher`'s batches as the loop takes them: `next_batch()` -> (x (T, B), targets), where
@@ -133,6 +137,19 @@ def report_cut(report, cut: int, total: int, max_len: int, noun: str) -> None:
     if cut:
         report(events.Warning(f"{cut:,} of {total:,} {noun} are longer than --max-len {max_len} characters and "
                               f"were cut there"))
+
+
+def report_few_examples(report, counts: dict[str, int], *, corpus: str, noun: str) -> None:
+    """One warning when a label has fewer than MIN_EXAMPLES_PER_LABEL training `noun`s (counts: label -> how
+    many): a model cannot learn a label from a handful of examples, it memorises them, and its validation loss
+    climbs while its training loss falls."""
+    few = sorted((n, label) for label, n in counts.items() if n < MIN_EXAMPLES_PER_LABEL)
+    if few:
+        fewest = ", ".join(f"{label!r} {n}" for n, label in few[:FEW_SHOWN])
+        report(events.Warning(
+            f"{corpus}: {len(few)} of {len(counts)} labels have fewer than {MIN_EXAMPLES_PER_LABEL} training "
+            f"{noun} (fewest: {fewest}); too few to learn from: expect the validation loss to climb as the model "
+            f"memorises them. More labelled {noun} help most"))
 
 
 def characters_vocab(texts, opts: TrainOptions, base) -> Vocab:

@@ -27,6 +27,23 @@ class Warning:
     text: str
 
 
+# A run whose validation loss rises at each of its first RISING_EVALS evaluations is warned that it memorises.
+RISING_EVALS = 3
+
+
+def memorising(val_losses: list[float]) -> Warning | None:
+    """The warning for a run whose validation loss rose at each of its first RISING_EVALS evaluations (given
+    all so far, once: when the last of those is in): the model fits its training data without learning
+    anything that carries over to new data."""
+    first = val_losses[:RISING_EVALS]
+    if len(val_losses) != RISING_EVALS or any(a >= b for a, b in zip(first, first[1:], strict=False)):
+        return None
+    losses = " -> ".join(f"{v:.3f}" for v in first)
+    return Warning(f"the validation loss rose at each of the first {RISING_EVALS} evaluations ({losses}): the "
+                   f"model memorises its training data rather than learning from it; the data may be too small, "
+                   f"or the model too large (--hidden, --dropout)")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The options the recipe chose, once at the start: a summary line, one reason per group of choices, and

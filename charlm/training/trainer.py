@@ -83,6 +83,7 @@ class Trainer:
         self.evals_since_best = 0
         self.last: Scores | None = None
         self.eval_seconds = None  # measured at each evaluation
+        self.first_vals: list[float] = []  # this invocation's validation losses (events.memorising)
         self.eval_pace = None  # the machine's pace (budget.Pace.now) when eval_seconds was measured
         self.pace = budget.Pace()  # of this invocation's steps, the timed threads trials' aside
         self.start_validation()
@@ -344,6 +345,9 @@ class Trainer:
             val_f1=scores.f1, val_accuracy=scores.accuracy, best_step=self.best_step, best_f1=self.best.f1)
         self.writer.append_metrics({"event": "eval", **record.to_dict()})
         self.report(record)
+        self.first_vals.append(scores.loss)
+        if warning := events.memorising(self.first_vals):
+            self.report(warning)
         return improved, bool(self.opts.patience) and self.evals_since_best >= self.opts.patience
 
     def final_eval(self) -> tuple[float | None, str]:

@@ -16,7 +16,7 @@ from charlm.models import classifier
 from charlm.models.config import POOLS
 from charlm.tasks.classify.classifier_inference import Classifier, classify_texts, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
-from charlm.tasks.documents import DocumentTask, characters_vocab, padded_lengths, report_cut
+from charlm.tasks.documents import DocumentTask, characters_vocab, padded_lengths, report_cut, report_few_examples
 from charlm.text.corpus import file_sha256
 from charlm.text.tokenizer import Vocab
 from charlm.training import events
@@ -91,11 +91,14 @@ def load_classify_data(opts: TrainOptions, base, report) -> ClassifyData:
     else:
         train, val = LabelledSplit(texts, y), None
     report_cut(report, cut, len(texts), opts.max_len, "texts")
+    per_label = np.bincount(train.y, minlength=len(labels))
+    report_few_examples(report, dict(zip(labels, per_label.tolist(), strict=True)), corpus=opts.corpus,
+                        noun="texts")
     vocab = characters_vocab(train.texts, opts, base)
     weights = None
     if opts.balance:
-        per_label = np.bincount(train.y, minlength=len(labels)).astype(np.float64)
-        weights = len(train.y) / (len(labels) * np.maximum(per_label, 1))  # 1 for a label of average size
+        # 1 for a label of average size
+        weights = len(train.y) / (len(labels) * np.maximum(per_label.astype(np.float64), 1))
     return ClassifyData(labels, vocab, train, val, weights, file_sha256(opts.corpus))
 
 

@@ -10,8 +10,17 @@ import numpy as np
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models import tagger
-from charlm.tasks.documents import DocumentTask, characters_vocab, report_cut
-from charlm.tasks.tagging.tagged_text import Head, TaggedDoc, check_task, make_doc, read_conll, tag_doc, task_heads
+from charlm.tasks.documents import DocumentTask, characters_vocab, report_cut, report_few_examples
+from charlm.tasks.tagging.tagged_text import (
+    NO_LABEL,
+    Head,
+    TaggedDoc,
+    check_task,
+    make_doc,
+    read_conll,
+    tag_doc,
+    task_heads,
+)
 from charlm.tasks.tagging.tagger_inference import evaluate_docs, tag_docs
 from charlm.text.corpus import file_sha256, read_text, split_documents
 from charlm.text.tokenizer import Vocab
@@ -109,6 +118,11 @@ def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
         val_docs, val_cut = _cut(val_docs, opts.max_len)
         cut += val_cut
     report_cut(report, cut, len(train_docs) + len(val_docs or []), opts.max_len, "documents")
+    if opts.task == "tag":  # the other taggers' labels come from any text, and rare marks are no fault of the data
+        tags = np.concatenate([d.labels[0] for d in train_docs])
+        per_label = np.bincount(tags[tags != NO_LABEL], minlength=len(heads[0].labels))
+        report_few_examples(report, dict(zip(heads[0].labels, per_label.tolist(), strict=True)),
+                            corpus=opts.corpus, noun="tokens")
     vocab = characters_vocab((d.text for d in train_docs), opts, base)
     return TaggingData(heads, vocab, train_docs, val_docs, file_sha256(opts.corpus))
 
