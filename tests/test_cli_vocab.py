@@ -6,6 +6,7 @@ import pytest
 from helpers import invoke
 
 from charlm.cli.commands.vocab import shown_char, shown_token
+from charlm.text.catalogue import TINYSHAKESPEARE_BYTES, TINYSHAKESPEARE_SHA256
 
 
 def test_vocab_json_reports_counts_documents_and_folding(tmp_path):
@@ -143,12 +144,35 @@ def test_corpus_get_python_stdlib(tmp_path):
     assert out.read_text(encoding="utf-8").startswith("# file: ")
 
 
-def test_corpus_get_offline_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHARLM_CORPUS_URL_TINYSHAKESPEARE", "http://127.0.0.1:9/input.txt")
-    result = invoke("corpus", "get", "tinyshakespeare", "-o", tmp_path / "ts.txt", "--timeout", "5", "-q")
+def test_corpus_get_tinyshakespeare_is_the_catalogue_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHARLM_CORPUS_URL_TINYSHAKESPEARE", raising=False)
+    out = tmp_path / "ts.txt"
+    result = invoke("corpus", "get", "tinyshakespeare", "-o", out, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["bytes"], report["sha256"]) == (TINYSHAKESPEARE_BYTES, TINYSHAKESPEARE_SHA256)
+    assert out.stat().st_size == TINYSHAKESPEARE_BYTES
+
+
+@pytest.mark.parametrize("how", ["--url", "environment"])
+def test_corpus_get_from_an_unreachable_url_is_one_line(tmp_path, monkeypatch, how):
+    dead = "http://127.0.0.1:9/input.txt"  # the discard port: nothing listens
+    args = ["corpus", "get", "tinyshakespeare", "-o", tmp_path / "ts.txt", "--timeout", "5", "-q"]
+    if how == "--url":
+        args += ["--url", dead]
+    else:
+        monkeypatch.setenv("CHARLM_CORPUS_URL_TINYSHAKESPEARE", dead)
+    result = invoke(*args)
     assert result.exit_code == 1
     assert "could not download" in result.stderr and "Traceback" not in result.output
     assert result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "ts.txt").exists()
+
+
+def test_corpus_get_url_applies_to_tinyshakespeare_only(tmp_path):
+    result = invoke("corpus", "get", "python-stdlib", "-o", tmp_path / "std.txt", "--url", "http://127.0.0.1:9/")
+    assert result.exit_code == 2 and "only tinyshakespeare can be downloaded" in result.stderr
+    assert not (tmp_path / "std.txt").exists()
 
 
 def test_corpus_get_unknown_name_is_a_usage_error(tmp_path):

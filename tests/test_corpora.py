@@ -1,6 +1,8 @@
-"""Named corpora: the verified downloader against a local HTTP server, and the offline python-stdlib build."""
+"""Named corpora: tinyshakespeare unpacked from its packaged copy with the network cut off, the verified
+downloader against a local HTTP server, and the offline python-stdlib build."""
 
 import functools
+import gzip
 import hashlib
 import http.server
 import socket
@@ -12,7 +14,15 @@ import pytest
 import charlm.text.catalogue as corpora_module
 from charlm.atomic import TEMP_GLOB
 from charlm.errors import ConfigError, CorpusError
-from charlm.text.catalogue import TINYSHAKESPEARE_SHA256, URL_ENV, build_python_stdlib, download_verified, get_corpus
+from charlm.text.catalogue import (
+    TINYSHAKESPEARE_BYTES,
+    TINYSHAKESPEARE_SHA256,
+    URL_ENV,
+    build_python_stdlib,
+    download_verified,
+    get_corpus,
+    unpack_verified,
+)
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -36,6 +46,52 @@ def served(tmp_path):
 
 def no_temp_files(directory: Path) -> bool:
     return not list(directory.glob(TEMP_GLOB))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network used: {args}")
+
+    monkeypatch.delenv(URL_ENV, raising=False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(corpora_module.urllib.request, "urlopen", refuse)
+
+
+def test_tinyshakespeare_comes_from_the_packaged_copy_without_network(no_network, tmp_path):
+    out = get_corpus("tinyshakespeare", tmp_path / "out" / "shakespeare.txt")
+    data = out.read_bytes()
+    assert len(data) == TINYSHAKESPEARE_BYTES
+    assert hashlib.sha256(data).hexdigest() == TINYSHAKESPEARE_SHA256
+    assert data.startswith(b"First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    assert list(out.parent.iterdir()) == [out]  # no temp file left beside it
+
+
+def test_a_damaged_packaged_copy_keeps_nothing(tmp_path):
+    packed = tmp_path / "ts.txt.gz"
+    packed.write_bytes(gzip.compress(b"First Citizen:\n" * 1000)[:-20])  # truncated: no CRC, no length
+    out = tmp_path / "shakespeare.txt"
+    out.write_bytes(b"previous good copy")
+    with pytest.raises(CorpusError, match=r"ts\.txt\.gz\) is damaged .*reinstall charlm"):
+        unpack_verified(packed, out, sha256=TINYSHAKESPEARE_SHA256, max_bytes=10**6)
+    assert out.read_bytes() == b"previous good copy"
+    assert no_temp_files(tmp_path)
+
+
+def test_a_packaged_copy_with_other_bytes_fails_its_checksum(tmp_path):
+    packed = tmp_path / "ts.txt.gz"
+    packed.write_bytes(gzip.compress(b"not shakespeare\n"))
+    with pytest.raises(CorpusError, match="checksum mismatch for the copy packaged with charlm"):
+        unpack_verified(packed, tmp_path / "out.txt", sha256=TINYSHAKESPEARE_SHA256, max_bytes=10**6)
+    assert not (tmp_path / "out.txt").exists() and no_temp_files(tmp_path)
+
+
+def test_a_missing_packaged_copy_says_how_to_recover(tmp_path):
+    with pytest.raises(CorpusError, match="missing; reinstall charlm, or download the corpus with --url"):
+        unpack_verified(tmp_path / "gone.txt.gz", tmp_path / "out.txt", sha256=TINYSHAKESPEARE_SHA256,
+                        max_bytes=10**6)
 
 
 def test_download_keeps_a_file_whose_checksum_matches(served, tmp_path):
@@ -77,7 +133,7 @@ def test_url_can_be_overridden_by_environment(served, tmp_path, monkeypatch):
 
 
 def test_get_tinyshakespeare_keeps_a_download_that_matches_the_catalogue(served, tmp_path, monkeypatch):
-    # The real 1.1 MB file is not in the repo: serve stand-in bytes and make them the catalogue's checksum.
+    # An explicit URL downloads instead of unpacking: serve stand-in bytes and make them the catalogue's checksum.
     root, url = served
     payload = b"First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50
     (root / "input.txt").write_bytes(payload)

@@ -99,9 +99,16 @@ def _describe_os_error(exc: OSError) -> str:
 @click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="charlm")
 def cli():
-    """Train, sample and evaluate character-level language models (RNN, GRU, LSTM) on numpy.
+    """Recurrent networks (RNN, GRU, LSTM) on numpy, trained by `charlm train --task T`:
 
-    Start with `charlm train corpus.txt`, then `charlm sample runs/<name>`.
+    \b
+    - language models of characters or words (--tokens word):
+      sample, perplexity, score, truecase
+    - taggers (--task truecase, punctuate or tag): tag, evaluate
+    - classifiers, one label per text (--task classify): classify, evaluate
+
+    Start offline: `charlm corpus get tinyshakespeare -o shakespeare.txt`, `charlm train shakespeare.txt
+    --time 5m`, then `charlm sample runs/shakespeare`.
     """
 
 

@@ -1,15 +1,20 @@
 """Named corpora a new user can obtain with `charlm corpus get NAME -o FILE` (catalogue: corpora/README.md).
 
-`tinyshakespeare` is downloaded and checked against its sha256; `python-stdlib` is built offline from the
-running interpreter's standard library, so there is always a real corpus at hand.
+Both are obtained offline, so there is always a real corpus at hand. `tinyshakespeare` is unpacked from the
+gzip copy packaged beside this module and checked against its sha256; it is downloaded (and checked the same
+way) only when a URL is given explicitly. `python-stdlib` is built from the running interpreter's standard
+library.
 """
 
+import gzip
 import hashlib
 import http.client
+import importlib.resources
 import os
 import sysconfig
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,9 @@ TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/maste
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINYSHAKESPEARE_BYTES = 1115394
 URL_ENV = "CHARLM_CORPUS_URL_TINYSHAKESPEARE"
+# The same bytes, gzip-compressed (zlib ships with every Python that can run pip; xz would save 70 KB but
+# `lzma` is optional in a Python build). Packaged with charlm: `[tool.setuptools.package-data]`.
+TINYSHAKESPEARE_PACKAGED = "tinyshakespeare.txt.gz"
 # Directory names never taken into the python-stdlib corpus: test suites and installed third-party code.
 _STDLIB_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 
@@ -37,7 +45,7 @@ class CatalogueEntry:
 CATALOGUE = (
     CatalogueEntry("tinyshakespeare", TINYSHAKESPEARE_URL, f"{TINYSHAKESPEARE_BYTES:,} bytes",
                    "public domain text (Shakespeare); file from karpathy/char-rnn (MIT)", TINYSHAKESPEARE_SHA256,
-                   "40,000 lines of Shakespeare plays, downloaded"),
+                   "40,000 lines of Shakespeare plays; a copy is packaged with charlm, unpacked offline"),
     CatalogueEntry("python-stdlib", "this Python's standard library (.py sources)", "about 2 MB (--max-bytes)",
                    "PSF License", "depends on the Python version",
                    "Python source code, built offline in a fixed file order"),
@@ -56,16 +64,39 @@ def get_corpus(name: str, out, *, url: str | None = None, timeout: float = 30.0,
                max_bytes: int = 2_000_000) -> Path:
     """Obtain corpus `name` into file `out` (written atomically); returns the path.
 
-    - url: download source for `tinyshakespeare` (default: `$CHARLM_CORPUS_URL_TINYSHAKESPEARE`, else the
-      canonical URL)
+    - url: download `tinyshakespeare` from here instead of unpacking the packaged copy (default:
+      `$CHARLM_CORPUS_URL_TINYSHAKESPEARE`; neither set: the packaged copy, no network)
     - max_bytes: size cap of `python-stdlib`
     """
     catalogue_entry(name)
     if name == "tinyshakespeare":
-        source = url or os.environ.get(URL_ENV) or TINYSHAKESPEARE_URL
-        return download_verified(source, out, sha256=TINYSHAKESPEARE_SHA256, max_bytes=2 * TINYSHAKESPEARE_BYTES,
-                                 timeout=timeout)
+        source = url or os.environ.get(URL_ENV)
+        if source:
+            return download_verified(source, out, sha256=TINYSHAKESPEARE_SHA256,
+                                     max_bytes=2 * TINYSHAKESPEARE_BYTES, timeout=timeout)
+        return unpack_verified(packaged_file(TINYSHAKESPEARE_PACKAGED), out, sha256=TINYSHAKESPEARE_SHA256,
+                               max_bytes=2 * TINYSHAKESPEARE_BYTES)
     return build_python_stdlib(out, max_bytes=max_bytes)
+
+
+def packaged_file(name: str):
+    """The data file `name` packaged with charlm beside this module (an importlib.resources Traversable)."""
+    return importlib.resources.files("charlm.text").joinpath(name)
+
+
+def unpack_verified(packed, out, *, sha256: str, max_bytes: int) -> Path:
+    """Decompress the gzip file `packed` (a path or a packaged file) into `out`, keeping it only if its sha256
+    matches; CorpusError when `packed` is missing or damaged, which means a broken install, not a user error."""
+    where = f"the copy packaged with charlm ({packed.name})"
+    try:
+        raw = packed.open("rb")
+    except FileNotFoundError:
+        raise CorpusError(f"{where} is missing; reinstall charlm, or download the corpus with --url") from None
+    with raw, gzip.open(raw) as stream:
+        try:
+            return _copy_verified(stream, Path(out), sha256=sha256, max_bytes=max_bytes, source=where)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise CorpusError(f"{where} is damaged ({exc}); reinstall charlm") from None
 
 
 def download_verified(url: str, out, *, sha256: str, max_bytes: int, timeout: float = 30.0) -> Path:
@@ -73,26 +104,32 @@ def download_verified(url: str, out, *, sha256: str, max_bytes: int, timeout: fl
 
     max_bytes bounds the download, so a wrong URL cannot fill the disk.
     """
-    out = Path(out)
-    digest = hashlib.sha256()
-    received = 0
     try:
-        with _atomic_open(out) as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            while block := response.read(1 << 16):
-                received += len(block)
-                if received > max_bytes:
-                    raise CorpusError(f"download from {url} exceeds {max_bytes:,} bytes; not the expected file")
-                digest.update(block)
-                f.write(block)
-            if digest.hexdigest() != sha256:
-                raise CorpusError(f"checksum mismatch for {url}: expected sha256 {sha256}, got "
-                                  f"{digest.hexdigest()} ({received:,} bytes); the file was not saved")
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return _copy_verified(response, Path(out), sha256=sha256, max_bytes=max_bytes, source=url)
     except urllib.error.HTTPError as exc:
         raise CorpusError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CorpusError(f"could not download {url} ({reason}); check the network connection, or fetch the "
                           f"file yourself and pass it to charlm as a path") from None
+
+
+def _copy_verified(stream, out: Path, *, sha256: str, max_bytes: int, source: str) -> Path:
+    """Copy a binary stream into `out` atomically, keeping it only if it holds at most `max_bytes` bytes
+    whose sha256 is `sha256`; otherwise CorpusError naming `source`, and `out` is left as it was."""
+    digest = hashlib.sha256()
+    received = 0
+    with _atomic_open(out) as f:
+        while block := stream.read(1 << 16):
+            received += len(block)
+            if received > max_bytes:
+                raise CorpusError(f"{source} exceeds {max_bytes:,} bytes; not the expected file")
+            digest.update(block)
+            f.write(block)
+        if digest.hexdigest() != sha256:
+            raise CorpusError(f"checksum mismatch for {source}: expected sha256 {sha256}, got "
+                              f"{digest.hexdigest()} ({received:,} bytes); the file was not saved")
     return out
 
 

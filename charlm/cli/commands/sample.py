@@ -48,16 +48,18 @@ def _unescape(ctx, param, values):
 @click.argument("checkpoint", type=click.Path(exists=True, readable=True))
 @click.option("--temperature", "-t", type=float, default=1.0, show_default=True, callback=_temperature,
               help="Softmax temperature; 0 = greedy argmax (deterministic).")
-@click.option("--top-k", type=click.IntRange(min=1), help="Sample only from the K most likely tokens.")
+@click.option("--top-k", type=click.IntRange(min=1),
+              help="Sample only from the K most likely tokens.  [default: off]")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=_finite,
-              help="Nucleus sampling: the smallest set of tokens with probability mass >= P.")
+              help="Nucleus sampling: the smallest set of tokens with probability mass >= P.  [default: off]")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples generated together as one batch (with --beam: best hypotheses printed).")
 @click.option("--length", "-l", type=click.IntRange(min=0), default=500, show_default=True,
               help="Maximum tokens generated per sample (characters or words, as the model reads).")
-@click.option("--prime", "-p", default="", help="Text the model reads first; it starts every sample.")
+@click.option("--prime", "-p", default="",
+              help="Text the model reads first; it starts every sample.  [default: none]")
 @click.option("--seed", type=int,
-              help="Random seed; the same seed gives the same samples [default: random, shown].")
+              help="Random seed; the same seed gives the same samples.  [default: random, shown]")
 @click.option("--stop", multiple=True, callback=_unescape,
               help="End a sample when this string appears (repeatable; \\n, \\t and \\\\ are understood).")
 @click.option("--stop-at-eos", is_flag=True,
@@ -66,7 +68,7 @@ def _unescape(ctx, param, values):
               help="Prime tokens outside the vocabulary are an error instead of a warning.")
 @click.option("--allow-unk", is_flag=True, help="Let samples contain <UNK> (by default it is never drawn).")
 @click.option("--beam", type=click.IntRange(min=1),
-              help="Beam search of width K for the most likely continuation of --prime.")
+              help="Beam search of width K for the most likely continuation of --prime.  [default: off]")
 @click.option("--novelty", "novelty_corpus", type=click.Path(exists=True, dir_okay=False, readable=True),
               help="Say for each sample whether it occurs verbatim in this corpus.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {text, logprob, ended_at_eos}.")

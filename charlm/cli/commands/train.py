@@ -14,7 +14,7 @@ from charlm.engine.optim import OPTIMIZERS
 from charlm.errors import ConfigError
 from charlm.models.config import ACTIVATIONS, DTYPES, POOLS
 from charlm.parallel.environment import launched_rank, launched_size
-from charlm.parallel.launch import announce, launch
+from charlm.parallel.launch import announce, check_parallel_options, launch
 from charlm.tasks.registry import TASKS
 from charlm.tasks.registry import train as run_training
 from charlm.text.corpus import EOS_MODES
@@ -132,8 +132,9 @@ def _finite(ctx, param, value):
               help="Held-out characters scored at each evaluation (all of them at the end).")
 @click.option("--patience", type=click.IntRange(min=0), help="Stop after N evaluations without improvement "
               "(0 = never) [default: 4 for character language models, else 0].")
-@click.option("--sample-every", type=click.IntRange(min=0), default=0, help="Show a short sample every N steps.")
-@click.option("--save-every", type=click.IntRange(min=0), default=0,
+@click.option("--sample-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Show a short sample every N steps (0 = never).")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also checkpoint every N steps (checkpoints are always written at each evaluation).")
 @click.option("--tokens", type=click.Choice(KINDS), default=DEFAULTS.tokens, show_default=True,
               help="What the model predicts: characters, or words and punctuation marks.")
@@ -186,6 +187,7 @@ def train(ctx, corpus, json_output, quiet, procs, **options):
             error = ConfigError("--procs starts its own mpiexec; under mpiexec leave it out")
             error.quiet = rank != 0  # rank 0 says it
             raise error
+        check_parallel_options(opts, procs)
         hint = f"resume with: charlm train {corpus} --out {opts.run_dir} --procs {procs} --resume"
         ctx.exit(launch(procs, sys.argv[1:], run_dir=opts.run_dir, resume_hint=hint))
     if ranks > 1:

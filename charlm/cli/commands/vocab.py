@@ -55,11 +55,12 @@ def shown_token(token: str) -> str:
 @click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tokens seen fewer times fold into <UNK>.")
 @click.option("--max-vocab", type=click.IntRange(min=1),
-              help="Keep only this many most frequent tokens (words: 10,000 unless given).")
+              help=f"Keep only this many most frequent tokens.  [default: {DEFAULT_MAX_VOCAB:,} for words, "
+                   "every character]")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Held-out share whose <UNK> rate to report, split as charlm train does "
-                   f"(words: {TrainOptions.val_fraction} unless given).")
-@click.option("--top", type=click.IntRange(min=0), help="Show only the N most frequent tokens.")
+              help=f"Held-out share whose <UNK> rate to report, split as charlm train does.  "
+                   f"[default: {TrainOptions.val_fraction} for words, none for characters]")
+@click.option("--top", type=click.IntRange(min=0), help="Show only the N most frequent tokens.  [default: all]")
 @click.option("--json", "json_output", is_flag=True, help="One JSON object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No status messages.")
 def vocab(corpus, eos_mode, encoding, tokens, lowercase, min_count, max_vocab, val_fraction, top, json_output,
