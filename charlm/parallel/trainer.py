@@ -107,6 +107,9 @@ class DistributedTrainer(Trainer):
                                    f"streams, shared out again; the dropout masks are drawn afresh"))
 
     # ------------------------------------------------------------------ the gradient path
+    def stream_ids(self) -> np.ndarray:
+        return np.arange(self.opts.batch)[self.streams]
+
     def train_step(self, x: np.ndarray, y: np.ndarray, progress: float):
         """x, y: the global (T, B) batch; this rank trains on its B / P columns."""
         return super().train_step(np.ascontiguousarray(x[:, self.streams]),

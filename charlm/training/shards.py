@@ -1,4 +1,5 @@
-"""Which of the global batch's streams a rank carries, and how a checkpoint's streams are shared out again.
+"""Which of the global batch's streams a rank carries, when a stream starts cold, and how a checkpoint's
+streams are shared out again.
 
 Pure functions: no MPI here, so the rules are tested in one process. The global batch of B streams is
 split in P contiguous blocks of B / P columns in rank order; a checkpoint always holds all B streams (the
@@ -9,6 +10,25 @@ that divides B.
 import numpy as np
 
 from charlm.errors import ConfigError
+
+# Every stream starts from the zero state once in RESTART_EVERY steps, the streams in turn (stream b at the
+# steps s with (s + b) % RESTART_EVERY == 0). A sample starts from the zero state too, and a model that never
+# reads from it there (streams that carry their state for a whole epoch) can answer a prime such as "ROMEO:"
+# with noise; a restart now and then teaches it, and costs a stream at most a few dozen tokens of context in
+# every RESTART_EVERY chunks.
+RESTART_EVERY = 32
+
+
+def restarting(step: int, streams: np.ndarray) -> np.ndarray:
+    """Which of the global streams `streams` (their indices, (B',)) start cold at `step`: bool (B',)."""
+    return (step + streams) % RESTART_EVERY == 0
+
+
+def restart_streams(state: list, cold: np.ndarray) -> list:
+    """The carried state (per layer, a tuple of (B, H) arrays) with the `cold` rows (bool (B,)) set to zero."""
+    if not cold.any():
+        return state
+    return [tuple(np.where(cold[:, None], 0, a).astype(a.dtype, copy=False) for a in layer) for layer in state]
 
 
 def check_divisible(batch: int, procs: int) -> None:

@@ -21,7 +21,7 @@ from charlm.store.rundir import RunDir
 from charlm.training import budget, events
 from charlm.training.events import LOSS_SMOOTHING, TrainResult
 from charlm.training.schedule import learning_rate
-from charlm.training.shards import rng_state_for
+from charlm.training.shards import restart_streams, restarting, rng_state_for
 from charlm.training.signals import StopSignals
 from charlm.training.task import Scores, Task
 from charlm.training.threads import ThreadChoice, ThreadGovernor
@@ -115,6 +115,10 @@ class Trainer:
         """The zero state of the streams this process carries (None for a task that carries none)."""
         return self.task.new_state(self.cfg, self.opts.batch) if self.task.carries_state else None
 
+    def stream_ids(self) -> np.ndarray:
+        """The indices in the global batch of the streams this process carries, (B,)."""
+        return np.arange(self.opts.batch)
+
     def start_validation(self) -> None:
         """Let the task time what its validation will cost, from the starting weights."""
         if self.task.has_validation:
@@ -205,6 +209,8 @@ class Trainer:
             x, y = self.batcher.next_batch()
             if self.batcher.new_epoch:  # a new epoch starts at a new offset: the carried state no longer fits
                 self.state = self.new_state()
+            elif self.state is not None:
+                self.state = restart_streams(self.state, restarting(self.step, self.stream_ids()))
             loss, norm, lr = self.train_step(x, y, progress)
             now = self.clock()
             if not threads.choosing:

@@ -14,7 +14,7 @@ from charlm.engine.optim import OPTIMIZERS
 from charlm.errors import ConfigError
 from charlm.models.config import ACTIVATIONS, DTYPES, POOLS
 from charlm.parallel.environment import launched_rank, launched_size
-from charlm.parallel.launch import announce, check_parallel_options, launch
+from charlm.parallel.launch import announce, check_parallel_options, check_procs, launch
 from charlm.tasks.registry import TASKS
 from charlm.tasks.registry import train as run_training
 from charlm.text.corpus import EOS_MODES
@@ -187,6 +187,7 @@ def train(ctx, corpus, json_output, quiet, procs, **options):
             error = ConfigError("--procs starts its own mpiexec; under mpiexec leave it out")
             error.quiet = rank != 0  # rank 0 says it
             raise error
+        check_procs(procs)
         check_parallel_options(opts, procs)
         hint = f"resume with: charlm train {corpus} --out {opts.run_dir} --procs {procs} --resume"
         ctx.exit(launch(procs, sys.argv[1:], run_dir=opts.run_dir, resume_hint=hint))
