@@ -3,6 +3,7 @@ as a real process: every endpoint's answer against the library, and every kind o
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +85,7 @@ def test_runs_and_model(server, runs):
         assert status == 200 and model["model"]["cell"] == cell and model["model"]["hidden"] == 16
         assert model["units"] == {"layers": 2, "hidden": 16, "kinds": kinds}
         assert model["run"] == {"index": index, "name": cell}
+        assert model["kind"] == "lm" and model["views"] == ["sample", "surprisal", "units", "curves", "model"]
         assert model["training"]["step"] == load_checkpoint(runs[1][index]).train["step"]
 
 
@@ -117,6 +119,16 @@ def test_units_and_find_units(server, runs):
     assert status == 200 and found["matched"] == 18 and found["total"] == len(text)
     scores = [u["score"] for u in found["units"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+
+
+def test_the_pages_default_pattern_finds_units_in_its_default_text(server):
+    status, listed = call(server, "/api/runs")
+    defaults = listed["defaults"]
+    assert status == 200 and defaults["pattern"] and defaults["text"]
+    body = {"run": 0, "text": defaults["text"], "pattern": defaults["pattern"]}
+    status, found = call(server, "/api/find-units", body)
+    assert status == 200 and 0 < found["matched"] < found["total"] and found["units"]
+    assert found["matched"] == sum(len(quoted) for quoted in re.findall(defaults["pattern"], defaults["text"]))
 
 
 def test_curves_are_each_runs_metrics(server, runs):

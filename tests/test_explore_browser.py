@@ -1,5 +1,6 @@
 """The explorer page in a real browser (Debian's chromium, driven by Playwright) against `charlm explore`
-serving two short real runs: each section does what a person would do with it, with no console errors.
+serving two short real language-model runs, and against one serving a tagger, a classifier and a language
+model: each section does what a person would do with it, with no console errors.
 
 A screenshot of each section is written to test-output/explore/<section>.png for a person to look at.
 """
@@ -13,9 +14,18 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import CHARLM, charlm_env
 from playwright.sync_api import expect, sync_playwright
+from task_runs import train_classifier, train_tagger
+
+from charlm.explore.api import DEFAULT_PATTERN
+from charlm.models.encoder import encoder_activations, encoder_forward, init_state
+from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
+from charlm.tasks.tagging.tagged_text import make_doc
+from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs, predict_docs, tag_docs
 
 pytestmark = pytest.mark.slow  # real charlm processes and a browser
 
@@ -60,11 +70,10 @@ def runs(tmp_path_factory):
     return corpus, made
 
 
-@pytest.fixture(scope="module")
-def explorer_url(runs, tmp_path_factory):
-    """The URL of `charlm explore LSTM GRU` running as a real process (stopped at the end of the module)."""
-    env = charlm_env(threads=None, CHARLM_CACHE_DIR=str(tmp_path_factory.mktemp("explore-cache")))
-    server = subprocess.Popen([*CHARLM, "explore", *map(str, runs[1]), "--port", "0", "--json", "-q"],
+def serve(paths, cache):
+    """`charlm explore PATHS...` as a real process: yields its URL, stops it after."""
+    env = charlm_env(threads=None, CHARLM_CACHE_DIR=str(cache))
+    server = subprocess.Popen([*CHARLM, "explore", *map(str, paths), "--port", "0", "--json", "-q"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first_line = server.stdout.readline()
@@ -81,6 +90,12 @@ def explorer_url(runs, tmp_path_factory):
             server.wait()
         server.stdout.close()
         server.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def explorer_url(runs, tmp_path_factory):
+    """The URL of `charlm explore LSTM GRU` running as a real process (stopped at the end of the module)."""
+    yield from serve(runs[1], tmp_path_factory.mktemp("explore-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -112,20 +127,26 @@ def console():
     return Console()
 
 
-@pytest.fixture
-def page(browser, explorer_url, console):
-    """The explorer page, loaded, in a fresh context with clipboard access; fails if the page logs an error."""
+def open_page(browser, url, console, runs: int):
+    """The explorer page at `url`, loaded with its `runs` runs listed, in a fresh context with clipboard access;
+    fails if the page logs an error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=explorer_url.rstrip("/"))
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
     opened = context.new_page()
     opened.on("console", lambda message: message.type == "error"
               and console.errors.append(f"{message.text} ({message.location.get('url')})"))
     opened.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
-    opened.goto(explorer_url)
-    expect(opened.locator("#run option")).to_have_count(2)
+    opened.goto(url)
+    expect(opened.locator("#run option")).to_have_count(runs)
     yield opened
     context.close()
     assert console.unexpected() == [], "the page reported errors"
+
+
+@pytest.fixture
+def page(browser, explorer_url, console):
+    """The page of the two language models, opened on the first's first view."""
+    yield from open_page(browser, explorer_url, console, 2)
 
 
 def open_section(page, name: str) -> None:
@@ -310,6 +331,26 @@ def test_model_section_shows_the_selected_runs_configuration(page):
     expect(page.locator("#layer option")).to_have_count(2)
 
 
+def test_find_units_starts_with_a_pattern_that_works(page):
+    open_section(page, "units")
+    expect(page.locator("#pattern")).to_have_value(DEFAULT_PATTERN)
+    page.click("#find-units-button")  # nothing typed: the default text and pattern
+    expect(page.locator("#found-units button.found-unit").first).to_be_visible()
+    expect(page.locator("#found-summary")).to_contain_text("The pattern covers")
+    expect(page.locator("#units-error")).to_be_hidden()
+
+
+def test_an_empty_pattern_is_not_sent(page):
+    open_section(page, "units")
+    sent = []
+    page.on("request", lambda request: "/api/find-units" in request.url and sent.append(request))
+    page.fill("#pattern", "")
+    page.click("#find-units-button")
+    expect(page.locator("#found-summary")).to_contain_text("Type a regular expression first")
+    expect(page.locator("#units-error")).to_be_hidden()
+    assert sent == []
+
+
 def test_refused_requests_show_the_servers_message(page, console):
     console.http_errors_expected = True
     page.fill("#length", "5000")
@@ -321,3 +362,170 @@ def test_refused_requests_show_the_servers_message(page, console):
     page.click("#find-units-button")
     expect(page.locator("#units-error")).to_contain_text("not a regular expression")
     expect(page.locator("#found-units button.found-unit")).to_have_count(0)
+
+
+# ---------------------------------------------------------------------------------------- taggers, classifiers
+
+NAMES = ["Petrov", "Nakamuraki", "Papadoulos"]
+PLAIN = ["alice saw the cat in a park bob", "carol met dan and then left"]
+
+
+@pytest.fixture(scope="module")
+def task_runs(runs, tmp_path_factory):
+    """A tagger (three evaluations), a classifier (two) and the LSTM language model, in that order."""
+    root = tmp_path_factory.mktemp("explore-tasks")
+    return {"root": root, "tagger": train_tagger(root), "classifier": train_classifier(root), "lm": runs[1][0]}
+
+
+@pytest.fixture(scope="module")
+def task_explorer_url(task_runs, tmp_path_factory):
+    """The URL of `charlm explore TAGGER CLASSIFIER LSTM` running as a real process."""
+    yield from serve([task_runs[k] for k in ("tagger", "classifier", "lm")], tmp_path_factory.mktemp("task-cache"))
+
+
+@pytest.fixture
+def task_page(browser, task_explorer_url, console):
+    """The page of the tagger, the classifier and the language model, opened on the tagger's first view."""
+    yield from open_page(browser, task_explorer_url, console, 3)
+
+
+def visible_tabs(page) -> list[str]:
+    return [tab.get_attribute("id").removeprefix("tab-") for tab in page.locator(".tabs a:visible").all()]
+
+
+def test_a_tagger_opens_on_its_tag_view_and_colours_each_characters_label(task_page, task_runs):
+    expect(task_page.locator("#section-tag")).to_be_visible()
+    assert visible_tabs(task_page) == ["tag", "evaluate", "curves", "model"]
+    assert task_page.evaluate("location.hash") == "#tag"
+    expect(task_page.locator("#tag-results .tag-doc").first).to_be_visible()  # the default text, tagged on opening
+    task_page.fill("#tag-text", "\n".join(PLAIN))
+    task_page.click("#tag-button")
+    tagger = as_tagger(load_checkpoint(task_runs["tagger"]))
+    restored = [r["output"] for r in tag_docs(tagger.params, tagger.cfg, tagger.vocab, tagger.heads, tagger.task,
+                                                PLAIN, marks=tagger.marks)]
+    expect(task_page.locator("#tag-results .tag-output")).to_have_text(restored)  # what `charlm tag` prints
+    docs = [make_doc(tagger.task, text, tagger.marks) for text in PLAIN]
+    probs = predict_docs(tagger.params, tagger.cfg, tagger.vocab, [d.text for d in docs])
+    views = task_page.locator("#tag-results .tag-view")
+    key = task_page.locator("#tag-legend .label-key", has_text="case: upper").locator(".swatch")
+    upper_colour = np.array(rgb(key.evaluate("s => getComputedStyle(s).backgroundColor")))
+    uppers = 0
+    for d, (doc, doc_probs) in enumerate(zip(docs, probs, strict=True)):
+        spans = views.nth(d).locator("span.tok").evaluate_all("""spans => spans.map(s => ({text: s.textContent,
+            head: s.dataset.head, label: s.dataset.label, p: Number(s.dataset.probability),
+            background: getComputedStyle(s).backgroundColor}))""")
+        assert "".join(s["text"] for s in spans) == doc.text
+        case = doc_probs[0].argmax(axis=1)
+        for i, span in enumerate(spans):
+            if span["head"] != "case":
+                continue  # a word's end coloured by the mark predicted after it
+            assert span["label"] == ("lower", "upper")[case[i]]
+            assert span["p"] == pytest.approx(doc_probs[0][i].max(), abs=1e-4)
+            if span["label"] == "upper":  # the label's colour, paler as it is less sure (white at p = 0)
+                uppers += 1
+                shade = 255 + (upper_colour - 255) * span["p"]
+                np.testing.assert_allclose(rgb(span["background"]), shade, atol=1.5)
+            else:
+                assert rgb(span["background"]) in [(), (0, 0, 0)]  # "lower" marks nothing: no colour
+    assert uppers >= 2  # the names
+    views.nth(0).locator("span.tok").nth(0).hover()
+    expect(task_page.locator("#tooltip")).to_contain_text("case")
+    expect(task_page.locator("#tooltip .guess")).to_have_count(2)
+    screenshot(task_page, "tag")
+
+
+def test_a_tagger_evaluates_a_file_as_charlm_evaluate_does(task_page, task_runs):
+    heldout = task_runs["root"] / "heldout.txt"
+    open_section(task_page, "evaluate")
+    expect(task_page.locator("#evaluate-form-hint")).to_contain_text("one document per line")
+    task_page.set_input_files("#evaluate-file", str(heldout))
+    task_page.click("#evaluate-button")
+    tagger = as_tagger(load_checkpoint(task_runs["tagger"]))
+    found = evaluate_docs(tagger.params, tagger.cfg, tagger.vocab, tagger.heads, tagger.task,
+                          labelled_docs(tagger, heldout))
+    expect(task_page.locator("#evaluate-summary")).to_have_text(
+        f"heldout.txt: truecase+punctuate F1 {found['f1']:.4f} (precision {found['precision']:.4f}, recall "
+        f"{found['recall']:.4f})")
+    expect(task_page.locator("#evaluate-tables table.scores")).to_have_count(2)  # case and punct
+    upper = task_page.locator("#evaluate-tables table.scores").nth(0).locator("tr", has_text="upper")
+    assert upper.locator("td").all_text_contents()[2] == f"{found['heads']['case']['labels']['upper']['f1']:.4f}"
+    screenshot(task_page, "evaluate")
+
+
+def test_a_classifier_shows_each_texts_labels_and_its_hidden_states(task_page, task_runs):
+    task_page.select_option("#run", "1")
+    expect(task_page.locator("#section-classify")).to_be_visible()
+    assert visible_tabs(task_page) == ["classify", "evaluate", "curves", "model"]
+    task_page.fill("#classify-text", "\n".join(NAMES))
+    task_page.click("#classify-button")
+    cards = task_page.locator("#classify-results .class-card")
+    expect(cards).to_have_count(3)
+    ckpt = load_checkpoint(task_runs["classifier"])
+    classifier = as_classifier(ckpt)
+    expected = classify_texts(classifier, NAMES, top_k=len(classifier.labels))
+    for i, found in enumerate(expected):
+        rows = cards.nth(i).locator(".label-row")
+        assert rows.locator(".label-name").all_text_contents() == [label for label, _ in found["top"]]
+        shown = [float(p) for p in rows.evaluate_all("rows => rows.map(r => r.dataset.probability)")]
+        assert shown == pytest.approx([p for _, p in found["top"]], abs=1e-6)
+        widths = rows.locator(".label-bar span").evaluate_all("bars => bars.map(b => b.getBoundingClientRect().width)")
+        assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+        expect(rows.locator(".label-name").first).to_have_css("font-weight", "600")  # the chosen label
+
+    cards.nth(1).click()  # Nakamuraki: its states, units by characters
+    canvas = task_page.locator("#states-canvas")
+    expect(canvas).to_have_attribute("data-chars", "10")
+    cfg = ckpt.config
+    expect(canvas).to_have_attribute("data-units", str(2 * cfg.hidden))  # both directions
+    x = np.asarray(ckpt.vocab.encode(NAMES[1]))[:, None]
+    _, _, cache = encoder_forward(ckpt.params, cfg, x, init_state(cfg, 1), lengths=np.array([10]))
+    acts = encoder_activations(cfg, cache)
+    states = np.concatenate([acts["layer.0.a"][:, 0], acts["layer.0.rev.a"][:, 0]], axis=1)  # (10, 2H)
+    for t, u in (np.unravel_index(states.argmax(), states.shape), np.unravel_index(states.argmin(), states.shape)):
+        pixel = task_page.evaluate("""([t, u]) => {
+            const g = state.statesGeometry;
+            const x = g.left + (t + 0.5) * g.width, y = g.top + (u + 0.5) * g.height;
+            return [...document.getElementById('states-canvas').getContext('2d').getImageData(x, y, 1, 1).data];
+        }""", [int(t), int(u)])
+        red_for_high = pixel[0] > pixel[2] if states[t, u] > 0 else pixel[2] > pixel[0]
+        assert red_for_high, (states[t, u], pixel)
+        geometry = task_page.evaluate("state.statesGeometry")
+        canvas.hover(position={"x": geometry["left"] + (t + 0.5) * geometry["width"],
+                               "y": geometry["top"] + (u + 0.5) * geometry["height"]})
+        expect(task_page.locator("#tooltip")).to_contain_text(f"{states[t, u]:.3f}")
+    screenshot(task_page, "classify")
+
+
+def test_switching_run_switches_the_views(task_page):
+    expect(task_page.locator("#section-tag")).to_be_visible()
+    open_section(task_page, "curves")
+    task_page.select_option("#run", "1")  # a classifier: Curves applies to it too, so it stays
+    expect(task_page.locator("#tab-classify")).to_be_visible()
+    expect(task_page.locator("#tab-tag")).to_be_hidden()
+    expect(task_page.locator("#section-curves")).to_be_visible()
+    open_section(task_page, "classify")
+    task_page.select_option("#run", "2")  # a language model: Classify does not apply, its first view opens
+    expect(task_page.locator("#section-sample")).to_be_visible()
+    assert visible_tabs(task_page) == ["sample", "surprisal", "units", "curves", "model"]
+    assert task_page.evaluate("location.hash") == "#sample"
+    task_page.select_option("#run", "0")
+    expect(task_page.locator("#section-tag")).to_be_visible()
+    assert visible_tabs(task_page) == ["tag", "evaluate", "curves", "model"]
+
+
+def test_curves_mark_every_evaluation_and_the_kept_checkpoint_by_its_figure(task_page, task_runs):
+    open_section(task_page, "curves")
+    metric, loss = task_page.locator("#metric-svg"), task_page.locator("#curves-svg")
+    expect(metric).to_be_visible()
+    expect(metric.locator("circle.best-point")).to_have_count(2)  # the tagger's and the classifier's, by F1
+    expect(loss.locator("circle.best-point")).to_have_count(1)  # the language model's, by loss
+    expect(loss.locator("circle.eval-point")).to_have_count(3 + 2 + 3)  # every evaluation of each run
+    expect(metric.locator("circle.eval-point")).to_have_count(3 + 2)
+    expect(metric.locator(".axis-title").nth(1)).to_have_text("validation F1 / validation macro-F1")
+    expect(loss.locator(".axis-title").nth(1)).to_have_text("loss (nats per label / nats per char)")
+    kept = [load_checkpoint(task_runs[k] / "best.safetensors").train["step"] for k in ("tagger", "classifier", "lm")]
+    steps = [int(s) for s in metric.locator("circle.best-point").evaluate_all("cs => cs.map(c => c.dataset.step)")]
+    steps += [int(loss.locator("circle.best-point").get_attribute("data-step"))]
+    assert steps == kept
+    expect(metric.locator(".legend")).to_contain_text("classifier  kept: macro-F1")
+    screenshot(task_page, "curves-tasks")

@@ -1,18 +1,23 @@
-"""`charlm plot`: curves read from real runs, pictures written by a real matplotlib, clear errors."""
+"""`charlm plot`: curves read from real runs of every kind, the kept checkpoint starred by the figure it was
+kept by, pictures written by a real matplotlib, clear errors."""
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from helpers import CHARLM, invoke
+from task_runs import train_classifier, train_tagger
 
+from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.training.events import LOSS_SMOOTHING
 from charlm.training.options import TrainOptions
-from charlm.viz.curves import load_curves
+from charlm.viz.curves import kept_evaluation, load_curves
+from charlm.viz.plot import draw_curves
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +49,9 @@ def test_curves_follow_the_metrics_file(runs):
     for r in steps[1:]:
         expected = (1 - LOSS_SMOOTHING) * expected + LOSS_SMOOTHING * r["loss"]
     assert math.isclose(curves.train_loss[-1], expected)
-    best = min(evals, key=lambda r: r["val_loss"])
-    assert (curves.best_step, curves.best_val_loss) == (best["step"], best["val_loss"])
+    best = min(evals, key=lambda r: r["val_loss"])  # a language model keeps its lowest validation loss
+    assert (curves.best_step, curves.best_value) == (best["step"], best["val_loss"])
+    assert (curves.kind, curves.kept_by, curves.loss_label) == ("lm", "val_loss", "nats per char")
     # a step that was evaluated gets exactly the evaluation's training seconds; times never go back
     for step, seconds in zip(curves.eval_steps, curves.eval_seconds, strict=True):
         assert math.isclose(curves.step_seconds[curves.steps.index(step)], seconds, abs_tol=1e-9)
@@ -116,6 +122,121 @@ def test_step_times_are_interpolated_between_evaluations_and_extended_after_the_
     lines.insert(7, {"event": "eval", "step": 6, "val_loss": 2.4, "train_seconds": 5.0, "tokens": "word"})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     curves = load_curves(run)
-    assert curves.tokens == "word" and (curves.best_step, curves.best_val_loss) == (6, 2.4)
+    assert curves.tokens == "word" and curves.loss_label == "nats per token"
+    assert (curves.best_step, curves.best_value) == (6, 2.4)  # no record of the kept step, no best file: the lowest
     # 0.5 s a step up to step 4 (from 0 at step 0), 1.5 s a step after it, and the last rate goes on
     assert curves.step_seconds == pytest.approx([0.5, 1.0, 1.5, 2.0, 3.5, 5.0, 6.5, 8.0])
+
+
+# ---------------------------------------------------------------------------------------- the kept checkpoint
+
+
+def evaluation(step, loss, f1=None, **kept):
+    return {"event": "eval", "step": step, "val_loss": loss, "val_f1": f1, "train_seconds": step / 10, **kept}
+
+
+# A tagger's or classifier's evaluations where the lowest loss (step 30) is not the best F1 (step 20).
+F1_RUN = [evaluation(10, 1.0, 0.5), evaluation(20, 0.8, 0.9), evaluation(30, 0.7, 0.85)]
+LM_RUN = [evaluation(10, 2.0), evaluation(20, 1.5), evaluation(30, 1.7)]
+
+
+@pytest.mark.parametrize("kind", ["tagger", "classifier"])
+def test_a_run_kept_by_f1_is_starred_at_its_kept_step_by_its_f1(kind):
+    # the records say which evaluation was kept, whatever rule kept it (here each newer one, not the highest F1)
+    recorded = [dict(r, best_step=r["step"], best_f1=r["val_f1"]) for r in F1_RUN]
+    assert kept_evaluation(kind, recorded, {"step": 20}) == (30, 0.85)
+    # an older run records no kept step: best.safetensors' own step says which evaluation it was
+    assert kept_evaluation(kind, F1_RUN, {"step": 20, "best_f1": 0.9}) == (20, 0.9)
+    assert kept_evaluation(kind, F1_RUN, {"step": 10}) == (10, 0.5)
+    # with neither, the kind's rule: the highest F1, not the lowest loss
+    assert kept_evaluation(kind, F1_RUN, None) == (20, 0.9)
+    # a kept step whose evaluation was cut from the records keeps the figure saved with it
+    assert kept_evaluation(kind, F1_RUN[2:], {"step": 20, "best_f1": 0.9}) == (20, 0.9)
+
+
+def test_a_language_model_is_starred_at_its_kept_step_by_its_loss():
+    recorded = [dict(r, best_step=10, best_val_loss=2.0) for r in LM_RUN]  # e.g. a resumed run's records
+    assert kept_evaluation("lm", recorded, {"step": 20}) == (10, 2.0)
+    assert kept_evaluation("lm", LM_RUN, {"step": 20, "best_val": 1.5}) == (20, 1.5)
+    assert kept_evaluation("lm", LM_RUN, None) == (20, 1.5)
+    assert kept_evaluation("lm", [], None) == (None, None)
+
+
+@pytest.fixture(scope="module")
+def kinds(runs, tmp_path_factory):
+    """A real run of each kind: the language model above, a tagger and a classifier."""
+    root = tmp_path_factory.mktemp("kinds")
+    return {"lm": runs[0], "tagger": train_tagger(root), "classifier": train_classifier(root)}
+
+
+FIGURES = {"lm": ("val_loss", "validation loss", "nats per char"),
+           "tagger": ("val_f1", "validation F1", "nats per label"),
+           "classifier": ("val_f1", "validation macro-F1", "nats per label")}
+
+
+@pytest.mark.parametrize("kind", ["lm", "tagger", "classifier"])
+def test_the_star_is_the_kept_checkpoint_of_every_kind(kinds, kind, tmp_path):
+    run = kinds[kind]
+    curves = load_curves(run)
+    kept = load_checkpoint(run / "best.safetensors").train
+    key, metric, unit = FIGURES[kind]
+    assert (curves.kind, curves.kept_by, curves.metric_label, curves.loss_label) == (kind, key, metric, unit)
+    assert curves.best_step == kept["step"]
+    figures = curves.val_loss if key == "val_loss" else curves.val_f1
+    assert curves.best_value == figures[curves.eval_steps.index(kept["step"])]
+    assert curves.best_value == (kept["best_val"] if key == "val_loss" else kept["best_f1"])
+    # a run from a charlm that did not record the kept step in its metrics: best.safetensors says it
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    records = [json.loads(line) for line in (older / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("best_step", None)
+        record.pop("best_f1", None)
+    (older / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert (load_curves(older).best_step, load_curves(older).best_value) == (curves.best_step, curves.best_value)
+
+
+@pytest.mark.parametrize("kind", ["lm", "tagger", "classifier"])
+def test_the_picture_marks_every_evaluation_and_stars_the_kept_checkpoint(kinds, kind):
+    curves = load_curves(kinds[kind])
+    fig = draw_curves([curves])
+    axes = fig.get_axes()
+    loss_ax = axes[-1]
+    assert len(axes) == (1 if kind == "lm" else 2)
+    assert loss_ax.get_ylabel() == f"loss ({FIGURES[kind][2]})"
+    lines = {line.get_label(): line for ax in axes for line in ax.get_lines()}
+    validation = lines[f"{curves.name} validation loss"]
+    assert validation.get_marker() == "o" and list(validation.get_xdata()) == curves.eval_steps
+    if kind != "lm":
+        f1 = lines[f"{curves.name} {FIGURES[kind][1]}"]
+        assert axes[0].get_ylabel() == FIGURES[kind][1]
+        assert f1.get_marker() == "o" and list(f1.get_xdata()) == curves.eval_steps
+    (star_label,) = [label for label in lines if " kept: " in label]
+    star = lines[star_label]
+    assert star.get_marker() == "*" and star in (axes[0] if kind != "lm" else loss_ax).get_lines()
+    assert (list(star.get_xdata()), list(star.get_ydata())) == ([curves.best_step], [curves.best_value])
+    figure = {"lm": "loss", "tagger": "F1", "classifier": "macro-F1"}[kind]
+    assert star_label == f"{curves.name} kept: {figure} {curves.best_value:.4f} at step {curves.best_step:,}"
+
+
+def test_a_run_evaluated_twice_shows_both_evaluations(kinds):
+    curves = load_curves(kinds["classifier"])
+    assert len(curves.eval_steps) == 2
+    (ax_f1, ax_loss) = draw_curves([curves]).get_axes()
+    for ax in (ax_f1, ax_loss):
+        marked = [line for line in ax.get_lines() if line.get_marker() == "o"]
+        assert len(marked) == 1 and len(marked[0].get_xdata()) == 2
+
+
+@pytest.mark.slow
+def test_plot_draws_runs_of_every_kind_in_one_picture(kinds, tmp_path):
+    out = tmp_path / "kinds.svg"
+    done = subprocess.run([*CHARLM, "plot", *(str(kinds[k]) for k in ("lm", "tagger", "classifier")), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    picture = out.read_text()
+    for kind in ("lm", "tagger", "classifier"):  # matplotlib keeps each text as a comment beside its glyphs
+        curves = load_curves(kinds[kind])
+        figure = {"lm": "loss", "tagger": "F1", "classifier": "macro-F1"}[kind]
+        assert f"{curves.name} kept: {figure} {curves.best_value:.4f} at step {curves.best_step:,}" in picture
+    assert "validation F1 / validation macro-F1" in picture and "loss (nats per char / nats per label)" in picture

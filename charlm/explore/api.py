@@ -2,8 +2,12 @@
 a JSON-able dict (the sample endpoint yields a stream of them). Requests are checked here and refused with
 a `RequestError` (an HTTP status and one readable line); the server turns anything else into a 500.
 
-Rules: text fields are capped at `MAX_TEXT_CHARS`; no request field is ever used as a path (runs are chosen
-by index among those the server was started with).
+A run's kind decides its endpoints: a language model's are sample, surprisal, units and find-units; a
+tagger's tag; a classifier's classify and states; taggers and classifiers share evaluate; every run has
+model and curves. `model` names the page's views for the run (`charlm.explore.runs.VIEWS`).
+
+Rules: text fields are capped at `MAX_TEXT_CHARS` (an uploaded file at `MAX_FILE_CHARS`); no request field
+is ever used as a path (runs are chosen by index among those the server was started with).
 """
 
 import shlex
@@ -12,7 +16,8 @@ import time
 import numpy as np
 
 from charlm.errors import CharlmError
-from charlm.explore.runs import Explorer, eos_mode
+from charlm.explore.runs import VIEWS, Explorer, eos_mode
+from charlm.explore.task_views import classify_view, evaluate_view, states_view, tag_view
 from charlm.tasks.description import describe
 from charlm.tasks.lm.inspection import find_units, pattern_mask, surprisal_view, unit_kinds, unit_view
 from charlm.tasks.lm.sampling import generate
@@ -20,6 +25,8 @@ from charlm.text.tokenizer import EOS
 from charlm.viz.curves import load_curves
 
 MAX_TEXT_CHARS = 20_000
+# A labelled file sent to be evaluated, in characters.
+MAX_FILE_CHARS = 1_000_000
 MAX_SAMPLE_LENGTH = 2_000
 MAX_SAMPLES = 8
 MAX_FOUND_UNITS = 50
@@ -27,6 +34,10 @@ MAX_FOUND_UNITS = 50
 MAX_CURVE_POINTS = 2_000
 # Seconds between the sample stream's writes: often enough to look live, rarely enough to stay cheap.
 STREAM_INTERVAL = 0.05
+# What the page's text boxes and pattern start with: the pattern matches the quoted parts of the text, so Find
+# units works before anything is typed.
+DEFAULT_TEXT = 'The cat sat on the mat. "Is it raining?" she asked.\nHe looked up and said, "Not today."\n'
+DEFAULT_PATTERN = '"[^"]*"'
 
 
 class RequestError(Exception):
@@ -40,9 +51,10 @@ class RequestError(Exception):
 # ----------------------------------------------------------------------------------------- fields
 
 
-def _field(body: dict, name: str, kind, default=None, *, low=None, high=None, optional=False):
-    """body[name] as `kind` (int, float or str) within [low, high]; `default` when absent (None allowed
-    when `optional`)."""
+def _field(body: dict, name: str, kind, default=None, *, low=None, high=None, optional=False,
+           max_chars=MAX_TEXT_CHARS):
+    """body[name] as `kind` (int, float or str, at most `max_chars` long) within [low, high]; `default` when
+    absent (None allowed when `optional`)."""
     value = body.get(name, default)
     if value is None:
         if optional:
@@ -52,8 +64,8 @@ def _field(body: dict, name: str, kind, default=None, *, low=None, high=None, op
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool) or (kind is float and not np.isfinite(value)):
         raise RequestError(400, f"{name} must be {'a number' if kind is not str else 'a string'}, got {value!r}")
-    if kind is str and len(value) > MAX_TEXT_CHARS:
-        raise RequestError(413, f"{name} holds {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+    if kind is str and len(value) > max_chars:
+        raise RequestError(413, f"{name} holds {len(value):,} characters; the limit is {max_chars:,}")
     if (low is not None and value < low) or (high is not None and value > high):
         raise RequestError(400, f"{name} must lie in [{low}, {high}], got {value}")
     return value
@@ -85,15 +97,19 @@ def _checked(call):
 
 
 def runs(explorer: Explorer, body: dict) -> dict:
-    return {"runs": [{"index": r.index, "name": r.name, "path": str(r.path)} for r in explorer.runs]}
+    """The runs, and what the page's text boxes and pattern start with."""
+    return {"runs": [{"index": r.index, "name": r.name, "path": str(r.path)} for r in explorer.runs],
+            "defaults": {"text": DEFAULT_TEXT, "pattern": DEFAULT_PATTERN}}
 
 
 def model(explorer: Explorer, body: dict) -> dict:
-    """What `charlm info --json` shows, the units the page can colour by, and the run."""
+    """What `charlm info --json` shows, the page's views for the model's kind, the units the page can colour
+    by, and the run."""
     index = _run_index(explorer, body)
     ckpt = _checked(lambda: explorer.checkpoint(index))
     cfg = ckpt.config
-    return {**describe(ckpt), "units": {"layers": cfg.layers, "hidden": cfg.hidden, "kinds": list(unit_kinds(cfg))},
+    return {**describe(ckpt), "views": list(VIEWS[cfg.kind]),
+            "units": {"layers": cfg.layers, "hidden": cfg.hidden, "kinds": list(unit_kinds(cfg))},
             "run": {"index": index, "name": explorer.runs[index].name}}
 
 
@@ -131,6 +147,37 @@ def find(explorer: Explorer, body: dict) -> dict:
     mask = _checked(lambda: pattern_mask(reading.texts, pattern))
     found = _checked(lambda: find_units(reading, mask, kind=kind, top=top))
     return {"matched": int(mask.sum()), "total": len(mask), "units": found}
+
+
+def tag(explorer: Explorer, body: dict) -> dict:
+    index, text = _run_index(explorer, body), _text(body)
+    ckpt = _checked(lambda: explorer.checkpoint(index))
+    return _checked(lambda: tag_view(ckpt, text))
+
+
+def classify(explorer: Explorer, body: dict) -> dict:
+    index, text = _run_index(explorer, body), _text(body)
+    ckpt = _checked(lambda: explorer.checkpoint(index))
+    return _checked(lambda: classify_view(ckpt, text))
+
+
+def states(explorer: Explorer, body: dict) -> dict:
+    index, text = _run_index(explorer, body), _text(body)
+    layer = _field(body, "layer", int, 0)
+    ckpt = _checked(lambda: explorer.checkpoint(index))
+    return _checked(lambda: states_view(ckpt, text, layer))
+
+
+def evaluate(explorer: Explorer, body: dict) -> dict:
+    """The figures of `charlm evaluate` on a labelled file the page read: {"text": its content, "name": its
+    name (for messages)}."""
+    index = _run_index(explorer, body)
+    text = _field(body, "text", str, max_chars=MAX_FILE_CHARS)
+    name = _field(body, "name", str, "the file")
+    if not text.strip():
+        raise RequestError(400, f"{name} is empty")
+    ckpt = _checked(lambda: explorer.checkpoint(index))
+    return _checked(lambda: evaluate_view(ckpt, text, name))
 
 
 def curves(explorer: Explorer, body: dict) -> dict:
@@ -183,7 +230,7 @@ def sample(explorer: Explorer, body: dict):
         "seed": _field(body, "seed", int, optional=True, low=0, high=2**63 - 1),
         "num_samples": _field(body, "num_samples", int, 3, low=1, high=MAX_SAMPLES),
     }
-    ckpt = _checked(lambda: explorer.checkpoint(index))
+    ckpt = _checked(lambda: explorer.language_model(index))
     options["stop_at_eos"] = eos_mode(ckpt) != "file"
     if options["top_k"] is not None:
         options["top_k"] = min(options["top_k"], ckpt.vocab.size)
@@ -226,5 +273,9 @@ ENDPOINTS = {
     ("POST", "/api/surprisal"): surprisal,
     ("POST", "/api/units"): units,
     ("POST", "/api/find-units"): find,
+    ("POST", "/api/tag"): tag,
+    ("POST", "/api/classify"): classify,
+    ("POST", "/api/states"): states,
+    ("POST", "/api/evaluate"): evaluate,
 }
 STREAMS = {("POST", "/api/sample"): sample}

@@ -1,5 +1,6 @@
-"""The runs an explorer page looks at: each run's newest best model, loaded once and reloaded when the run
-(still training, perhaps) writes a newer checkpoint, and the readings of texts made with it."""
+"""The runs an explorer page looks at: each run's newest best model (a language model, a tagger or a
+classifier), loaded once and reloaded when the run (still training, perhaps) writes a newer checkpoint, and
+the readings of texts made with a language model."""
 
 import threading
 from collections import OrderedDict
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
-from charlm.store.checkpoint import Checkpoint, checkpoint_files, load_language_model
+from charlm.store.checkpoint import Checkpoint, checkpoint_files, load_checkpoint
 from charlm.tasks.lm.inspection import Reading, read_text
 from charlm.text.batching import split_train_val
 from charlm.text.cache import prepare_corpus
@@ -16,6 +17,12 @@ from charlm.text.cache import prepare_corpus
 READINGS_KEPT = 4
 # Characters of held-out text the page offers to read.
 VALIDATION_CHARS = 2_000
+# The page's views (its sections) that apply to each kind of model, the first shown first.
+VIEWS = {
+    "lm": ("sample", "surprisal", "units", "curves", "model"),
+    "tagger": ("tag", "evaluate", "curves", "model"),
+    "classifier": ("classify", "evaluate", "curves", "model"),
+}
 
 
 @dataclass(frozen=True)
@@ -71,14 +78,24 @@ class Explorer:
             known = self._models.get(index)
             if known and known[0] == version:
                 return known[1]
-        ckpt = load_language_model(run.path, prefer="best")
+        ckpt = load_checkpoint(run.path, prefer="best")
         with self._lock:
             self._models[index] = (version, ckpt)
         return ckpt
 
-    def reading(self, index: int, text: str) -> tuple[Checkpoint, Reading]:
-        """The reading of `text` by run `index`'s current model (the same text again is not read again)."""
+    def language_model(self, index: int) -> Checkpoint:
+        """The run's checkpoint when it is a language model's; another kind is a CharlmError naming its views."""
         ckpt = self.checkpoint(index)
+        if ckpt.config.kind != "lm":
+            views = [view.capitalize() for view in VIEWS[ckpt.config.kind]]
+            raise CharlmError(f"run {self.runs[index].name} is a {ckpt.config.kind}, not a language model: its views "
+                              f"are {', '.join(views[:-1])} and {views[-1]}")
+        return ckpt
+
+    def reading(self, index: int, text: str) -> tuple[Checkpoint, Reading]:
+        """The reading of `text` by run `index`'s current language model (the same text again is not read
+        again)."""
+        ckpt = self.language_model(index)
         key = (index, ckpt.meta.get("payload_sha256"), text)
         with self._lock:
             if key in self._readings:
@@ -94,7 +111,7 @@ class Explorer:
     def validation_text(self, index: int) -> str:
         """The first `VALIDATION_CHARS` characters of the run's held-out text, rebuilt from its corpus and
         split options as training made it."""
-        ckpt = self.checkpoint(index)
+        ckpt = self.language_model(index)
         options = ckpt.train.get("options") or {}
         corpus_path = options.get("corpus")
         if options.get("val_file"):

@@ -1,4 +1,4 @@
-"""The explorer's HTTP server: the page's three files from the package, and the JSON API of `api`.
+"""The explorer's HTTP server: the page's files from the package, and the JSON API of `api`.
 
 Rules: it listens on 127.0.0.1 only; it opens no file named by a request (static files come from a fixed
 table, runs by index); every failure is a JSON body {"error": "..."} with a 4xx status (5xx for a fault of
@@ -20,11 +20,13 @@ HOST = "127.0.0.1"
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/explore.js": ("explore.js", "text/javascript; charset=utf-8"),
+    "/curves.js": ("curves.js", "text/javascript; charset=utf-8"),
+    "/task-views.js": ("task-views.js", "text/javascript; charset=utf-8"),
     "/explore.css": ("explore.css", "text/css; charset=utf-8"),
 }
-# A request body beyond this is refused before it is read (the text cap in characters, 4 bytes each, and room
-# for the other fields).
-MAX_BODY_BYTES = 4 * api.MAX_TEXT_CHARS + 4096
+# A request body beyond this is refused before it is read (the largest text, a labelled file to evaluate, in
+# characters, 4 bytes each, and room for the other fields).
+MAX_BODY_BYTES = 4 * api.MAX_FILE_CHARS + 4096
 
 
 def static_file(name: str) -> bytes:

@@ -14,7 +14,7 @@ from charlm.text.tokenizer import Vocab
 from charlm.training import events
 from charlm.training.options import TrainOptions
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
-from charlm.training.task import Task
+from charlm.training.task import Scores, Task
 
 # Below this many training examples of a label, a run warns that the data is too small to learn from.
 MIN_EXAMPLES_PER_LABEL = 10
@@ -119,6 +119,13 @@ class DocumentTask(Task):
     @property
     def has_validation(self) -> bool:
         return self.data.val_docs is not None
+
+    def improves(self, scores: Scores, best: Scores | None) -> bool:
+        """By F1 (a classifier's macro-F1, a tagger's headline F1): the figure a user reads, which a lower
+        loss can worsen when the model grows surer of its mistakes; an equal F1 with a lower loss also counts."""
+        if best is None or best.f1 is None:
+            return True
+        return scores.f1 > best.f1 or (scores.f1 == best.f1 and scores.loss < best.loss)
 
     def common_meta(self, corpus_chars: int, eos_mode: str) -> dict:
         """The `data` metadata every task records about its training file."""

@@ -19,8 +19,10 @@ from charlm.explore.server import ExplorerServer
 @click.option("--json", "as_json", is_flag=True, help="Print {url, port, runs} as one JSON line once serving.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
 def explore(runs, port, open_browser, as_json, quiet):
-    """Serve a local page that looks inside the model of RUNS (run directories; the first is shown first):
-    samples, surprisal, hidden units, training curves, configuration. Read-only; Ctrl-C stops it."""
+    """Serve a local page that looks inside the model of RUNS (run directories; the first is shown first), in
+    the views that fit its kind: a language model's samples, surprisal and hidden units; a tagger's labels of a
+    text; a classifier's label distributions and hidden states; a tagger's or classifier's figures on a
+    labelled file; and every run's training curves and configuration. Read-only; Ctrl-C stops it."""
     explorer = Explorer(runs)
     try:
         server = ExplorerServer(explorer, port)

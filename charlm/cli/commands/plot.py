@@ -18,7 +18,9 @@ from charlm.viz.plot import AXES, plot_curves
 @click.option("--json", "as_json", is_flag=True, help="Print the curves' data as JSON instead of drawing.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
 def plot(runs, out, x_axis, as_json, quiet):
-    """Plot validation (and smoothed training) loss of one or more RUNS (run directories)."""
+    """Plot the curves of one or more RUNS (run directories): validation loss with a marker at every
+    evaluation, smoothed training loss, a tagger's F1 or a classifier's macro-F1, and a star at the checkpoint
+    each run kept, on the figure it was kept by."""
     curves = [load_curves(run) for run in runs]
     if as_json:
         click.echo(json.dumps({"x": x_axis, "runs": [c.to_dict() for c in curves]}))

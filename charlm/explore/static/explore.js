@@ -1,10 +1,13 @@
-// charlm explore: the page's behaviour, in plain JavaScript (no framework, no build step, works offline).
-// The server's API is described in charlm/explore/api.py. Model output is only ever written with
-// textContent, never parsed as HTML.
+// charlm explore: the page's behaviour, in plain JavaScript (no framework, no build step, works offline):
+// this file holds the helpers, the navigation, the model and the language model's views; curves.js the
+// curves, task-views.js the views of taggers and classifiers. The server's API is described in
+// charlm/explore/api.py. Model output is only ever written with textContent, never parsed as HTML.
 "use strict";
 
-const SECTIONS = ["sample", "surprisal", "units", "curves", "model"];
-const DEFAULT_TEXT = 'The cat sat on the mat. "Is it raining?" she asked.\nHe looked up and said, "Not today."\n';
+// Every section of the page; a run's model names those that apply to it (its `views`), the first opened first.
+const SECTIONS = ["sample", "surprisal", "units", "tag", "classify", "evaluate", "curves", "model"];
+// The views left when the run's model cannot be loaded (a run that has saved no checkpoint yet).
+const VIEWS_WITHOUT_MODEL = ["curves", "model"];
 // Surprisal colours saturate here: a character the model gives under 1/1024 is simply "very surprising".
 const MAX_BITS = 10;
 // White to deep red (ColorBrewer OrRd, white first) for bits; blue-white-red (RdBu) for unit activations.
@@ -12,20 +15,15 @@ const SURPRISAL_STOPS = ["#ffffff", "#fee8c8", "#fdd49e", "#fdbb84", "#fc8d59", 
   "#7f0000"];
 const DIVERGING_STOPS = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#ffffff", "#fddbc7", "#f4a582", "#d6604d",
   "#b2182b"];
-// One colour per run in the curves, by the run's position (Tableau 10).
-const RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22"];
 const KIND_LABELS = { a: "output a⟨t⟩", c: "memory cell c⟨t⟩" };
-const CURVES_POLL_MS = 5000;
 // A unit's text is read again this long after the last keystroke, not on every one.
 const UNITS_TEXT_DELAY_MS = 400;
-// Points per training curve: about one per pixel column is all the plot can show.
-const MAX_CURVE_POINTS = 1000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const state = {
   run: 0,
   model: null, // GET /api/model of the current run
+  views: null, // the sections that apply to the current run's model; null until its model first answers
   modelLoading: Promise.resolve(),
   surprisal: null, // the last POST /api/surprisal answer shown
   units: null, // the last POST /api/units answer shown
@@ -35,10 +33,15 @@ const state = {
   curvesLoading: false,
   curvesJSON: null, // the last /api/curves body, to redraw only when it changed
   curves: null,
+  tag: null, // the last POST /api/tag answer shown
+  classified: null, // the last POST /api/classify answer shown
+  statesText: "", // the text whose hidden states the heatmap shows
+  states: null, // the last POST /api/states answer drawn
+  statesGeometry: null,
 };
 // Each request kind counts its requests; an answer that is no longer the newest is dropped, so a slow answer
 // never overwrites a newer one.
-const tickets = { model: 0, surprisal: 0, units: 0, find: 0 };
+const tickets = { model: 0, surprisal: 0, units: 0, find: 0, tag: 0, classify: 0, states: 0, evaluate: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -231,22 +234,33 @@ function unitTip(text, value) {
 
 // ----------------------------------------------------------------------------------------- navigation
 
+// The section the address names when it applies to the run's model, else the model's first view.
 function currentSection() {
+  const views = state.views || VIEWS_WITHOUT_MODEL;
   const name = location.hash.slice(1);
-  return SECTIONS.includes(name) ? name : "sample";
+  return views.includes(name) ? name : views[0];
 }
 
+// Shows the current section and the tabs of the sections that apply to the run's model; hides the others.
+// Before the first model answers nothing is shown: which views apply is not known yet.
 function showSection() {
+  const views = state.views;
+  if (!views) return;
   const shown = currentSection();
+  if (location.hash.slice(1) !== shown) history.replaceState(null, "", `#${shown}`);
   for (const name of SECTIONS) {
     $(`section-${name}`).hidden = name !== shown;
     const tab = $(`tab-${name}`);
+    tab.hidden = !views.includes(name);
     tab.classList.toggle("active", name === shown);
     if (name === shown) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
   hideTooltip();
   if (shown === "units") openUnits();
+  if (shown === "tag") openTag();
+  if (shown === "classify") openClassify();
+  if (shown === "evaluate") openEvaluate();
   if (shown === "curves") startCurves();
   else stopCurves();
 }
@@ -254,11 +268,13 @@ function showSection() {
 // ----------------------------------------------------------------------------------------- runs and model
 
 async function loadRuns() {
-  const { runs } = await fetchJSON("/api/runs");
+  const { runs, defaults } = await fetchJSON("/api/runs");
   $("run").replaceChildren(...runs.map((run) => el("option", {
     value: String(run.index), textContent: run.name, title: run.path,
   })));
   state.run = runs.length ? runs[0].index : 0;
+  for (const id of ["surprisal-text", "units-text", "tag-text", "classify-text"]) $(id).value = defaults.text;
+  $("pattern").value = defaults.pattern;
 }
 
 function loadModel() {
@@ -273,23 +289,30 @@ async function fetchModel() {
     const info = await fetchJSON(`/api/model?run=${state.run}`);
     if (ticket !== tickets.model) return;
     state.model = info;
+    state.views = info.views;
     renderModel(info);
     setUnitControls(info.units);
+    setStatesControls(info.units);
   } catch (err) {
     if (ticket !== tickets.model) return;
     state.model = null;
+    state.views = VIEWS_WITHOUT_MODEL;
     $("model-info").replaceChildren();
     showError("model-error", err.message);
   }
 }
 
+// Another run: its model's views replace the other's (the current one kept when it applies), and the views
+// shown are read again by its model.
 async function changeRun() {
   state.run = Number($("run").value);
   $("found-units").replaceChildren(); // they were units of the other model
   $("found-summary").textContent = "";
+  state.units = null; // read again when the Units view opens
+  clearTaskViews();
   await loadModel();
-  if (state.surprisal) showSurprisal();
-  if (state.units || currentSection() === "units") requestUnits();
+  if (state.surprisal && state.views && state.views.includes("surprisal")) showSurprisal();
+  showSection();
 }
 
 // A two-column table of [label, value] rows; rows whose value is missing are left out.
@@ -325,11 +348,13 @@ function renderModel(info) {
     vocab.chars !== undefined ? ["characters", vocabChars(vocab.chars)] : ["most frequent tokens", vocabTokens(vocab)],
   ];
   const bestVal = train.best_val_nats;
+  const perLabel = info.kind !== "lm";
   const trainRows = [
     ["step", number(train.step)], ["epoch", number(train.epoch, 2)],
     ["training time", typeof train.seconds === "number" ? duration(train.seconds) : null],
-    ["best validation loss", typeof bestVal === "number"
-      ? `${bestVal.toFixed(4)} nats = ${train.best_val_bits.toFixed(4)} bits per ${tokenWord(false)}` : "none yet"],
+    ["best validation loss", typeof bestVal !== "number" ? "none yet"
+      : perLabel ? `${bestVal.toFixed(4)} nats per label`
+        : `${bestVal.toFixed(4)} nats = ${train.best_val_bits.toFixed(4)} bits per ${tokenWord(false)}`],
     ["best step", number(train.best_step)],
     ["final validation loss", typeof train.final_val_nats === "number"
       ? `${train.final_val_nats.toFixed(4)} nats (${train.final_val_mode || "?"})` : null],
@@ -340,8 +365,23 @@ function renderModel(info) {
     ["charlm version", info.charlm_version], ["integrity", info.integrity],
     ["optimizer state", info.has_optimizer_state ? "saved" : "not saved"],
   ];
-  $("model-info").replaceChildren(infoTable("Architecture", modelRows), infoTable("Vocabulary", vocabRows),
-    infoTable("Training", trainRows), infoTable("Checkpoint", fileRows));
+  const tables = [infoTable("Architecture", modelRows), infoTable("Vocabulary", vocabRows),
+    infoTable("Training", trainRows), infoTable("Checkpoint", fileRows)];
+  if (perLabel) tables.splice(1, 0, infoTable("Task", taskRows(info)));
+  $("model-info").replaceChildren(...tables);
+}
+
+// What a tagger or classifier was trained to do: its task, labels and the figure its best checkpoint has.
+function taskRows(info) {
+  const task = info.task || {};
+  const f1 = typeof task.best_val_f1 === "number" ? task.best_val_f1.toFixed(4) : null;
+  return [
+    ["kind", info.kind], ["task", task.task],
+    ["labels", task.labels ? task.labels.join(", ") : null],
+    ...(task.heads || []).map((head) => [`labels (${head.name})`, head.labels.map(visibleText).join(" ")]),
+    ["pooling", task.pool], ["marks", task.marks],
+    [info.kind === "classifier" ? "best validation macro-F1" : "best validation F1", f1],
+  ];
 }
 
 // A config value of a kind the page has no row for, as plain text.
@@ -658,6 +698,12 @@ async function findUnits(event) {
   event.preventDefault();
   const ticket = ++tickets.find;
   clearError("units-error");
+  if (!$("pattern").value) { // nothing to search for: say so here rather than ask the server
+    $("found-units").replaceChildren();
+    $("found-summary").textContent = "Type a regular expression first, e.g. \"[^\"]*\" for the quoted parts "
+      + "of the text.";
+    return;
+  }
   const button = $("find-units-button");
   button.classList.add("busy");
   try {
@@ -713,185 +759,6 @@ function markFoundUnit() {
   }
 }
 
-// ----------------------------------------------------------------------------------------- curves
-
-function startCurves() {
-  if (state.curvesTimer || document.visibilityState === "hidden") return;
-  refreshCurves();
-  state.curvesTimer = setInterval(refreshCurves, CURVES_POLL_MS);
-}
-
-function stopCurves() {
-  clearInterval(state.curvesTimer);
-  state.curvesTimer = null;
-}
-
-async function refreshCurves() {
-  if (state.curvesLoading) return; // a slow answer is still on its way
-  state.curvesLoading = true;
-  try {
-    const body = await (await request("/api/curves")).text();
-    clearError("curves-error");
-    if (body !== state.curvesJSON) {
-      state.curvesJSON = body;
-      state.curves = JSON.parse(body).runs;
-      drawCurves();
-    }
-  } catch (err) {
-    showError("curves-error", err.message);
-  } finally {
-    state.curvesLoading = false;
-  }
-}
-
-// About `count` round tick values (1, 2 or 5 times a power of ten) within [low, high].
-function niceTicks(low, high, count) {
-  const raw = (high - low) / count || 1;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  const ratio = raw / power; // in [1, 10): rounded to the nearest of 1, 2, 5, 10
-  const step = power * (ratio < 1.5 ? 1 : ratio < 3 ? 2 : ratio < 7 ? 5 : 10);
-  const ticks = [];
-  for (let v = Math.ceil(low / step) * step; v <= high + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
-  return ticks;
-}
-
-function stepLabel(step) {
-  if (step >= 1e6) return `${+(step / 1e6).toPrecision(3)}M`;
-  if (step >= 1e3) return `${+(step / 1e3).toPrecision(3)}k`;
-  return String(step);
-}
-
-// Time ticks in the unit that fits the span: seconds, minutes or hours.
-function timeAxis(maxSeconds) {
-  const [scale, suffix] = maxSeconds >= 7200 ? [3600, "h"] : maxSeconds >= 120 ? [60, "min"] : [1, "s"];
-  return { scale, label: (v) => `${+(v / scale).toPrecision(4)} ${suffix}` };
-}
-
-// Every n-th point, so a long run's path stays light; the last point is always kept.
-function thin(points) {
-  const every = Math.ceil(points.length / MAX_CURVE_POINTS);
-  if (every <= 1) return points;
-  return points.filter((_, i) => i % every === 0 || i === points.length - 1);
-}
-
-function zip(xs, ys) {
-  return (xs || []).map((x, i) => [x, ys[i]]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-}
-
-function curveSeries(runs, byTime) {
-  return runs.map((run, i) => {
-    if (run.error !== undefined) return null;
-    const train = thin(zip(byTime ? run.step_seconds : run.steps, run.train_loss));
-    const val = zip(byTime ? run.eval_seconds : run.eval_steps, run.val_loss);
-    const bestIndex = (run.eval_steps || []).indexOf(run.best_step);
-    const best = bestIndex >= 0 ? val[bestIndex] : null;
-    return { run, colour: RUN_COLOURS[i % RUN_COLOURS.length], train, val, best };
-  }).filter((s) => s && (s.train.length || s.val.length));
-}
-
-function drawCurves() {
-  const runs = state.curves || [];
-  const byTime = $("x-axis").value === "time";
-  const series = curveSeries(runs, byTime);
-  const notes = runs.filter((r) => r.error !== undefined).map((r) => `${r.name}: ${r.error}`);
-  for (const s of series) {
-    if (!s.val.length) notes.push(`${s.run.name}: no validation loss yet`);
-    if (s.run.skipped_lines) notes.push(`${s.run.name}: ${s.run.skipped_lines} unreadable metrics line(s) skipped`);
-  }
-  $("curves-notes").replaceChildren(...notes.map((note) => el("li", { textContent: note })));
-  const plot = $("curves-svg");
-  const { width, height } = plot.viewBox.baseVal;
-  if (!series.length) {
-    plot.replaceChildren(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" },
-      ["No curves yet: the runs have written no metrics."]));
-    return;
-  }
-  const points = series.flatMap((s) => [...s.train, ...s.val]);
-  const xs = points.map((p) => p[0]);
-  const ys = points.map((p) => p[1]);
-  const box = { left: 64, right: width - 16, top: 16, bottom: height - 48 };
-  const xMax = Math.max(...xs) || 1;
-  const [yLow, yHigh] = [Math.min(...ys), Math.max(...ys)];
-  const pad = (yHigh - yLow) * 0.05 || 0.5;
-  const scale = {
-    x: (v) => box.left + (v / xMax) * (box.right - box.left),
-    y: (v) => box.bottom - ((v - yLow + pad) / (yHigh - yLow + 2 * pad)) * (box.bottom - box.top),
-  };
-  const units = new Set(series.map((s) => s.run.tokens));
-  const yTitle = units.size === 1 && units.has("char") ? "loss (nats per character)" : "loss (nats per token)";
-  plot.replaceChildren(
-    ...axes(box, scale, byTime, xMax, yLow - pad, yHigh + pad, yTitle),
-    ...series.flatMap((s) => curvePaths(s, scale)),
-    legend(series, box),
-  );
-}
-
-function axes(box, scale, byTime, xMax, yLow, yHigh, yTitle) {
-  const time = timeAxis(xMax);
-  const xTicks = byTime ? niceTicks(0, xMax / time.scale, 6).map((v) => v * time.scale) : niceTicks(0, xMax, 6);
-  const xLabel = byTime ? time.label : stepLabel;
-  const nodes = [svg("rect", { x: box.left, y: box.top, width: box.right - box.left, height: box.bottom - box.top,
-    class: "plot-area" })];
-  for (const v of xTicks) {
-    const x = scale.x(v).toFixed(1);
-    nodes.push(svg("line", { x1: x, x2: x, y1: box.top, y2: box.bottom, class: "grid" }),
-      svg("text", { x, y: box.bottom + 18, "text-anchor": "middle", class: "tick" }, [xLabel(v)]));
-  }
-  for (const v of niceTicks(yLow, yHigh, 5)) {
-    const y = scale.y(v).toFixed(1);
-    nodes.push(svg("line", { x1: box.left, x2: box.right, y1: y, y2: y, class: "grid" }),
-      svg("text", { x: box.left - 8, y, "text-anchor": "end", "dominant-baseline": "middle", class: "tick" },
-        [String(+v.toPrecision(6))]));
-  }
-  nodes.push(
-    svg("text", { x: (box.left + box.right) / 2, y: box.bottom + 40, "text-anchor": "middle", class: "axis-title" },
-      [byTime ? "training time" : "step"]),
-    svg("text", { x: 16, y: (box.top + box.bottom) / 2, "text-anchor": "middle", class: "axis-title",
-      transform: `rotate(-90 16 ${(box.top + box.bottom) / 2})` }, [yTitle]),
-  );
-  return nodes;
-}
-
-function pathData(points, scale) {
-  return points.map(([x, y], i) => `${i ? "L" : "M"}${scale.x(x).toFixed(1)},${scale.y(y).toFixed(1)}`).join(" ");
-}
-
-function curvePaths(series, scale) {
-  const nodes = [];
-  if (series.train.length) {
-    nodes.push(svg("path", { d: pathData(series.train, scale), class: "train-curve", stroke: series.colour }));
-  }
-  if (series.val.length) {
-    nodes.push(svg("path", { d: pathData(series.val, scale), class: "val-curve", stroke: series.colour }));
-  }
-  if (series.best) {
-    const [x, y] = series.best;
-    nodes.push(svg("circle", { cx: scale.x(x).toFixed(1), cy: scale.y(y).toFixed(1), r: 4.5, class: "best-point",
-      fill: series.colour }, [svg("title", {}, [`${series.run.name}: best validation loss ${y.toFixed(4)} at step `
-      + `${series.run.best_step}`])]));
-  }
-  return nodes;
-}
-
-function legend(series, box) {
-  const rowHeight = 20;
-  const labels = series.map((s) => {
-    const name = s.run.name.length > 24 ? `${s.run.name.slice(0, 23)}…` : s.run.name;
-    const best = typeof s.run.best_val_loss === "number"
-      ? `  best ${s.run.best_val_loss.toFixed(3)} at step ${stepLabel(s.run.best_step)}` : "";
-    return name + best;
-  });
-  const width = 56 + 7 * Math.max(...labels.map((label) => label.length)); // about 7 px a character at 12 px
-  const group = svg("g", { class: "legend", transform: `translate(${box.right - width - 10} ${box.top + 10})` },
-    [svg("rect", { width, height: series.length * rowHeight + 10, rx: 4, class: "legend-box" })]);
-  series.forEach((s, i) => {
-    const y = 15 + i * rowHeight;
-    group.append(svg("line", { x1: 10, x2: 34, y1: y, y2: y, stroke: s.colour, class: "legend-line" }),
-      svg("text", { x: 42, y, "dominant-baseline": "middle", class: "legend-text" }, [labels[i]]));
-  });
-  return group;
-}
-
 // ----------------------------------------------------------------------------------------- start
 
 function onTokenHover(event) {
@@ -929,16 +796,16 @@ function wire() {
   $("find-form").addEventListener("submit", findUnits);
   $("found-units").addEventListener("click", selectFoundUnit);
   $("x-axis").addEventListener("change", drawCurves);
+  wireTaskViews();
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") stopCurves();
     else if (currentSection() === "curves") startCurves();
   });
 }
 
+// The page opens on the first view of the first run's model, so the model is loaded before a section shows.
 async function start() {
   wire();
-  $("surprisal-text").value = DEFAULT_TEXT;
-  $("units-text").value = DEFAULT_TEXT;
   drawLegend($("surprisal-legend"), SURPRISAL_STOPS, [0, 2, 4, 6, 8, 10].map(
     (bits) => [bits / MAX_BITS, bits === 0 ? "0 bits" : bits === MAX_BITS ? `≥${bits}` : String(bits)]));
   try {
@@ -946,8 +813,9 @@ async function start() {
   } catch (err) {
     showError("page-error", `cannot list the runs: ${err.message}`);
   }
-  loadModel();
+  await loadModel();
   showSection();
 }
 
-start();
+// curves.js and task-views.js load after this file: start once all three have.
+document.addEventListener("DOMContentLoaded", start);

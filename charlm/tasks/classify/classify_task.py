@@ -146,12 +146,6 @@ class ClassifierTask(DocumentTask):
         found = evaluate_texts(self._as_classifier(params, cfg), val.texts, [self.data.labels[i] for i in val.y])
         return Scores(found["loss"], f1=found["f1"], accuracy=found["accuracy"])
 
-    def improves(self, scores: Scores, best: Scores | None) -> bool:
-        """By macro-F1 (see the module docstring); an equal F1 with a lower loss also counts."""
-        if best is None or best.f1 is None:
-            return True
-        return scores.f1 > best.f1 or (scores.f1 == best.f1 and scores.loss < best.loss)
-
     def data_meta(self) -> dict:
         o = self.opts
         return {**self.common_meta(sum(len(t) for t in self.data.train_docs.texts), "lines"),

@@ -1,6 +1,6 @@
 """Training a tagger (`--task truecase|punctuate|truecase+punctuate|tag`): batches of whole documents of
 similar length, one label per character and head, the tagger's loss and F1 on held-out documents; the best
-checkpoint is the one with the lowest validation loss.
+checkpoint is the one with the highest validation F1 (`DocumentTask.improves`).
 """
 
 from collections import Counter

@@ -1,0 +1,163 @@
+"""What the explorer page shows of a tagger or a classifier: each character's (or token's) labels of a text,
+each text's label distribution, the encoder's hidden states over a text, and the figures on a labelled file
+(those of `charlm evaluate`, by the same library functions).
+
+Every view is a JSON-able dict; texts come from the page, already checked for size by `charlm.explore.api`.
+"""
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from charlm.errors import CharlmError, ConfigError
+from charlm.models.encoder import directions, encoder_activations, encoder_forward, init_state
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, evaluate_texts
+from charlm.tasks.classify.labelled_text import read_labelled
+from charlm.tasks.tagging.tagged_text import CASE_LABELS, NO_MARK, make_doc, restore, tag_doc
+from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs, predict_docs
+
+# Labels shown per character in the tagger view's tooltip (the most likely first).
+TOP_LABELS = 5
+# Characters of a text whose hidden states are sent (a state per unit per character).
+MAX_STATE_CHARS = 1_000
+# Each head's label that means "nothing to mark", which the page leaves uncoloured.
+NULL_LABELS = {"case": CASE_LABELS[0], "punct": NO_MARK, "tag": "O"}
+
+
+def tag_view(ckpt, text: str) -> dict:
+    """The tagger's labels of each non-empty line of `text` (the tagger's documents are lines).
+
+    Returns {"task", "heads": [{"name", "labels", "null"}], "unit": "character" or "token", "docs": [per line
+    {"input": the line, "read": the text the tagger reads (truecasing lowercases it, punctuation takes the
+    marks out), "output": the restored text or token/label pairs, "pieces": [{"text", "labels": {head:
+    [[label, probability], ...] most likely first}}]}]}. The pieces' texts join to "read"; a piece without
+    labels (a space between tokens, a character a head does not label) has fewer heads or none."""
+    tagger = as_tagger(ckpt)
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ConfigError("the text has no line to tag")
+    if tagger.task == "tag":
+        docs = [tag_doc(line.split()) for line in lines]
+    else:
+        docs = [make_doc(tagger.task, line, tagger.marks) for line in lines]
+    probs = predict_docs(tagger.params, tagger.cfg, tagger.vocab, [d.text for d in docs])
+    found = []
+    for line, doc, doc_probs in zip(lines, docs, probs, strict=True):
+        if tagger.task == "tag":
+            labels = tagger.heads[0].labels
+            pieces, tagged = _token_pieces(doc, doc_probs[0], labels)
+            output = " ".join(f"{token}/{label}" for token, label in tagged)
+        else:
+            pieces = _character_pieces(doc.text, doc_probs, tagger.heads)
+            output = restore(tagger.task, doc.text, [p.argmax(axis=1) for p in doc_probs], tagger.heads)
+        found.append({"input": line, "read": doc.text, "output": output, "pieces": pieces})
+    heads = [{**h.to_dict(), "null": NULL_LABELS.get(h.name) if NULL_LABELS.get(h.name) in h.labels else None}
+             for h in tagger.heads]
+    return {"task": tagger.task, "heads": heads, "unit": "token" if tagger.task == "tag" else "character",
+            "docs": found}
+
+
+def _top(probs: np.ndarray, labels) -> list:
+    """[[label, probability], ...] of one position's distribution (K,), most likely first."""
+    order = np.argsort(-probs, kind="stable")[:TOP_LABELS]
+    return [[labels[i], float(probs[i])] for i in order]
+
+
+def _token_pieces(doc, probs: np.ndarray, labels) -> tuple[list, list]:
+    """A tag document's tokens (labelled at their last character, as the tagger predicts them) and the
+    spaces between them. -> (pieces, [(token, label)])"""
+    pieces, tagged, at = [], [], 0
+    for start, end in doc.tokens:
+        if start > at:
+            pieces.append({"text": doc.text[at:start], "labels": {}})
+        top = _top(probs[end - 1], labels)
+        pieces.append({"text": doc.text[start:end], "labels": {"tag": top}})
+        tagged.append((doc.text[start:end], top[0][0]))
+        at = end
+    return pieces, tagged
+
+
+def _character_pieces(text: str, probs: list[np.ndarray], heads) -> list:
+    """One piece per character: its case label (truecasing labels every character) and, at a word's last
+    character, the mark after it (punctuation labels nothing else)."""
+    pieces = []
+    for i, c in enumerate(text):
+        word_end = not c.isspace() and (i + 1 == len(text) or text[i + 1].isspace())
+        labels = {head.name: _top(p[i], head.labels) for head, p in zip(heads, probs, strict=True)
+                  if head.name != "punct" or word_end}
+        pieces.append({"text": c, "labels": labels})
+    return pieces
+
+
+def classify_view(ckpt, text: str) -> dict:
+    """Each non-empty line of `text` classified: {"labels": the classifier's labels, "texts": [{"text",
+    "label", "probability", "top": [[label, probability], ...] every label, most likely first}]}."""
+    classifier = as_classifier(ckpt)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ConfigError("the text has no line to classify")
+    found = classify_texts(classifier, lines, top_k=len(classifier.labels))
+    return {"labels": list(classifier.labels), "texts": found}
+
+
+def states_view(ckpt, text: str, layer: int) -> dict:
+    """The encoder's hidden states (its outputs a<t>) of one layer after each character of `text`, read
+    whole from the zero state as the model reads a document (a classifier's text cut at its `max_len`, and
+    at MAX_STATE_CHARS).
+
+    Returns {"chars": the characters read, "values": (n, F) nested lists, F = H units (2H bidirectional:
+    the forward direction's, then the reverse's), "units": ["f0", ..., "r0", ...] the rows' names, "layer",
+    "layers", "low", "high": the range to colour over ([-1, 1] for tanh-bounded outputs, else symmetric
+    about 0 by the largest |value|), "cut": characters left out}."""
+    cfg = ckpt.config
+    if not 0 <= layer < cfg.layers:
+        raise ConfigError(f"no layer {layer}: the model has {cfg.layers}")
+    max_len = int((ckpt.data.get("classify") or {}).get("max_len") or 0)
+    limit = min(max_len, MAX_STATE_CHARS) if max_len else MAX_STATE_CHARS
+    read = text[:limit]
+    if not read:
+        raise ConfigError("the text is empty")
+    x = np.asarray(ckpt.vocab.encode(read))[:, None]  # (n, 1)
+    _, _, cache = encoder_forward(ckpt.params, cfg, x, init_state(cfg, 1), lengths=np.array([len(read)]))
+    acts = encoder_activations(cfg, cache)
+    parts = [acts[f"layer.{layer}.{d}a"][:, 0] for d in directions(cfg)]  # each (n, H)
+    values = np.concatenate(parts, axis=1).astype(np.float64)  # (n, F)
+    names = [f"{'r' if d else 'f'}{u}" for d in directions(cfg) for u in range(cfg.hidden)]
+    bounded = cfg.cell != "rnn" or cfg.activation == "tanh"
+    high = 1.0 if bounded else max(float(np.abs(values).max()), 1e-6)
+    return {"chars": list(read), "values": np.round(values, 4).tolist(), "units": names, "layer": layer,
+            "layers": cfg.layers, "low": -high, "high": high, "cut": len(text) - len(read)}
+
+
+def evaluate_view(ckpt, text: str, name: str) -> dict:
+    """The figures `charlm evaluate` gives for the labelled file `name` whose content (read as UTF-8) is
+    `text`: a tagger's (evaluate_docs) or a classifier's (evaluate_texts), with "kind" and "file" added.
+
+    The content is written to a file of the server's own choosing, so the readers see the file the command
+    would; their messages name `name` in its place."""
+    kind = ckpt.config.kind
+    if kind not in ("tagger", "classifier"):
+        raise ConfigError("a language model is evaluated with charlm perplexity")
+    with tempfile.TemporaryDirectory(prefix="charlm-explore-") as folder:
+        path = Path(folder) / "upload.txt"
+        path.write_text(text, encoding="utf-8")
+        try:
+            found = _evaluate_file(ckpt, path)
+        except CharlmError as exc:
+            raise type(exc)(str(exc).replace(str(path), name)) from None
+    return {"kind": kind, "file": name, **found}
+
+
+def _evaluate_file(ckpt, path: Path) -> dict:
+    if ckpt.config.kind == "tagger":
+        tagger = replace(as_tagger(ckpt), encoding="utf-8")  # the page sends the file as UTF-8 text
+        return evaluate_docs(tagger.params, tagger.cfg, tagger.vocab, tagger.heads, tagger.task,
+                             labelled_docs(tagger, path))
+    classifier = as_classifier(ckpt)
+    found = read_labelled(path, "utf-8")
+    for label, line in zip(found.labels, found.lines, strict=True):
+        if label not in classifier.labels:
+            raise ConfigError(f"{path}:{line}: label {label!r} is not one the classifier was trained on")
+    return evaluate_texts(classifier, found.texts, found.labels)
