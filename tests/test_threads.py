@@ -20,7 +20,7 @@ class Machine:
     """The thread pools and the clock of a fake 2-core machine whose load can change."""
 
     def __init__(self, monkeypatch, cores=2):
-        self.now, self.threads, self.load, self.set_calls = 0.0, cores, IDLE, []
+        self.now, self.threads, self.load, self.set_calls, self.steps_at = 0.0, cores, IDLE, [], []
         for name in threads.USER_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setattr(threads, "available_cores", lambda: cores)
@@ -35,6 +35,7 @@ class Machine:
         """Run a step of `tokens` tokens at the present count and load; -> its seconds."""
         seconds = tokens * self.load[self.threads]
         self.now += seconds
+        self.steps_at.append(self.threads)
         return seconds
 
     def clock(self) -> float:
@@ -58,7 +59,7 @@ def test_candidates_are_one_powers_of_two_and_all_cores():
 def test_the_choice_follows_the_timing(monkeypatch, load, chosen):
     machine = Machine(monkeypatch)
     machine.load = load
-    choice = threads.choose_threads(lambda count: machine.load[count])
+    choice = threads.choose_threads(lambda count, give_up: machine.load[count])
     assert choice.threads == chosen == machine.threads and choice.chosen_by == "timing"
     assert choice.tokens_per_second == {count: 1 / s for count, s in load.items()}
     assert f"--threads {chosen}: the fastest now" in choice.describe()
@@ -67,10 +68,10 @@ def test_the_choice_follows_the_timing(monkeypatch, load, chosen):
 def test_the_users_count_wins_and_nothing_is_timed(monkeypatch):
     machine = Machine(monkeypatch)
     timed = []
-    choice = threads.choose_threads(timed.append, option=3)
+    choice = threads.choose_threads(lambda *args: timed.append(args), option=3)
     assert (choice.threads, choice.chosen_by, timed, machine.set_calls) == (3, "user", [], [3])
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # read by the BLAS library itself: charlm sets nothing
-    choice = threads.choose_threads(timed.append)
+    choice = threads.choose_threads(lambda *args: timed.append(args))
     assert (choice.threads, choice.chosen_by, timed, machine.set_calls) == (2, "user", [], [3])
     governor = threads.ThreadGovernor()
     governor.before_step()
@@ -103,6 +104,22 @@ def test_a_run_gives_up_the_second_thread_when_a_neighbour_starts_and_takes_it_b
     steps_to_recheck = int(threads.RECHECK_SECONDS / (1000 * IDLE[1])) + 1
     run_steps(governor, machine, steps_to_recheck + 2 * (threads.TRIAL_STEPS + 1))
     assert governor.threads == 2 and [c.threads for c in changes] == [2, 1, 2]
+
+
+def test_a_count_that_waits_for_taken_cores_costs_one_step(monkeypatch):
+    # Beside a busy process two threads are 3x slower: after one step at two, the trial drops them, and the
+    # periodic re-checks that keep one thread come further and further apart.
+    machine = Machine(monkeypatch)
+    machine.load = BUSY
+    governor = threads.ThreadGovernor()
+    run_steps(governor, machine, threads.TRIAL_STEPS + 2)
+    assert not governor.choosing and governor.threads == 1 and machine.steps_at.count(2) == 1
+    waits = []
+    for _ in range(4):
+        run_steps(governor, machine, int(governor.wait / (1000 * BUSY[1])) + threads.TRIAL_STEPS + 3)
+        waits.append(governor.wait)
+    assert machine.steps_at.count(2) == 5 and governor.threads == 1
+    assert waits == [min(threads.RECHECK_SECONDS * 2 ** k, threads.MAX_RECHECK_SECONDS) for k in range(1, 5)]
 
 
 def test_a_trial_costs_a_small_share_of_a_runs_steps(monkeypatch):

@@ -259,7 +259,7 @@ def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpu
     # (instant by this clock), the exact final score with its margin (budget.ESTIMATE_MARGIN) and the seconds
     # kept for the process's start and exit (budget.EXIT_SECONDS) leave 3.3 s of a 6.4 s budget to train:
     # 26 steps, as a 27th would end past it.
-    monkeypatch.setattr(LanguageModelTask, "probe_exact_seconds", lambda self, params, cfg, clock: 1.0)
+    monkeypatch.setattr(LanguageModelTask, "probe_exact_seconds", lambda self, params, cfg, clock, **kwargs: 1.0)
     clock = StepClock(monkeypatch, 0.125)
     seconds = 1.0 * (1 + budget.ESTIMATE_MARGIN) + budget.EXIT_SECONDS + 3.3
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
@@ -273,7 +273,7 @@ def test_time_budget_keeps_room_for_the_closing_evaluations(tmp_path, text_corpu
 def test_the_time_budget_counts_from_when_the_invocation_started(tmp_path, text_corpus, monkeypatch):
     # As above, but the invocation began 1 s before train() was called (imports, start-up): 1 s less training
     # (the reserve is capped at budget.MAX_RESERVE_SHARE of the 6 s, leaving 2 s: 16 steps).
-    monkeypatch.setattr(LanguageModelTask, "probe_exact_seconds", lambda self, params, cfg, clock: 1.0)
+    monkeypatch.setattr(LanguageModelTask, "probe_exact_seconds", lambda self, params, cfg, clock, **kwargs: 1.0)
     clock = StepClock(monkeypatch, 0.125)
     opts = TrainOptions(corpus=str(text_corpus), out=str(tmp_path / "run"), cell="lstm", hidden=16, layers=1,
                         batch=4, seq_len=16, time_budget=6.0)
@@ -341,7 +341,7 @@ def test_fine_tuning_refuses_another_architecture(tmp_path, text_corpus):
 def test_streams_final_score_reuses_the_best_evaluation_when_it_covered_all_validation_text(
         tmp_path, text_corpus, monkeypatch):
     # exact scoring: too slow
-    monkeypatch.setattr(LanguageModelTask, "probe_exact_seconds", lambda self, params, cfg, clock: 1e9)
+    monkeypatch.setattr(LanguageModelTask, "probe_exact_seconds", lambda self, params, cfg, clock, **kwargs: 1e9)
     scored = []
     score = LanguageModelTask.score_streams
     monkeypatch.setattr(LanguageModelTask, "score_streams",

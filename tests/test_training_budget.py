@@ -75,3 +75,17 @@ def test_progress_is_the_further_of_steps_and_time():
     assert resumed == 0.75  # a resumed run covers the rest of the schedule in its own budget
     assert budget.progress_fraction(step=5, total_steps=None, time_budget=None, reserved=0.0, progress0=0.0,
                                     session_seconds=5.0) == 0.0
+
+
+def test_evaluations_are_sized_to_come_as_often_as_the_interval_says():
+    # Exact scoring of 1e6 ids takes 50 s; an evaluation in streams is priced at STREAMS_COST_GUESS of that.
+    # A 2-minute budget evaluates every 15 s, so an evaluation may take 15 / EVAL_SPACING s.
+    per_id = budget.STREAMS_COST_GUESS * 50.0 / 1e6
+    size = budget.eval_size(262_144, exact_seconds=50.0, val_ids=10**6, time_budget=120.0)
+    assert size == int(budget.eval_interval(120.0) / budget.EVAL_SPACING / per_id)
+    assert size * per_id <= budget.eval_interval(120.0) / budget.EVAL_SPACING
+    # A long budget (60 s between evaluations) affords more, up to --eval-chars; never fewer than the floor.
+    assert budget.eval_size(262_144, exact_seconds=50.0, val_ids=10**6, time_budget=3600.0) > size
+    assert budget.eval_size(1_000, exact_seconds=50.0, val_ids=10**6, time_budget=3600.0) == 1_000
+    assert budget.eval_size(262_144, exact_seconds=1e4, val_ids=10**6, time_budget=120.0) == budget.MIN_EVAL_IDS
+    assert budget.eval_size(262_144, exact_seconds=None, val_ids=0, time_budget=120.0) == 262_144

@@ -13,6 +13,7 @@ starts), the closing work slows down alike, so the trainer scales each estimate 
 
 import statistics
 from collections import deque
+from dataclasses import dataclass
 
 # The machine's pace is the median of the last PACE_STEPS steps' seconds per token: one slow step (a garbage
 # collection, a page fault) must not move it.
@@ -52,18 +53,48 @@ ESTIMATE_MARGIN = 0.1
 MAX_RESERVE_SHARE = 0.5
 
 
+# An evaluation during training scores at most the validation ids that fit in 1 / EVAL_SPACING of the interval
+# between evaluations (priced from the exact-scoring probe, then from the first evaluation's own time), so
+# evaluations come as often as eval_interval says rather than being pushed apart by their own cost; never
+# fewer than MIN_EVAL_IDS, below which one evaluation's figure would move more with the sample than with the
+# model.
+MIN_EVAL_IDS = 8_192
+
+
 def exact_seconds_estimate(probe_seconds: float, probe_ids: int, val_ids: int) -> float:
     """Seconds to score `val_ids` ids exactly, given that `probe_ids` of them took `probe_seconds`."""
     return probe_seconds * val_ids / probe_ids
 
 
-def final_is_exact(exact_seconds: float | None, *, time_budget: float | None, train_seconds: float) -> bool:
-    """Whether the best checkpoint's final score is exact (else parallel streams); False without validation."""
+def final_is_exact(exact_seconds: float | None, *, time_budget: float | None, train_seconds: float,
+                   seconds_left: float | None = None) -> bool:
+    """Whether the best checkpoint's final score is exact (else parallel streams); False without validation.
+    Given the `seconds_left` of the budget when the final score starts: exact when it fits in them (the
+    reserve kept room for it, or training stopped early), so what was planned is what is done."""
     if exact_seconds is None:
         return False
+    if time_budget and seconds_left is not None:
+        return exact_seconds <= seconds_left - EXIT_SECONDS
     allowance = (time_budget * EXACT_FINAL_SHARE if time_budget
                  else max(EXACT_FINAL_FLOOR, train_seconds * EXACT_FINAL_SHARE))
     return exact_seconds <= allowance
+
+
+def eval_size(eval_chars: int, *, exact_seconds: float | None, val_ids: int, time_budget: float | None) -> int:
+    """How many validation ids each evaluation during training scores: at most `eval_chars`, and at most what
+    an evaluation can score in eval_interval / EVAL_SPACING seconds (at least MIN_EVAL_IDS)."""
+    if not exact_seconds or not val_ids:
+        return eval_chars
+    seconds_per_id = STREAMS_COST_GUESS * exact_seconds / val_ids
+    affordable = int(eval_interval(time_budget) / EVAL_SPACING / seconds_per_id)
+    return min(eval_chars, max(MIN_EVAL_IDS, affordable))
+
+
+def resized_evaluation(eval_ids: int, seconds: float, *, eval_chars: int, time_budget: float | None) -> int:
+    """The evaluation size that fits eval_interval / EVAL_SPACING seconds, given that `eval_ids` ids took
+    `seconds` (between MIN_EVAL_IDS and `eval_chars`)."""
+    affordable = int(eval_ids * eval_interval(time_budget) / EVAL_SPACING / max(seconds, 1e-9))
+    return min(eval_chars, max(MIN_EVAL_IDS, affordable))
 
 
 def evals_cover_val(val_ids: int, eval_chars: int) -> bool:
@@ -87,7 +118,7 @@ def reserved_seconds(time_budget: float | None, *, exact_seconds: float | None, 
     elif evals_cover_val(val_ids, eval_chars):
         final = 0.0
     else:
-        final = evaluation * val_ids / eval_chars  # an evaluation's cost, scaled to all validation text
+        final = evaluation * val_ids / eval_chars  # an evaluation's cost (of eval_chars ids), scaled to all
     return min((evaluation + final) * (1 + ESTIMATE_MARGIN) + EXIT_SECONDS, time_budget * MAX_RESERVE_SHARE)
 
 
@@ -137,3 +168,17 @@ class Pace:
         either is unknown)."""
         now = self.now()
         return now / then if now and then else 1.0
+
+
+@dataclass
+class Session:
+    """What one invocation of the loop measures (a resumed run starts a new session)."""
+
+    start: float  # clock() when the loop started
+    next_eval_at: float  # seconds since start
+    step_seconds: float = 0.0  # time in training steps only: chars/s
+    chars: int = 0
+    smoothed_loss: float | None = None
+
+    def chars_per_sec(self) -> float:
+        return self.chars / self.step_seconds if self.step_seconds else 0.0

@@ -45,12 +45,13 @@ def measure_speed(cell: str, layers: int, vocab: int, *, threads: int | None = N
     narrow, wide = PROBE_WIDTHS
     timed = {}
 
-    def wide_seconds(count: int) -> float:
-        timed[count] = _seconds_per_token(cell, wide, layers, vocab, clock)
+    def wide_seconds(count: int, give_up: float | None) -> float:
+        timed[count] = _seconds_per_token(cell, wide, layers, vocab, clock, give_up=give_up)
         return timed[count][1]
 
     choice = choose_threads(wide_seconds, option=threads)
-    p1, t1 = timed.get(choice.threads) or _seconds_per_token(cell, wide, layers, vocab, clock)
+    p1, t1 = timed[choice.threads] if choice.threads in timed else _seconds_per_token(cell, wide, layers, vocab,
+                                                                                      clock)
     p0, t0 = _seconds_per_token(cell, narrow, layers, vocab, clock)
     per_param = max((t1 - t0) / (p1 - p0), 1e-15)  # timing noise must not make wide models look free
     return Speed(fixed=max(t0 - per_param * p0, 0.0), per_param=per_param), choice
@@ -74,10 +75,11 @@ def measure_recipe_speed(opts: TrainOptions, stats: CorpusStats, *, clock=time.p
 
 
 def _seconds_per_token(cell: str, hidden: int, layers: int, vocab: int, clock, *, batch: int = PROBE_BATCH,
-                       seq_len: int = PROBE_SEQ_LEN, steps: int = PROBE_STEPS, at_least: float = 0.0
-                       ) -> tuple[int, float]:
+                       seq_len: int = PROBE_SEQ_LEN, steps: int = PROBE_STEPS, at_least: float = 0.0,
+                       give_up: float | None = None) -> tuple[int, float]:
     """(parameters, median seconds per token over `steps` steps, or more until `at_least` seconds have
-    passed, of `batch` streams x `seq_len` tokens) of one model `hidden` wide."""
+    passed, of `batch` streams x `seq_len` tokens) of one model `hidden` wide. With `give_up`: the first
+    step's seconds per token when they exceed it (a count that hopeless is not worth timing further)."""
     cfg = ModelConfig(cell=cell, vocab_size=vocab, hidden=hidden, layers=layers, embed=0, dropout=0.1)
     rng = np.random.default_rng(0)
     params = init_params(cfg, rng)
@@ -91,4 +93,6 @@ def _seconds_per_token(cell: str, hidden: int, layers: int, vocab: int, clock, *
         _, grads, state = loss_and_grads(params, cfg, x, y, state, rng=rng, workspace=workspace)
         optimizer.step(params, grads, 1e-3)
         seconds.append(clock() - start)
+        if give_up is not None and seconds[0] / x.size > give_up:
+            return parameters(cell, hidden, layers, vocab), seconds[0] / x.size
     return parameters(cell, hidden, layers, vocab), float(np.median(seconds[1:])) / x.size

@@ -93,8 +93,12 @@ class Task(ABC):
         return False
 
     def start_validation(self, params, cfg: ModelConfig, clock) -> None:
-        """Called once before training, with the starting weights: time what the final score will cost."""
+        """Called before training and after the first evaluation: time what the final score will cost at the
+        machine's present speed."""
         return  # by default nothing to time: the final score is the best evaluation's
+
+    def first_evaluation_took(self, seconds: float) -> None:  # noqa: B027 (a hook: most tasks need nothing)
+        """The run's first evaluation took `seconds` (a task may size the later ones by them)."""
 
     @abstractmethod
     def evaluate(self, params, cfg: ModelConfig) -> Scores:
@@ -107,14 +111,14 @@ class Task(ABC):
     def reserved_seconds(self, eval_seconds: float | None, slowdown: float = 1.0) -> float:
         """Seconds of a time budget to keep for the closing evaluation and the final score; `eval_seconds`:
         what the last evaluation would take at the machine's present speed (None before the first);
-        `slowdown`: how many times slower the machine trains than while `start_validation` timed its work."""
+        `slowdown`: how many times slower the machine trains than when `start_validation` last timed its work."""
         return 1.5 * eval_seconds if eval_seconds else 0.0
 
-    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0
-                    ) -> tuple[Scores, str]:
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0,
+                    seconds_left: float | None = None) -> tuple[Scores, str]:
         """The best checkpoint's figures on the held-out data and how they were measured ("exact" or
-        "streams"), choosing as `reserved_seconds` planned for. By default the best evaluation's, when every
-        evaluation scores all held-out data."""
+        "streams"), fitting the `seconds_left` of the time budget (None without one). By default the best
+        evaluation's, when every evaluation scores all held-out data."""
         return best, "exact"
 
     def bits_per_char(self, loss: float | None) -> float | None:

@@ -6,9 +6,13 @@ what a single thread gives (bench/load.py measures it). So, unless the user chos
 - the count is chosen from measurements of the work itself: a few steps at each candidate count
   (`candidates`), the fastest kept unless fewer threads come within THREAD_GAIN of it (a run that gains
   little from a second core leaves it to the machine's other work);
-- a training loop re-chooses when its steps slow down by DEGRADED (a neighbour started) and every
+- a count whose first step is ABANDON times slower per token than the best count so far is dropped after
+  that one step: on a busy machine a thread count that waits for taken cores can be twenty times slower, and
+  a full trial of it would cost more than the choice gains (and slow the neighbour down too);
+- a training loop re-chooses when its steps slow down by DEGRADED (a neighbour started) and after
   RECHECK_SECONDS (a neighbour stopped: one thread never slows down when the machine frees up, so only a
-  new measurement shows that more threads would now pay).
+  new measurement shows that more threads would now pay); each trial that keeps the count doubles the wait
+  for the next, up to MAX_RECHECK_SECONDS.
 The user's choice always wins: `--threads N`, or a thread count set in the environment (`USER_VARIABLES`,
 which the BLAS library read when it started). numba's kernels are compiled without a thread pool, so BLAS's
 threads are the only ones a run starts.
@@ -29,9 +33,13 @@ THREAD_GAIN = 1.1
 # A loop whose recent steps are this many times slower than at the last choice chooses again.
 DEGRADED = 1.4
 RECENT_STEPS = 5
-# A loop chooses again at least this often, and at most as often as RECHECK_COST allows: a trial's steps
-# at a worse count cost time, and may cost at most 1 / RECHECK_COST of the training between trials.
+# A count whose first step is this many times slower per token than the best so far is not timed further.
+ABANDON = 2.0
+# A loop chooses again after RECHECK_SECONDS, doubled after every trial that keeps the count (at most
+# MAX_RECHECK_SECONDS), and never sooner than RECHECK_COST times the last trial's seconds: a trial's steps at
+# a worse count cost time, at most 1 / RECHECK_COST of the training between trials.
 RECHECK_SECONDS = 30.0
+MAX_RECHECK_SECONDS = 480.0
 RECHECK_COST = 20
 
 
@@ -118,8 +126,9 @@ class ThreadChoice:
 
 
 def choose_threads(seconds_per_token, *, option: int | None = None) -> ThreadChoice:
-    """Set and return the thread count: the user's, else the fastest by `seconds_per_token(count)`, a function
-    that times the work to be done at `count` threads (`set_threads` is called before it)."""
+    """Set and return the thread count: the user's, else the fastest by `seconds_per_token(count, give_up)`,
+    a function that times the work to be done at `count` threads (`set_threads` is called before it) and may
+    stop after one step slower than `give_up` seconds per token (None: time it fully)."""
     fixed = user_threads(option)
     if fixed is not None:
         if option:
@@ -132,7 +141,7 @@ def choose_threads(seconds_per_token, *, option: int | None = None) -> ThreadCho
     seconds = {}
     for count in counts:
         set_threads(count)
-        seconds[count] = seconds_per_token(count)
+        seconds[count] = seconds_per_token(count, ABANDON * min(seconds.values()) if seconds else None)
     threads = fastest(seconds)
     set_threads(threads)
     choice = ThreadChoice(threads, {count: 1 / s for count, s in seconds.items()}, "timing")
@@ -157,6 +166,8 @@ class ThreadGovernor:
         self.reference = None  # seconds per token at the last choice
         self.recent = deque(maxlen=RECENT_STEPS)
         self.next_check = 0.0
+        self.chosen = None  # the count the last trial kept
+        self.wait = RECHECK_SECONDS  # seconds from a trial to the next (doubled when a trial keeps the count)
         self._trial: list[int] = []
         self._timed: dict[int, list[float]] = {}
         self._trial_seconds = 0.0
@@ -175,7 +186,9 @@ class ThreadGovernor:
         return bool(self._trial)
 
     def _start_trial(self) -> None:
-        self._trial = list(self.counts)
+        # The count in use first: it is warm, and the others are judged against it.
+        current = self.threads if self.threads in self.counts else self.counts[0]
+        self._trial = [current, *(count for count in self.counts if count != current)]
         self._timed = {count: [] for count in self.counts}
         self._trial_seconds = 0.0
         self.recent.clear()
@@ -194,7 +207,9 @@ class ThreadGovernor:
             self._trial_seconds += seconds
             timed = self._timed[self._trial[0]]
             timed.append(per_token)
-            if len(timed) > TRIAL_STEPS:  # the first step at a new count is not timed
+            best = min((statistics.median(t[1:]) for t in self._timed.values() if len(t) > 1), default=None)
+            hopeless = len(timed) == 1 and best is not None and per_token > ABANDON * best
+            if hopeless or len(timed) > TRIAL_STEPS:  # the first step at a new count is not timed
                 self._trial.pop(0)
                 if not self._trial:
                     self._finish_trial(now)
@@ -206,10 +221,14 @@ class ThreadGovernor:
             self._start_trial()
 
     def _finish_trial(self, now: float) -> None:
-        seconds = {count: statistics.median(timed[1:]) for count, timed in self._timed.items()}
+        # A count dropped after its first step is judged by that step.
+        seconds = {count: statistics.median(timed[1:] or timed) for count, timed in self._timed.items() if timed}
         threads = fastest(seconds)
         self.reference = seconds[threads]
-        self.next_check = now + max(RECHECK_SECONDS, RECHECK_COST * self._trial_seconds)
+        kept = threads == self.chosen
+        self.wait = min(2 * self.wait, MAX_RECHECK_SECONDS) if kept else RECHECK_SECONDS
+        self.chosen = threads
+        self.next_check = now + max(self.wait, RECHECK_COST * self._trial_seconds)
         if threads != self.threads:
             self.threads = threads
             set_threads(threads)

@@ -9,7 +9,7 @@ the batch cursor, the dropout RNG, the schedule position and the step count.
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +26,6 @@ from charlm.training.signals import StopSignals
 from charlm.training.task import Scores, Task
 from charlm.training.threads import ThreadChoice, ThreadGovernor
 from charlm.training.writer import RunWriter
-
-
-@dataclass
-class Session:
-    """What one invocation of the loop measures (a resumed run starts a new session)."""
-
-    start: float  # clock() when the loop started
-    next_eval_at: float  # seconds since start
-    step_seconds: float = 0.0  # time in training steps only: chars/s
-    chars: int = 0
-    smoothed_loss: float | None = None
-
-    def chars_per_sec(self) -> float:
-        return self.chars / self.step_seconds if self.step_seconds else 0.0
 
 
 def _ignore(event: events.Event) -> None:
@@ -65,6 +51,7 @@ class Trainer:
         self.writer = self.make_writer(run_dir)
         self.report = report or _ignore
         self.clock = clock
+        self.started = clock()  # when the time budget started counting (`loop` sets the invocation's start)
         self.cfg = base.config if base else task.model_config()
         if base and base.config.dropout != opts.dropout:
             self.cfg = replace(self.cfg, dropout=opts.dropout)
@@ -84,7 +71,9 @@ class Trainer:
         self.last: Scores | None = None
         self.eval_seconds = None  # measured at each evaluation
         self.first_vals: list[float] = []  # this invocation's validation losses (events.memorising)
-        self.eval_pace = None  # the machine's pace (budget.Pace.now) when eval_seconds was measured
+        # The machine's pace (budget.Pace.now) when eval_seconds was measured, and when the task last timed
+        # its validation (start_validation).
+        self.eval_pace = self.validation_pace = None
         self.pace = budget.Pace()  # of this invocation's steps, the timed threads trials' aside
         self.start_validation()
         if task.resume:
@@ -120,9 +109,10 @@ class Trainer:
         return np.arange(self.opts.batch)
 
     def start_validation(self) -> None:
-        """Let the task time what its validation will cost, from the starting weights."""
+        """Let the task time what its validation will cost now (before training and after evaluations)."""
         if self.task.has_validation:
             self.task.start_validation(self.params, self.cfg, self.clock)
+            self.validation_pace = self.pace.now()
 
     def restore(self, ckpt) -> None:
         """Continue the run a step checkpoint saved: optimiser, batches, streams, RNG and counters."""
@@ -196,9 +186,9 @@ class Trainer:
         if total is not None and self.step >= total:
             self.report(events.Log(f"already at step {self.step} of {total}; nothing to do (raise --steps to "
                                    f"continue)"))
-            return self.result(Session(start=0.0, next_eval_at=0.0), "finished", None, "none")
-        session = Session(start=self.clock() if started is None else started,
-                          next_eval_at=budget.eval_interval(o.time_budget))
+            return self.result(budget.Session(start=0.0, next_eval_at=0.0), "finished", None, "none")
+        self.started = self.clock() if started is None else started  # the time budget counts from here
+        session = budget.Session(start=self.started, next_eval_at=budget.eval_interval(o.time_budget))
         progress = self.progress(0.0)
         stopped_by = None
         validating = self.task.has_validation
@@ -234,7 +224,10 @@ class Trainer:
                 eval_start = self.clock()
                 if self.evaluate_and_checkpoint(progress, session, lr):
                     stopped_by = stopped_by or "patience"
+                first = self.eval_seconds is None
                 self.eval_seconds, self.eval_pace = self.clock() - eval_start, self.pace.now()
+                if first and not stopped_by:  # past the start-up's contention: the final score priced again
+                    self.start_validation()
                 session.next_eval_at = self.clock() - session.start + budget.eval_interval(o.time_budget,
                                                                                            self.eval_seconds)
             elif stopped_by or (o.save_every and self.step % o.save_every == 0):
@@ -255,7 +248,7 @@ class Trainer:
     def threads_changed(self, choice: ThreadChoice) -> None:
         self.report(events.Log(f"threads: {choice.describe()}"))
 
-    def decide(self, total: int | None, wall: float, stop: StopSignals, session: Session
+    def decide(self, total: int | None, wall: float, stop: StopSignals, session: budget.Session
                ) -> tuple[str | None, bool, float]:
         """After a step, `wall` seconds into this invocation: (why the run stops or None, whether an
         evaluation is due, the fraction of the run done)."""
@@ -293,7 +286,11 @@ class Trainer:
     def reserved_seconds(self) -> float:
         """Seconds of the time budget kept for the closing evaluation and the final score."""
         evaluation = None if self.eval_seconds is None else self.eval_seconds * self.pace.since(self.eval_pace)
-        return self.task.reserved_seconds(evaluation, self.pace.since(self.pace.at_start))
+        return self.task.reserved_seconds(evaluation, self.validation_slowdown())
+
+    def validation_slowdown(self) -> float:
+        """How much slower the machine trains than when the task last timed its validation (or at the start)."""
+        return self.pace.since(self.validation_pace or self.pace.at_start)
 
     def epochs_done(self) -> float:
         return self.step / self.batcher.batches_per_epoch
@@ -327,15 +324,18 @@ class Trainer:
         return self.state, self.rng.bit_generator.state
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate_and_checkpoint(self, progress: float, session: Session, lr: float) -> bool:
+    def evaluate_and_checkpoint(self, progress: float, session: budget.Session, lr: float) -> bool:
         """Evaluate, save a step checkpoint (and `best` on improvement); True when patience ran out."""
+        first, start = self.best is None, self.clock()
         improved, out_of_patience = self.validate(session, lr)
+        if first:  # sized before the checkpoint records the size, so a resume evaluates alike
+            self.task.first_evaluation_took(self.clock() - start)
         self.save(progress)
         if improved:
             self.save(progress, best=True)
         return out_of_patience
 
-    def validate(self, session: Session, lr: float) -> tuple[bool, bool]:
+    def validate(self, session: budget.Session, lr: float) -> tuple[bool, bool]:
         """Evaluate on held-out data and log it. -> (improved on the best, patience ran out)"""
         scores = self.task.evaluate(self.params, self.cfg)
         self.last = scores
@@ -362,8 +362,9 @@ class Trainer:
         if not self.task.has_validation or not self.run_dir.best_path.exists():
             return None, "none"
         best = load_checkpoint(self.run_dir.best_path)
+        left = self.opts.time_budget - (self.clock() - self.started) if self.opts.time_budget else None
         scores, mode = self.task.final_score(best, self.best, train_seconds=self.train_seconds, report=self.report,
-                                             slowdown=self.pace.since(self.pace.at_start))
+                                             slowdown=self.validation_slowdown(), seconds_left=left)
         final = dict(best.train, best_val_final=scores.loss, best_val_final_mode=mode)
         if scores.f1 is not None:
             final["best_val_f1"] = scores.f1
@@ -371,7 +372,7 @@ class Trainer:
         return scores.loss, mode
 
     # ------------------------------------------------------------------ endings
-    def result(self, session: Session, stopped_by: str, final_val: float | None, final_mode: str) -> TrainResult:
+    def result(self, session: budget.Session, stopped_by: str, final_val: float | None, final_mode: str) -> TrainResult:
         run = self.run_dir
         best_path = run.best_path if run.best_path.exists() else (run.checkpoints() or [run.path])[0]
         val, mode = (final_val, final_mode) if final_val is not None else (self.best_val, "streams")

@@ -44,6 +44,7 @@ class LanguageModelTask(Task):
         # Losses are per token; bits/char divides the same total by the characters the tokens stand for.
         self.tokens_per_char = (len(val_ids) - 1) / val_chars if val_chars else 1.0
         self.exact_seconds = None  # estimated cost of scoring all validation text exactly
+        self.eval_ids = self.opts.eval_chars  # validation ids an evaluation scores (start_validation sizes it)
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
@@ -123,22 +124,44 @@ class LanguageModelTask(Task):
         return self.val_ids is not None
 
     def start_validation(self, params, cfg, clock) -> None:
-        self.exact_seconds = self.probe_exact_seconds(params, cfg, clock)
+        """Price exact scoring; the first time, size the evaluations during training by it (budget.eval_size:
+        the same size for the whole run, so evaluations compare, and a resumed run keeps the size it had)."""
+        first = self.exact_seconds is None
+        self.exact_seconds = self.probe_exact_seconds(params, cfg, clock, warm=not first)
+        saved = self.base.data.get("eval_ids") if self.resume and self.base else None
+        if saved:
+            self.eval_ids = saved
+        elif first and self._sized_by_time():
+            self.eval_ids = budget.eval_size(self.opts.eval_chars, exact_seconds=self.exact_seconds,
+                                             val_ids=len(self.val_ids), time_budget=self.opts.time_budget)
 
-    def probe_exact_seconds(self, params, cfg, clock) -> float:
+    def probe_exact_seconds(self, params, cfg, clock, *, warm: bool = False) -> float:
         """Estimated seconds to score all validation text exactly (one stream), from a probe of
-        budget.PROBE_IDS ids after an untimed one of budget.WARM_UP_IDS. The cost does not depend on the
-        weights."""
+        budget.PROBE_IDS ids after an untimed one of budget.WARM_UP_IDS (none when `warm`: the kernels are
+        loaded). The cost does not depend on the weights."""
         probe = self.val_ids[:min(len(self.val_ids), budget.PROBE_IDS)]
-        score_ids(params, cfg, probe[:budget.WARM_UP_IDS], streams=1)  # first calls load the kernels
+        if not warm:
+            score_ids(params, cfg, probe[:budget.WARM_UP_IDS], streams=1)  # first calls load the kernels
         start = clock()
         score_ids(params, cfg, probe, streams=1)
         return budget.exact_seconds_estimate(clock() - start, len(probe), len(self.val_ids))
 
+    def first_evaluation_took(self, seconds: float) -> None:
+        """Size the later evaluations by the first one's measured cost (`start_validation` priced it from a
+        guess), when evaluations come by the clock."""
+        if self._sized_by_time():
+            self.eval_ids = budget.resized_evaluation(self.eval_ids, seconds, eval_chars=self.opts.eval_chars,
+                                                      time_budget=self.opts.time_budget)
+
+    def _sized_by_time(self) -> bool:
+        """Evaluations are sized to their spacing only within a time budget, evaluating by the clock: a run by
+        --steps or --eval-every evaluates on --eval-chars ids, the same whatever the machine's speed."""
+        return bool(self.opts.time_budget) and not self.opts.eval_every
+
     def evaluate(self, params, cfg) -> Scores:
-        """The loss on the first `eval_chars` validation ids, so an evaluation costs the same on a small corpus
-        as on a huge one (like nanoGPT's eval_iters)."""
-        return Scores(self.score_streams(params, cfg, max_ids=self.opts.eval_chars))
+        """The loss on the first `eval_ids` validation ids (at most --eval-chars, see `start_validation`), so
+        an evaluation costs the same on a small corpus as on a huge one (like nanoGPT's eval_iters)."""
+        return Scores(self.score_streams(params, cfg, max_ids=self.eval_ids))
 
     def score_streams(self, params, cfg, *, max_ids: int | None = None) -> float:
         """Validation loss in nats per token over B parallel streams with burn-in (fast; close to exact)."""
@@ -150,21 +173,22 @@ class LanguageModelTask(Task):
     def reserved_seconds(self, eval_seconds: float | None, slowdown: float = 1.0) -> float:
         return budget.reserved_seconds(self.opts.time_budget, exact_seconds=self.exact_seconds,
                                        eval_seconds=eval_seconds, val_ids=self._val_count(),
-                                       eval_chars=self.opts.eval_chars, slowdown=slowdown)
+                                       eval_chars=self.eval_ids, slowdown=slowdown)
 
-    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0
-                    ) -> tuple[Scores, str]:
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0,
+                    seconds_left: float | None = None) -> tuple[Scores, str]:
         """Exact (as `charlm perplexity` scores it) when that fits the budget (budget.final_is_exact), else in
         parallel streams."""
         exact_seconds = None if self.exact_seconds is None else self.exact_seconds * slowdown
-        if budget.final_is_exact(exact_seconds, time_budget=self.opts.time_budget, train_seconds=train_seconds):
+        if budget.final_is_exact(exact_seconds, time_budget=self.opts.time_budget, train_seconds=train_seconds,
+                                 seconds_left=seconds_left):
             result = score_ids(best_ckpt.params, best_ckpt.config, self.val_ids, streams=1)
             return Scores(result.nll_sum / result.n_scored), "exact"
         report(events.Log(
             f"exact scoring of the validation text would take about {exact_seconds:.0f}s; using "
             f"{self.opts.eval_streams} parallel streams (charlm perplexity RUN FILE is exact)"))
         # When evaluations already score all of the validation text, the best one is this very score.
-        if budget.evals_cover_val(self._val_count(), self.opts.eval_chars):
+        if budget.evals_cover_val(self._val_count(), self.eval_ids):
             return best, "streams"
         return Scores(self.score_streams(best_ckpt.params, best_ckpt.config)), "streams"
 
@@ -179,7 +203,7 @@ class LanguageModelTask(Task):
         o = self.opts
         return {"eos_mode": o.eos, "encoding": o.encoding, "min_count": o.min_count, "max_vocab": o.max_vocab,
                 "corpus_name": Path(o.corpus).name, "corpus_sha256": self.corpus.sha256,
-                "corpus_chars": self.corpus.n_chars}
+                "corpus_chars": self.corpus.n_chars, "eval_ids": self.eval_ids}
 
     def sample(self, params, cfg, step: int) -> str:
         samples = generate(params, cfg, self.vocab, num_samples=1, length=SAMPLE_LENGTH,
