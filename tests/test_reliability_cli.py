@@ -17,6 +17,7 @@ import shlex
 import signal
 import struct
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -412,11 +413,11 @@ def test_disk_full_while_sampling_or_printing_is_one_line(trained):
         assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
 
 
-def _signal_after_first_save(tmp_path, corpus, signals, pause=0.0):
+def _signal_after_first_save(tmp_path, corpus, signals, pause=0.0, env=None):
     out = tmp_path / "run"
     proc = subprocess.Popen([*CHARLM, "train", str(corpus), "--out", str(out), *SMALL, "--steps", "100000",
                              "--save-every", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=charlm_env())
+                            env=env or charlm_env())
     deadline = time.monotonic() + 60
     while not list(out.glob("ckpt-*.safetensors")) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -440,6 +441,27 @@ def test_signals_during_training_save_then_exit_128_plus_signal(tmp_path, traine
     assert "Error" not in stderr  # a stop the user asked for
     assert f"resume with: charlm train {trained['corpus']} --out {out} --resume" in stderr
     assert not list(out.glob(".ckpt-*.tmp"))
+    resumed = invoke("train", trained["corpus"], "--out", out, "--resume", "--steps", newest.train["step"] + 2, "-q")
+    assert resumed.exit_code == 0, resumed.output
+
+
+@pytest.mark.slow
+def test_sigint_beside_a_busy_process_saves_calmly_and_exits_130(tmp_path, trained):
+    # A busy sibling holds one core and the run chooses its own thread count (no thread variable set): the stop
+    # is still one calm line naming the saved step, and the checkpoint resumes.
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        env = {k: v for k, v in charlm_env(threads=None).items() if not k.endswith("_NUM_THREADS")}
+        proc, out, stdout, stderr = _signal_after_first_save(tmp_path, trained["corpus"], [signal.SIGINT], env=env)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert proc.returncode == 130, stderr
+    newest = load_checkpoint(out, prefer="latest")
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted (SIGINT): saved step {newest.train['step']} to {out / newest.path.name}; resume with: "
+        f"charlm train {trained['corpus']} --out {out} --resume")
+    assert stdout == "" and "Error" not in stderr and "Traceback" not in stderr
     resumed = invoke("train", trained["corpus"], "--out", out, "--resume", "--steps", newest.train["step"] + 2, "-q")
     assert resumed.exit_code == 0, resumed.output
 

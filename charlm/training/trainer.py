@@ -228,8 +228,9 @@ class Trainer:
                 self.eval_seconds, self.eval_pace = self.clock() - eval_start, self.pace.now()
                 if first and not stopped_by:  # past the start-up's contention: the final score priced again
                     self.start_validation()
-                session.next_eval_at = self.clock() - session.start + budget.eval_interval(o.time_budget,
-                                                                                           self.eval_seconds)
+                # The first evaluation sized the later ones (Task.first_evaluation_took): its cost is not theirs.
+                spacing = budget.eval_interval(o.time_budget, None if first else self.eval_seconds)
+                session.next_eval_at = self.clock() - session.start + spacing
             elif stopped_by or (o.save_every and self.step % o.save_every == 0):
                 self.save(progress)
             if o.sample_every and self.step % o.sample_every == 0:
