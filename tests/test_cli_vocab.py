@@ -132,7 +132,7 @@ def test_unknown_encoding_is_a_usage_error(tmp_path):
 def test_corpus_list_json_names_the_catalogue():
     result = invoke("corpus", "list", "--json")
     names = [entry["name"] for entry in json.loads(result.stdout)["corpora"]]
-    assert names == ["tinyshakespeare", "python-stdlib"]
+    assert names == ["tinyshakespeare", "python-stdlib", "cmudict"]
 
 
 def test_corpus_get_python_stdlib(tmp_path):

