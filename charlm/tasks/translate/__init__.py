@@ -1,0 +1,1 @@
+"""The encoder–decoder task (`--task translate`): sentence pairs, references and their held-out split."""
