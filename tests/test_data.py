@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charlm.errors import ConfigError
-from charlm.text.batching import Batcher, split_train_val
+from charlm.text.batching import Batcher, held_out_count, held_out_mask, split_train_val
 from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS
 
@@ -159,3 +159,12 @@ def test_too_short_stream_names_flags_length_and_largest_batch():
         assert part in message
     with pytest.raises(ConfigError, match="--seq-len 4 or less"):
         Batcher(np.zeros(5, np.uint8), batch=1, seq_len=10, seed=0)
+
+
+def test_a_held_out_share_is_rounded_at_least_one_and_never_all():
+    assert [held_out_count(n, f) for n, f in [(10, 0.1), (100, 0.25), (3, 0.01), (2, 0.9), (10, 0.0)]] == \
+        [1, 25, 1, 1, 0]
+    mask = held_out_mask(40, 0.25, seed=3)
+    assert mask.dtype == bool and mask.sum() == 10
+    np.testing.assert_array_equal(mask, held_out_mask(40, 0.25, seed=3))  # seeded
+    assert not np.array_equal(mask, held_out_mask(40, 0.25, seed=4))

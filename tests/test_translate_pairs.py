@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from charlm.errors import CorpusError
 from charlm.tasks.translate.pairs import read_pairs, references, split_by_source
+from charlm.text.batching import held_out_count
 
 
 def write(tmp_path, text: str):
@@ -48,7 +49,7 @@ def test_the_split_keeps_every_line_of_a_source_on_one_side(sources, fraction, s
     assert not train_sources & held_sources
     if len(set(sources)) >= 2:
         assert train_sources and held_sources  # at least one held out, never all
-        assert len(held_sources) == min(max(1, round(fraction * len(set(sources)))), len(set(sources)) - 1)
+        assert len(held_sources) == held_out_count(len(set(sources)), fraction)
 
 
 def test_the_split_is_seeded_and_none_without_a_fraction():

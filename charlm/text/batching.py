@@ -12,6 +12,19 @@ from charlm.errors import ConfigError
 from charlm.text.tokenizer import EOS
 
 
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of `n` items (tokens, documents, a label's examples, sources) a `fraction` holds out: the rounded
+    share, at least one and never all (0 for a fraction of 0)."""
+    return min(max(1, round(fraction * n)), n - 1) if fraction > 0 else 0
+
+
+def held_out_mask(n: int, fraction: float, seed: int) -> np.ndarray:
+    """bool (n,): a seeded random `held_out_count(n, fraction)` of n items, held out."""
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(seed).choice(n, size=held_out_count(n, fraction), replace=False)] = True
+    return held
+
+
 def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Split a prepared corpus into training and validation id streams.
 
@@ -27,7 +40,7 @@ def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray,
     eos = np.array([EOS], dtype=ids.dtype)
     if corpus.eos_mode == "file":
         n_tokens = len(ids) - 2
-        n_val = min(max(1, round(val_fraction * n_tokens)), n_tokens - 1)
+        n_val = held_out_count(n_tokens, val_fraction)
         if n_val < 1:
             unit = "character(s)" if corpus.vocab.kind == "char" else "token(s)"
             raise ConfigError(f"the corpus has {n_tokens} {unit}, too few to hold out a validation part; "
@@ -40,9 +53,7 @@ def split_train_val(corpus, val_fraction: float, seed: int) -> tuple[np.ndarray,
     if n_docs < 2:
         raise ConfigError(f"the corpus has {n_docs} document(s), too few to hold out whole documents; "
                           f"use --val-fraction 0, --val-file or --eos file")
-    n_val = min(max(1, round(val_fraction * n_docs)), n_docs - 1)
-    is_val_doc = np.zeros(n_docs, dtype=bool)
-    is_val_doc[np.random.default_rng(seed).choice(n_docs, size=n_val, replace=False)] = True
+    is_val_doc = held_out_mask(n_docs, val_fraction, seed)
     # Each document travels with the <EOS> that ends it; ids[0] is the shared leading <EOS>.
     is_val = np.repeat(is_val_doc, np.diff(doc_ends))
     body = ids[1:]

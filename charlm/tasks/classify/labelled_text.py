@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CorpusError
+from charlm.text.batching import held_out_count
 from charlm.text.corpus import read_text
 
 FASTTEXT_PREFIX = "__label__"
@@ -64,6 +65,5 @@ def stratified_split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np
         members = np.flatnonzero(labels == label)
         if len(members) < 2:
             continue
-        n = min(max(1, round(fraction * len(members))), len(members) - 1)
-        held[rng.choice(members, n, replace=False)] = True
+        held[rng.choice(members, held_out_count(len(members), fraction), replace=False)] = True
     return np.flatnonzero(~held), np.flatnonzero(held)

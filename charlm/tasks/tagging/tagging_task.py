@@ -22,6 +22,7 @@ from charlm.tasks.tagging.tagged_text import (
     task_heads,
 )
 from charlm.tasks.tagging.tagger_inference import evaluate_docs, tag_docs
+from charlm.text.batching import held_out_mask
 from charlm.text.corpus import file_sha256, read_text, split_documents
 from charlm.text.tokenizer import Vocab
 from charlm.training import events
@@ -104,9 +105,7 @@ def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
     if opts.val_file:
         train_docs, (val_docs, _) = docs, _docs(opts.val_file, opts, label_ids)
     elif opts.val_fraction > 0 and len(docs) >= 2:
-        n_val = min(max(1, round(opts.val_fraction * len(docs))), len(docs) - 1)
-        held = np.zeros(len(docs), dtype=bool)
-        held[np.random.default_rng(opts.seed).choice(len(docs), n_val, replace=False)] = True
+        held = held_out_mask(len(docs), opts.val_fraction, opts.seed)
         train_docs = [d for d, h in zip(docs, held, strict=True) if not h]
         val_docs = [d for d, h in zip(docs, held, strict=True) if h]
     else:

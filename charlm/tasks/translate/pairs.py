@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CorpusError
+from charlm.text.batching import held_out_mask
 from charlm.text.corpus import read_text
 
 
@@ -66,8 +67,6 @@ def split_by_source(sources: list[str], fraction: float, seed: int) -> tuple[np.
     """Line indices (train, held out): `fraction` of the distinct sources (seeded; at least one when there are
     two or more, never all), each with all of its lines."""
     distinct = list(dict.fromkeys(sources))
-    n_held = min(max(1, round(fraction * len(distinct))), len(distinct) - 1) if fraction > 0 else 0
-    held_sources = set(np.random.default_rng(seed).permutation(len(distinct))[:n_held].tolist())
-    held_names = {distinct[i] for i in held_sources}
-    held = np.array([source in held_names for source in sources], dtype=bool)
+    held_out = {s for s, held in zip(distinct, held_out_mask(len(distinct), fraction, seed), strict=True) if held}
+    held = np.array([source in held_out for source in sources], dtype=bool)
     return np.flatnonzero(~held), np.flatnonzero(held)
