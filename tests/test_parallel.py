@@ -15,9 +15,12 @@ from charlm.errors import ConfigError
 from charlm.parallel import launch
 from charlm.parallel.launch import OutputFilter, without_procs
 from charlm.training.shards import (
+    RESTART_EVERY,
     check_divisible,
     join_states,
     rank_rng,
+    restart_streams,
+    restarting,
     rng_state_for,
     shard_state,
     stream_slice,
@@ -131,3 +134,27 @@ def test_what_several_processes_cannot_train_is_refused_before_the_probe_or_the_
     result = invoke("train", corpus, "--procs", "2", "--out", tmp_path / "run", *flags)
     assert_one_line_error(result, 2, *fragments, alone=True)
     assert launched == [] and not (tmp_path / "run").exists()
+
+
+def test_every_stream_starts_cold_once_in_restart_every_steps_and_ranks_agree_with_one_process():
+    batch = 64
+    streams = np.arange(batch)
+    cold = np.array([restarting(step, streams) for step in range(RESTART_EVERY * 3)])  # (steps, B)
+    assert (cold.sum(axis=0) == 3).all()  # each stream once per RESTART_EVERY steps
+    assert (cold.sum(axis=1) == batch // RESTART_EVERY).all()  # the streams in turn, never all at once
+    for procs in (2, 4):  # a rank's streams restart when the same streams of one process do
+        for rank in range(procs):
+            block = stream_slice(batch, procs, rank)
+            for step in range(40):
+                np.testing.assert_array_equal(restarting(step, streams[block]), restarting(step, streams)[block])
+
+
+def test_a_cold_stream_gets_the_zero_state_and_the_others_keep_theirs():
+    rng = np.random.default_rng(0)
+    state = [(rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32))]
+    cold = np.array([False, True, False, False])
+    [(a, c)] = restart_streams(state, cold)
+    assert a.dtype == np.float32 and not a[1].any() and not c[1].any()
+    np.testing.assert_array_equal(a[[0, 2, 3]], state[0][0][[0, 2, 3]])
+    np.testing.assert_array_equal(c[[0, 2, 3]], state[0][1][[0, 2, 3]])
+    assert restart_streams(state, np.zeros(4, dtype=bool)) is state  # nothing cold: nothing copied

@@ -28,7 +28,7 @@ def restart_streams(state: list, cold: np.ndarray) -> list:
     """The carried state (per layer, a tuple of (B, H) arrays) with the `cold` rows (bool (B,)) set to zero."""
     if not cold.any():
         return state
-    return [tuple(np.where(cold[:, None], 0, a).astype(a.dtype, copy=False) for a in layer) for layer in state]
+    return [tuple(np.where(cold[:, None], 0, a) for a in layer) for layer in state]  # 0 keeps a's dtype
 
 
 def check_divisible(batch: int, procs: int) -> None:

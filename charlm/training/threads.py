@@ -125,26 +125,38 @@ class ThreadChoice:
         return f"--threads {self.threads}: the fastest now, in tokens/s: {timed}{why}"
 
 
-def choose_threads(seconds_per_token, *, option: int | None = None) -> ThreadChoice:
-    """Set and return the thread count: the user's, else the fastest by `seconds_per_token(count, give_up)`,
-    a function that times the work to be done at `count` threads (`set_threads` is called before it) and may
-    stop after one step slower than `give_up` seconds per token (None: time it fully)."""
+def settled_choice(option: int | None = None) -> ThreadChoice | None:
+    """The count when there is nothing to time, set: the user's (charlm sets only `--threads`; a variable
+    the BLAS library has read itself), or one on one core. None when the count is to be timed."""
     fixed = user_threads(option)
     if fixed is not None:
         if option:
             set_threads(fixed)
         return ThreadChoice(fixed, {}, "user")
-    counts = candidates(available_cores())
-    if counts == (1,):
+    if available_cores() == 1:
         set_threads(1)
         return ThreadChoice(1, {}, "one core")
+    return None
+
+
+def timed_choice(seconds_by_count: dict[int, float]) -> ThreadChoice:
+    """The `fastest` count of those timed (seconds per token at each), with its evidence."""
+    return ThreadChoice(fastest(seconds_by_count), {count: 1 / s for count, s in seconds_by_count.items()},
+                        "timing")
+
+
+def choose_threads(seconds_per_token, *, option: int | None = None) -> ThreadChoice:
+    """Set and return the thread count: `settled_choice`, else the fastest by `seconds_per_token(count,
+    give_up)`, a function that times the work to be done at `count` threads (`set_threads` is called before
+    it) and may stop after one step slower than `give_up` seconds per token (None: time it fully)."""
+    if settled := settled_choice(option):
+        return settled
     seconds = {}
-    for count in counts:
+    for count in candidates(available_cores()):
         set_threads(count)
         seconds[count] = seconds_per_token(count, ABANDON * min(seconds.values()) if seconds else None)
-    threads = fastest(seconds)
-    set_threads(threads)
-    choice = ThreadChoice(threads, {count: 1 / s for count, s in seconds.items()}, "timing")
+    choice = timed_choice(seconds)
+    set_threads(choice.threads)
     announce(choice)
     return choice
 
@@ -159,7 +171,7 @@ class ThreadGovernor:
     """
 
     def __init__(self, option: int | None = None, *, on_change=None):
-        self.fixed = user_threads(option)
+        self.settled = settled_choice(option)  # the count when nothing is timed (the user's, or one core)
         self.on_change = on_change or (lambda choice: None)
         self.counts = candidates(available_cores())
         self.threads = None
@@ -171,13 +183,8 @@ class ThreadGovernor:
         self._trial: list[int] = []
         self._timed: dict[int, list[float]] = {}
         self._trial_seconds = 0.0
-        if self.fixed is not None:
-            if option:
-                set_threads(self.fixed)
-            self.threads = self.fixed
-        elif self.counts == (1,):
-            set_threads(1)
-            self.threads = 1
+        if self.settled:
+            self.threads = self.settled.threads
         else:
             self._start_trial()
 
@@ -200,7 +207,7 @@ class ThreadGovernor:
 
     def after_step(self, seconds: float, tokens: int, now: float) -> None:
         """Count a step of `tokens` tokens that took `seconds`, ended at `now` (the loop's clock)."""
-        if self.fixed is not None or self.counts == (1,):
+        if self.settled:
             return
         per_token = seconds / max(tokens, 1)
         if self._trial:
@@ -223,7 +230,8 @@ class ThreadGovernor:
     def _finish_trial(self, now: float) -> None:
         # A count dropped after its first step is judged by that step.
         seconds = {count: statistics.median(timed[1:] or timed) for count, timed in self._timed.items() if timed}
-        threads = fastest(seconds)
+        choice = timed_choice(seconds)
+        threads = choice.threads
         self.reference = seconds[threads]
         kept = threads == self.chosen
         self.wait = min(2 * self.wait, MAX_RECHECK_SECONDS) if kept else RECHECK_SECONDS
@@ -232,6 +240,5 @@ class ThreadGovernor:
         if threads != self.threads:
             self.threads = threads
             set_threads(threads)
-        choice = ThreadChoice(threads, {count: 1 / s for count, s in seconds.items()}, "timing")
         if announce(choice):
             self.on_change(choice)

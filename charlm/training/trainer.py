@@ -193,6 +193,7 @@ class Trainer:
         stopped_by = None
         validating = self.task.has_validation
         threads = ThreadGovernor(o.threads, on_change=self.threads_changed)
+        streams = self.stream_ids()
         while stopped_by is None:
             threads.before_step()
             step_start = self.clock()
@@ -200,7 +201,7 @@ class Trainer:
             if self.batcher.new_epoch:  # a new epoch starts at a new offset: the carried state no longer fits
                 self.state = self.new_state()
             elif self.state is not None:
-                self.state = restart_streams(self.state, restarting(self.step, self.stream_ids()))
+                self.state = restart_streams(self.state, restarting(self.step, streams))
             loss, norm, lr = self.train_step(x, y, progress)
             now = self.clock()
             if not threads.choosing:
