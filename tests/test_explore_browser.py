@@ -239,6 +239,34 @@ def test_surprisal_colours_every_character_and_hover_shows_top_guesses(page):
     screenshot(page, "surprisal")
 
 
+def test_an_answer_to_an_older_request_is_dropped(page):
+    # The first request is held in the browser until the second has been answered and drawn; when it is let
+    # go, its answer arrives last and must not replace the newer one (every view asks through one rule).
+    open_section(page, "surprisal")
+    page.evaluate("""() => {
+        const realFetch = window.fetch.bind(window);
+        window.fetch = async (url, init) => {
+            if (init && init.body && init.body.includes("HELD")) {
+                await new Promise((resolve) => { window.release = resolve; });
+            }
+            return realFetch(url, init);
+        };
+        const realLatest = window.latest;
+        window.settled = 0;
+        window.latest = async (...args) => { try { return await realLatest(...args); } finally { window.settled++; } };
+    }""")
+    page.fill("#surprisal-text", "HELD back, then let go")
+    page.click("#surprisal-button")
+    page.fill("#surprisal-text", TEXT)
+    page.click("#surprisal-button")
+    expect(page.locator("#surprisal-view span.tok")).to_have_count(len(TEXT))
+    page.evaluate("() => window.release()")
+    page.wait_for_function("() => window.settled === 2")
+    page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 0))")  # the callers' drawing runs first
+    assert "".join(span["text"] for span in token_spans(page, "surprisal-view")) == TEXT
+    expect(page.locator("#surprisal-button")).not_to_have_class(re.compile("busy"))
+
+
 def test_validation_text_fills_the_textarea_and_is_coloured(page, runs):
     corpus, _ = runs
     open_section(page, "surprisal")

@@ -108,6 +108,29 @@ async function readRecords(response, onRecord) {
   if (pending.trim()) onRecord(JSON.parse(pending));
 }
 
+// One request of a view, the newest winning: an answer to an older request (the user has typed or clicked
+// since) is dropped. `ask(current)` makes the request (`current()` says whether it is still the newest); the
+// `button` (an id) shows busy meanwhile; a failure clears what `onError` clears and is shown in `errorId`.
+// -> the answer, or undefined when the request failed or is no longer the newest.
+async function latest(view, errorId, ask, { button = null, onError = null } = {}) {
+  const ticket = ++tickets[view];
+  const current = () => ticket === tickets[view];
+  clearError(errorId);
+  if (button) $(button).classList.add("busy");
+  try {
+    const answer = await ask(current);
+    return current() ? answer : undefined;
+  } catch (err) {
+    if (current()) {
+      if (onError) onError();
+      showError(errorId, err.message);
+    }
+    return undefined;
+  } finally {
+    if (button && current()) $(button).classList.remove("busy");
+  }
+}
+
 function showError(id, message) {
   const box = $(id);
   box.textContent = message;
@@ -531,18 +554,10 @@ async function copyCommand() {
 // ----------------------------------------------------------------------------------------- surprisal
 
 async function showSurprisal() {
-  const ticket = ++tickets.surprisal;
-  clearError("surprisal-error");
-  const button = $("surprisal-button");
-  button.classList.add("busy");
-  try {
-    const result = await fetchJSON("/api/surprisal", { run: state.run, text: $("surprisal-text").value });
-    if (ticket === tickets.surprisal) renderSurprisal(result);
-  } catch (err) {
-    if (ticket === tickets.surprisal) showError("surprisal-error", err.message);
-  } finally {
-    if (ticket === tickets.surprisal) button.classList.remove("busy");
-  }
+  const result = await latest("surprisal", "surprisal-error",
+    () => fetchJSON("/api/surprisal", { run: state.run, text: $("surprisal-text").value }),
+    { button: "surprisal-button" });
+  if (result) renderSurprisal(result);
 }
 
 function tokenSpan(text, index) {
@@ -652,16 +667,11 @@ function unitRequest() {
 }
 
 async function requestUnits() {
-  const ticket = ++tickets.units;
-  await state.modelLoading; // the layer, kind and unit controls come from the model
-  if (ticket !== tickets.units) return;
-  clearError("units-error");
-  try {
-    const result = await fetchJSON("/api/units", unitRequest());
-    if (ticket === tickets.units) renderUnits(result);
-  } catch (err) {
-    if (ticket === tickets.units) showError("units-error", err.message);
-  }
+  const result = await latest("units", "units-error", async (current) => {
+    await state.modelLoading; // the layer, kind and unit controls come from the model
+    return current() ? fetchJSON("/api/units", unitRequest()) : undefined;
+  });
+  if (result) renderUnits(result);
 }
 
 function renderUnits(result) {
@@ -696,30 +706,22 @@ function onUnitsTextInput() {
 
 async function findUnits(event) {
   event.preventDefault();
-  const ticket = ++tickets.find;
-  clearError("units-error");
-  if (!$("pattern").value) { // nothing to search for: say so here rather than ask the server
+  const clearFound = () => {
     $("found-units").replaceChildren();
+    $("found-summary").textContent = "";
+  };
+  if (!$("pattern").value) { // nothing to search for: say so here rather than ask the server
+    ++tickets.find; // and an answer still on its way to an earlier search is no longer wanted
+    clearError("units-error");
+    clearFound();
     $("found-summary").textContent = "Type a regular expression first, e.g. \"[^\"]*\" for the quoted parts "
       + "of the text.";
     return;
   }
-  const button = $("find-units-button");
-  button.classList.add("busy");
-  try {
-    const result = await fetchJSON("/api/find-units", {
-      run: state.run, text: $("units-text").value, pattern: $("pattern").value, kind: $("kind").value, top: 10,
-    });
-    if (ticket === tickets.find) renderFoundUnits(result);
-  } catch (err) {
-    if (ticket === tickets.find) {
-      $("found-units").replaceChildren();
-      $("found-summary").textContent = "";
-      showError("units-error", err.message);
-    }
-  } finally {
-    if (ticket === tickets.find) button.classList.remove("busy");
-  }
+  const result = await latest("find", "units-error", () => fetchJSON("/api/find-units", {
+    run: state.run, text: $("units-text").value, pattern: $("pattern").value, kind: $("kind").value, top: 10,
+  }), { button: "find-units-button", onError: clearFound });
+  if (result) renderFoundUnits(result);
 }
 
 function renderFoundUnits(result) {

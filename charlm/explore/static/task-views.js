@@ -25,18 +25,9 @@ function openTag() {
 }
 
 async function tagText() {
-  const ticket = ++tickets.tag;
-  clearError("tag-error");
-  const button = $("tag-button");
-  button.classList.add("busy");
-  try {
-    const result = await fetchJSON("/api/tag", { run: state.run, text: $("tag-text").value });
-    if (ticket === tickets.tag) renderTags(result);
-  } catch (err) {
-    if (ticket === tickets.tag) showError("tag-error", err.message);
-  } finally {
-    if (ticket === tickets.tag) button.classList.remove("busy");
-  }
+  const result = await latest("tag", "tag-error",
+    () => fetchJSON("/api/tag", { run: state.run, text: $("tag-text").value }), { button: "tag-button" });
+  if (result) renderTags(result);
 }
 
 // head name -> label -> colour (null for the head's "nothing" label).
@@ -125,20 +116,12 @@ function openClassify() {
 }
 
 async function classifyTexts() {
-  const ticket = ++tickets.classify;
-  clearError("classify-error");
-  const button = $("classify-button");
-  button.classList.add("busy");
-  try {
-    const result = await fetchJSON("/api/classify", { run: state.run, text: $("classify-text").value });
-    if (ticket !== tickets.classify) return;
-    renderClassified(result);
-    selectClassified(0);
-  } catch (err) {
-    if (ticket === tickets.classify) showError("classify-error", err.message);
-  } finally {
-    if (ticket === tickets.classify) button.classList.remove("busy");
-  }
+  const result = await latest("classify", "classify-error",
+    () => fetchJSON("/api/classify", { run: state.run, text: $("classify-text").value }),
+    { button: "classify-button" });
+  if (!result) return;
+  renderClassified(result);
+  selectClassified(0);
 }
 
 function renderClassified(result) {
@@ -187,15 +170,9 @@ function setStatesControls(units) {
 
 async function requestStates() {
   if (!state.statesText) return;
-  const ticket = ++tickets.states;
-  clearError("states-error");
-  try {
-    const result = await fetchJSON("/api/states", {
-      run: state.run, text: state.statesText, layer: Number($("states-layer").value) });
-    if (ticket === tickets.states) drawStates(result);
-  } catch (err) {
-    if (ticket === tickets.states) showError("states-error", err.message);
-  }
+  const result = await latest("states", "states-error", () => fetchJSON("/api/states", {
+    run: state.run, text: state.statesText, layer: Number($("states-layer").value) }));
+  if (result) drawStates(result);
 }
 
 // Rows: units (the forward direction's, then the reverse's); columns: characters.
@@ -275,22 +252,12 @@ async function evaluateFile(event) {
     $("evaluate-summary").textContent = "Choose a labelled file first.";
     return;
   }
-  const ticket = ++tickets.evaluate;
-  const button = $("evaluate-button");
-  button.classList.add("busy");
   $("evaluate-summary").textContent = `Evaluating ${file.name}…`;
   $("evaluate-tables").replaceChildren();
-  try {
-    const result = await fetchJSON("/api/evaluate", { run: state.run, text: await file.text(), name: file.name });
-    if (ticket === tickets.evaluate) renderEvaluation(result);
-  } catch (err) {
-    if (ticket === tickets.evaluate) {
-      $("evaluate-summary").textContent = "";
-      showError("evaluate-error", err.message);
-    }
-  } finally {
-    if (ticket === tickets.evaluate) button.classList.remove("busy");
-  }
+  const result = await latest("evaluate", "evaluate-error",
+    async () => fetchJSON("/api/evaluate", { run: state.run, text: await file.text(), name: file.name }),
+    { button: "evaluate-button", onError: () => { $("evaluate-summary").textContent = ""; } });
+  if (result) renderEvaluation(result);
 }
 
 function figure(value) {
