@@ -15,8 +15,15 @@ from charlm.errors import CharlmError, ConfigError
 from charlm.models.encoder import directions, encoder_activations, encoder_forward, init_state
 from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled
-from charlm.tasks.tagging.tagged_text import CASE_LABELS, NO_MARK, make_doc, restore, tag_doc
-from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs, predict_docs
+from charlm.tasks.tagging.tagged_text import CASE_LABELS, NO_MARK
+from charlm.tasks.tagging.tagger_inference import (
+    as_tagger,
+    evaluate_docs,
+    input_docs,
+    labelled_docs,
+    predict_docs,
+    tagged_output,
+)
 
 # Labels shown per character in the tagger view's tooltip (the most likely first).
 TOP_LABELS = 5
@@ -38,20 +45,15 @@ def tag_view(ckpt, text: str) -> dict:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ConfigError("the text has no line to tag")
-    if tagger.task == "tag":
-        docs = [tag_doc(line.split()) for line in lines]
-    else:
-        docs = [make_doc(tagger.task, line, tagger.marks) for line in lines]
+    docs = input_docs(tagger.task, lines, marks=tagger.marks)
     probs = predict_docs(tagger.params, tagger.cfg, tagger.vocab, [d.text for d in docs])
     found = []
     for line, doc, doc_probs in zip(lines, docs, probs, strict=True):
         if tagger.task == "tag":
-            labels = tagger.heads[0].labels
-            pieces, tagged = _token_pieces(doc, doc_probs[0], labels)
-            output = " ".join(f"{token}/{label}" for token, label in tagged)
+            pieces = _token_pieces(doc, doc_probs[0], tagger.heads[0].labels)
         else:
             pieces = _character_pieces(doc.text, doc_probs, tagger.heads)
-            output = restore(tagger.task, doc.text, [p.argmax(axis=1) for p in doc_probs], tagger.heads)
+        output = tagged_output(tagger.task, doc, [p.argmax(axis=1) for p in doc_probs], tagger.heads)
         found.append({"input": line, "read": doc.text, "output": output, "pieces": pieces})
     heads = [{**h.to_dict(), "null": NULL_LABELS.get(h.name) if NULL_LABELS.get(h.name) in h.labels else None}
              for h in tagger.heads]
@@ -65,18 +67,16 @@ def _top(probs: np.ndarray, labels) -> list:
     return [[labels[i], float(probs[i])] for i in order]
 
 
-def _token_pieces(doc, probs: np.ndarray, labels) -> tuple[list, list]:
+def _token_pieces(doc, probs: np.ndarray, labels) -> list:
     """A tag document's tokens (labelled at their last character, as the tagger predicts them) and the
-    spaces between them. -> (pieces, [(token, label)])"""
-    pieces, tagged, at = [], [], 0
+    spaces between them."""
+    pieces, at = [], 0
     for start, end in doc.tokens:
         if start > at:
             pieces.append({"text": doc.text[at:start], "labels": {}})
-        top = _top(probs[end - 1], labels)
-        pieces.append({"text": doc.text[start:end], "labels": {"tag": top}})
-        tagged.append((doc.text[start:end], top[0][0]))
+        pieces.append({"text": doc.text[start:end], "labels": {"tag": _top(probs[end - 1], labels)}})
         at = end
-    return pieces, tagged
+    return pieces
 
 
 def _character_pieces(text: str, probs: list[np.ndarray], heads) -> list:

@@ -93,6 +93,26 @@ def _spans(text: str):
     return spans
 
 
+def input_docs(task: str, texts, *, marks: str = "", tokens=None) -> list[TaggedDoc]:
+    """The texts in the tagger's input form: truecase / punctuate lowercase them and take the chosen marks out
+    where they close a word; tag splits them into whitespace-separated tokens (`tokens`: their spans, when a
+    text is already a joined sentence)."""
+    if task != "tag":
+        return [make_doc(task, t, marks) for t in texts]
+    if tokens is None:
+        return [tag_doc(t.split()) for t in texts]
+    return [TaggedDoc(t, (np.full(len(t), NO_LABEL),), spans) for t, spans in zip(texts, tokens, strict=True)]
+
+
+def tagged_output(task: str, doc: TaggedDoc, predicted: list[np.ndarray], heads) -> str:
+    """What `charlm tag` prints for a document given its predicted label ids (per head, (len(text),)): the
+    restored text, or for tag the `token/label` pairs (a token's label is predicted at its last character)."""
+    if task != "tag":
+        return restore(task, doc.text, predicted, heads)
+    spans = doc.tokens or _spans(doc.text)
+    return " ".join(f"{doc.text[start:end]}/{heads[0].labels[int(predicted[0][end - 1])]}" for start, end in spans)
+
+
 def tag_docs(params, cfg, vocab, heads, task: str, texts, *, marks: str = "", tokens=None) -> list[dict]:
     """Apply a tagger to raw texts.
 
@@ -104,16 +124,13 @@ def tag_docs(params, cfg, vocab, heads, task: str, texts, *, marks: str = "", to
     characters' label probabilities; for punct the mark after the word (or "none"), for tag the label, each
     with its probability.
     """
-    if task == "tag":
-        docs = [tag_doc(t.split()) for t in texts] if tokens is None else [
-            TaggedDoc(t, (np.full(len(t), NO_LABEL),), spans) for t, spans in zip(texts, tokens, strict=True)]
-    else:
-        docs = [make_doc(task, t, marks) for t in texts]
+    docs = input_docs(task, texts, marks=marks, tokens=tokens)
     probs = predict_docs(params, cfg, vocab, [d.text for d in docs])
     results = []
     for text, doc, doc_probs in zip(texts, docs, probs, strict=True):
         predicted = [p.argmax(axis=1) for p in doc_probs]
         spans = list(doc.tokens) if doc.tokens else _spans(doc.text)
+        output = tagged_output(task, doc, predicted, heads)
         records = []
         if task == "tag":
             names = heads[0].labels
@@ -121,11 +138,8 @@ def tag_docs(params, cfg, vocab, heads, task: str, texts, *, marks: str = "", to
                 label = int(predicted[0][end - 1])
                 records.append({"token": doc.text[start:end], "restored": doc.text[start:end], "tag": names[label],
                                 "tag_probability": float(doc_probs[0][end - 1, label])})
-            output = " ".join(f"{r['token']}/{r['tag']}" for r in records)
         else:
-            output = restore(task, doc.text, predicted, heads)
-            restored_words = output.split()
-            for (start, end), restored in zip(spans, restored_words, strict=True):
+            for (start, end), restored in zip(spans, output.split(), strict=True):
                 record = {"token": doc.text[start:end], "restored": restored}
                 for head, p, y in zip(heads, doc_probs, predicted, strict=True):
                     if head.name == "case":
