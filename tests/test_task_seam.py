@@ -9,6 +9,7 @@ import pytest
 
 from charlm.errors import ConfigError
 from charlm.models import classifier
+from charlm.models.config import MODEL_KINDS
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks import registry
 from charlm.tasks.documents import DocumentTask, padded_lengths
@@ -38,6 +39,7 @@ class LengthData:
 class LengthBucketTask(DocumentTask):
     """Each line's length bucket, learned from its characters."""
 
+    kind = "classifier"  # one label per text, as a classifier's network gives
     meta_key = "length_bucket"
 
     @staticmethod
@@ -98,9 +100,16 @@ def test_a_task_registered_through_the_seam_trains_end_to_end(tmp_path, length_b
     assert evals[-1]["val_loss"] < 0.5 * np.log(len(BUCKETS))  # far below guessing among three buckets
     assert evals[-1]["val_accuracy"] > 0.9
     best = load_checkpoint(tmp_path / "run")
-    assert best.config.kind == "classifier" and best.data["length_bucket"]["task"] == "length-bucket"
+    assert best.config.kind == LengthBucketTask.kind and best.data["length_bucket"]["task"] == "length-bucket"
 
 
 def test_an_unknown_task_is_a_usage_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown task 'length-bucket'"):
         registry.train(TrainOptions(corpus=str(tmp_path / "x.txt"), task="length-bucket", steps=1))
+
+
+def test_every_registered_task_names_a_kind_of_model():
+    named = ("lm", "truecase", "tag", "classify")
+    assert {name: registry.TASKS[name].kind for name in named} == {
+        "lm": "lm", "truecase": "tagger", "tag": "tagger", "classify": "classifier"}
+    assert all(task.kind in MODEL_KINDS for task in registry.TASKS.values())

@@ -35,11 +35,14 @@ class Task(ABC):
     - resume: continue `base`'s run exactly rather than fine-tune it
     - vocab: the tokenizer the model reads
     Class attributes:
+    - kind: the kind of model the task trains (`charlm.models.config.MODEL_KINDS`), which its
+      `model_config` says too
     - unit: what the losses are per, as events and results name it ("char", "word", "label")
     - carries_state: batches continue streams, so the Trainer carries the hidden state from one batch to the
       next (reset at each epoch) and saves it in step checkpoints
     """
 
+    kind: str
     unit = "label"
     carries_state = False
     opts: TrainOptions

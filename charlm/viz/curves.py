@@ -20,7 +20,7 @@ from pathlib import Path
 from charlm.engine.backend import np
 from charlm.errors import CharlmError
 from charlm.store.checkpoint import load_checkpoint
-from charlm.tasks.tagging.tagged_text import TASKS as TAGGING_TASKS
+from charlm.tasks.registry import TASKS
 from charlm.training.events import LOSS_SMOOTHING  # smoothed as the progress display smooths it
 
 # What a loss is per, by the eval records' `tokens`.
@@ -142,18 +142,15 @@ def kept_evaluation(kind: str, evals: list[dict], kept_state: dict | None) -> tu
 
 
 def run_kind(run_dir: Path, evals: list[dict]) -> str:
-    """The kind of model a run trains: its config.json's `task` when it names one, else what its eval records
-    show (a loss per label is a tagger's or, with an accuracy, a classifier's; any other a language model's)."""
+    """The kind of model a run trains: its config.json's task's (`Task.kind`) when it names one charlm knows,
+    else what its eval records show (a loss per label is a tagger's or, with an accuracy, a classifier's; any
+    other a language model's)."""
     try:
         task = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("task")
     except (OSError, ValueError, AttributeError):
         task = None
-    if task == "lm":
-        return "lm"
-    if task == "classify":
-        return "classifier"
-    if task in TAGGING_TASKS:
-        return "tagger"
+    if task in TASKS:
+        return TASKS[task].kind
     if not evals or evals[-1].get("tokens") != "label":
         return "lm"
     return "classifier" if any(r.get("val_accuracy") is not None for r in evals) else "tagger"

@@ -105,6 +105,7 @@ def load_classify_data(opts: TrainOptions, base, report) -> ClassifyData:
 class ClassifierTask(DocumentTask):
     """A classifier's run (`charlm.training.task.Task`); the best checkpoint has the best validation macro-F1."""
 
+    kind = "classifier"
     meta_key = "classify"
     refused = NOT_FOR_CLASSIFIERS
 

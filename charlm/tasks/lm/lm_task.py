@@ -32,6 +32,7 @@ class LanguageModelTask(Task):
     - val_chars: characters of the original text that val_ids[1:] stand for (for bits/char; M - 1 for
       characters, estimated for the <UNK>s of a word split: see `held_out_chars`)"""
 
+    kind = "lm"
     carries_state = True
 
     def __init__(self, opts: TrainOptions, corpus: Corpus, train_ids: np.ndarray, val_ids: np.ndarray | None,

@@ -129,6 +129,7 @@ def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
 class TaggingTask(DocumentTask):
     """A tagger's run (`charlm.training.task.Task`)."""
 
+    kind = "tagger"
     meta_key = "tagging"
     refused = NOT_FOR_TAGGERS
 
