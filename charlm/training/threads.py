@@ -114,14 +114,18 @@ class ThreadChoice:
     chosen_by: str  # "user", "timing" or "one core"
 
     def describe(self) -> str:
-        """'--threads 1: 14,600 tokens/s with 1 thread, 7,400 with 2 (the machine is busy)'."""
+        """'--threads 1: the fastest now, in tokens/s: 14,600 with 1, 7,400 with 2 (more threads wait ...)'."""
         if self.chosen_by == "user":
             return f"--threads {self.threads}: as set (--threads or the environment's thread count)"
         if self.chosen_by == "one core":
             return "--threads 1: this process may use one core"
-        timed = ", ".join(f"{speed:,.0f} with {count}" for count, speed in sorted(self.tokens_per_second.items()))
-        most = max(self.tokens_per_second)
-        why = "" if self.threads == most else " (more threads wait for cores the machine's other work holds)"
+        speeds = self.tokens_per_second
+        timed = ", ".join(f"{speed:,.0f} with {count}" for count, speed in sorted(speeds.items()))
+        fastest_count = max(speeds, key=speeds.get)
+        if fastest_count != self.threads:
+            return (f"--threads {self.threads}: within {THREAD_GAIN - 1:.0%} of the fastest now, in tokens/s: "
+                    f"{timed} (more threads gain too little to take cores from the machine's other work)")
+        why = "" if self.threads == max(speeds) else " (more threads wait for cores the machine's other work holds)"
         return f"--threads {self.threads}: the fastest now, in tokens/s: {timed}{why}"
 
 

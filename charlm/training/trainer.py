@@ -248,7 +248,7 @@ class Trainer:
         return self.result(session, stopped_by, *self.final_eval())
 
     def threads_changed(self, choice: ThreadChoice) -> None:
-        self.report(events.Log(f"threads: {choice.describe()}"))
+        self.report(events.Log(f"the machine's load changed: {choice.describe()}"))
 
     def decide(self, total: int | None, wall: float, stop: StopSignals, session: budget.Session
                ) -> tuple[str | None, bool, float]:
