@@ -46,7 +46,7 @@ def test_config_round_trip_and_defaults():
     d = cfg.to_dict()
     assert d == {"cell": "gru", "vocab_size": 65, "hidden": 128, "layers": 3, "embed": 16, "dropout": 0.25,
                  "activation": "tanh", "dtype": "float32", "tie": False, "bidirectional": False,
-                 "heads": (), "pool": "", "kind": "lm"}
+                 "heads": (), "pool": "", "kind": "lm", "target_vocab": 0, "attention": ""}
     assert ModelConfig.from_dict(d) == cfg
     older = {k: v for k, v in d.items() if k != "kind"}  # a checkpoint written before kinds were stored
     assert ModelConfig.from_dict(older).kind == "lm"

@@ -24,8 +24,11 @@ from charlm.models.encoder import (
     check_params,
     encoder_backward,
     encoder_forward,
+    final_steps,
     init_state,
     init_weights,
+    read_steps,
+    read_steps_backward,
 )
 from charlm.models.tagger import param_shapes
 
@@ -44,33 +47,26 @@ def pool_forward(out, lengths, cfg: ModelConfig):
     Inputs: out (T, B, F), the encoder's states; lengths (B,).
     Returns (pooled (B, F), cache for pool_backward).
     """
-    T, B, F = out.shape
-    cols = np.arange(B)
+    T = out.shape[0]
     if cfg.pool == "last":
-        rows = np.broadcast_to(lengths - 1, (F, B)).T.copy()  # (B, F): the step each feature is read at
-        if cfg.bidirectional:
-            rows[:, cfg.hidden:] = 0  # the reverse direction ends at the text's first step
-        return out[rows, cols[:, None], np.arange(F)[None, :]], ("last", out.shape, rows)
+        rows = final_steps(cfg, lengths)  # (B, F): the step each feature is read at
+        return read_steps(out, rows), ("last", out.shape, rows)
     real = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
     if cfg.pool == "mean":
         counts = lengths.astype(out.dtype)[:, None]  # (B, 1)
         return (out * real).sum(axis=0) / counts, ("mean", out.shape, real, counts)
     masked = np.where(real, out, -np.inf)
     rows = masked.argmax(axis=0)  # (B, F): the step of each maximum
-    return np.take_along_axis(out, rows[None], axis=0)[0], ("max", out.shape, rows)
+    return read_steps(out, rows), ("max", out.shape, rows)
 
 
 def pool_backward(dpooled, cache):
     """Gradient of the states (T, B, F) from that of the pooled vectors (B, F); zero at padding."""
     kind, shape = cache[0], cache[1]
-    T, B, F = shape
     if kind == "mean":
         _, _, real, counts = cache
         return np.broadcast_to(dpooled / counts, shape) * real  # d a<t> = d pooled / n for t <= n
-    rows = cache[2]
-    dout = np.zeros(shape, dpooled.dtype)
-    dout[rows, np.arange(B)[:, None], np.arange(F)[None, :]] = dpooled  # routed to the step that was read
-    return dout
+    return read_steps_backward(dpooled, shape, cache[2])  # routed to the step that was read
 
 
 def loss_and_grads(params, cfg: ModelConfig, x, y, lengths, *, weights=None, rng=None, workspace=None):

@@ -8,16 +8,21 @@ from charlm.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu")
 POOLS = ("last", "mean", "max")
+# How an encoder–decoder's decoder reads the encoder's states: not at all (only its initial state comes from
+# them), Luong's dot and general scores, Bahdanau's additive score.
+ATTENTIONS = ("none", "dot", "general", "additive")
 DTYPES = ("float32", "float64")
 # What a network computes, saved in every checkpoint: "lm" predicts the next token, "tagger" labels every
-# token (one head per kind of label), "classifier" pools a text into one label.
-MODEL_KINDS = ("lm", "tagger", "classifier")
+# token (one head per kind of label), "classifier" pools a text into one label, "seq2seq" writes an output
+# sequence of its own vocabulary and length from an input sequence.
+MODEL_KINDS = ("lm", "tagger", "classifier", "seq2seq")
 
 
-def kind_of(heads, pool) -> str:
-    """The kind a config without one describes (checkpoints written before kinds were stored): a pooled
-    model is a classifier, one with heads a tagger, any other a language model."""
-    return "classifier" if pool else "tagger" if heads else "lm"
+def kind_of(heads, pool, target_vocab: int = 0) -> str:
+    """The kind a config's fields describe (checkpoints written before kinds were stored have no other
+    word for it): a model with a target vocabulary is an encoder–decoder, a pooled one a classifier, one with
+    heads a tagger, any other a language model."""
+    return "seq2seq" if target_vocab else "classifier" if pool else "tagger" if heads else "lm"
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,14 @@ class ModelConfig:
     bidirectional: bool = False  # every layer also reads each document backwards (taggers only)
     heads: tuple = ()  # a tagger's heads, the number of labels of each; () is a language model
     pool: str = ""  # a classifier's pooling of a text's states (one of POOLS; its one head are the labels)
-    kind: str = ""  # one of MODEL_KINDS; "" derives it from heads and pool (see kind_of)
+    kind: str = ""  # one of MODEL_KINDS; "" derives it from heads, pool and target_vocab (see kind_of)
+    target_vocab: int = 0  # an encoder–decoder's output vocabulary (V_y, specials included); 0 for the others
+    attention: str = ""  # an encoder–decoder's attention (one of ATTENTIONS); "" for the others
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        for name, low in (("vocab_size", 1), ("hidden", 1), ("layers", 1), ("embed", 0)):
+        for name, low in (("vocab_size", 1), ("hidden", 1), ("layers", 1), ("embed", 0), ("target_vocab", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ConfigError(f"model {name} must be an integer >= {low}, got {value!r}")
@@ -60,12 +67,23 @@ class ModelConfig:
             raise ConfigError(f"model heads must be a list of label counts >= 2, got {heads!r}")
         object.__setattr__(self, "heads", tuple(int(k) for k in heads))
         if not self.kind:
-            object.__setattr__(self, "kind", kind_of(self.heads, self.pool))
+            object.__setattr__(self, "kind", kind_of(self.heads, self.pool, self.target_vocab))
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
-        if self.kind != kind_of(self.heads, self.pool):
-            raise ConfigError(f"a model of kind {self.kind!r} cannot have heads {self.heads} and pool "
-                              f"{self.pool!r}")
+        if self.kind != kind_of(self.heads, self.pool, self.target_vocab):
+            raise ConfigError(f"a model of kind {self.kind!r} cannot have heads {self.heads}, pool "
+                              f"{self.pool!r} and target vocabulary {self.target_vocab}")
+        if (self.kind == "seq2seq") != (self.attention != ""):
+            raise ConfigError(f"only an encoder–decoder has attention, and it has one of {', '.join(ATTENTIONS)}; "
+                              f"got {self.attention!r} for a model of kind {self.kind!r}")
+        if self.attention and self.attention not in ATTENTIONS:
+            raise ConfigError(f"unknown attention {self.attention!r}; choose one of {', '.join(ATTENTIONS)}")
+        if self.kind == "seq2seq" and (self.heads or self.pool or self.tie):
+            raise ConfigError("an encoder–decoder has no tagging heads, pooling or tied head")
+        if self.attention == "dot" and self.bidirectional:
+            raise ConfigError("--attention dot multiplies the decoder's state (H) by the encoder's (2H when "
+                              "bidirectional) directly, so their widths must match: use --attention general or "
+                              "additive with --bidirectional")
         if self.pool and (self.pool not in POOLS or len(self.heads) != 1):
             raise ConfigError(f"a classifier pools by one of {', '.join(POOLS)} into one head, got pool "
                               f"{self.pool!r} and heads {self.heads}")
@@ -87,7 +105,7 @@ class ModelConfig:
     def from_dict(cls, d) -> "ModelConfig":
         """Rebuild from `to_dict()` output; unknown or missing keys and bad values raise ConfigError. Optional
         fields missing from an older checkpoint's dict take their defaults (`tie`, `bidirectional` False,
-        `heads` empty, `pool` none, `kind` derived from them)."""
+        `heads` empty, `pool` none, `target_vocab` 0, `attention` none, `kind` derived from them)."""
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)

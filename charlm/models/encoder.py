@@ -102,6 +102,30 @@ def _reversed(values, rev):
     return values[rev, np.arange(rev.shape[1])[None, :]]
 
 
+def final_steps(cfg: ModelConfig, lengths) -> np.ndarray:
+    """The step (B, F) at which each feature of the encoder's output holds its direction's final state: the
+    forward direction's at each stream's last real step (lengths - 1), the reverse direction's at step 0,
+    where it has read the whole stream backwards."""
+    rows = np.broadcast_to(np.asarray(lengths) - 1, (output_width(cfg), len(lengths))).T.copy()
+    if cfg.bidirectional:
+        rows[:, cfg.hidden:] = 0
+    return rows
+
+
+def read_steps(out, rows) -> np.ndarray:
+    """out (T, B, F) read at step rows[b, f] for each stream b and feature f -> (B, F)."""
+    B, F = rows.shape
+    return out[rows, np.arange(B)[:, None], np.arange(F)[None, :]]
+
+
+def read_steps_backward(dread, shape, rows) -> np.ndarray:
+    """Backward of read_steps: dread (B, F) routed to the steps that were read, zero elsewhere -> (T, B, F)."""
+    B, F = rows.shape
+    dout = np.zeros(shape, dread.dtype)
+    dout[rows, np.arange(B)[:, None], np.arange(F)[None, :]] = dread  # d out<rows> = d read
+    return dout
+
+
 def init_state(cfg: ModelConfig, batch: int) -> list[tuple[np.ndarray, ...]]:
     """The zero state for `batch` streams: one tuple per layer of (B, H) arrays in cfg.dtype."""
     if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:

@@ -7,10 +7,10 @@ Each network module has `param_shapes(cfg)`, `init_params(cfg, rng)`, `loss_and_
 
 from types import ModuleType
 
-from charlm.models import classifier, lm, tagger
+from charlm.models import classifier, lm, seq2seq, tagger
 from charlm.models.config import ModelConfig
 
-NETWORKS: dict[str, ModuleType] = {"lm": lm, "tagger": tagger, "classifier": classifier}
+NETWORKS: dict[str, ModuleType] = {"lm": lm, "tagger": tagger, "classifier": classifier, "seq2seq": seq2seq}
 
 
 def network(cfg: ModelConfig) -> ModuleType:
