@@ -80,7 +80,7 @@ def test_vocab_words_lowercase_and_the_table_for_people(tmp_path):
                  "<UNK> in the corpus:", "<UNK> in the held-out part (--val-fraction 0.1):"):
         assert part in result.stdout, part
     refused = invoke("vocab", path, "--lowercase")
-    assert refused.exit_code == 2 and "word tokens only" in refused.output
+    assert refused.exit_code == 2 and "word tokens and symbols only" in refused.output
 
 
 def test_vocab_chars_with_val_fraction_add_the_held_out_rate(tmp_path):

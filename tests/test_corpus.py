@@ -307,6 +307,6 @@ def test_token_kind_and_lowercasing_are_checked(tmp_path):
     path = write(tmp_path, b"Some Words")
     with pytest.raises(ConfigError, match="unknown token kind 'bpe'"):
         count_tokens(path, tokens="bpe")
-    with pytest.raises(ConfigError, match="word tokens only"):
+    with pytest.raises(ConfigError, match="word tokens and symbols only"):
         prepare_corpus(path, lowercase=True)
     assert prepare_corpus(path, tokens="word", lowercase=True).vocab.tokens == ("some", "words")

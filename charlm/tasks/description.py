@@ -5,7 +5,7 @@ import math
 from charlm.tasks.lm.scoring import LN2
 from charlm.text.tokenizer import SPECIALS
 
-# How many of a word vocabulary's tokens `describe` lists (the most frequent: ids follow counts).
+# How many of a word or symbol vocabulary's tokens `describe` lists (the most frequent: ids follow counts).
 TOKENS_SHOWN = 20
 
 
@@ -15,7 +15,7 @@ def _bits(nats):
 
 def _vocab_summary(vocab, data) -> dict:
     """Size, specials, document mode, encoding, the tokenizer's kind and case rule; a char vocabulary lists
-    its characters, a word vocabulary its `TOKENS_SHOWN` most frequent tokens (display texts)."""
+    its characters, a word or symbol vocabulary its `TOKENS_SHOWN` most frequent tokens (display texts)."""
     summary = {"size": vocab.size, "specials": list(SPECIALS), "eos_mode": data.get("eos_mode"),
                "encoding": data.get("encoding"), "kind": vocab.kind, "lowercase": vocab.lowercase}
     if vocab.kind == "char":

@@ -71,7 +71,7 @@ class DocumentTask(Task):
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
         if opts.tokens != "char":
-            raise ConfigError(f"--task {opts.task} reads characters; --tokens word is for language models")
+            raise ConfigError(f"--task {opts.task} reads characters; --tokens {opts.tokens} is for language models")
         if opts.tie:
             raise ConfigError("--tie shares the embedding with a language model's output layer; a tagger has none")
         if opts.max_len < 1:

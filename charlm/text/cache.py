@@ -27,6 +27,7 @@ from charlm.text.corpus import (
     file_sha256,
     iter_encoded_pieces,
 )
+from charlm.text.symbols import SymbolVocab
 from charlm.text.tokenizer import EOS, UNK, Vocab, tokenizer_from_dict
 from charlm.text.words import DEFAULT_MAX_VOCAB, WordVocab
 
@@ -42,15 +43,18 @@ class Corpus:
 
     - ids: memory-mapped id stream `<EOS> doc1 <EOS> ... docN <EOS>`, dtype `vocab.id_dtype` (for characters
       of shape (1 + n_chars + n_docs,))
-    - vocab: a char `Vocab` or a `WordVocab`
+    - vocab: a char `Vocab`, a `WordVocab` or a `SymbolVocab`
     - counts: the token counts the vocabulary was built from, or None when `vocab=` was given
-    - n_chars: characters of the documents (document ends not included)
+    - n_docs: the `<EOS>` ids after the first: the documents (for symbols, whose every line ends with `<EOS>`,
+      the lines)
+    - n_chars: characters of the documents (document ends not included; for symbols, line ends neither), so
+      n_chars + n_docs are the characters of the documents plus one per document end
     - n_unk: how many ids are `<UNK>` (tokens folded by min_count/max_vocab or unknown to a given vocab)
     - unk_chars: characters of the text that became `<UNK>` (= n_unk for characters)
     """
 
     ids: np.ndarray
-    vocab: Vocab | WordVocab
+    vocab: Vocab | WordVocab | SymbolVocab
     eos_mode: str
     encoding: str
     sha256: str
@@ -70,11 +74,13 @@ def default_cache_dir() -> Path:
 
 def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_mode: str = "file",
                    encoding: str = "utf-8", min_count: int = 1, max_vocab: int | None = None,
-                   vocab: Vocab | WordVocab | None = None, cache_dir=None, chunk_chars: int = CHUNK_BYTES) -> Corpus:
+                   vocab: Vocab | WordVocab | SymbolVocab | None = None, cache_dir=None,
+                   chunk_chars: int = CHUNK_BYTES) -> Corpus:
     """Encode a corpus file into a cached, memory-mapped id stream; a cached file is mapped, never re-encoded.
 
-    - tokens: "char" or "word" (KINDS); lowercase: lowercase every word token
-    - max_vocab: tokens kept; None keeps every character, or the DEFAULT_MAX_VOCAB most frequent words
+    - tokens: "char", "word" or "symbols" (KINDS); lowercase: lowercase every word token or symbol
+    - max_vocab: tokens kept; None keeps every character, or the DEFAULT_MAX_VOCAB most frequent words or
+      symbols
     - vocab: use this vocabulary (fine-tuning, scoring) instead of building one from the file's counts; its
       kind and case rule then replace `tokens` and `lowercase`
     - cache_dir: defaults to `default_cache_dir()`
@@ -86,7 +92,7 @@ def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_m
     if vocab is not None:
         tokens, lowercase = vocab.kind, vocab.lowercase
     check_tokens(tokens, lowercase)
-    if tokens == "word" and max_vocab is None:
+    if tokens != "char" and max_vocab is None:
         max_vocab = DEFAULT_MAX_VOCAB
     sha256 = file_sha256(path)
     options = {"format": CACHE_FORMAT, "sha256": sha256, "tokens": tokens, "lowercase": lowercase,
@@ -103,8 +109,7 @@ def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_m
         if vocab is None:
             counts = count_tokens(path, tokens=tokens, eos_mode=eos_mode, encoding=encoding, lowercase=lowercase,
                                   chunk_chars=chunk_chars).counts
-            vocab = (WordVocab.build(counts, min_count=min_count, max_vocab=max_vocab, lowercase=lowercase)
-                     if tokens == "word" else Vocab.build(counts, min_count=min_count, max_vocab=max_vocab))
+            vocab = _build_vocab(tokens, counts, min_count=min_count, max_vocab=max_vocab, lowercase=lowercase)
         meta = _write_cache_entry(path, ids_path, meta_path, options, vocab, counts, chunk_chars)
         prune_cache(entry_dir, CACHE_MAX_BYTES, keep=key)
     else:
@@ -116,6 +121,15 @@ def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_m
                   n_docs=meta["n_docs"], n_chars=meta["n_chars"], n_unk=meta["n_unk"],
                   unk_chars=meta["unk_chars"], path=path,
                   counts=meta["counts"], cache_path=ids_path)
+
+
+def _build_vocab(tokens: str, counts: dict, *, min_count: int, max_vocab: int | None, lowercase: bool
+                 ) -> Vocab | WordVocab | SymbolVocab:
+    """The vocabulary of kind `tokens` built from a corpus's token counts."""
+    if tokens == "char":
+        return Vocab.build(counts, min_count=min_count, max_vocab=max_vocab)
+    kind = WordVocab if tokens == "word" else SymbolVocab
+    return kind.build(counts, min_count=min_count, max_vocab=max_vocab, lowercase=lowercase)
 
 
 def prune_cache(entry_dir: Path, max_bytes: int, *, keep: str | None = None) -> list[str]:
@@ -156,8 +170,8 @@ def _load_cache_entry(ids_path: Path, meta_path: Path, options: dict) -> dict | 
     return meta if complete else None
 
 
-def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dict, vocab: Vocab | WordVocab,
-                       counts: dict | None, chunk_chars: int) -> dict:
+def _write_cache_entry(path: Path, ids_path: Path, meta_path: Path, options: dict,
+                       vocab: Vocab | WordVocab | SymbolVocab, counts: dict | None, chunk_chars: int) -> dict:
     """Encode the file into `ids_path` (temp file + rename), then write the sidecar the same way."""
     try:
         ids_path.parent.mkdir(parents=True, exist_ok=True)

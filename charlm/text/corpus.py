@@ -10,8 +10,8 @@ Documents (`eos_mode`): `file` = the whole text is one document; `lines` = every
 kept. The id stream is always `<EOS> doc1 <EOS> doc2 ... docN <EOS>`. (In `lines`/`paragraphs` mode a
 single line is held whole, so one enormous line is the exception to bounded memory.) `split_documents`
 cuts a str with the same splitter; `charlm.text.cache` keeps id streams on disk. Word tokens
-(`charlm.text.words`) are cut from the same document pieces; a token split across two chunks is held back
-until it is complete, so chunking never changes the ids.
+(`charlm.text.words`) and symbols (`charlm.text.symbols`) are cut from the same document pieces; a token
+split across two chunks is held back until it is complete, so chunking never changes the ids.
 """
 
 import codecs
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import ConfigError, CorpusError
+from charlm.text.symbols import SymbolVocab, count_symbol_tokens
 from charlm.text.tokenizer import DOC_END, EOS, KINDS, UNK, Vocab, codepoints
 from charlm.text.words import WordVocab, count_word_tokens
 
@@ -45,7 +46,8 @@ class CharCounts:
 class TokenCounts:
     """Token statistics of a corpus: `counts` (token -> occurrences in documents), `n_docs`, `n_chars`
     (characters of the documents, as `count_chars` gives) and `n_tokens` (tokens of the documents, document
-    ends not included; for word tokens the separator tokens and joins a full vocabulary emits)."""
+    ends not included; for word tokens the separator tokens and joins a full vocabulary emits, for symbols
+    the line ends)."""
 
     counts: dict
     n_docs: int
@@ -56,7 +58,8 @@ class TokenCounts:
 @dataclass(frozen=True)
 class EncodedPiece:
     """A piece of an id stream with what it stands for: `ids`, `n_chars` (characters of the documents it
-    encodes, document ends not included) and `unk_chars` (how many of those became `<UNK>`)."""
+    encodes, document ends not included; for symbols, whose line ends are `<EOS>` ids, line ends neither) and
+    `unk_chars` (how many of those became `<UNK>`)."""
 
     ids: np.ndarray
     n_chars: int
@@ -91,32 +94,34 @@ def count_tokens(path, *, tokens: str = "char", eos_mode: str = "file", encoding
                  lowercase: bool = False, chunk_chars: int = CHUNK_BYTES) -> TokenCounts:
     """Count the tokens (`tokens`: one of KINDS) of the documents of a file in one streamed pass.
 
-    `lowercase` (word tokens only) lowercases every token. Raises CorpusError if the file is unreadable,
-    undecodable, binary or has no documents; ConfigError for an unknown kind or lowercase characters.
+    `lowercase` (word tokens and symbols only) lowercases every token. Raises CorpusError if the file is
+    unreadable, undecodable, binary or has no documents; ConfigError for an unknown kind or lowercase
+    characters.
     """
     check_tokens(tokens, lowercase)
     if tokens == "char":
         stats = count_chars(path, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars)
         return TokenCounts(stats.counts, stats.n_docs, stats.n_chars, stats.n_chars)
     pieces = _document_pieces(Path(path), eos_mode, encoding, chunk_chars)
-    return TokenCounts(*count_word_tokens(pieces, lowercase=lowercase))
+    count = count_word_tokens if tokens == "word" else count_symbol_tokens
+    return TokenCounts(*count(pieces, lowercase=lowercase))
 
 
 def check_tokens(tokens: str, lowercase: bool = False) -> None:
-    """ConfigError unless `tokens` is one of KINDS, and `lowercase` is only asked of word tokens."""
+    """ConfigError unless `tokens` is one of KINDS, and `lowercase` is only asked of word tokens or symbols."""
     if tokens not in KINDS:
         raise ConfigError(f"unknown token kind {tokens!r}; choose one of {', '.join(KINDS)}")
-    if lowercase and tokens != "word":
-        raise ConfigError("lowercasing applies to word tokens only (--tokens word)")
+    if lowercase and tokens == "char":
+        raise ConfigError("lowercasing applies to word tokens and symbols only (--tokens word or symbols)")
 
 
 def iter_encoded(path, vocab, *, eos_mode: str = "file", encoding: str = "utf-8",
                  chunk_chars: int = 1 << 20) -> Iterator[np.ndarray]:
     """The id stream of a file in pieces (1-D arrays of `vocab.id_dtype`), without caching.
 
-    `vocab` is a char `Vocab` or a `WordVocab`. Concatenated, the pieces equal
+    `vocab` is a char `Vocab`, a `WordVocab` or a `SymbolVocab`. Concatenated, the pieces equal
     `charlm.text.cache.prepare_corpus(path, ..., vocab=vocab).ids`. `chunk_chars` is the number of bytes
-    read per step, so a piece holds about that many ids (word tokens: fewer, some pieces none).
+    read per step, so a piece holds about that many ids (words and symbols: fewer, some pieces none).
     """
     for piece in iter_encoded_pieces(path, vocab, eos_mode=eos_mode, encoding=encoding, chunk_chars=chunk_chars):
         yield piece.ids
@@ -127,7 +132,7 @@ def iter_encoded_pieces(path, vocab, *, eos_mode: str = "file", encoding: str = 
     """`iter_encoded` with what each piece stands for (`EncodedPiece`): the cache's single pass."""
     yield EncodedPiece(np.array([EOS], dtype=vocab.id_dtype), 0, 0)
     pieces = _document_pieces(Path(path), eos_mode, encoding, chunk_chars)
-    if isinstance(vocab, WordVocab):
+    if isinstance(vocab, WordVocab | SymbolVocab):
         for ids, n_chars, unk_chars in vocab.iter_encode(pieces):
             yield EncodedPiece(ids, n_chars, unk_chars)
         return

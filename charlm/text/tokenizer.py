@@ -1,10 +1,10 @@
 """Character vocabulary: `<EOS>` = 0, `<UNK>` = 1, then characters in code-point order.
 
 A vocabulary has a tokenizer `kind` (one of KINDS), saved in its dict form (and so in checkpoints and cache
-keys); `tokenizer_from_dict` reads either kind. A dict without "kind" is a character vocabulary, as every
-older file holds. Both kinds share one duck-typed interface: `kind`, `size`, `id_dtype`, `tokens`,
+keys); `tokenizer_from_dict` reads any kind. A dict without "kind" is a character vocabulary, as every
+older file holds. All kinds share one duck-typed interface: `kind`, `size`, `id_dtype`, `tokens`,
 `lowercase`, `encode`, `decode`, `decoder`, `unknown`, `token_text`, `char_count`, `to_dict`
-(`charlm.text.words.WordVocab` is the word kind).
+(`charlm.text.words.WordVocab` is the word kind, `charlm.text.symbols.SymbolVocab` the symbols kind).
 
 The order depends only on which characters are kept, never on hashing or insertion order, so the same
 counts give the same ids in every process. Encoding and decoding are numpy table lookups over code points
@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from charlm.text.symbols import SymbolVocab
 from charlm.text.vocab import DOC_END, EOS, KINDS, SPECIALS, UNK, codepoints, id_dtype_for
 from charlm.text.words import WordVocab
 
@@ -22,7 +23,8 @@ __all__ = ["DOC_END", "EOS", "KINDS", "SPECIALS", "UNK", "CharDecoder", "Vocab",
            "tokenizer_from_dict"]
 
 def tokenizer_from_dict(d):
-    """The vocabulary a `to_dict()` form describes: a `Vocab` or a `charlm.text.words.WordVocab`.
+    """The vocabulary a `to_dict()` form describes: a `Vocab`, a `charlm.text.words.WordVocab` or a
+    `charlm.text.symbols.SymbolVocab`.
 
     A dict without "kind" is a character vocabulary. Raises ValueError naming what is malformed, or the kind
     when it is not one of KINDS.
@@ -32,7 +34,7 @@ def tokenizer_from_dict(d):
     kind = d.get("kind", "char")
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; this charlm reads {', '.join(KINDS)}")
-    return WordVocab.from_dict(d) if kind == "word" else Vocab.from_dict(d)
+    return {"char": Vocab, "word": WordVocab, "symbols": SymbolVocab}[kind].from_dict(d)
 
 
 class CharDecoder:

@@ -1,13 +1,13 @@
 """What every vocabulary shares, whatever its tokens: the special ids, the tokenizer kinds, the document-end
-marker and the id dtype. The character vocabulary (`charlm.text.tokenizer`) and the word vocabulary
-(`charlm.text.words`) both stand on this module."""
+marker and the id dtype. The character vocabulary (`charlm.text.tokenizer`), the word vocabulary
+(`charlm.text.words`) and the symbol vocabulary (`charlm.text.symbols`) all stand on this module."""
 
 import numpy as np
 
 EOS = 0
 UNK = 1
 SPECIALS = ("<EOS>", "<UNK>")
-KINDS = ("char", "word")
+KINDS = ("char", "word", "symbols")
 # Marks the end of a document inside normalised text (charlm.text.corpus). A lone surrogate cannot come out of
 # a strict decoder, so it never collides with a real character; it becomes `<EOS>` when encoded.
 DOC_END = "\ud800"

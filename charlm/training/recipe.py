@@ -10,7 +10,7 @@ The recipe is made in three steps, each in its own module; this one holds the en
 - `charlm.training.recipe_rules`: the rules, as constants and the small functions that apply them to one model
   (docs/recipe.md states each rule and the evidence for it). Character language models size the model by the
   budget and the corpus, then dropout, chunking, the decay's end, the warm-up and patience by what the model
-  costs; word models and the document tasks (taggers, classifiers) have fixed recipes.
+  costs; word and symbol models and the document tasks (taggers, classifiers) have fixed recipes.
 - `charlm.training.recipe_plan.plan`: the choices, each decision with a reason code and the numbers its wording
   needs.
 - `charlm.training.recipe_explain.explain`: the plan in words, a summary line and one reason per decision.
@@ -49,7 +49,8 @@ def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | N
                  ) -> tuple[TrainOptions, Recipe | None]:
     """`opts` with every option left unset filled (`choose_recipe`), and the recipe (None when the user set
     them all: a resumed run's options are all set). The input width follows the choice: one-hot rows for
-    characters, an embedding as wide as the hidden layer for words; a tagger reads whole lines by default."""
+    characters, an embedding as wide as the hidden layer for words and symbols; a tagger reads whole lines
+    by default."""
     unset = [name for name in RECIPE_OPTIONS if getattr(opts, name) is None]
     recipe = None
     if unset:
@@ -57,7 +58,7 @@ def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | N
         recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell, given=given, schedule=opts.schedule)
         opts = replace(opts, **recipe.choices, recipe=recipe.text())
     if opts.embed is None:
-        opts = replace(opts, embed=opts.hidden if opts.tokens == "word" and opts.task == "lm" else 0)
+        opts = replace(opts, embed=opts.hidden if opts.tokens != "char" and opts.task == "lm" else 0)
     if opts.task != "lm":
         opts = replace(opts, seq_len=opts.max_len, eos="lines" if opts.eos == "file" else opts.eos)
     return opts, recipe

@@ -177,8 +177,9 @@ class CharPlan:
 
 @dataclass(frozen=True)
 class FixedPlan:
-    """A fixed recipe's unset options: `recipe` "word" (WORD_RECIPE) or "documents" (TAGGER_RECIPE, for
-    `task`); `fitted` the chunking of a stream too short for the recipe's (None: the recipe's holds)."""
+    """A fixed recipe's unset options: `recipe` "word" (WORD_RECIPE, for word and symbol language models) or
+    "documents" (TAGGER_RECIPE, for `task`); `fitted` the chunking of a stream too short for the recipe's
+    (None: the recipe's holds)."""
 
     recipe: Literal["word", "documents"]
     task: str
@@ -198,7 +199,7 @@ def plan(stats: CorpusStats | None, budget: Budget, *, task: str = "lm", cell: s
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if task != "lm":
         return fixed_plan("documents", task, TAGGER_RECIPE, given)
-    if stats.kind == "word":
+    if stats.kind != "char":  # words and symbols: a vocabulary of whole units
         return fixed_plan("word", task, WORD_RECIPE, given, tokens=stats.tokens)
     return char_plan(stats, budget, cell, given, schedule)
 

@@ -79,7 +79,8 @@ PATIENCE = 4
 # and output matrices, dropout 0.2, plain SGD at lr 20 with the global norm clipped at 0.25, 20 streams x 35
 # words. A word's rows get updates only where the word occurs, and Adam's per-coordinate steps at any rate
 # that also trains the LSTM quickly let the carried cell state run away; clipped SGD bounds every step
-# (docs/recipe.md, "Word models").
+# (docs/recipe.md, "Word models"). Symbols are whole units too, and this is the recipe their published
+# figures (Penn Treebank, WikiText) were trained with, so they take it as well.
 WORD_RECIPE = {"hidden": 200, "layers": 2, "dropout": 0.2, "seq_len": 35, "batch": 20, "optimizer": "sgd",
                "lr": 20.0, "momentum": 0.0, "clip": 0.25, "weight_decay": 0.0, "min_lr_ratio": 0.1,
                "warmup": WARMUP, "patience": 0}
@@ -96,7 +97,7 @@ RECIPE_OPTIONS = ("hidden", "layers", "dropout", "seq_len", "batch", "optimizer"
 @dataclass(frozen=True)
 class CorpusStats:
     """What the trainer knows of its training text: `tokens` ids, in `documents` documents (1 for a whole
-    file), over a vocabulary of `vocab`; `kind` "char" or "word"."""
+    file), over a vocabulary of `vocab`; `kind` the tokenizer kind, "char", "word" or "symbols"."""
 
     tokens: int
     documents: int

@@ -24,7 +24,7 @@ from charlm.tasks.registry import TASKS
 from charlm.training.events import LOSS_SMOOTHING  # smoothed as the progress display smooths it
 
 # What a loss is per, by the eval records' `tokens`.
-LOSS_UNITS = {"char": "nats per char", "word": "nats per token", "label": "nats per label"}
+LOSS_UNITS = {"char": "nats per char", "word": "nats per token", "symbols": "nats per token", "label": "nats per label"}
 # The figure each kind of model keeps its best checkpoint by: the eval records' key and its name.
 KEPT_BY = {"lm": ("val_loss", "validation loss"), "tagger": ("val_f1", "validation F1"),
            "classifier": ("val_f1", "validation macro-F1")}
@@ -36,7 +36,7 @@ class RunCurves:
 
     name: str
     kind: str  # "lm", "tagger" or "classifier"
-    tokens: str  # "char", "word" or "label": what the losses are per
+    tokens: str  # "char", "word", "symbols" or "label": what the losses are per
     loss_label: str  # "nats per char", "nats per token" or "nats per label"
     steps: list[int]
     train_loss: list[float]  # smoothed

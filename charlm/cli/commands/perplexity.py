@@ -11,7 +11,7 @@ from charlm.cli.console import result_console, status_console
 from charlm.store.checkpoint import load_language_model
 from charlm.tasks.lm.analysis import SURPRISAL_BINS, rank_candidates, score_summary, surprisal, surprisal_bin
 from charlm.tasks.lm.sampling import unit_noun
-from charlm.tasks.lm.scoring import ScoreResult, score_file
+from charlm.tasks.lm.scoring import ScoreResult, score_file, tokenization
 from charlm.text.tokenizer import EOS
 
 # the colour of each bin of `SURPRISAL_BINS`, the open last bin included, for --show
@@ -74,8 +74,9 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
 
     Each file is read with the checkpoint's vocabulary, encoding and document mode; by default every
     token is predicted from all the text before it in its file (exact). Bits per character count the
-    characters of the file, so word and character models compare; a word model also shows nats per
-    token and the word perplexity.
+    characters of the file, so models of any tokenizer kind compare; a word or symbol model also shows
+    nats per token and the perplexity per token, and every model says what its tokens are (--json:
+    "tokens", the tokenizer kind, and "tokenization", in words).
     """
     console = status_console(quiet)
     ckpt = _load(checkpoint, console)
@@ -108,22 +109,26 @@ def perplexity(checkpoint, files, streams, burn_in, chunk_len, show, as_json, qu
     total = ScoreResult(sum(r.nll_sum for _, r in per_file), sum(r.n_scored for _, r in per_file),
                         sum(r.n_unk for _, r in per_file), n_chars=sum(r.n_chars for _, r in per_file))
     mode = _mode(streams, burn_in, noun)
+    tokens = tokenization(vocab.kind, eos_mode)
     if as_json:
         records = [{"file": str(p), **score_summary(r), "streams": r.streams, "burn_in": r.burn_in}
                    for p, r in per_file]
         click.echo(json.dumps({"mode": "exact" if streams == 1 else "streams", "streams": streams,
-                               "burn_in": burn_in if streams > 1 else 0, "files": records,
-                               "total": score_summary(total)}, indent=2))
+                               "burn_in": burn_in if streams > 1 else 0, "tokens": vocab.kind,
+                               "tokenization": tokens, "files": records, "total": score_summary(total)}, indent=2))
         return
     console.print(f"mode: {mode}", markup=False)
-    out.print(_table(per_file + ([("all files", total)] if len(per_file) > 1 else []), words))
+    console.print(f"tokens: {tokens}", markup=False)
+    out.print(_table(per_file + ([("all files", total)] if len(per_file) > 1 else []), vocab.kind))
 
 
-def _table(rows, words: bool) -> Table:
-    """One row per file: a char model's per-character figures; a word model's per-token figures (word
-    perplexity) and bits per character of the original text."""
+def _table(rows, kind: str) -> Table:
+    """One row per file: a char model's per-character figures; a word or symbol model's per-token figures
+    (the word or symbol perplexity) and bits per character of the original text."""
+    words = kind != "char"
     if words:
-        columns = ("file", "tokens", "chars", "<UNK>", "<UNK> %", "nats/token", "word perplexity", "bits/char")
+        perplexity = "word perplexity" if kind == "word" else "symbol perplexity"
+        columns = ("file", "tokens", "chars", "<UNK>", "<UNK> %", "nats/token", perplexity, "bits/char")
     else:
         columns = ("file", "chars", "<UNK>", "<UNK> %", "nats/char", "bits/char", "perplexity")
     table = Table(title=None, show_edge=False)

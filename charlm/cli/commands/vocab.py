@@ -1,6 +1,7 @@
-"""`charlm vocab FILE`: the characters (or words) of a corpus, their counts, and what would fold into `<UNK>`.
+"""`charlm vocab FILE`: the characters (or words, or symbols) of a corpus, their counts, and what would fold
+into `<UNK>`.
 
-With `--tokens word` it also reports the `<UNK>` rate of the corpus and of the held-out part `charlm train`
+With `--tokens word` or `symbols` it also reports the `<UNK>` rate of the corpus and of the held-out part `charlm train`
 would validate on (the same vocabulary, split and seed).
 """
 
@@ -50,29 +51,29 @@ def shown_token(token: str) -> str:
               help="Documents: the whole file, each line, or blank-line separated paragraphs.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
 @click.option("--tokens", type=click.Choice(KINDS), default="char", show_default=True,
-              help="Characters, or words and punctuation.")
-@click.option("--lowercase", is_flag=True, help="Lowercase every word (--tokens word).")
+              help="Characters, words and punctuation, or whitespace-separated symbols.")
+@click.option("--lowercase", is_flag=True, help="Lowercase every word or symbol (--tokens word or symbols).")
 @click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tokens seen fewer times fold into <UNK>.")
 @click.option("--max-vocab", type=click.IntRange(min=1),
-              help=f"Keep only this many most frequent tokens.  [default: {DEFAULT_MAX_VOCAB:,} for words, "
-                   "every character]")
+              help=f"Keep only this many most frequent tokens.  [default: {DEFAULT_MAX_VOCAB:,} for words and "
+                   "symbols, every character]")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True),
               help=f"Held-out share whose <UNK> rate to report, split as charlm train does.  "
-                   f"[default: {TrainOptions.val_fraction} for words, none for characters]")
+                   f"[default: {TrainOptions.val_fraction} for words and symbols, none for characters]")
 @click.option("--top", type=click.IntRange(min=0), help="Show only the N most frequent tokens.  [default: all]")
 @click.option("--json", "json_output", is_flag=True, help="One JSON object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No status messages.")
 def vocab(corpus, eos_mode, encoding, tokens, lowercase, min_count, max_vocab, val_fraction, top, json_output,
           quiet):
-    """Count the characters (or words) of CORPUS and show the vocabulary charlm would build from it."""
-    if lowercase and tokens != "word":
-        raise click.BadParameter("lowercasing applies to word tokens only (add --tokens word)",
-                                 param_hint="--lowercase")
-    if tokens == "word":
-        _word_report(corpus, eos_mode=eos_mode, encoding=encoding, lowercase=lowercase, min_count=min_count,
-                     max_vocab=max_vocab, top=top, json_output=json_output, quiet=quiet,
-                     val_fraction=TrainOptions.val_fraction if val_fraction is None else val_fraction)
+    """Count the characters (or words, or symbols) of CORPUS and show the vocabulary charlm would build from it."""
+    if lowercase and tokens == "char":
+        raise click.BadParameter("lowercasing applies to word tokens and symbols only (add --tokens word or "
+                                 "symbols)", param_hint="--lowercase")
+    if tokens != "char":
+        _token_report(corpus, tokens=tokens, eos_mode=eos_mode, encoding=encoding, lowercase=lowercase,
+                      min_count=min_count, max_vocab=max_vocab, top=top, json_output=json_output, quiet=quiet,
+                      val_fraction=TrainOptions.val_fraction if val_fraction is None else val_fraction)
         return
     status_console(quiet).print(f"counting characters of {corpus}")
     stats = count_chars(corpus, eos_mode=eos_mode, encoding=encoding)
@@ -139,12 +140,13 @@ def _held_out_line(held_out: dict) -> str:
             f"{held_out['tokens']:,} {held_out['unit']} ({held_out['unk_rate']:.2%})")
 
 
-def _word_report(path, *, eos_mode, encoding, lowercase, min_count, max_vocab, top, json_output, quiet,
-                 val_fraction):
-    """Words, punctuation and separator tokens of a corpus with their counts, what folds into `<UNK>`, and the
-    `<UNK>` rate of the corpus and of the held-out part."""
-    status_console(quiet).print(f"counting words of {path}")
-    corpus = prepare_corpus(path, tokens="word", lowercase=lowercase, eos_mode=eos_mode, encoding=encoding,
+def _token_report(path, *, tokens, eos_mode, encoding, lowercase, min_count, max_vocab, top, json_output, quiet,
+                  val_fraction):
+    """The tokens of a corpus with their counts (`tokens` "word": words, punctuation and separator tokens;
+    "symbols": whitespace-separated symbols), what folds into `<UNK>`, and the `<UNK>` rate of the corpus and
+    of the held-out part."""
+    status_console(quiet).print(f"counting {'words' if tokens == 'word' else 'symbols'} of {path}")
+    corpus = prepare_corpus(path, tokens=tokens, lowercase=lowercase, eos_mode=eos_mode, encoding=encoding,
                             min_count=min_count, max_vocab=max_vocab)
     built, counts = corpus.vocab, corpus.counts
     n_tokens = sum(counts.values())
@@ -155,7 +157,7 @@ def _word_report(path, *, eos_mode, encoding, lowercase, min_count, max_vocab, t
     held_out = _held_out(corpus, val_fraction) if val_fraction else None
     if json_output:
         click.echo(json.dumps({
-            "path": path, "eos": eos_mode, "encoding": encoding, "kind": "word", "lowercase": lowercase,
+            "path": path, "eos": eos_mode, "encoding": encoding, "kind": tokens, "lowercase": lowercase,
             "n_docs": corpus.n_docs, "n_chars": corpus.n_chars, "n_tokens": n_tokens, "n_distinct": len(counts),
             "vocab_size": built.size,
             "tokens": [{"token": t, "shown": shown_token(t), "count": n, "share": n / n_tokens} for t, n in shown],
@@ -171,7 +173,9 @@ def _word_report(path, *, eos_mode, encoding, lowercase, min_count, max_vocab, t
         table.add_row(shown_token(t), f"{n:,}", f"{n / n_tokens:.4%}")
     out = result_console()
     out.print(table)
-    out.print(f"{path}: {corpus.n_chars:,} characters, {n_tokens:,} tokens in {corpus.n_docs:,} document(s), "
+    # a symbol stream ends every line with <EOS>, so its n_docs counts lines (and n_chars leaves their ends out)
+    parts = "line(s)" if tokens == "symbols" else "document(s)"
+    out.print(f"{path}: {corpus.n_chars:,} characters, {n_tokens:,} tokens in {corpus.n_docs:,} {parts}, "
               f"{len(counts):,} distinct{' (lowercased)' if lowercase else ''}", markup=False, soft_wrap=True)
     out.print(f"vocabulary: {built.size:,} ids (<EOS>, <UNK> and {len(built.tokens):,} tokens)")
     if folded:

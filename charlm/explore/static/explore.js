@@ -163,7 +163,7 @@ function duration(seconds) {
 }
 
 function tokenWord(plural = true) {
-  const word = state.model && state.model.vocab.kind === "word" ? "token" : "character";
+  const word = state.model && state.model.vocab.kind !== "char" ? "token" : "character";
   return plural ? `${word}s` : word;
 }
 

@@ -40,7 +40,7 @@ class LanguageModelTask(Task):
         self.opts, self.corpus, self.base, self.resume = opts, corpus, base, resume
         self.report = report or (lambda event: None)
         self.vocab = corpus.vocab
-        self.unit = self.vocab.kind  # what the losses are per: "char" or "word"
+        self.unit = self.vocab.kind  # what the losses are per: "char", "word" or "symbols"
         self.train_ids, self.val_ids = train_ids, val_ids
         # Losses are per token; bits/char divides the same total by the characters the tokens stand for.
         self.tokens_per_char = (len(val_ids) - 1) / val_chars if val_chars else 1.0

@@ -7,7 +7,9 @@ Training's validation, `charlm perplexity` and `charlm score` all go through thi
 
 Per-token figures divide by the targets scored; per-character figures divide by the characters of the
 original text the targets stand for (`n_chars`: each document's characters plus one per document end, as
-a character model's targets count them), so models of either tokenizer kind compare on bits per character.
+a character model's targets count them), so models of any tokenizer kind compare on bits per character.
+Per-token figures compare only between models whose tokens are the same units: `tokenization` says what they
+are.
 """
 
 import math
@@ -22,6 +24,22 @@ from charlm.text.corpus import iter_encoded_pieces
 from charlm.text.tokenizer import EOS, UNK
 
 LN2 = math.log(2)
+# What a target is, by tokenizer kind: the unit a perplexity (exp of nats per token) counts.
+TOKEN_UNITS = {
+    "char": "characters",
+    "word": "words and punctuation marks, and the whitespace between them that is not one space",
+    "symbols": "whitespace-separated symbols",
+}
+DOCUMENT_NAMES = {"file": "file", "lines": "line", "paragraphs": "paragraph"}
+
+
+def tokenization(kind: str, eos_mode: str) -> str:
+    """The tokens a perplexity of a `kind` vocabulary over `eos_mode` documents counts, in plain words, e.g.
+    "whitespace-separated symbols plus one end per line (blank lines included)"."""
+    if kind == "symbols":  # every line end is an <EOS>; the document mode decides whether blank lines count
+        blank = "included" if eos_mode == "file" else "skipped"
+        return f"{TOKEN_UNITS[kind]} plus one end per line (blank lines {blank})"
+    return f"{TOKEN_UNITS[kind]} plus one end per {DOCUMENT_NAMES[eos_mode]}"
 
 
 @dataclass

@@ -54,8 +54,9 @@ def check_truecase_model(cfg, vocab) -> None:
         use = "tag text with `charlm tag`" if cfg.kind == "tagger" else "classify text with `charlm classify`"
         raise ConfigError(f"this checkpoint is a {cfg.kind}, not a language model; {use}")
     if vocab.kind != "char":
+        units = vocab.kind if vocab.kind == "symbols" else f"{vocab.kind}s"
         raise ConfigError(f"truecasing needs a character language model; this checkpoint's model reads "
-                          f"{vocab.kind}s (train one with `charlm train --tokens char`)")
+                          f"{units} (train one with `charlm train --tokens char`)")
 
 
 def framing(vocab, eos_mode: str) -> tuple[list[int], int]:
