@@ -9,18 +9,8 @@ import pytest
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, step_logits
-from charlm.tasks.lm.sampling import (
-    OrderedStream,
-    beam_search,
-    beam_search_ids,
-    check_sampling_options,
-    draw,
-    filter_logits,
-    generate,
-    generate_ids,
-    log_softmax,
-    make_picker,
-)
+from charlm.tasks.choosing import check_sampling_options, draw, filter_logits, log_softmax, make_picker
+from charlm.tasks.lm.sampling import OrderedStream, beam_search, beam_search_ids, generate, generate_ids
 from charlm.tasks.lm.stops import TextStops, encode_stops
 from charlm.text.tokenizer import EOS, UNK, Vocab
 

@@ -10,7 +10,7 @@ from inference_models import train_tiny
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params, init_state, step_logits
-from charlm.tasks.lm.sampling import log_softmax
+from charlm.tasks.choosing import log_softmax
 from charlm.tasks.lm.scoring import score_documents, score_file, score_ids
 from charlm.text.cache import prepare_corpus
 from charlm.text.tokenizer import EOS, Vocab

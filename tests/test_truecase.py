@@ -17,7 +17,7 @@ import charlm.tasks.lm.truecase as truecase_module
 from charlm.errors import ConfigError
 from charlm.models import lm, tagger
 from charlm.models.config import ModelConfig
-from charlm.tasks.lm.sampling import log_softmax
+from charlm.tasks.choosing import log_softmax
 from charlm.tasks.lm.scoring import score_documents
 from charlm.tasks.lm.truecase import case_candidates, truecase
 from charlm.text.tokenizer import EOS, UNK, Vocab

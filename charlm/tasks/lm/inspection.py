@@ -11,7 +11,7 @@ import numpy as np
 from charlm.errors import ConfigError
 from charlm.models.encoder import init_state
 from charlm.models.lm import trace
-from charlm.tasks.lm.sampling import log_softmax
+from charlm.tasks.choosing import log_softmax
 from charlm.tasks.lm.scoring import LN2
 from charlm.text.corpus import split_documents
 from charlm.text.tokenizer import EOS

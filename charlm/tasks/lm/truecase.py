@@ -16,7 +16,7 @@ import numpy as np
 
 from charlm.errors import ConfigError
 from charlm.models.lm import init_state, step_logits
-from charlm.tasks.lm.sampling import log_softmax, take_rows
+from charlm.tasks.choosing import log_softmax, take_rows
 from charlm.text.casing import lowercase
 from charlm.text.tokenizer import EOS, UNK
 
