@@ -79,7 +79,8 @@ def grid() -> list[dict]:
         cases.append(case(1_000_000, 1, seconds=seconds, cell=cell))
     for tokens, given in itertools.product(SIZES, ({}, {"batch": 64}, {"seq_len": 10, "hidden": 400})):
         cases.append(case(tokens, 1, kind="word", seconds=600.0, given=given))
-    for task, given, seconds in itertools.product(("truecase", "classify"), ({}, {"hidden": 64}, {"batch": 8}),
+    for task, given, seconds in itertools.product(("truecase", "classify", "translate"),
+                                                  ({}, {"hidden": 64}, {"batch": 8}),
                                                   (None, 600.0)):
         cases.append(case(100_000, 1_000, task=task, seconds=seconds, given=given))
     return cases

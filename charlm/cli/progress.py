@@ -70,5 +70,5 @@ def format_status(p: events.Progress) -> str:
     if p.val_loss is not None:
         parts.append(f"val {p.val_loss:.4f}" + (f" ({p.val_bpc:.3f} bpc)" if p.val_bpc is not None else ""))
     parts.append(f"lr {p.lr:.2e}")
-    parts.append(f"{p.chars_per_sec:,.0f} {'tokens' if p.tokens in ('word', 'symbols') else 'chars'}/s")
+    parts.append(f"{p.chars_per_sec:,.0f} {'chars' if p.tokens == 'char' else 'tokens'}/s")
     return "  ".join(parts)

@@ -34,7 +34,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
-    """A validated checkpoint. Arrays are private writable copies."""
+    """A validated checkpoint. Arrays are private writable copies. `target_vocab`: an encoder–decoder's output
+    vocabulary (saved in `data` under `translate`), None for the other kinds."""
 
     path: Path
     config: ModelConfig
@@ -46,6 +47,7 @@ class Checkpoint:
     state: list | None = None
     rng: dict | None = None
     meta: dict = field(default_factory=dict)
+    target_vocab: object = None
 
 
 # ---------------------------------------------------------------------------------------------- save
@@ -234,6 +236,7 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
     rng = json.loads(meta.get("rng", "null"))
     if not (isinstance(data, dict) and isinstance(train, dict) and (rng is None or isinstance(rng, dict))):
         raise CheckpointError(f"{path}: invalid checkpoint metadata (data, train and rng must be JSON objects)")
+    target_vocab = _target_vocab(path, config, data)
     return Checkpoint(
         path=path,
         config=config,
@@ -245,7 +248,23 @@ def _validate(path: Path, meta: dict, tensors: dict) -> Checkpoint:
         state=state,
         rng=rng,
         meta=meta,
+        target_vocab=target_vocab,
     )
+
+
+def _target_vocab(path: Path, config: ModelConfig, data: dict):
+    """An encoder–decoder's target vocabulary, checked against its config; None for the other kinds."""
+    if config.kind != "seq2seq":
+        return None
+    saved = data.get("translate")
+    try:
+        vocab = tokenizer_from_dict(saved.get("target_vocab") if isinstance(saved, dict) else None)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: invalid target vocabulary ({exc})") from None
+    if vocab.size != config.target_vocab:
+        raise CheckpointError(f"{path}: target vocabulary has {vocab.size} entries but the model expects "
+                              f"{config.target_vocab}")
+    return vocab
 
 
 def _check_params(path: Path, config: ModelConfig, params: dict) -> None:

@@ -13,6 +13,7 @@ from charlm.tasks.classify.classify_task import ClassifierTask
 from charlm.tasks.lm.lm_task import LanguageModelTask
 from charlm.tasks.tagging.tagged_text import TASKS as TAGGING_TASKS
 from charlm.tasks.tagging.tagging_task import TaggingTask
+from charlm.tasks.translate.translate_task import TranslateTask
 from charlm.training.events import TrainResult
 from charlm.training.options import TrainOptions, check_options, with_time_budget
 from charlm.training.signals import StopSignals
@@ -23,6 +24,7 @@ TASKS: dict[str, type[Task]] = {
     "lm": LanguageModelTask,
     **{name: TaggingTask for name in TAGGING_TASKS},
     "classify": ClassifierTask,
+    "translate": TranslateTask,
 }
 
 

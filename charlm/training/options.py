@@ -74,6 +74,9 @@ class TrainOptions:
     max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
+    source_tokens: str | None = None  # translate: the source side's tokens (one of KINDS); None: --tokens
+    target_tokens: str | None = None  # translate: the target side's tokens; None: --tokens
+    attention: str | None = None  # translate: one of charlm.models.config.ATTENTIONS; None: the recipe's
     threads: int | None = None  # BLAS threads; None: the fastest now (charlm.training.threads)
     recipe: str = ""  # the recipe's account of the options it chose (charlm.training.recipe.Recipe.text)
 
@@ -81,14 +84,16 @@ class TrainOptions:
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / Path(self.corpus).stem
 
-    def model_config(self, vocab_size: int, heads: tuple = (), *, pool: str = "") -> ModelConfig:
+    def model_config(self, vocab_size: int, heads: tuple = (), *, pool: str = "", target_vocab: int = 0,
+                     attention: str = "") -> ModelConfig:
         """The model these options describe, once the recipe has filled them; a tagger's `heads` are its label
-        counts, a classifier's `pool` its pooling."""
+        counts, a classifier's `pool` its pooling, an encoder–decoder's `target_vocab` its output vocabulary
+        and `attention` its attention."""
         o = self
         return ModelConfig(cell=o.cell, vocab_size=vocab_size, hidden=o.hidden, layers=o.layers, embed=o.embed,
                            dropout=o.dropout, activation=o.activation, dtype=o.dtype, tie=o.tie,
-                           bidirectional=o.bidirectional, heads=heads,
-                           pool=pool)
+                           bidirectional=o.bidirectional, heads=heads, pool=pool, target_vocab=target_vocab,
+                           attention=attention)
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
@@ -97,7 +102,8 @@ OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name in OPTION_NAMES and f.name != "dropout")
 # Options that decide the vocabulary: which character or word each id (each weight row) stands for, and
 # for a tagger what its labels mean.
-VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks", "pool")
+VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks", "pool",
+                 "source_tokens", "target_tokens")
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
 STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
 

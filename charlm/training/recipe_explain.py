@@ -74,6 +74,8 @@ FIXED = {
              "2 x 200, dropout 0.2, clipped SGD at lr 20 over 20 streams x 35 words (README \"Word-level models\")"),
     "documents": ("recipe: the {task} recipe (documents read whole)",
                   "a narrower model than a language model's, Adam at 3e-3"),
+    "translate": ("recipe: the translate recipe (pairs read whole)",
+                  "2 x 256 for the encoder and the decoder, dropout 0.2, Adam at 2e-3 over batches of 64 pairs"),
 }
 
 

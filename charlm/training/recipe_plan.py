@@ -29,6 +29,7 @@ from charlm.training.recipe_rules import (
     SHORT_CHUNK,
     TAGGER_RECIPE,
     TRAIN_SHARE,
+    TRANSLATE_RECIPE,
     WARMUP,
     WARMUP_SHARE,
     WIDTH_WITHOUT_BUDGET,
@@ -181,7 +182,7 @@ class FixedPlan:
     "documents" (TAGGER_RECIPE, for `task`); `fitted` the chunking of a stream too short for the recipe's
     (None: the recipe's holds)."""
 
-    recipe: Literal["word", "documents"]
+    recipe: Literal["word", "documents", "translate"]
     task: str
     values: dict
     fitted: Chunking | None
@@ -197,6 +198,8 @@ def plan(stats: CorpusStats | None, budget: Budget, *, task: str = "lm", cell: s
     absent = unset); the plan sets only unset ones, and takes the given width and depth into account.
     `schedule` is the run's learning-rate schedule. `stats` may be None for a document task."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
+    if task == "translate":
+        return fixed_plan("translate", task, TRANSLATE_RECIPE, given)
     if task != "lm":
         return fixed_plan("documents", task, TAGGER_RECIPE, given)
     if stats.kind != "char":  # words and symbols: a vocabulary of whole units
@@ -204,7 +207,7 @@ def plan(stats: CorpusStats | None, budget: Budget, *, task: str = "lm", cell: s
     return char_plan(stats, budget, cell, given, schedule)
 
 
-def fixed_plan(recipe: Literal["word", "documents"], task: str, options: dict, given: dict,
+def fixed_plan(recipe: Literal["word", "documents", "translate"], task: str, options: dict, given: dict,
                tokens: int | None = None) -> FixedPlan:
     """A fixed recipe's unset `options`; with `tokens` (a language model's stream), its chunking fitted to the
     stream (`fit_to_stream`)."""

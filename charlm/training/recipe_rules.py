@@ -89,6 +89,17 @@ WORD_RECIPE = {"hidden": 200, "layers": 2, "dropout": 0.2, "seq_len": 35, "batch
 TAGGER_RECIPE = {"hidden": 128, "layers": 2, "dropout": 0.1, "batch": 32, "optimizer": "adam", "lr": 3e-3,
                  "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "min_lr_ratio": 0.1, "warmup": WARMUP,
                  "patience": 0}
+# Encoder–decoders read pairs whole: a wider model than a tagger's (the decoder writes a whole sequence from
+# what the encoder kept), dropout against memorising small parallel corpora, Adam at 2e-3 decayed to 5%.
+TRANSLATE_RECIPE = {"hidden": 256, "layers": 2, "dropout": 0.2, "batch": 64, "optimizer": "adam", "lr": 2e-3,
+                    "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "min_lr_ratio": 0.05, "warmup": WARMUP,
+                    "patience": 0}
+# The attention an encoder–decoder gets by default: the form that measured best (docs/benchmarks.md).
+TRANSLATE_ATTENTION = "general"
+# Vocabularies up to this size are read as one-hot rows (a gather of Wx); larger ones through a learned table
+# of TRANSLATE_EMBED columns, which costs far fewer parameters than V rows of 4H gates.
+TRANSLATE_ONE_HOT_MAX = 512
+TRANSLATE_EMBED = 256
 # The options a recipe may choose (those the user left as None).
 RECIPE_OPTIONS = ("hidden", "layers", "dropout", "seq_len", "batch", "optimizer", "lr", "momentum", "clip",
                   "weight_decay", "min_lr_ratio", "warmup", "patience")

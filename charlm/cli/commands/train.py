@@ -12,7 +12,7 @@ from charlm.cli.progress import TrainProgress
 from charlm.engine.cells import CELLS
 from charlm.engine.optim import OPTIMIZERS
 from charlm.errors import ConfigError
-from charlm.models.config import ACTIVATIONS, DTYPES, POOLS
+from charlm.models.config import ACTIVATIONS, ATTENTIONS, DTYPES, POOLS
 from charlm.parallel.environment import launched_rank, launched_size
 from charlm.parallel.launch import announce, check_parallel_options, check_procs, launch
 from charlm.tasks.registry import TASKS
@@ -137,7 +137,8 @@ def _finite(ctx, param, value):
 @click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also checkpoint every N steps (checkpoints are always written at each evaluation).")
 @click.option("--tokens", type=click.Choice(KINDS), default=DEFAULTS.tokens, show_default=True,
-              help="What the model predicts: characters, or words and punctuation marks.")
+              help="What the model reads and predicts: characters, words and punctuation marks, or "
+                   "whitespace-separated symbols (pre-tokenized text, phonemes); translate: both sides.")
 @click.option("--lowercase", is_flag=True, help="Lowercase the text before tokenizing (words).")
 @click.option("--eos", type=click.Choice(EOS_MODES), default=DEFAULTS.eos, show_default=True,
               help="Documents: the whole file, each line, or blank-line separated paragraphs.")
@@ -149,9 +150,18 @@ def _finite(ctx, param, value):
 @click.option("--task", type=click.Choice(tuple(TASKS)), default=DEFAULTS.task, show_default=True,
               help="What to learn: a language model; a tagger: restore case (truecase), restore punctuation "
                    "marks (punctuate), both on one encoder, or the labels of a CoNLL-style file (tag); or a "
-                   "classifier of label<TAB>text lines (classify).")
+                   "classifier of label<TAB>text lines (classify); or an encoder–decoder of source<TAB>target "
+                   "pairs (translate).")
 @click.option("--bidirectional/--no-bidirectional", default=DEFAULTS.bidirectional, show_default=True,
-              help="Taggers: every layer also reads each document backwards (sees the words after).")
+              help="Taggers, classifiers and translate's encoder: every layer also reads each document "
+                   "backwards (sees the words after) [default for translate: on].")
+@click.option("--source-tokens", type=click.Choice(KINDS),
+              help="translate: the source side's tokens [default: --tokens].")
+@click.option("--target-tokens", type=click.Choice(KINDS),
+              help="translate: the target side's tokens [default: --tokens].")
+@click.option("--attention", type=click.Choice(ATTENTIONS),
+              help="translate: how the decoder reads the encoder's states: not at all (none), Luong's dot or "
+                   "general score, Bahdanau's additive score [default: the recipe's, general].")
 @click.option("--marks", default=DEFAULTS.marks, show_default=True,
               help="punctuate: the marks removed from the input and restored.")
 @click.option("--max-len", type=click.IntRange(min=1), default=DEFAULTS.max_len, show_default=True,
@@ -256,12 +266,13 @@ def _loss(nats: float, bpc: float, tokens: str, mode: str = "") -> str:
         return f"{nats:.4f} nats/label{' (' + mode[2:] + ')' if mode else ''}"
     if tokens == "char":
         return f"{nats:.4f} nats/char ({bpc:.3f} bits/char{mode})"
-    return f"{nats:.4f} nats/token (ppl {math.exp(min(nats, 700)):,.1f}, {bpc:.3f} bits/char{mode})"
+    chars = f", {bpc:.3f} bits/char" if bpc is not None else ""
+    return f"{nats:.4f} nats/token (ppl {math.exp(min(nats, 700)):,.1f}{chars}{mode})"
 
 
 def _summary(result) -> str:
     val = (f"best val {_loss(result.best_val_loss, result.best_val_bpc, result.tokens, result.best_val_mode)}"
            if result.best_val_loss is not None else "no validation")
-    unit = "tokens/s" if result.tokens == "word" else "chars/s"
+    unit = "chars/s" if result.tokens in ("char", "label") else "tokens/s"
     return (f"done: {result.steps} steps, {result.epochs:.2f} epochs, {result.train_seconds:.0f}s, "
             f"{result.chars_per_sec:,.0f} {unit}; {val}; checkpoint {result.checkpoint}")

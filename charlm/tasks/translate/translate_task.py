@@ -1,0 +1,243 @@
+"""Training an encoder–decoder (`--task translate`): `source<TAB>target` pairs, each side with its own tokens
+(`--source-tokens`, `--target-tokens`: char, word or symbols) and vocabulary, batches of pairs of similar
+lengths, the loss per target token (teacher-forced), and the best checkpoint by the held-out loss.
+
+The source vocabulary is the checkpoint's `vocab` (what the encoder reads, as every model's); the target
+vocabulary is saved in the checkpoint's `data` under `translate`. A held-out evaluation also decodes up to
+EXACT_SOURCES held-out sources greedily and reports the share written exactly as one of their references.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from charlm.errors import ConfigError
+from charlm.models import seq2seq
+from charlm.models.config import ATTENTIONS
+from charlm.tasks.documents import DocumentTask
+from charlm.tasks.translate.decoding import Translator, generate, source_ids
+from charlm.tasks.translate.pairs import read_pairs, references, split_by_source
+from charlm.text.batching import pad_documents
+from charlm.text.corpus import file_sha256
+from charlm.text.symbols import SymbolVocab, count_symbol_tokens
+from charlm.text.tokenizer import Vocab, tokenizer_from_dict
+from charlm.text.vocab import DOC_END, EOS, KINDS
+from charlm.text.words import WordVocab, count_word_tokens
+from charlm.training import events
+from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import TRANSLATE_ATTENTION, TRANSLATE_EMBED, TRANSLATE_ONE_HOT_MAX
+from charlm.training.start import check_same_corpus, starting_point, with_recipe
+from charlm.training.task import Scores
+
+# Options that do not apply to an encoder–decoder (a language model's, a tagger's and a classifier's own).
+NOT_FOR_TRANSLATION = ("eos", "marks", "seq_len", "tie", "lowercase", "eval_streams", "eval_chars", "pool",
+                       "balance")
+# Held-out sources an evaluation decodes greedily for its exact-match share.
+EXACT_SOURCES = 500
+# Pairs per batch of the held-out loss.
+EVAL_BATCH = 256
+
+
+def side_vocab(kind: str, texts: list[str], opts: TrainOptions):
+    """The vocabulary of one side's texts: characters, words or symbols (--min-count, --max-vocab)."""
+    if kind == "char":
+        return Vocab.build(Counter(c for t in texts for c in t), min_count=opts.min_count, max_vocab=opts.max_vocab)
+    pieces = [t + DOC_END for t in texts]
+    if kind == "word":
+        counts = count_word_tokens(pieces)[0]
+        return WordVocab.build(counts, min_count=opts.min_count, **_cap(opts))
+    return SymbolVocab.build(count_symbol_tokens(pieces)[0], min_count=opts.min_count, **_cap(opts))
+
+
+def _cap(opts: TrainOptions) -> dict:
+    return {} if opts.max_vocab is None else {"max_vocab": opts.max_vocab}
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    """Sources and targets of one part of the data."""
+
+    sources: list[str]
+    targets: list[str]
+
+
+@dataclass(frozen=True)
+class TranslateData:
+    """- source_vocab, target_vocab: each side's tokens
+    - train_docs, val_docs: the parts (val_docs None without validation)"""
+
+    source_vocab: object
+    target_vocab: object
+    train_docs: PairSplit
+    val_docs: PairSplit | None
+    sha256: str
+
+    @property
+    def vocab(self):
+        return self.source_vocab
+
+
+def load_translate_data(opts: TrainOptions, base, report) -> TranslateData:
+    """Read the pairs, note an ignored column, hold out sources (every reference of a held-out source goes
+    with it) or read --val-file, drop pairs longer than --max-len tokens, and build both vocabularies (a base
+    checkpoint's when fine-tuning or resuming)."""
+    found = read_pairs(opts.corpus, opts.encoding)
+    if found.extra_columns:
+        report(events.Log(f"{opts.corpus}: {found.extra_columns:,} lines have a third column or more (an "
+                          f"attribution, as Tatoeba's exports have); only the first two are read"))
+    if opts.val_file:
+        held = read_pairs(opts.val_file, opts.encoding)
+        train, val = PairSplit(found.sources, found.targets), PairSplit(held.sources, held.targets)
+    else:
+        train_rows, val_rows = split_by_source(found.sources, opts.val_fraction, opts.seed)
+        train = PairSplit([found.sources[i] for i in train_rows], [found.targets[i] for i in train_rows])
+        val = PairSplit([found.sources[i] for i in val_rows], [found.targets[i] for i in val_rows]) \
+            if len(val_rows) else None
+    if base:
+        source_vocab, target_vocab = base.vocab, tokenizer_from_dict(base.data["translate"]["target_vocab"])
+    else:
+        source_vocab = side_vocab(opts.source_tokens, train.sources, opts)
+        target_vocab = side_vocab(opts.target_tokens, train.targets, opts)
+    kept = [i for i, (s, t) in enumerate(zip(train.sources, train.targets, strict=True))
+            if len(source_vocab.encode(s)) <= opts.max_len and len(target_vocab.encode(t)) < opts.max_len]
+    if len(kept) < len(train.sources):
+        report(events.Warning(f"{len(train.sources) - len(kept):,} of {len(train.sources):,} training pairs have a "
+                              f"side longer than --max-len {opts.max_len} tokens and were left out"))
+        train = PairSplit([train.sources[i] for i in kept], [train.targets[i] for i in kept])
+    if not train.sources:
+        raise ConfigError(f"{opts.corpus}: no training pairs are left")
+    return TranslateData(source_vocab, target_vocab, train, val, file_sha256(opts.corpus))
+
+
+class TranslateTask(DocumentTask):
+    """An encoder–decoder's run (`charlm.training.task.Task`); the best checkpoint has the lowest held-out
+    loss per target token."""
+
+    kind = "seq2seq"
+    unit = "token"
+    meta_key = "translate"
+    refused = NOT_FOR_TRANSLATION
+
+    @classmethod
+    def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
+        given = [name for name in cls.refused if name in explicit]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+        for name in ("source_tokens", "target_tokens"):
+            if getattr(opts, name) not in (None, *KINDS):
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(KINDS)}")
+        if opts.attention not in (None, *ATTENTIONS):
+            raise ConfigError(f"--attention must be one of {', '.join(ATTENTIONS)}, got {opts.attention!r}")
+
+    @classmethod
+    def open(cls, opts: TrainOptions, run_dir, *, explicit: frozenset, report) -> "TranslateTask":
+        opts, base, resume = starting_point(opts, run_dir, explicit=explicit, report=report)
+        if base is not None and base.config.kind != "seq2seq":
+            raise ConfigError(f"{base.path} is not a --task translate model; start a new run")
+        if base is None:
+            opts = replace(opts, source_tokens=opts.source_tokens or opts.tokens,
+                           target_tokens=opts.target_tokens or opts.tokens)
+        data = load_translate_data(opts, base, report)
+        opts, chosen = translate_defaults(opts, data, explicit)
+        opts, recipe = with_recipe(opts, None)
+        if resume:
+            check_same_corpus(base, data.sha256, opts, run_dir)
+        if recipe is not None:
+            report(replace(recipe, reasons=(*recipe.reasons, *chosen)))
+        return cls(opts, data, base=base, resume=resume, report=report)
+
+    @staticmethod
+    def load_data(opts: TrainOptions, base, report) -> TranslateData:
+        return load_translate_data(opts, base, report)
+
+    def model_config(self):
+        return self.opts.model_config(self.data.source_vocab.size, target_vocab=self.data.target_vocab.size,
+                                      attention=self.opts.attention)
+
+    def documents(self):
+        train = self.data.train_docs
+        inputs = [self.data.source_vocab.encode(s) for s in train.sources]
+        outputs = [np.append(self.data.target_vocab.encode(t), EOS) for t in train.targets]
+
+        def targets(rows, lengths):  # source lengths (B,), targets (T, B), target lengths (B,)
+            tgt, tgt_lengths = pad_documents([outputs[i] for i in rows])
+            return lengths, tgt, tgt_lengths
+
+        order_by = np.array([len(a) + len(b) for a, b in zip(inputs, outputs, strict=True)])
+        return inputs, order_by, targets
+
+    def loss_and_grads(self, params, cfg, x, y, state, *, rng, workspace):
+        src_lengths, tgt, tgt_lengths = y
+        loss, grads = seq2seq.loss_and_grads(params, cfg, x, src_lengths, tgt, tgt_lengths, rng=rng,
+                                             workspace=workspace)
+        return loss, grads, state
+
+    def translator(self, params, cfg) -> Translator:
+        return Translator(params, cfg, self.data.source_vocab, self.data.target_vocab)
+
+    def evaluate(self, params, cfg) -> Scores:
+        """Loss per target token over every held-out pair, and the greedy exact-match share of the first
+        EXACT_SOURCES held-out sources."""
+        val = self.data.val_docs
+        loss = held_out_loss(self.translator(params, cfg), val.sources, val.targets)
+        refs = references(val.sources, val.targets)
+        sources = list(refs)[:EXACT_SOURCES]
+        outputs = generate(self.translator(params, cfg), [self.data.source_vocab.encode(s) for s in sources])
+        exact = np.mean([found[0].text in refs[s] for s, found in zip(sources, outputs, strict=True)])
+        return Scores(loss, accuracy=float(exact))
+
+    def improves(self, scores: Scores, best: Scores | None) -> bool:
+        return best is None or scores.loss < best.loss
+
+    def data_meta(self) -> dict:
+        o = self.opts
+        return {**self.common_meta(sum(len(s) for s in self.data.train_docs.sources), "lines"),
+                "translate": {"task": "translate", "source_tokens": o.source_tokens, "target_tokens": o.target_tokens,
+                              "target_vocab": self.data.target_vocab.to_dict(), "max_len": o.max_len}}
+
+    def sample(self, params, cfg, step: int) -> str:
+        part = self.data.val_docs or self.data.train_docs
+        i = step % len(part.sources)
+        translator = self.translator(params, cfg)
+        [[found]] = generate(translator, [source_ids(translator, part.sources[i])])
+        return f"{part.sources[i]!r} -> {found.text!r} (true: {part.targets[i]!r})"
+
+
+def held_out_loss(translator: Translator, sources: list[str], targets: list[str]) -> float:
+    """Teacher-forced nats per target token (each `<EOS>` counted) over the pairs, in batches of similar
+    lengths."""
+    src = [translator.source_vocab.encode(s) for s in sources]
+    tgt = [np.append(translator.target_vocab.encode(t), EOS) for t in targets]
+    order = sorted(range(len(src)), key=lambda i: (len(src[i]), len(tgt[i])))
+    total, tokens = 0.0, 0
+    for start in range(0, len(order), EVAL_BATCH):
+        rows = order[start:start + EVAL_BATCH]
+        x, x_lengths = pad_documents([src[i] for i in rows])
+        y, y_lengths = pad_documents([tgt[i] for i in rows])
+        total += float(seq2seq.sequence_nll(translator.params, translator.cfg, x, x_lengths, y, y_lengths).sum())
+        tokens += int(y_lengths.sum())
+    return total / tokens
+
+
+def translate_defaults(opts: TrainOptions, data: TranslateData, explicit: frozenset
+                       ) -> tuple[TrainOptions, tuple[str, ...]]:
+    """The encoder–decoder's own choices the user left open (attention, both directions, the input
+    embedding), and one reason line for each choice made."""
+    reasons = []
+    if opts.attention is None:
+        opts = replace(opts, attention=TRANSLATE_ATTENTION)
+        reasons.append(f"--attention {TRANSLATE_ATTENTION}: the form that measured best on grapheme-to-phoneme "
+                       f"(docs/benchmarks.md)")
+    if "bidirectional" not in explicit and not opts.resume and not opts.init_from:
+        opts = replace(opts, bidirectional=True)
+        reasons.append("--bidirectional: the encoder reads each source both ways, so every state the attention "
+                       "reads knows the whole source")
+    if opts.embed is None:
+        largest = max(data.source_vocab.size, data.target_vocab.size)
+        embed = 0 if largest <= TRANSLATE_ONE_HOT_MAX else TRANSLATE_EMBED
+        opts = replace(opts, embed=embed)
+        reasons.append(f"--embed {embed}: " + (f"one-hot rows for vocabularies this small ({largest} tokens)"
+                                               if embed == 0 else f"a learned table for {largest:,} tokens"))
+    return opts, tuple(reasons)
