@@ -107,7 +107,7 @@ def test_evaluate_gives_what_charlm_evaluate_gives(server, runs):
      "truecaser is a tagger, not a language model: its views are Tag, Evaluate, Curves and Model"),
     ("/api/sample", {"run": 1}, 400, "classifier is a classifier, not a language model"),
     ("/api/tag", {"run": 1, "text": "the"}, 400, "is a classifier, not a tagger"),
-    ("/api/classify", {"run": 0, "text": "the"}, 400, "is a tagger (use charlm tag), not a classifier"),
+    ("/api/classify", {"run": 0, "text": "the"}, 400, "is a tagger, not a classifier: use charlm tag"),
     ("/api/tag", {"run": 0, "text": "\n \n"}, 400, "the text has no line to tag"),
     ("/api/states", {"run": 1, "text": "abc", "layer": 1}, 400, "no layer 1: the model has 1"),
 ])

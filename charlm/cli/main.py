@@ -35,6 +35,7 @@ COMMANDS = {
     "tag": "charlm.cli.commands.tag:tag",
     "evaluate": "charlm.cli.commands.evaluate:evaluate",
     "classify": "charlm.cli.commands.classify:classify",
+    "translate": "charlm.cli.commands.translate:translate",
 }
 
 

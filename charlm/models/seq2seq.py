@@ -146,10 +146,10 @@ def memory_forward(params, cfg: ModelConfig, enc_out, src_lengths) -> Memory:
     """enc_out (S, B, F), src_lengths (B,) -> the Memory the attention reads."""
     states = np.ascontiguousarray(enc_out.transpose(1, 0, 2))  # (B, S, F)
     keys = {"none": None, "dot": states}.get(cfg.attention)
-    if cfg.attention == "general":
-        keys = states @ params["att.W"]  # keys = e att.W
-    elif cfg.attention == "additive":
-        keys = states @ params["att.Wk"]  # keys = e att.Wk
+    if cfg.attention in ("general", "additive"):
+        W = params["att.W" if cfg.attention == "general" else "att.Wk"]
+        B, S, F = states.shape
+        keys = (states.reshape(B * S, F) @ W).reshape(B, S, -1)  # keys = e att.W (general), e att.Wk (additive)
     real = np.arange(states.shape[1])[None, :] < np.asarray(src_lengths)[:, None]
     return Memory(states, keys, real)
 

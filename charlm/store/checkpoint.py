@@ -121,16 +121,26 @@ def load_checkpoint(path, *, prefer: str = "best", warn=None) -> Checkpoint:
     return _load_file(path)
 
 
-def load_language_model(path, *, prefer: str = "best", warn=None) -> Checkpoint:
-    """`load_checkpoint`, refusing a tagger or a classifier (a ConfigError naming the file and the commands
-    it serves)."""
-    ckpt = load_checkpoint(path, prefer=prefer, warn=warn)
-    if ckpt.config.kind == "classifier":
-        raise ConfigError(f"{ckpt.path} is a classifier, not a language model: use charlm classify or charlm "
-                          f"evaluate")
-    if ckpt.config.kind == "tagger":
-        raise ConfigError(f"{ckpt.path} is a tagger, not a language model: use charlm tag or charlm evaluate")
+# Each kind of model in words, and the commands that use it.
+KIND_NAMES = {"lm": "a language model", "tagger": "a tagger", "classifier": "a classifier",
+              "seq2seq": "an encoder–decoder"}
+KIND_COMMANDS = {"lm": "charlm sample, score, perplexity or evaluate", "tagger": "charlm tag or evaluate",
+                 "classifier": "charlm classify or evaluate", "seq2seq": "charlm translate or evaluate"}
+
+
+def require_kind(ckpt: Checkpoint, kind: str) -> Checkpoint:
+    """`ckpt` when it holds a model of `kind`; else a ConfigError naming the file, what it holds and the
+    commands that use it."""
+    if ckpt.config.kind != kind:
+        held = ckpt.config.kind
+        raise ConfigError(f"{ckpt.path} is {KIND_NAMES[held]}, not {KIND_NAMES[kind]}: use {KIND_COMMANDS[held]}")
     return ckpt
+
+
+def load_language_model(path, *, prefer: str = "best", warn=None) -> Checkpoint:
+    """`load_checkpoint`, refusing any other kind of model (a ConfigError naming the file and the commands
+    it serves)."""
+    return require_kind(load_checkpoint(path, prefer=prefer, warn=warn), "lm")
 
 
 def _load_from_run_dir(run_dir: Path, prefer: str, warn, retries: int = 5) -> Checkpoint:

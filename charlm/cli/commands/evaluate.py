@@ -15,6 +15,7 @@ from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.classify.classifier_inference import as_classifier, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled
 from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs
+from charlm.tasks.translate.translate_inference import as_translator, evaluate_pairs
 
 # Confusion matrices wider than this many labels show only the most confused pairs.
 MATRIX_LABELS = 25
@@ -23,20 +24,26 @@ MATRIX_LABELS = 25
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, readable=True))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
+              help="translate models: decode each source by beam search with this many hypotheses (1 = greedy).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
 @click.pass_context
-def evaluate(ctx, checkpoint, file, as_json, quiet):
+def evaluate(ctx, checkpoint, file, beam, as_json, quiet):
     """Score CHECKPOINT on the labelled FILE: a tagger's precision, recall and F1 per label with micro and
     macro averages (truecasing also word-level over not-all-lowercase words); a classifier's accuracy,
-    macro-F1, per-label figures and confusion matrix; a language model's bits per character and perplexity
-    (as `charlm perplexity`)."""
+    macro-F1, per-label figures and confusion matrix; an encoder–decoder's exact match, WER, TER, BLEU, chrF
+    and nats per target token against every reference of each source; a language model's bits per character
+    and perplexity (as `charlm perplexity`)."""
     ckpt = load_checkpoint(checkpoint, warn=status_console(quiet).print)
     if ckpt.config.kind == "lm":
         ctx.invoke(perplexity, checkpoint=checkpoint, files=(file,), as_json=as_json, quiet=quiet)
         return
     if ckpt.config.kind == "classifier":
         _evaluate_classifier(ckpt, file, as_json)
+        return
+    if ckpt.config.kind == "seq2seq":
+        _evaluate_translator(ckpt, file, beam, as_json)
         return
     tagger = as_tagger(ckpt)
     found = evaluate_docs(tagger.params, tagger.cfg, tagger.vocab, tagger.heads, tagger.task,
@@ -117,3 +124,17 @@ def _evaluate_classifier(ckpt, file, as_json: bool) -> None:
     out.print(pairs)
     out.print(f"classify: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
               f"({len(found.texts):,} texts)", markup=False)
+
+
+def _evaluate_translator(ckpt, file, beam: int, as_json: bool) -> None:
+    found = evaluate_pairs(as_translator(ckpt), file, beam=beam, encoding=ckpt.data.get("encoding") or "utf-8")
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title=f"{found['n']:,} sources ({found['pairs']:,} pairs), beam {found['beam']}", show_edge=False,
+                  title_justify="left")
+    for column in ("exact match", "WER", "TER", "BLEU", "chrF", "nats/token"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{found['exact_match']:.4f}", f"{found['wer']:.4f}", f"{found['ter']:.4f}", f"{found['bleu']:.2f}",
+                  f"{found['chrf']:.2f}", f"{found['nats_per_token']:.4f}")
+    result_console().print(table)

@@ -7,6 +7,7 @@ import numpy as np
 
 from charlm.errors import ConfigError
 from charlm.models import classifier
+from charlm.store.checkpoint import require_kind
 from charlm.tasks.label_scores import label_scores
 from charlm.text.batching import batches_by_length
 
@@ -27,10 +28,9 @@ class Classifier:
 
 def as_classifier(ckpt) -> Classifier:
     """The classifier a checkpoint holds; another kind of model is a ConfigError saying what to use."""
-    meta = ckpt.data.get("classify")
-    if ckpt.config.kind != "classifier" or not meta:
-        kind = "a tagger (use charlm tag)" if ckpt.config.kind == "tagger" else "a language model (use charlm sample)"
-        raise ConfigError(f"{ckpt.path} is {kind}, not a classifier: train one with charlm train --task classify")
+    meta = require_kind(ckpt, "classifier").data.get("classify")
+    if not meta:
+        raise ConfigError(f"{ckpt.path} has no labels: it was not trained by charlm train --task classify")
     return Classifier(ckpt.params, ckpt.config, ckpt.vocab, tuple(meta["labels"]), int(meta.get("max_len", 0)))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models import tagger
+from charlm.store.checkpoint import require_kind
 from charlm.tasks.label_scores import label_scores
 from charlm.tasks.tagging.tag_metrics import entity_scores, is_bio, truecase_word_scores
 from charlm.tasks.tagging.tagged_text import NO_LABEL, Head, TaggedDoc, make_doc, read_conll, restore, tag_doc
@@ -34,12 +35,10 @@ class Tagger:
 
 def as_tagger(ckpt) -> Tagger:
     """The tagger a checkpoint holds; a language model is a ConfigError that says what to use instead."""
-    tagging = ckpt.data.get("tagging")
-    if ckpt.config.kind == "classifier":
-        raise ConfigError(f"{ckpt.path} is a classifier, not a tagger: use charlm classify")
-    if ckpt.config.kind != "tagger" or not tagging:
-        raise ConfigError(f"{ckpt.path} is a language model, not a tagger: train one with charlm train --task "
-                          f"truecase|punctuate|tag (charlm truecase restores case with a language model)")
+    tagging = require_kind(ckpt, "tagger").data.get("tagging")
+    if not tagging:
+        raise ConfigError(f"{ckpt.path} has no labels: it was not trained by charlm train --task "
+                          f"truecase|punctuate|tag")
     heads = tuple(Head(h["name"], tuple(h["labels"])) for h in tagging["heads"])
     return Tagger(ckpt.params, ckpt.config, ckpt.vocab, tagging["task"], heads, tagging.get("marks", ""),
                   ckpt.data.get("eos_mode") or "lines", ckpt.data.get("encoding") or "utf-8")

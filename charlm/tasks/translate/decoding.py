@@ -118,9 +118,10 @@ def generate(translator: Translator, sources: list[np.ndarray], *, samples: int 
             step += 1
             ended = (ids == EOS) | (step >= caps[live])
             ended_at[live[ended]] = step
-            keep = np.flatnonzero(~ended)
-            live, ids = live[keep], ids[keep]
-            memory, state = memory.take(keep), take_rows(state, keep)
+            if ended.any():
+                keep = np.flatnonzero(~ended)
+                live, ids = live[keep], ids[keep]
+                memory, state = memory.take(keep), take_rows(state, keep)
         for r, source in enumerate(rows):
             n = int(ended_at[r])
             capped = written[n - 1, r] != EOS
@@ -191,7 +192,9 @@ def _beam_group(translator: Translator, sources: list[np.ndarray], K: int) -> li
             break
         row_keep = (keep[:, None] * K + parents[keep]).reshape(-1)  # each kept hypothesis's parent row
         live, scores, history = live[keep], scores[keep], history[keep]
-        memory, state = memory.take(row_keep), take_rows(state, row_keep)
+        state = take_rows(state, row_keep)
+        if len(keep) < len(done):  # a source's K rows share its memory: only leaving sources change it
+            memory = memory.take((keep[:, None] * K + np.arange(K)).reshape(-1))
         ids = tokens[keep].reshape(-1)
     return finished
 
