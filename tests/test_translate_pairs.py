@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charlm.errors import CorpusError
-from charlm.tasks.translate.pairs import read_pairs, references, split_by_source
+from charlm.tasks.translate.pairs import one_to_many, read_pairs, references, split_by_source, split_pairs
 from charlm.text.batching import held_out_count
 
 
@@ -58,3 +58,17 @@ def test_the_split_is_seeded_and_none_without_a_fraction():
                                                                        split_by_source(sources, 0.3, 1)]
     train, held = split_by_source(sources, 0.0, 1)
     assert len(held) == 0 and len(train) == 30
+
+
+def test_one_to_many_data_is_held_out_line_by_line():
+    """A label -> its names: holding out whole sources would hold out whole labels; lines are held out instead,
+    and every label stays in training."""
+    sources = [f"label{i % 4}" for i in range(400)]
+    assert one_to_many(sources)
+    train, held = split_pairs(sources, 0.1, seed=3)
+    assert len(held) == 40 and len(train) == 360
+    assert {sources[i] for i in train} == set(sources)
+    words = [f"word{i // 2}" for i in range(400)]  # two references a word: held out by source
+    assert not one_to_many(words)
+    train, held = split_pairs(words, 0.1, seed=3)
+    assert not {words[i] for i in train} & {words[i] for i in held}

@@ -6,7 +6,8 @@ Rules:
 - a line without a tab, or with an empty side, is a CorpusError naming `file:line`; blank lines are skipped;
 - the same source on several lines is several references (a word with two pronunciations, a sentence with two
   translations): `references` groups them, and `split_by_source` keeps all of a source's lines on one side of
-  the held-out split, so a held-out source is never seen in training under another reference.
+  the held-out split, so a held-out source is never seen in training under another reference; data whose
+  sources repeat by design (one-to-many: a label -> its names) is held out line by line (`split_pairs`).
 """
 
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import numpy as np
 from charlm.errors import CorpusError
 from charlm.text.batching import held_out_mask
 from charlm.text.corpus import read_text
+
+# Beyond this many lines per distinct source on average, the data is one-to-many (see `one_to_many`).
+REFERENCES_PER_SOURCE = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,21 @@ def references(sources: list[str], targets: list[str]) -> dict[str, list[str]]:
     for source, target in zip(sources, targets, strict=True):
         grouped.setdefault(source, []).append(target)
     return grouped
+
+
+def one_to_many(sources: list[str]) -> bool:
+    """Whether the sources repeat by design (a label -> its many names): on average more than
+    REFERENCES_PER_SOURCE lines per distinct source. Holding out whole sources would then hold out whole
+    labels, which the model could never learn, so such data is held out line by line."""
+    return len(sources) > REFERENCES_PER_SOURCE * len(set(sources))
+
+
+def split_pairs(sources: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Line indices (train, held out): by source (`split_by_source`), or line by line for one-to-many data."""
+    if one_to_many(sources):
+        held = held_out_mask(len(sources), fraction, seed)
+        return np.flatnonzero(~held), np.flatnonzero(held)
+    return split_by_source(sources, fraction, seed)
 
 
 def split_by_source(sources: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
