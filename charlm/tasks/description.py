@@ -53,7 +53,8 @@ def describe(ckpt) -> dict:
 
 def _task(ckpt) -> dict:
     """What the model does: "lm", or a tagger's task and heads (labels per head), or a classifier's labels and
-    pooling, with the best validation F1 when training recorded one."""
+    pooling, with the best validation F1 when training recorded one, or an encoder–decoder's attention, each
+    side's tokens, its target vocabulary and its parameters by part."""
     data, cfg = ckpt.data, ckpt.config
     if cfg.kind == "classifier" and "classify" in data:
         meta = data["classify"]
@@ -63,4 +64,24 @@ def _task(ckpt) -> dict:
         meta = data["tagging"]
         return {"task": meta["task"], "heads": meta["heads"], "marks": meta.get("marks"),
                 "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
+    if cfg.kind == "seq2seq" and ckpt.target_vocab is not None:
+        meta = data.get("translate", {})
+        return {"task": "translate", "kind": "encoder–decoder", "attention": cfg.attention,
+                "bidirectional": cfg.bidirectional, "source_tokens": meta.get("source_tokens", ckpt.vocab.kind),
+                "target_tokens": meta.get("target_tokens", ckpt.target_vocab.kind), "max_len": meta.get("max_len"),
+                "target_vocab": _vocab_summary(ckpt.target_vocab, data), "parameters": _seq2seq_parts(ckpt.params)}
     return {"task": "lm"}
+
+
+# An encoder–decoder's parameters by part, by the prefix of their names (`charlm.models.seq2seq.param_shapes`).
+SEQ2SEQ_PARTS = (("decoder", "dec."), ("bridge", "bridge."), ("attention", "att."), ("output", "head."),
+                 ("encoder", ""))
+
+
+def _seq2seq_parts(params: dict) -> dict:
+    """Parameter counts of the encoder, the bridge, the decoder, the attention and the output layer."""
+    counts = dict.fromkeys(["encoder", "bridge", "decoder", "attention", "output"], 0)
+    for name, array in params.items():
+        part = next(part for part, prefix in SEQ2SEQ_PARTS if name.startswith(prefix))
+        counts[part] += int(array.size)
+    return counts

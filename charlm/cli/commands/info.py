@@ -46,7 +46,9 @@ def info(checkpoint, as_json, quiet):
         click.echo(json.dumps(d, ensure_ascii=False, indent=2))
         return
     m, v, t, task = d["model"], d["vocab"], d["training"], d["task"]
-    unit = "label" if task["task"] != "lm" else "char" if v["kind"] == "char" else "token"
+    unit = "token" if task["task"] == "translate" else "label" if task["task"] != "lm" else \
+        "char" if v["kind"] == "char" else "token"
+    translate = task["task"] == "translate"
     rows = [
         ("file", d["path"]),
         ("format", f"version {d['format_version']}, written by charlm {d['charlm_version']}"),
@@ -54,8 +56,11 @@ def info(checkpoint, as_json, quiet):
         ("model", f"{m['cell']}, {m['layers']} layer(s) x {m['hidden']} hidden"
                   f"{', bidirectional' if m.get('bidirectional') else ''}, "
                   f"{'embedding ' + str(m['embed']) if m['embed'] else 'one-hot input'}, {m['dtype']}"),
-        ("parameters", f"{m['parameters']:,}"),
-        *_vocabulary_rows(v),
+        ("parameters", f"{m['parameters']:,}" + (" (" + ", ".join(f"{part} {n:,}" for part, n in
+                                                                   task["parameters"].items()) + ")"
+                                                  if translate else "")),
+        *_vocabulary_rows(v, "source " if translate else ""),
+        *(_vocabulary_rows(task["target_vocab"], "target ") if translate else []),
         ("training", f"step {_fmt(t['step'])}, epoch {_fmt(t['epoch'])}, "
                      f"{_duration(t['seconds'])} of training"),
         *_task_rows(task),
@@ -75,9 +80,14 @@ def info(checkpoint, as_json, quiet):
 
 
 def _task_rows(task: dict) -> list[tuple[str, str]]:
-    """A tagger's task and each head's labels, or a classifier's labels and pooling; nothing for a LM."""
+    """A tagger's task and each head's labels, a classifier's labels and pooling, an encoder–decoder's kind,
+    attention and tokens; nothing for a LM."""
     if task["task"] == "lm":
         return []
+    if task["task"] == "translate":
+        direction = "bidirectional encoder" if task["bidirectional"] else "encoder"
+        return [("task", f"translate: {task['kind']} ({direction}), attention {task['attention']}; tokens: "
+                         f"{task['source_tokens']} -> {task['target_tokens']}")]
     if task["task"] == "classify":
         return [("task", f"classify ({len(task['labels'])} labels, pool {task['pool']})"),
                 ("labels", ", ".join(task["labels"]))]
@@ -85,18 +95,19 @@ def _task_rows(task: dict) -> list[tuple[str, str]]:
                                       for h in task["heads"]]]
 
 
-def _vocabulary_rows(v: dict) -> list[tuple[str, str]]:
-    """A char vocabulary's size and characters; a word vocabulary's size, case rule and first tokens."""
+def _vocabulary_rows(v: dict, side: str = "") -> list[tuple[str, str]]:
+    """A char vocabulary's size and characters; a word vocabulary's size, case rule and first tokens (`side`:
+    "source " or "target " before each row's name, an encoder–decoder having two vocabularies)."""
     specials = ", ".join(v["specials"])
     kept = v["size"] - len(v["specials"])
     where = f"documents: {v['eos_mode']}; encoding: {v['encoding']}"
     if v["kind"] == "char":
-        return [("vocabulary", f"{v['size']} ids: {specials} and {kept} characters; {where}"),
-                ("characters", "".join(_visible(c) for c in v["chars"]))]
+        return [(side + "vocabulary", f"{v['size']} ids: {specials} and {kept} characters; {where}"),
+                (side + "characters", "".join(_visible(c) for c in v["chars"]))]
     case = "lowercased" if v["lowercase"] else "case kept"
-    return [("vocabulary", f"{v['size']} ids: {specials} and {kept} tokens; tokenizer: {v['kind']} ({case}); "
-                           f"{where}"),
-            ("most frequent", "  ".join(_visible_token(tok) for tok in v["tokens"]))]
+    return [(side + "vocabulary", f"{v['size']} ids: {specials} and {kept} tokens; tokenizer: {v['kind']} "
+                                  f"({case}); {where}"),
+            (side + "most frequent", "  ".join(_visible_token(tok) for tok in v["tokens"]))]
 
 
 def _visible_token(token: str) -> str:

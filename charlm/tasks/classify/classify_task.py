@@ -25,9 +25,9 @@ from charlm.training.task import Scores
 
 # Labels named at most this many times in the warning about labels seen once.
 SINGLES_SHOWN = 5
-# Options that do not apply to a classifier (a tagger's and a language model's own).
+# Options that do not apply to a classifier (a tagger's, a language model's and an encoder–decoder's own).
 NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
-                       "eval_chars")
+                       "eval_chars", "source_tokens", "target_tokens", "attention")
 
 
 @dataclass(frozen=True)

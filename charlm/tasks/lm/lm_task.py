@@ -23,8 +23,9 @@ from charlm.training.task import Scores, Task
 # --sample-every shows this many tokens, drawn at this temperature (a little below 1 reads better).
 SAMPLE_LENGTH = 200
 SAMPLE_TEMPERATURE = 0.8
-# Options that shape only the document tasks' data: given to a language model, a usage error.
-NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance")
+# Options that shape only the document tasks' data, or only an encoder–decoder: given to a language model, a
+# usage error.
+NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance", "source_tokens", "target_tokens", "attention")
 
 
 class LanguageModelTask(Task):

@@ -29,8 +29,10 @@ from charlm.training import events
 from charlm.training.options import TrainOptions
 from charlm.training.task import Scores
 
-# Options that do not apply to a tagger (the classifier's own, and a language model's streams').
-NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars")
+# Options that do not apply to a tagger (the classifier's own, a language model's streams' and an
+# encoder–decoder's).
+NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars", "source_tokens",
+                   "target_tokens", "attention")
 
 
 @dataclass(frozen=True)

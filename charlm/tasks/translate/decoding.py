@@ -82,9 +82,9 @@ def _groups(sources: list[np.ndarray], rows_per_source: int):
 
 
 def _output(translator: Translator, ids, logprob: float, capped: bool) -> Output:
-    ids = np.asarray(ids, dtype=np.int64)
-    return Output(ids, translator.target_vocab.decode(ids), float(logprob), float(logprob) / (len(ids) + 1),
-                  capped)
+    ids, capped = np.asarray(ids, dtype=np.int64), bool(capped)  # not numpy's bool: the JSON writes it
+    return Output(ids, translator.target_vocab.decode(ids), float(logprob),
+                  float(logprob) / (len(ids) + (not capped)), capped)  # a capped output has no <EOS> to count
 
 
 def _choose(logits) -> np.ndarray:
@@ -174,7 +174,8 @@ def _beam_group(translator: Translator, sources: list[np.ndarray], K: int) -> li
         ends = top % U == EOS
         for j, rank in zip(*np.nonzero(ends[:, :K]), strict=True):  # an <EOS> among the K best: finished
             k = top[j, rank] // U
-            finished[live[j]].append(_output(translator, history[j, k], flat[j, top[j, rank]], False))
+            if np.isfinite(flat[j, top[j, rank]]):  # not a hypothesis: a beam wider than the tokens to extend
+                finished[live[j]].append(_output(translator, history[j, k], flat[j, top[j, rank]], False))
         # the K best continuations that do not end (at most K of the 2K candidates end, one per hypothesis)
         best = np.take_along_axis(top, np.argsort(ends, axis=1, kind="stable")[:, :K], axis=1)
         scores = np.take_along_axis(flat, best, axis=1)

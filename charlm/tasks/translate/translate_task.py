@@ -17,7 +17,7 @@ from charlm.models import seq2seq
 from charlm.models.config import ATTENTIONS
 from charlm.tasks.documents import DocumentTask
 from charlm.tasks.translate.decoding import Translator, generate, source_ids
-from charlm.tasks.translate.pairs import read_pairs, references, split_by_source
+from charlm.tasks.translate.pairs import one_to_many, read_pairs, references, split_pairs
 from charlm.text.batching import pad_documents
 from charlm.text.corpus import file_sha256
 from charlm.text.symbols import SymbolVocab, count_symbol_tokens
@@ -90,7 +90,10 @@ def load_translate_data(opts: TrainOptions, base, report) -> TranslateData:
         held = read_pairs(opts.val_file, opts.encoding)
         train, val = PairSplit(found.sources, found.targets), PairSplit(held.sources, held.targets)
     else:
-        train_rows, val_rows = split_by_source(found.sources, opts.val_fraction, opts.seed)
+        train_rows, val_rows = split_pairs(found.sources, opts.val_fraction, opts.seed)
+        if one_to_many(found.sources) and len(val_rows):
+            report(events.Log(f"{opts.corpus}: {len(found.sources):,} pairs from {len(set(found.sources)):,} "
+                              f"sources (one-to-many): held-out pairs are drawn line by line"))
         train = PairSplit([found.sources[i] for i in train_rows], [found.targets[i] for i in train_rows])
         val = PairSplit([found.sources[i] for i in val_rows], [found.targets[i] for i in val_rows]) \
             if len(val_rows) else None

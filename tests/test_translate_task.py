@@ -1,0 +1,187 @@
+"""`--task translate` through the library (`charlm.tasks.registry.train`): a small model learns to reverse
+letter strings, resumes bit for bit, keeps its target vocabulary in the checkpoint, notes an ignored column
+once, splits by source, reads words and symbols on either side, and refuses options of other tasks (and other
+tasks refuse its own)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from charlm.errors import ConfigError
+from charlm.store.checkpoint import load_checkpoint
+from charlm.tasks.registry import train
+from charlm.tasks.translate.translate_inference import as_translator, translate_texts
+from charlm.tasks.translate.translate_task import held_out_loss, load_translate_data
+from charlm.training import events
+from charlm.training.options import TrainOptions
+
+LETTERS = "abcdefgh"
+
+
+def reversals(n: int, seed: int) -> list[str]:
+    """`word<TAB>its reversal in capitals` lines: the two sides have different vocabularies."""
+    rng = np.random.default_rng(seed)
+    words = ["".join(rng.choice(list(LETTERS), rng.integers(2, 6))) for _ in range(n)]
+    return [f"{w}\t{w[::-1].upper()}" for w in words]
+
+
+def write(path, lines: list[str]):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def options(tmp_path, corpus, name="run", **kw) -> TrainOptions:
+    base = dict(corpus=str(corpus), out=str(tmp_path / name), task="translate", hidden=24, layers=1, batch=32,
+                warmup=5, lr=0.01, eval_every=50, steps=150)
+    return TrainOptions(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A reversal model trained 150 steps, its corpus, its result and what it reported."""
+    root = tmp_path_factory.mktemp("translate")
+    corpus = write(root / "reverse.tsv", reversals(300, 0))
+    seen = []
+    result = train(options(root, corpus), report=seen.append)
+    return root, corpus, result, seen
+
+
+def test_the_held_out_loss_falls_and_outputs_become_right(trained):
+    root, _, result, seen = trained
+    evals = [e for e in seen if isinstance(e, events.Evaluation)]
+    assert [e.step for e in evals] == [50, 100, 150]
+    losses = [e.val_loss for e in evals]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.5 * losses[0]
+    assert result.best_val_loss == pytest.approx(losses[-1]) and result.best_val_loss < 0.5
+    assert result.tokens == "token" and result.stopped_by == "steps"
+    assert evals[-1].val_accuracy > 0.4  # held-out sources reversed exactly, greedily
+    translator = as_translator(load_checkpoint(root / "run"))
+    [found] = translate_texts(translator, ["abcd"], beam=3)
+    assert found["output"] == "DCBA"
+
+
+def test_the_checkpoint_keeps_both_vocabularies_and_its_loss(trained):
+    root, corpus, result, _ = trained
+    ckpt = load_checkpoint(root / "run")
+    assert ckpt.config.kind == "seq2seq" and ckpt.config.attention == "general" and ckpt.config.bidirectional
+    assert "".join(ckpt.vocab.chars) == LETTERS
+    assert "".join(ckpt.target_vocab.chars) == LETTERS.upper()
+    assert ckpt.target_vocab.to_dict() == ckpt.data["translate"]["target_vocab"]
+    assert ckpt.config.target_vocab == ckpt.target_vocab.size == len(LETTERS) + 2
+    meta = ckpt.data["translate"]
+    assert (meta["task"], meta["source_tokens"], meta["target_tokens"]) == ("translate", "char", "char")
+    # the best loss it records is the held-out loss of its own parameters, recomputed from the file
+    opts = replace(options(root, corpus), source_tokens="char", target_tokens="char")
+    val = load_translate_data(opts, None, lambda event: None).val_docs
+    assert held_out_loss(as_translator(ckpt), val.sources, val.targets) == pytest.approx(result.best_val_loss,
+                                                                                         rel=1e-6)
+
+
+def test_a_run_resumes_bit_for_bit(tmp_path):
+    corpus = write(tmp_path / "reverse.tsv", reversals(120, 1))
+    # constant schedule: a cosine one depends on the total steps, which the first part does not know
+    common = dict(hidden=8, batch=16, eval_every=5, warmup=2, dropout=0.3, schedule="constant")
+    train(options(tmp_path, corpus, "whole", steps=14, **common))
+    train(options(tmp_path, corpus, "split", steps=7, **common))
+    train(options(tmp_path, corpus, "split", steps=14, resume=True, **common), explicit=frozenset({"steps"}))
+    whole = load_checkpoint(tmp_path / "whole", prefer="latest")
+    split = load_checkpoint(tmp_path / "split", prefer="latest")
+    assert whole.train["step"] == split.train["step"] == 14
+    assert whole.train["epoch"] > 1  # crosses an epoch boundary (a new order of the pairs)
+    assert set(whole.params) == set(split.params) and set(whole.optim) == set(split.optim)
+    for name in whole.params:
+        np.testing.assert_array_equal(whole.params[name], split.params[name], err_msg=name)
+    for name in whole.optim:
+        np.testing.assert_array_equal(whole.optim[name], split.optim[name], err_msg=name)
+    assert whole.rng == split.rng
+    assert whole.target_vocab.to_dict() == split.target_vocab.to_dict()
+
+
+def test_a_third_column_is_noted_once(tmp_path):
+    lines = reversals(40, 2)
+    lines = [line + "\tCC-BY 2.0 #1234" if i % 3 == 0 else line for i, line in enumerate(lines)]
+    seen = []
+    train(options(tmp_path, write(tmp_path / "three.tsv", lines), steps=2, hidden=4), report=seen.append)
+    notes = [e.text for e in seen if isinstance(e, (events.Log, events.Warning)) and "third column" in e.text]
+    assert len(notes) == 1 and "14 lines have a third column" in notes[0]
+    assert "three.tsv" in notes[0]
+    seen.clear()
+    train(options(tmp_path, write(tmp_path / "two.tsv", reversals(40, 2)), "two", steps=2, hidden=4),
+          report=seen.append)
+    assert not [e for e in seen if "third column" in getattr(e, "text", "")]
+
+
+def test_every_reference_of_a_source_goes_to_the_same_side(tmp_path):
+    """Words with two or three pronunciations: all of a word's lines are trained on or all held out."""
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(60):
+        word = "".join(rng.choice(list(LETTERS), 4)) + str(i)
+        lines += [f"{word}\t{word.upper()}-{k}" for k in range(1 + i % 3)]
+    corpus = write(tmp_path / "refs.tsv", [lines[i] for i in rng.permutation(len(lines))])
+    opts = options(tmp_path, corpus, val_fraction=0.3, source_tokens="char", target_tokens="char")
+    data = load_translate_data(opts, None, lambda event: None)
+    train_sources, held_sources = set(data.train_docs.sources), set(data.val_docs.sources)
+    assert not train_sources & held_sources
+    assert len(train_sources | held_sources) == 60 and 10 <= len(held_sources) <= 26
+    assert len(data.train_docs.sources) + len(data.val_docs.sources) == len(lines)
+    for part in (data.train_docs, data.val_docs):
+        for source in set(part.sources):
+            assert part.sources.count(source) == 1 + int(source[4:]) % 3
+
+
+PHONES = {"the": "DH AH", "cat": "K AE T", "sat": "S AE T", "on": "AA N", "mat": "M AE T", "red": "R EH D"}
+
+
+def phrases(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    words = [list(rng.choice(list(PHONES), rng.integers(1, 4))) for _ in range(n)]
+    return [(" ".join(w), " ".join(PHONES[x] for x in w)) for w in words]
+
+
+@pytest.mark.parametrize(("source_tokens", "target_tokens"), [("word", "symbols"), ("symbols", "word"),
+                                                              ("symbols", "char")])
+def test_words_and_symbols_on_either_side(tmp_path, source_tokens, target_tokens):
+    pairs = phrases(80, 4)
+    corpus = write(tmp_path / "phrases.tsv", [f"{w}\t{p}" if source_tokens == "word" else f"{p}\t{w}"
+                                              for w, p in pairs])
+    train(options(tmp_path, corpus, steps=3, hidden=8, source_tokens=source_tokens, target_tokens=target_tokens))
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert (ckpt.vocab.kind, ckpt.target_vocab.kind) == (source_tokens, target_tokens)
+    meta = ckpt.data["translate"]
+    assert (meta["source_tokens"], meta["target_tokens"]) == (source_tokens, target_tokens)
+    source_side = {"word": set(PHONES), "symbols": {s for p in PHONES.values() for s in p.split()}}
+    known = {ckpt.vocab.token_text(i) for i in range(2, ckpt.vocab.size)}
+    assert source_side[source_tokens] <= known  # whole words or whole symbols, not characters
+    if target_tokens != "char":
+        target_known = {ckpt.target_vocab.token_text(i) for i in range(2, ckpt.target_vocab.size)}
+        assert source_side["word" if target_tokens == "word" else "symbols"] <= target_known
+    text = pairs[0][0] if source_tokens == "word" else pairs[0][1]
+    [found] = translate_texts(as_translator(ckpt), [text], beam=2, nbest=2)
+    assert found["source"] == text and len(found["nbest"]) == 2
+
+
+def test_tokens_sets_both_sides_and_each_side_may_differ(tmp_path):
+    corpus = write(tmp_path / "phrases.tsv", [f"{w}\t{p}" for w, p in phrases(40, 5)])
+    train(options(tmp_path, corpus, steps=1, hidden=4, tokens="word"))
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert (ckpt.vocab.kind, ckpt.target_vocab.kind) == ("word", "word")
+    train(options(tmp_path, corpus, "mixed", steps=1, hidden=4, tokens="word", target_tokens="char"))
+    ckpt = load_checkpoint(tmp_path / "mixed")
+    assert (ckpt.vocab.kind, ckpt.target_vocab.kind) == ("word", "char")
+
+
+@pytest.mark.parametrize(("task", "flag", "value"), [
+    ("lm", "attention", "dot"), ("lm", "source_tokens", "word"), ("lm", "target_tokens", "symbols"),
+    ("classify", "attention", "general"), ("classify", "source_tokens", "char"),
+    ("truecase", "target_tokens", "char"), ("tag", "attention", "none"),
+    ("translate", "seq_len", 20), ("translate", "pool", "mean"), ("translate", "tie", True),
+])
+def test_options_of_another_task_are_refused(tmp_path, task, flag, value):
+    corpus = write(tmp_path / "any.tsv", reversals(20, 6))
+    opts = TrainOptions(corpus=str(corpus), out=str(tmp_path / "run"), task=task, steps=1, **{flag: value})
+    with pytest.raises(ConfigError) as caught:
+        train(opts, explicit=frozenset({flag}))
+    assert str(caught.value) == f"--{flag.replace('_', '-')} does not apply to --task {task}"
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("*.safetensors"))
