@@ -19,6 +19,7 @@ import pytest
 from helpers import CHARLM, charlm_env
 from playwright.sync_api import expect, sync_playwright
 from task_runs import train_classifier, train_tagger
+from test_explore_translate import train_translator
 
 from charlm.explore.api import DEFAULT_PATTERN
 from charlm.models.encoder import encoder_activations, encoder_forward, init_state
@@ -26,6 +27,7 @@ from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
 from charlm.tasks.tagging.tagged_text import make_doc
 from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs, predict_docs, tag_docs
+from charlm.tasks.translate.translate_inference import as_translator, evaluate_pairs, translate_texts
 
 pytestmark = pytest.mark.slow  # real charlm processes and a browser
 
@@ -557,3 +559,123 @@ def test_curves_mark_every_evaluation_and_the_kept_checkpoint_by_its_figure(task
     assert steps == kept
     expect(metric.locator(".legend")).to_contain_text("classifier  kept: macro-F1")
     screenshot(task_page, "curves-tasks")
+
+
+# ---------------------------------------------------------------------------------------- encoder–decoders
+
+SOURCES = ["abc", "kideg"]
+
+
+@pytest.fixture(scope="module")
+def translate_runs(runs, tmp_path_factory):
+    """An encoder–decoder with attention (two evaluations), one without, and the LSTM language model."""
+    root = tmp_path_factory.mktemp("explore-translate")
+    return {"root": root, "translator": train_translator(root),
+            "plain": train_translator(root, "plain", attention="none", steps=10, eval_every=10), "lm": runs[1][0]}
+
+
+@pytest.fixture(scope="module")
+def translate_explorer_url(translate_runs, tmp_path_factory):
+    """The URL of `charlm explore TRANSLATOR PLAIN LSTM` running as a real process."""
+    yield from serve([translate_runs[k] for k in ("translator", "plain", "lm")],
+                     tmp_path_factory.mktemp("translate-cache"))
+
+
+@pytest.fixture
+def translate_page(browser, translate_explorer_url, console):
+    """The page of the two encoder–decoders and the language model, opened on the first's first view."""
+    yield from open_page(browser, translate_explorer_url, console, 3)
+
+
+def attention_pixel(page, index: int, column: int, row: int) -> list[int]:
+    """The colour at the centre of a cell of the index-th attention heatmap."""
+    return page.evaluate("""([i, c, r]) => {
+        const g = state.attentionGeometry[i];
+        const canvas = document.querySelectorAll('#translate-results canvas.attention')[i];
+        return [...canvas.getContext('2d').getImageData(g.left + (c + 0.5) * g.width, g.top + (r + 0.5) * g.height,
+                                                        1, 1).data];
+    }""", [index, column, row])
+
+
+def test_a_translator_writes_each_sources_outputs_and_draws_their_attention(translate_page, translate_runs):
+    expect(translate_page.locator("#section-translate")).to_be_visible()
+    assert visible_tabs(translate_page) == ["translate", "evaluate", "curves", "model"]
+    translate_page.fill("#translate-text", "\n".join(SOURCES))
+    translate_page.fill("#beam", "3")
+    translate_page.fill("#nbest", "2")
+    translate_page.click("#translate-button")
+    cards = translate_page.locator("#translate-results .translation")
+    expect(cards).to_have_count(2)
+    translator = as_translator(load_checkpoint(translate_runs["translator"]))
+    expected = translate_texts(translator, SOURCES, attention=True, beam=3, nbest=2)
+    expect(cards.locator(".translation-source")).to_have_text(SOURCES)
+    for i, want in enumerate(expected):
+        outputs = cards.nth(i).locator(".translation-output")
+        expect(outputs.locator(".translation-text")).to_have_text([o["output"] or "∅" for o in want["nbest"]])
+        expect(outputs.nth(0)).to_have_class(re.compile(r"\bbest\b"))
+        expect(outputs.nth(0).locator(".translation-scores")).to_contain_text(
+            f"log p {want['logprob']:.2f} nats · {want['score']:.3f} per token")
+        canvas = cards.nth(i).locator("canvas.attention")
+        rows, columns = len(want["output"]) + 1, len(want["source"])  # the output's tokens and <EOS>, the source's
+        expect(canvas).to_have_attribute("data-rows", str(rows))
+        expect(canvas).to_have_attribute("data-columns", str(columns))
+        weights = np.array(want["attention"])
+        geometry = translate_page.evaluate(f"state.attentionGeometry[{i}]")
+        box = canvas.bounding_box()
+        assert box["width"] == geometry["left"] + columns * geometry["width"]
+        assert box["height"] == geometry["top"] + rows * geometry["height"]
+        high = np.unravel_index(weights.argmax(), weights.shape)
+        low = np.unravel_index(weights.argmin(), weights.shape)
+        dark = attention_pixel(translate_page, i, int(high[1]), int(high[0]))
+        light = attention_pixel(translate_page, i, int(low[1]), int(low[0]))
+        assert sum(dark[:3]) < sum(light[:3]), (dark, light)  # a heavier weight, a darker shade
+        canvas.hover(position={"x": geometry["left"] + (high[1] + 0.5) * geometry["width"],
+                               "y": geometry["top"] + (high[0] + 0.5) * geometry["height"]})
+        expect(translate_page.locator("#tooltip")).to_contain_text(f"weight {weights[high]:.4f}")
+    expect(translate_page.locator("#translate-legend")).to_be_visible()
+    screenshot(translate_page, "translate")
+
+
+def test_a_model_without_attention_says_so(translate_page):
+    translate_page.select_option("#run", "1")
+    expect(translate_page.locator("#section-translate")).to_be_visible()
+    translate_page.fill("#translate-text", "abc")
+    translate_page.click("#translate-button")
+    expect(translate_page.locator("#translate-results .translation")).to_have_count(1)
+    expect(translate_page.locator("#translate-summary")).to_contain_text("This model has no attention")
+    expect(translate_page.locator("#translate-results canvas")).to_have_count(0)
+    expect(translate_page.locator("#translate-legend")).to_be_hidden()
+
+
+def test_a_translator_evaluates_pairs_as_charlm_evaluate_does(translate_page, translate_runs):
+    heldout = translate_runs["root"] / "heldout.tsv"
+    open_section(translate_page, "evaluate")
+    expect(translate_page.locator("#evaluate-form-hint")).to_contain_text("source<TAB>target")
+    translate_page.fill("#evaluate-beam", "2")
+    translate_page.set_input_files("#evaluate-file", str(heldout))
+    translate_page.click("#evaluate-button")
+    found = evaluate_pairs(as_translator(load_checkpoint(translate_runs["translator"])), heldout, beam=2)
+    expect(translate_page.locator("#evaluate-summary")).to_have_text(
+        f"heldout.tsv: exact match {found['exact_match']:.4f}, BLEU {found['bleu']:.2f}, chrF {found['chrf']:.2f} "
+        f"(beam 2)")
+    table = translate_page.locator("#evaluate-tables table.scores")
+    for name, value in (("TER", f"{found['ter']:.4f}"), ("WER", f"{found['wer']:.4f}"),
+                        ("loss", f"{found['nats_per_token']:.4f}")):
+        expect(table.locator("tr", has_text=re.compile(f"^{name} ")).locator("td")).to_have_text(value)
+    screenshot(translate_page, "evaluate-translate")
+
+
+def test_a_translators_model_view_and_a_language_models_views(translate_page):
+    open_section(translate_page, "model")
+    info = translate_page.locator("#model-info")
+    expect(info.locator("caption")).to_contain_text(["Architecture", "Task", "Source vocabulary"])
+    expect(info.locator("tr", has_text="target characters")).to_contain_text("k")
+    expect(info.locator("tr", has_text="best validation loss")).to_contain_text("nats per target token")
+    translate_page.select_option("#run", "2")  # a language model: Model applies to it too, so it stays
+    expect(translate_page.locator("#tab-sample")).to_be_visible()
+    expect(translate_page.locator("#section-model")).to_be_visible()
+    assert visible_tabs(translate_page) == ["sample", "surprisal", "units", "curves", "model"]
+    open_section(translate_page, "surprisal")
+    translate_page.select_option("#run", "0")  # Surprisal does not apply: the translator's first view opens
+    expect(translate_page.locator("#section-translate")).to_be_visible()
+    assert visible_tabs(translate_page) == ["translate", "evaluate", "curves", "model"]

@@ -3,8 +3,9 @@ a JSON-able dict (the sample endpoint yields a stream of them). Requests are che
 a `RequestError` (an HTTP status and one readable line); the server turns anything else into a 500.
 
 A run's kind decides its endpoints: a language model's are sample, surprisal, units and find-units; a
-tagger's tag; a classifier's classify and states; taggers and classifiers share evaluate; every run has
-model and curves. `model` names the page's views for the run (`charlm.explore.runs.VIEWS`).
+tagger's tag; a classifier's classify and states; an encoder–decoder's translate; taggers, classifiers and
+encoder–decoders share evaluate; every run has model and curves. `model` names the page's views for the run
+(`charlm.explore.runs.VIEWS`).
 
 Rules: text fields are capped at `MAX_TEXT_CHARS` (an uploaded file at `MAX_FILE_CHARS`); no request field
 is ever used as a path (runs are chosen by index among those the server was started with).
@@ -17,7 +18,7 @@ import numpy as np
 
 from charlm.errors import CharlmError
 from charlm.explore.runs import VIEWS, Explorer, eos_mode
-from charlm.explore.task_views import classify_view, evaluate_view, states_view, tag_view
+from charlm.explore.task_views import classify_view, evaluate_view, states_view, tag_view, translate_view
 from charlm.tasks.description import describe
 from charlm.tasks.lm.inspection import find_units, pattern_mask, surprisal_view, unit_kinds, unit_view
 from charlm.tasks.lm.sampling import generate
@@ -30,6 +31,8 @@ MAX_FILE_CHARS = 1_000_000
 MAX_SAMPLE_LENGTH = 2_000
 MAX_SAMPLES = 8
 MAX_FOUND_UNITS = 50
+# Hypotheses per source of the Translate view's beam search (and of an evaluation's).
+MAX_BEAM = 10
 # Training-loss points per run sent to the page (polled every few seconds): a long run's are thinned evenly.
 MAX_CURVE_POINTS = 2_000
 # Seconds between the sample stream's writes: often enough to look live, rarely enough to stay cheap.
@@ -164,31 +167,45 @@ def classify(explorer: Explorer, body: dict) -> dict:
 def states(explorer: Explorer, body: dict) -> dict:
     index, text = _run_index(explorer, body), _text(body)
     layer = _field(body, "layer", int, 0)
-    ckpt = _checked(lambda: explorer.checkpoint(index))
+    ckpt = _checked(lambda: explorer.of_kind(index, "classifier"))
     return _checked(lambda: states_view(ckpt, text, layer))
+
+
+def translate(explorer: Explorer, body: dict) -> dict:
+    """Each line of the text translated by beam search (beam 1: greedy), its `nbest` best outputs with their
+    scores and the best one's attention (`charlm.explore.task_views.translate_view`)."""
+    index, text = _run_index(explorer, body), _text(body)
+    beam = _field(body, "beam", int, 1, low=1, high=MAX_BEAM)
+    nbest = _field(body, "nbest", int, 1, low=1, high=beam)
+    ckpt = _checked(lambda: explorer.of_kind(index, "seq2seq"))
+    return _checked(lambda: translate_view(ckpt, text, beam=beam, nbest=nbest))
 
 
 def evaluate(explorer: Explorer, body: dict) -> dict:
     """The figures of `charlm evaluate` on a labelled file the page read: {"text": its content, "name": its
-    name (for messages)}."""
+    name (for messages), "beam": an encoder–decoder's beam (1: greedy)}."""
     index = _run_index(explorer, body)
     text = _field(body, "text", str, max_chars=MAX_FILE_CHARS)
     name = _field(body, "name", str, "the file")
+    beam = _field(body, "beam", int, 1, low=1, high=MAX_BEAM)
     if not text.strip():
         raise RequestError(400, f"{name} is empty")
     ckpt = _checked(lambda: explorer.checkpoint(index))
-    return _checked(lambda: evaluate_view(ckpt, text, name))
+    return _checked(lambda: evaluate_view(ckpt, text, name, beam=beam))
 
 
 def curves(explorer: Explorer, body: dict) -> dict:
     """Every run's curves, the training loss thinned to MAX_CURVE_POINTS (the last step kept); a run without
-    metrics yet gets its name and the reason instead."""
+    metrics yet (or whose curves fail to load) gets its name and the reason instead."""
     found = []
     for run in explorer.runs:
         try:
             record = load_curves(run.path).to_dict()
         except CharlmError as exc:
             found.append({"name": run.name, "error": str(exc)})
+            continue
+        except Exception as exc:  # a fault of charlm's own in one run's curves: the others are still drawn
+            found.append({"name": run.name, "error": f"internal error: {type(exc).__name__}: {exc}"})
             continue
         n = len(record["steps"])
         if n > MAX_CURVE_POINTS:
@@ -276,6 +293,7 @@ ENDPOINTS = {
     ("POST", "/api/tag"): tag,
     ("POST", "/api/classify"): classify,
     ("POST", "/api/states"): states,
+    ("POST", "/api/translate"): translate,
     ("POST", "/api/evaluate"): evaluate,
 }
 STREAMS = {("POST", "/api/sample"): sample}

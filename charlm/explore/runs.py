@@ -1,6 +1,6 @@
-"""The runs an explorer page looks at: each run's newest best model (a language model, a tagger or a
-classifier), loaded once and reloaded when the run (still training, perhaps) writes a newer checkpoint, and
-the readings of texts made with a language model."""
+"""The runs an explorer page looks at: each run's newest best model (a language model, a tagger, a classifier
+or an encoder–decoder), loaded once and reloaded when the run (still training, perhaps) writes a newer
+checkpoint, and the readings of texts made with a language model."""
 
 import threading
 from collections import OrderedDict
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charlm.errors import CharlmError, ConfigError
-from charlm.store.checkpoint import Checkpoint, checkpoint_files, load_checkpoint
+from charlm.store.checkpoint import KIND_NAMES, Checkpoint, checkpoint_files, load_checkpoint
 from charlm.tasks.lm.inspection import Reading, read_text
 from charlm.text.batching import split_train_val
 from charlm.text.cache import prepare_corpus
@@ -22,6 +22,7 @@ VIEWS = {
     "lm": ("sample", "surprisal", "units", "curves", "model"),
     "tagger": ("tag", "evaluate", "curves", "model"),
     "classifier": ("classify", "evaluate", "curves", "model"),
+    "seq2seq": ("translate", "evaluate", "curves", "model"),
 }
 
 
@@ -83,14 +84,17 @@ class Explorer:
             self._models[index] = (version, ckpt)
         return ckpt
 
-    def language_model(self, index: int) -> Checkpoint:
-        """The run's checkpoint when it is a language model's; another kind is a CharlmError naming its views."""
+    def of_kind(self, index: int, kind: str) -> Checkpoint:
+        """The run's checkpoint when it holds a model of `kind`; another kind is a CharlmError naming its views."""
         ckpt = self.checkpoint(index)
-        if ckpt.config.kind != "lm":
+        if ckpt.config.kind != kind:
             views = [view.capitalize() for view in VIEWS[ckpt.config.kind]]
-            raise CharlmError(f"run {self.runs[index].name} is a {ckpt.config.kind}, not a language model: its views "
-                              f"are {', '.join(views[:-1])} and {views[-1]}")
+            raise CharlmError(f"run {self.runs[index].name} is {KIND_NAMES[ckpt.config.kind]}, not "
+                              f"{KIND_NAMES[kind]}: its views are {', '.join(views[:-1])} and {views[-1]}")
         return ckpt
+
+    def language_model(self, index: int) -> Checkpoint:
+        return self.of_kind(index, "lm")
 
     def reading(self, index: int, text: str) -> tuple[Checkpoint, Reading]:
         """The reading of `text` by run `index`'s current language model (the same text again is not read

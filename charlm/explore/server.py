@@ -22,6 +22,7 @@ STATIC = {
     "/explore.js": ("explore.js", "text/javascript; charset=utf-8"),
     "/curves.js": ("curves.js", "text/javascript; charset=utf-8"),
     "/task-views.js": ("task-views.js", "text/javascript; charset=utf-8"),
+    "/translate.js": ("translate.js", "text/javascript; charset=utf-8"),
     "/explore.css": ("explore.css", "text/css; charset=utf-8"),
 }
 # A request body beyond this is refused before it is read (the largest text, a labelled file to evaluate, in

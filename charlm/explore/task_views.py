@@ -1,6 +1,7 @@
-"""What the explorer page shows of a tagger or a classifier: each character's (or token's) labels of a text,
-each text's label distribution, the encoder's hidden states over a text, and the figures on a labelled file
-(those of `charlm evaluate`, by the same library functions).
+"""What the explorer page shows of a tagger, a classifier or an encoder–decoder: each character's (or token's)
+labels of a text, each text's label distribution, the encoder's hidden states over a text, each source's
+outputs and the attention over it, and the figures on a labelled file (those of `charlm evaluate`, by the same
+library functions).
 
 Every view is a JSON-able dict; texts come from the page, already checked for size by `charlm.explore.api`.
 """
@@ -24,6 +25,7 @@ from charlm.tasks.tagging.tagger_inference import (
     predict_docs,
     tagged_output,
 )
+from charlm.tasks.translate.translate_inference import as_translator, capped_note, evaluate_pairs, translate_texts
 
 # Labels shown per character in the tagger view's tooltip (the most likely first).
 TOP_LABELS = 5
@@ -31,6 +33,10 @@ TOP_LABELS = 5
 MAX_STATE_CHARS = 1_000
 # Each head's label that means "nothing to mark", which the page leaves uncoloured.
 NULL_LABELS = {"case": CASE_LABELS[0], "punct": NO_MARK, "tag": "O"}
+# Sources per Translate request, and characters per source: each source's attention matrix is sent, up to
+# (3n + 11) x n weights for a source of n tokens.
+MAX_SOURCES = 20
+MAX_SOURCE_CHARS = 200
 
 
 def tag_view(ckpt, text: str) -> dict:
@@ -131,26 +137,55 @@ def states_view(ckpt, text: str, layer: int) -> dict:
             "layers": cfg.layers, "low": -high, "high": high, "cut": len(text) - len(read)}
 
 
-def evaluate_view(ckpt, text: str, name: str) -> dict:
+def translate_view(ckpt, text: str, *, beam: int, nbest: int) -> dict:
+    """What the encoder–decoder writes for each non-empty line of `text`, as `charlm translate --beam B
+    --nbest N` writes it (greedy at beam 1), with the attention over the source of each best output.
+
+    Returns {"beam", "nbest", "attention": the model's attention ("none": no weights), "texts": [per line
+    {"source", "output", "logprob", "score", "capped", "nbest": [{"output", "logprob", "score", "capped"}, ...]
+    best first, "attention": (n + 1, S) nested lists, the weight of each source token (columns) as the decoder
+    writes each output token and the <EOS> (rows), or None without attention, "source_tokens" (S),
+    "output_tokens" (n + 1)}], "note": a line counting the outputs cut at the length cap, or None}."""
+    translator = as_translator(ckpt)
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise ConfigError("the text has no line to translate")
+    if len(lines) > MAX_SOURCES:
+        raise ConfigError(f"the text has {len(lines)} lines to translate; the limit is {MAX_SOURCES}")
+    for number, line in lines:
+        if len(line) > MAX_SOURCE_CHARS:
+            raise ConfigError(f"line {number} has {len(line):,} characters; the limit is {MAX_SOURCE_CHARS}")
+    found = translate_texts(translator, [line for _, line in lines], attention=True, beam=beam, nbest=nbest)
+    for record in found:
+        if record["attention"] is not None:  # float32 weights, sent as the 4-decimal numbers they were rounded to
+            record["attention"] = [[round(float(w), 4) for w in row] for row in record["attention"]]
+    return {"beam": beam, "nbest": nbest, "attention": translator.cfg.attention, "texts": found,
+            "note": capped_note(found)}
+
+
+def evaluate_view(ckpt, text: str, name: str, *, beam: int = 1) -> dict:
     """The figures `charlm evaluate` gives for the labelled file `name` whose content (read as UTF-8) is
-    `text`: a tagger's (evaluate_docs) or a classifier's (evaluate_texts), with "kind" and "file" added.
+    `text`: a tagger's (evaluate_docs), a classifier's (evaluate_texts) or an encoder–decoder's
+    (evaluate_pairs, decoding with `beam`), with "kind" and "file" added.
 
     The content is written to a file of the server's own choosing, so the readers see the file the command
     would; their messages name `name` in its place."""
     kind = ckpt.config.kind
-    if kind not in ("tagger", "classifier"):
+    if kind == "lm":
         raise ConfigError("a language model is evaluated with charlm perplexity")
     with tempfile.TemporaryDirectory(prefix="charlm-explore-") as folder:
         path = Path(folder) / "upload.txt"
         path.write_text(text, encoding="utf-8")
         try:
-            found = _evaluate_file(ckpt, path)
+            found = _evaluate_file(ckpt, path, beam)
         except CharlmError as exc:
             raise type(exc)(str(exc).replace(str(path), name)) from None
     return {"kind": kind, "file": name, **found}
 
 
-def _evaluate_file(ckpt, path: Path) -> dict:
+def _evaluate_file(ckpt, path: Path, beam: int) -> dict:
+    if ckpt.config.kind == "seq2seq":
+        return evaluate_pairs(as_translator(ckpt), path, beam=beam)
     if ckpt.config.kind == "tagger":
         tagger = replace(as_tagger(ckpt), encoding="utf-8")  # the page sends the file as UTF-8 text
         return evaluate_docs(tagger.params, tagger.cfg, tagger.vocab, tagger.heads, tagger.task,

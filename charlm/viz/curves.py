@@ -27,7 +27,7 @@ from charlm.training.events import LOSS_SMOOTHING  # smoothed as the progress di
 LOSS_UNITS = {"char": "nats per char", "word": "nats per token", "symbols": "nats per token", "label": "nats per label"}
 # The figure each kind of model keeps its best checkpoint by: the eval records' key and its name.
 KEPT_BY = {"lm": ("val_loss", "validation loss"), "tagger": ("val_f1", "validation F1"),
-           "classifier": ("val_f1", "validation macro-F1")}
+           "classifier": ("val_f1", "validation macro-F1"), "seq2seq": ("val_loss", "validation loss")}
 
 
 @dataclass(frozen=True)

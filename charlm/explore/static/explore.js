@@ -1,11 +1,11 @@
-// charlm explore: the page's behaviour, in plain JavaScript (no framework, no build step, works offline):
-// this file holds the helpers, the navigation, the model and the language model's views; curves.js the
-// curves, task-views.js the views of taggers and classifiers. The server's API is described in
+// charlm explore: the page's behaviour, in plain JavaScript (no framework, no build step, works offline): this
+// file holds the helpers, navigation, model and language model's views; curves.js the curves, task-views.js the
+// views of taggers and classifiers, translate.js an encoder–decoder's. The server's API is described in
 // charlm/explore/api.py. Model output is only ever written with textContent, never parsed as HTML.
 "use strict";
 
 // Every section of the page; a run's model names those that apply to it (its `views`), the first opened first.
-const SECTIONS = ["sample", "surprisal", "units", "tag", "classify", "evaluate", "curves", "model"];
+const SECTIONS = ["sample", "surprisal", "units", "tag", "classify", "translate", "evaluate", "curves", "model"];
 // The views left when the run's model cannot be loaded (a run that has saved no checkpoint yet).
 const VIEWS_WITHOUT_MODEL = ["curves", "model"];
 // Surprisal colours saturate here: a character the model gives under 1/1024 is simply "very surprising".
@@ -281,9 +281,7 @@ function showSection() {
   }
   hideTooltip();
   if (shown === "units") openUnits();
-  if (shown === "tag") openTag();
-  if (shown === "classify") openClassify();
-  if (shown === "evaluate") openEvaluate();
+  openTaskView(shown);
   if (shown === "curves") startCurves();
   else stopCurves();
 }
@@ -371,12 +369,12 @@ function renderModel(info) {
     vocab.chars !== undefined ? ["characters", vocabChars(vocab.chars)] : ["most frequent tokens", vocabTokens(vocab)],
   ];
   const bestVal = train.best_val_nats;
-  const perLabel = info.kind !== "lm";
+  const perLabel = info.kind !== "lm"; // a loss per label, or an encoder–decoder's per target token
   const trainRows = [
     ["step", number(train.step)], ["epoch", number(train.epoch, 2)],
     ["training time", typeof train.seconds === "number" ? duration(train.seconds) : null],
     ["best validation loss", typeof bestVal !== "number" ? "none yet"
-      : perLabel ? `${bestVal.toFixed(4)} nats per label`
+      : perLabel ? `${bestVal.toFixed(4)} nats per ${info.kind === "seq2seq" ? "target token" : "label"}`
         : `${bestVal.toFixed(4)} nats = ${train.best_val_bits.toFixed(4)} bits per ${tokenWord(false)}`],
     ["best step", number(train.best_step)],
     ["final validation loss", typeof train.final_val_nats === "number"
@@ -388,7 +386,8 @@ function renderModel(info) {
     ["charlm version", info.charlm_version], ["integrity", info.integrity],
     ["optimizer state", info.has_optimizer_state ? "saved" : "not saved"],
   ];
-  const tables = [infoTable("Architecture", modelRows), infoTable("Vocabulary", vocabRows),
+  const tables = [infoTable("Architecture", modelRows),
+    infoTable(info.kind === "seq2seq" ? "Source vocabulary" : "Vocabulary", vocabRows),
     infoTable("Training", trainRows), infoTable("Checkpoint", fileRows)];
   if (perLabel) tables.splice(1, 0, infoTable("Task", taskRows(info)));
   $("model-info").replaceChildren(...tables);
@@ -396,6 +395,7 @@ function renderModel(info) {
 
 // What a tagger or classifier was trained to do: its task, labels and the figure its best checkpoint has.
 function taskRows(info) {
+  if (info.kind === "seq2seq") return translateRows(info);
   const task = info.task || {};
   const f1 = typeof task.best_val_f1 === "number" ? task.best_val_f1.toFixed(4) : null;
   return [
@@ -819,5 +819,5 @@ async function start() {
   showSection();
 }
 
-// curves.js and task-views.js load after this file: start once all three have.
+// curves.js, task-views.js and translate.js load after this file: start once all have.
 document.addEventListener("DOMContentLoaded", start);

@@ -1,7 +1,8 @@
-// charlm explore: the views of taggers and classifiers. Tag: each character's (or token's) label, coloured by
-// label and shaded by its probability. Classify: each text's label distribution as bars, and the encoder's
-// hidden states over a text as a heatmap. Evaluate: a labelled file's figures, as `charlm evaluate` gives
-// them. The API is in charlm/explore/api.py and charlm/explore/task_views.py; uses the helpers of explore.js.
+// charlm explore: the views of taggers, classifiers and encoder–decoders. Tag: each character's (or token's)
+// label, coloured by label and shaded by its probability. Classify: each text's label distribution as bars, and
+// the encoder's hidden states over a text as a heatmap (drawHeatmap, which translate.js's attention shares).
+// Evaluate: a labelled file's figures, as `charlm evaluate` gives them. The API is in charlm/explore/api.py and
+// charlm/explore/task_views.py; uses the helpers of explore.js, and the Translate view of translate.js.
 "use strict";
 
 // One colour per label that marks something (a head's "nothing" label stays white), across all heads.
@@ -11,10 +12,14 @@ const LABEL_COLOURS = ["#2f5bd3", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#
 const MATRIX_LABELS = 25;
 // Heatmap cells: widths in pixels between these, so a short text is readable and a long one still fits.
 const STATE_CELL = { minWidth: 3, maxWidth: 28, minHeight: 2, maxHeight: 12, plotHeight: 420 };
+// A heatmap's column and row names: narrower cells than this leave the columns unnamed.
+const HEATMAP_FONT = "11px ui-monospace, monospace";
+const NAMED_COLUMN_WIDTH = 8;
 // What each kind of labelled file holds, for the Evaluate view's hint.
 const EVALUATE_FORMS = {
   tag: "a CoNLL-style file: a token and its label per line (tab-separated), a blank line after each sentence",
   classify: "one example per line: label<TAB>text, or fastText's __label__name text",
+  translate: "one pair per line: source<TAB>target (a source on several lines has each target as a reference)",
   text: "plain text, one document per line: its own case and marks are the labels",
 };
 
@@ -175,7 +180,62 @@ async function requestStates() {
   if (result) drawStates(result);
 }
 
-// Rows: units (the forward direction's, then the reverse's); columns: characters.
+// ----------------------------------------------------------------------------------------- heatmaps
+
+// A heatmap on `canvas`, sized to fit: one `cell` ({width, height} in pixels) per column and row, filled with
+// `colour(c, r)` (rgb); the columns' names across the top (upright when one is wider than a cell, none when
+// cells are narrower than NAMED_COLUMN_WIDTH), the rows' down the left (every few rows when rows are low).
+// -> the geometry {left, top, width, height} that heatmapCell reads the pointer's cell by.
+function drawHeatmap(canvas, columns, rows, colour, cell) {
+  const ctx = canvas.getContext("2d");
+  ctx.font = HEATMAP_FONT;
+  const widest = (names) => Math.ceil(Math.max(0, ...names.map((name) => ctx.measureText(name).width)));
+  const across = cell.width >= NAMED_COLUMN_WIDTH ? widest(columns) : 0;
+  const upright = across > cell.width - 1;
+  const geometry = { left: widest(rows) + 10, top: !across ? 4 : upright ? across + 8 : 20, ...cell };
+  canvas.width = geometry.left + columns.length * cell.width;
+  canvas.height = geometry.top + rows.length * cell.height;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  rows.forEach((_, r) => columns.forEach((__, c) => {
+    ctx.fillStyle = cssColour(colour(c, r));
+    ctx.fillRect(geometry.left + c * cell.width, geometry.top + r * cell.height, cell.width, cell.height);
+  }));
+  ctx.font = HEATMAP_FONT; // resizing the canvas reset it
+  ctx.fillStyle = "#5d6677";
+  if (across) {
+    columns.forEach((name, c) => {
+      const x = geometry.left + (c + 0.5) * cell.width;
+      ctx.save();
+      ctx.translate(x, upright ? geometry.top - 4 : 13);
+      if (upright) ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = upright ? "left" : "center";
+      ctx.textBaseline = upright ? "middle" : "alphabetic";
+      ctx.fillText(name, 0, 0);
+      ctx.restore();
+    });
+  }
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  const every = Math.ceil(12 / cell.height); // a row's name every few rows, where they fit
+  rows.forEach((name, r) => {
+    if (r % every === 0) ctx.fillText(name, geometry.left - 4, geometry.top + (r + 0.5) * cell.height);
+  });
+  return geometry;
+}
+
+// The cell of a heatmap (drawn with `geometry`, `columns` x `rows` cells) under the pointer of a mouse event
+// on its canvas: {column, row, anchor (the cell's box, for showTooltip)}, or null off the cells.
+function heatmapCell(event, geometry, columns, rows) {
+  const box = event.currentTarget.getBoundingClientRect();
+  const column = Math.floor((event.clientX - box.left - geometry.left) / geometry.width);
+  const row = Math.floor((event.clientY - box.top - geometry.top) / geometry.height);
+  if (column < 0 || row < 0 || column >= columns || row >= rows) return null;
+  const rect = new DOMRect(box.left + geometry.left + column * geometry.width,
+    box.top + geometry.top + row * geometry.height, geometry.width, geometry.height);
+  return { column, row, anchor: { getBoundingClientRect: () => rect } };
+}
+
+// Hidden states. Rows: units (the forward direction's, then the reverse's); columns: characters.
 function drawStates(result) {
   state.states = result;
   const n = result.chars.length;
@@ -184,31 +244,11 @@ function drawStates(result) {
   const width = Math.min(Math.max(Math.floor(available / n), STATE_CELL.minWidth), STATE_CELL.maxWidth);
   const height = Math.min(Math.max(Math.floor(STATE_CELL.plotHeight / rows), STATE_CELL.minHeight),
     STATE_CELL.maxHeight);
-  const geometry = { left: 40, top: width >= 8 ? 20 : 4, width, height };
-  state.statesGeometry = geometry;
   const canvas = $("states-canvas");
-  canvas.width = geometry.left + n * width;
-  canvas.height = geometry.top + rows * height;
-  Object.assign(canvas.dataset, { chars: String(n), units: String(rows), layer: String(result.layer) });
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
   const range = result.high - result.low || 1;
-  result.values.forEach((column, t) => column.forEach((value, u) => {
-    ctx.fillStyle = cssColour(colourAt(DIVERGING_STOPS, (value - result.low) / range));
-    ctx.fillRect(geometry.left + t * width, geometry.top + u * height, width, height);
-  }));
-  ctx.fillStyle = "#5d6677";
-  ctx.font = "11px ui-monospace, monospace";
-  ctx.textAlign = "center";
-  if (width >= 8) {
-    result.chars.forEach((c, t) => ctx.fillText(visibleText(c), geometry.left + (t + 0.5) * width, 13));
-  }
-  ctx.textAlign = "right";
-  ctx.textBaseline = "middle";
-  const every = Math.ceil(12 / height); // a unit's name every few rows, where they fit
-  result.units.forEach((name, u) => {
-    if (u % every === 0) ctx.fillText(name, geometry.left - 4, geometry.top + (u + 0.5) * height);
-  });
+  state.statesGeometry = drawHeatmap(canvas, result.chars.map(visibleText), result.units,
+    (t, u) => colourAt(DIVERGING_STOPS, (result.values[t][u] - result.low) / range), { width, height });
+  Object.assign(canvas.dataset, { chars: String(n), units: String(rows), layer: String(result.layer) });
   const digits = Math.abs(result.high) >= 10 ? 1 : 2;
   drawLegend($("states-legend"), DIVERGING_STOPS, [[0, result.low.toFixed(digits)], [0.5, "0"],
     [1, result.high.toFixed(digits)]]);
@@ -219,19 +259,13 @@ function drawStates(result) {
 
 function onStatesHover(event) {
   const result = state.states;
-  const geometry = state.statesGeometry;
-  if (!result) return;
-  const canvas = event.currentTarget;
-  const box = canvas.getBoundingClientRect();
-  const t = Math.floor((event.clientX - box.left - geometry.left) / geometry.width);
-  const u = Math.floor((event.clientY - box.top - geometry.top) / geometry.height);
-  if (t < 0 || u < 0 || t >= result.chars.length || u >= result.units.length) {
+  const cell = result && heatmapCell(event, state.statesGeometry, result.chars.length, result.units.length);
+  if (!cell) {
     hideTooltip();
     return;
   }
-  const cell = new DOMRect(box.left + geometry.left + t * geometry.width, box.top + geometry.top + u * geometry.height,
-    geometry.width, geometry.height);
-  showTooltip({ getBoundingClientRect: () => cell }, [el("div", { className: "tip-head" }, [
+  const { column: t, row: u } = cell;
+  showTooltip(cell.anchor, [el("div", { className: "tip-head" }, [
     el("span", { className: "tip-token", textContent: visibleText(result.chars[t]) }),
     el("span", { textContent: `unit ${result.units[u]} · ${result.values[t][u].toFixed(3)}` })])]);
 }
@@ -240,8 +274,9 @@ function onStatesHover(event) {
 
 function openEvaluate() {
   const task = state.model && state.model.task ? state.model.task.task : "";
-  const form = task === "tag" || task === "classify" ? task : "text";
+  const form = ["tag", "classify", "translate"].includes(task) ? task : "text";
   $("evaluate-form-hint").textContent = `The file: ${EVALUATE_FORMS[form]}.`;
+  $("evaluate-beam-field").hidden = form !== "translate";
 }
 
 async function evaluateFile(event) {
@@ -255,7 +290,8 @@ async function evaluateFile(event) {
   $("evaluate-summary").textContent = `Evaluating ${file.name}…`;
   $("evaluate-tables").replaceChildren();
   const result = await latest("evaluate", "evaluate-error",
-    async () => fetchJSON("/api/evaluate", { run: state.run, text: await file.text(), name: file.name }),
+    async () => fetchJSON("/api/evaluate", { run: state.run, text: await file.text(), name: file.name,
+      beam: $("evaluate-beam-field").hidden ? undefined : Number($("evaluate-beam").value) }),
     { button: "evaluate-button", onError: () => { $("evaluate-summary").textContent = ""; } });
   if (result) renderEvaluation(result);
 }
@@ -280,7 +316,11 @@ function scoreTable(caption, rows) {
 
 function renderEvaluation(result) {
   const tables = [];
-  if (result.kind === "classifier") {
+  if (result.kind === "seq2seq") {
+    $("evaluate-summary").textContent = `${result.file}: exact match ${figure(result.exact_match)}, BLEU `
+      + `${result.bleu.toFixed(2)}, chrF ${result.chrf.toFixed(2)} (beam ${result.beam})`;
+    tables.push(translationTable(result));
+  } else if (result.kind === "classifier") {
     $("evaluate-summary").textContent = `${result.file}: accuracy ${figure(result.accuracy)}, macro-F1 `
       + `${figure(result.macro_f1)}, loss ${figure(result.loss)} nats per text`;
     tables.push(scoreTable("labels", Object.entries(result.labels)));
@@ -303,6 +343,25 @@ function renderEvaluation(result) {
   $("evaluate-tables").replaceChildren(...tables);
 }
 
+// An encoder–decoder's figures against every reference of each source, as `charlm evaluate` prints them.
+function translationTable(result) {
+  const rows = [
+    ["exact match", figure(result.exact_match)],
+    ["WER (sources matching no reference)", figure(result.wer)],
+    ["TER (token edits per reference token)", figure(result.ter)],
+    ["BLEU", result.bleu.toFixed(2)],
+    ["chrF", result.chrf.toFixed(2)],
+    ["loss (nats per target token)", figure(result.nats_per_token)],
+    ["sources", result.n.toLocaleString("en")],
+    ["pairs", result.pairs.toLocaleString("en")],
+    ["outputs cut at the length cap", result.capped.toLocaleString("en")],
+  ];
+  return el("table", { className: "scores translation-figures" }, [
+    el("caption", { textContent: `translations (beam ${result.beam})` }),
+    el("tbody", {}, rows.map(([name, value]) => el("tr", {}, [
+      el("th", { textContent: name, scope: "row" }), el("td", { textContent: value })])))]);
+}
+
 function confusionTable(labels, matrix) {
   const head = el("tr", {}, [el("th"), ...labels.map((label) => el("th", { textContent: label, scope: "col" }))]);
   const body = matrix.map((row, i) => el("tr", {}, [el("th", { textContent: labels[i], scope: "row" }),
@@ -313,6 +372,12 @@ function confusionTable(labels, matrix) {
 }
 
 // ----------------------------------------------------------------------------------------- wiring
+
+// Opens a view of taggers, classifiers or encoder–decoders (each reads what it shows when it first opens).
+function openTaskView(name) {
+  const open = { tag: openTag, classify: openClassify, evaluate: openEvaluate, translate: openTranslate }[name];
+  if (open) open();
+}
 
 // The answers of the other run's model are dropped: they are read again when their view opens.
 function clearTaskViews() {
@@ -327,6 +392,7 @@ function clearTaskViews() {
   const canvas = $("states-canvas");
   canvas.width = 0;
   canvas.height = 0;
+  clearTranslate();
 }
 
 function wireTaskViews() {
@@ -345,4 +411,5 @@ function wireTaskViews() {
   $("states-canvas").addEventListener("mousemove", onStatesHover);
   $("states-canvas").addEventListener("mouseleave", hideTooltip);
   $("evaluate-form").addEventListener("submit", evaluateFile);
+  wireTranslate();
 }
