@@ -12,6 +12,7 @@ flag, and is scored by `charlm evaluate --json` (greedy and beam 5, each timed w
 """
 
 import argparse
+import importlib.util
 import json
 import random
 import subprocess
@@ -83,6 +84,8 @@ def charlm_arm(train: Path, test: Path, seconds: float, work: Path, flags=(), be
 
 
 def torch_arm(train: Path, test: Path, seconds: float, *flags) -> dict:
+    if importlib.util.find_spec("torch") is None:
+        return {"error": "torch is not installed: pip install torch (for this benchmark only)"}
     return json.loads(run([sys.executable, HERE / "torch_seq2seq.py", "--train", train, "--test", test, "--time",
                            seconds, *flags]).strip().splitlines()[-1])
 
