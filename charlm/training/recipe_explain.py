@@ -75,7 +75,8 @@ FIXED = {
     "documents": ("recipe: the {task} recipe (documents read whole)",
                   "a narrower model than a language model's, Adam at 3e-3"),
     "translate": ("recipe: the translate recipe (pairs read whole)",
-                  "2 x 256 for the encoder and the decoder, dropout 0.2, Adam at 2e-3 over batches of 64 pairs"),
+                  "{flags}: the encoder's and the decoder's width and depth, dropout against memorising the pairs, "
+                  "Adam over batches of pairs of similar lengths"),
 }
 
 
@@ -90,7 +91,7 @@ def explain_fixed(plan: FixedPlan) -> tuple[str, tuple[str, ...]]:
     """A fixed recipe's summary and reason (none when the user gave every option), and the chunking fitted to a
     short stream."""
     heading, reason = FIXED[plan.recipe]
-    reasons = [reason] if plan.values else []
+    reasons = [reason.format(flags=flags(plan.values))] if plan.values else []
     if plan.fitted is not None:
         reasons.append(f"{flags(plan.fitted.values)}: {why(plan.fitted)}")
     return heading.format(task=plan.task), tuple(reasons)
