@@ -15,6 +15,7 @@ from charlm.tasks.translate.translate_inference import as_translator, translate_
 from charlm.tasks.translate.translate_task import held_out_loss, load_translate_data
 from charlm.training import events
 from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import TRANSLATE_ATTENTION
 
 LETTERS = "abcdefgh"
 
@@ -64,7 +65,7 @@ def test_the_held_out_loss_falls_and_outputs_become_right(trained):
 def test_the_checkpoint_keeps_both_vocabularies_and_its_loss(trained):
     root, corpus, result, _ = trained
     ckpt = load_checkpoint(root / "run")
-    assert ckpt.config.kind == "seq2seq" and ckpt.config.attention == "general" and ckpt.config.bidirectional
+    assert ckpt.config.kind == "seq2seq" and ckpt.config.attention == TRANSLATE_ATTENTION and ckpt.config.bidirectional
     assert "".join(ckpt.vocab.chars) == LETTERS
     assert "".join(ckpt.target_vocab.chars) == LETTERS.upper()
     assert ckpt.target_vocab.to_dict() == ckpt.data["translate"]["target_vocab"]

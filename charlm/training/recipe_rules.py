@@ -94,8 +94,9 @@ TAGGER_RECIPE = {"hidden": 128, "layers": 2, "dropout": 0.1, "batch": 32, "optim
 TRANSLATE_RECIPE = {"hidden": 256, "layers": 2, "dropout": 0.2, "batch": 64, "optimizer": "adam", "lr": 2e-3,
                     "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "min_lr_ratio": 0.05, "warmup": WARMUP,
                     "patience": 0}
-# The attention an encoder–decoder gets by default: the form that measured best (docs/benchmarks.md).
-TRANSLATE_ATTENTION = "general"
+# The attention an encoder–decoder gets by default: the form that measured best on grapheme-to-phoneme
+# (docs/recipe.md#encoderdecoders---task-translate).
+TRANSLATE_ATTENTION = "additive"
 # Vocabularies up to this size are read as one-hot rows (a gather of Wx); larger ones through a learned table
 # of TRANSLATE_EMBED columns, which costs far fewer parameters than V rows of 4H gates.
 TRANSLATE_ONE_HOT_MAX = 512

@@ -161,7 +161,7 @@ def _finite(ctx, param, value):
               help="translate: the target side's tokens [default: --tokens].")
 @click.option("--attention", type=click.Choice(ATTENTIONS),
               help="translate: how the decoder reads the encoder's states: not at all (none), Luong's dot or "
-                   "general score, Bahdanau's additive score [default: the recipe's, general].")
+                   "general score, Bahdanau's additive score [default: the recipe's, additive].")
 @click.option("--marks", default=DEFAULTS.marks, show_default=True,
               help="punctuate: the marks removed from the input and restored.")
 @click.option("--max-len", type=click.IntRange(min=1), default=DEFAULTS.max_len, show_default=True,

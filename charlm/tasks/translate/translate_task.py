@@ -232,7 +232,7 @@ def translate_defaults(opts: TrainOptions, data: TranslateData, explicit: frozen
     if opts.attention is None:
         opts = replace(opts, attention=TRANSLATE_ATTENTION)
         reasons.append(f"--attention {TRANSLATE_ATTENTION}: the form that measured best on grapheme-to-phoneme "
-                       f"(docs/benchmarks.md)")
+                       f"(docs/recipe.md)")
     if "bidirectional" not in explicit and not opts.resume and not opts.init_from:
         opts = replace(opts, bidirectional=True)
         reasons.append("--bidirectional: the encoder reads each source both ways, so every state the attention "
