@@ -96,7 +96,8 @@ def translations(run_dir: str, sources: list[str]) -> list[dict]:
 
 def g2p(a, seconds: float, work: Path) -> dict:
     train, test = g2p_split(work)
-    report = {"charlm": charlm_arm(train, test, seconds, work, a.flags.split())}
+    flags = ["--source-tokens", "char", "--target-tokens", "symbols", *a.flags.split()]
+    report = {"charlm": charlm_arm(train, test, seconds, work, flags)}
     if "torch" in a.peers:
         report["torch"] = torch_arm(train, test, seconds, "--target-tokens", "symbols")
     if "g2p-en" in a.peers:
