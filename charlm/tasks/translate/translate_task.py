@@ -142,6 +142,10 @@ class TranslateTask(DocumentTask):
         if base is None:
             opts = replace(opts, source_tokens=opts.source_tokens or opts.tokens,
                            target_tokens=opts.target_tokens or opts.tokens)
+        else:  # the vocabularies come with the checkpoint, and so does what their tokens are
+            saved = base.data.get("translate", {})
+            opts = replace(opts, source_tokens=saved.get("source_tokens", base.vocab.kind),
+                           target_tokens=saved.get("target_tokens", base.target_vocab.kind))
         data = load_translate_data(opts, base, report)
         opts, chosen = translate_defaults(opts, data, explicit)
         opts, recipe = with_recipe(opts, None)
