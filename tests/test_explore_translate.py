@@ -15,6 +15,7 @@ from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.tasks.translate.translate_inference import as_translator, evaluate_pairs, translate_texts
 from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import TRANSLATE_ATTENTION
 
 LETTERS = list("abcdefghik")
 SOURCES = ["abc", "kideg"]
@@ -78,7 +79,7 @@ def test_a_translator_gets_its_views_and_the_page_its_script(server):
 
 def test_translate_gives_what_charlm_translate_gives_with_the_attention(server, runs):
     status, view = call(server, "/api/translate", {"run": 0, "text": "abc\n\nkideg\n", "beam": 3, "nbest": 2})
-    assert status == 200 and (view["beam"], view["nbest"], view["attention"]) == (3, 2, "general")
+    assert status == 200 and (view["beam"], view["nbest"], view["attention"]) == (3, 2, TRANSLATE_ATTENTION)
     expected = translate_texts(as_translator(load_checkpoint(runs["translator"])), SOURCES, attention=True, beam=3,
                                nbest=2)
     assert len(view["texts"]) == 2 and view["note"] is None

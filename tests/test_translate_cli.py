@@ -17,6 +17,7 @@ from charlm.tasks.translate.translate_inference import as_translator, translate_
 from charlm.text.tokenizer import Vocab
 from charlm.text.vocab import EOS
 from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import TRANSLATE_ATTENTION
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +131,7 @@ def test_info_shows_the_kind_attention_and_both_vocabularies(trained):
     done = run("info", out)
     assert done.returncode == 0, done.stderr
     rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()}
-    assert "encoder–decoder" in rows["task"] and "attention general" in rows["task"]
+    assert "encoder–decoder" in rows["task"] and f"attention {TRANSLATE_ATTENTION}" in rows["task"]
     assert "char -> char" in rows["task"] and "bidirectional encoder" in rows["task"]
     assert "10 ids" in rows["source vocabulary"] and "10 ids" in rows["target vocabulary"]
     assert rows["source characters"].split()[-1] == LETTERS
@@ -141,7 +142,7 @@ def test_info_shows_the_kind_attention_and_both_vocabularies(trained):
     task = described["task"]
     assert described["kind"] == "seq2seq" and task["kind"] == "encoder–decoder"
     assert (task["task"], task["attention"], task["source_tokens"], task["target_tokens"]) == \
-        ("translate", "general", "char", "char")
+        ("translate", TRANSLATE_ATTENTION, "char", "char")
     assert task["target_vocab"]["chars"] == LETTERS.upper() and task["target_vocab"]["size"] == 10
     assert described["vocab"]["chars"] == LETTERS
     assert sum(task["parameters"].values()) == described["model"]["parameters"]

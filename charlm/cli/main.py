@@ -4,6 +4,7 @@ Subcommands live in `charlm.cli.commands.<name>` and are imported only when used
 stays fast and a command's heavy imports (numpy) are paid only by that command.
 """
 
+import atexit
 import errno
 import importlib
 import sys
@@ -123,3 +124,13 @@ def main(argv=None):
 
         silence(sys.stdout)
         sys.exit(0)
+    finally:
+        _no_colour_reset_at_exit()
+
+
+def _no_colour_reset_at_exit() -> None:
+    """numba initialises colorama when it is installed (sacrebleu brings it), and colorama then writes a colour
+    reset to a terminal's stdout at exit: output asked to be plain (NO_COLOR, TERM=dumb) would end with one."""
+    initialise = sys.modules.get("colorama.initialise")
+    if initialise is not None:
+        atexit.unregister(initialise.reset_all)
