@@ -29,7 +29,8 @@ from charlm.text.corpus import (
 )
 from charlm.text.symbols import SymbolVocab
 from charlm.text.tokenizer import EOS, UNK, Vocab, tokenizer_from_dict
-from charlm.text.words import DEFAULT_MAX_VOCAB, WordVocab
+from charlm.text.units import DEFAULT_MAX_VOCAB
+from charlm.text.words import WordVocab
 
 CACHE_FORMAT = 1
 # Entries are pruned least recently used first once the cache holds more than this (the entry just written

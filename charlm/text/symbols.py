@@ -22,13 +22,12 @@ Ids: `<EOS>` = 0, `<UNK>` = 1, then the kept symbols by count descending, ties b
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from itertools import repeat
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from charlm.text.vocab import DOC_END, EOS, SPECIALS, UNK, id_dtype_for
-from charlm.text.words import DEFAULT_MAX_VOCAB, UNK_TEXT
+from charlm.text.units import UNK_TEXT, UnitVocab
+from charlm.text.vocab import DOC_END, EOS, SPECIALS, UNK
 
 # The token strings that are `<EOS>`: a line end that is also its document's end, a line end, a document end.
 LINE_END_AT_DOC_END = "\n" + DOC_END
@@ -107,44 +106,20 @@ class SymbolDecoder:
         return "".join(out.tolist())
 
 
-class SymbolVocab:
-    """A fixed symbol vocabulary; build it with `SymbolVocab.build` or load it with `SymbolVocab.from_dict`."""
+class SymbolVocab(UnitVocab):
+    """A fixed symbol vocabulary; build it with `SymbolVocab.build` (counts as `count_symbol_tokens` gives) or
+    load it with `SymbolVocab.from_dict`. Tokens are distinct non-empty strings without whitespace."""
 
     kind = "symbols"
+    noun = "symbol"
 
     def __init__(self, tokens: Iterable[str], lowercase: bool = False):
-        """tokens: the kept symbols, ids 2.. in order: distinct non-empty strings without whitespace."""
-        self.tokens = tuple(tokens)
-        self.lowercase = bool(lowercase)
-        self.size = len(SPECIALS) + len(self.tokens)
-        self.id_dtype = id_dtype_for(self.size)
-        for i, token in enumerate(self.tokens):
-            if not isinstance(token, str) or _SYMBOL.fullmatch(token) is None or token == UNK_TEXT:
-                raise ValueError(f"vocabulary token {i} is not a symbol (non-empty, no whitespace): {token!r}")
-        self._ids = {t: i for i, t in enumerate(self.tokens, start=len(SPECIALS))}
-        if len(self._ids) != len(self.tokens):
-            twice = next(t for t, n in Counter(self.tokens).items() if n > 1)
-            raise ValueError(f"vocabulary token {twice!r} appears more than once")
+        super().__init__(tokens, lowercase)
         self._ids.update(dict.fromkeys(ENDS, EOS))
-        self._lengths = np.array([1.0, 0.0] + [len(t) for t in self.tokens])  # (V,) characters per id
 
-    @classmethod
-    def build(cls, counts: Mapping[str, int], min_count: int = 1, max_vocab: int | None = DEFAULT_MAX_VOCAB,
-              lowercase: bool = False) -> "SymbolVocab":
-        """Keep the symbols seen at least `min_count` times, then the `max_vocab` most frequent of them.
-
-        - counts: symbol -> occurrences (as `count_symbol_tokens` gives; the literal "<unk>" is never kept)
-        - max_vocab: the number of symbols kept (the two specials come on top); None keeps every symbol
-        - lowercase: whether the counts (and so every text this vocabulary encodes) are lowercased
-        Ids follow count descending, ties by the symbol in code-point order.
-        """
-        if min_count < 1:
-            raise ValueError(f"min_count must be at least 1, got {min_count}")
-        if max_vocab is not None and max_vocab < 1:
-            raise ValueError(f"max_vocab must be at least 1, got {max_vocab}")
-        kept = sorted((t for t, n in counts.items() if n >= min_count and t != UNK_TEXT),
-                      key=lambda t: (-counts[t], t))
-        return cls(kept[:max_vocab] if max_vocab is not None else kept, lowercase=lowercase)
+    def _check_token(self, i: int, token) -> None:
+        if not isinstance(token, str) or _SYMBOL.fullmatch(token) is None or token == UNK_TEXT:
+            raise ValueError(f"vocabulary token {i} is not a symbol (non-empty, no whitespace): {token!r}")
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings of `text`, one per id `encode` gives: its symbols (lowercased if the vocabulary
@@ -166,24 +141,6 @@ class SymbolVocab:
             lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
             n_chars = len(text) - _line_end_chars(text)
             yield ids.astype(self.id_dtype), n_chars, int(lengths[ids == UNK].sum())
-
-    def _ids_of(self, tokens: list) -> np.ndarray:
-        """Each token's id (lowercased first if the vocabulary is), `<UNK>` when it is not kept; int64."""
-        if self.lowercase:
-            tokens = list(map(str.lower, tokens))
-        return np.fromiter(map(self._ids.get, tokens, repeat(UNK)), dtype=np.int64, count=len(tokens))
-
-    def check_ids(self, ids) -> np.ndarray:
-        """`ids` as a flat int64 array; ValueError if any lies outside 0..size-1."""
-        ids = np.asarray(ids).reshape(-1)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise ValueError(f"ids must lie in 0..{self.size - 1}, got {ids.min()}..{ids.max()}")
-        return ids.astype(np.int64)
-
-    def decode(self, ids, eos: str = "\n", unk: str = UNK_TEXT) -> str:
-        """Text of an id sequence (the first id read at a line start): symbols joined by single spaces,
-        `<EOS>` and `<UNK>` written as `eos` and `unk`."""
-        return self.decoder(eos=eos, unk=unk).feed(ids)
 
     def decoder(self, context=(), eos: str = "\n", unk: str = UNK_TEXT) -> SymbolDecoder:
         """An incremental decoder whose first id follows the ids `context` (empty: a line start)."""
@@ -213,35 +170,5 @@ class SymbolVocab:
         symbol = ids != EOS
         return float(lengths[ids[1:]].sum() + np.count_nonzero(symbol[:-1] & symbol[1:]))
 
-    def to_dict(self) -> dict:
-        """Plain JSON form: {"kind": "symbols", "lowercase": bool, "specials": ["<EOS>", "<UNK>"],
-        "tokens": [...]}."""
-        return {"kind": self.kind, "lowercase": self.lowercase, "specials": list(SPECIALS),
-                "tokens": list(self.tokens)}
-
-    @classmethod
-    def from_dict(cls, d) -> "SymbolVocab":
-        """Inverse of `to_dict`; ValueError naming what is malformed."""
-        if not isinstance(d, dict) or d.get("kind") != cls.kind:
-            raise ValueError("a symbol vocabulary must be a JSON object with kind 'symbols'")
-        if set(d) != {"kind", "lowercase", "specials", "tokens"}:
-            raise ValueError("a symbol vocabulary must have the keys 'kind', 'lowercase', 'specials' and 'tokens'")
-        if d["specials"] != list(SPECIALS):
-            raise ValueError(f"vocabulary specials must be {list(SPECIALS)}, got {d['specials']!r}")
-        if not isinstance(d["lowercase"], bool):
-            raise ValueError("vocabulary 'lowercase' must be true or false")
-        if not isinstance(d["tokens"], list):
-            raise ValueError("vocabulary 'tokens' must be a list")
-        return cls(d["tokens"], lowercase=d["lowercase"])
-
     def __contains__(self, token: str) -> bool:
         return self._ids.get(token, EOS) != EOS
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, SymbolVocab) and (self.lowercase, self.tokens) == (other.lowercase, other.tokens)
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.lowercase, self.tokens))
-
-    def __repr__(self) -> str:
-        return f"SymbolVocab(size={self.size}, lowercase={self.lowercase})"

@@ -28,18 +28,16 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 
-from charlm.text.vocab import DOC_END, EOS, SPECIALS, UNK, codepoints, id_dtype_for
+from charlm.text.units import UNK_TEXT, UnitVocab
+from charlm.text.vocab import DOC_END, EOS, SPECIALS, UNK, codepoints
 
-UNK_TEXT = "<unk>"
 JOIN = ""
 JOIN_TEXT = "<join>"
-DEFAULT_MAX_VOCAB = 10_000
 # Token classes. BOUNDARY is a document end (and the start of the stream); an <UNK> is a WORD.
 BOUNDARY, SEP, WORD, PUNCT = 0, 1, 2, 3
 # A token whose start lies this many characters before the end of the text read so far is complete, and so is
@@ -196,50 +194,24 @@ class WordDecoder:
         return "".join(out.tolist())
 
 
-class WordVocab:
-    """A fixed word vocabulary; build it with `WordVocab.build` or load it with `WordVocab.from_dict`."""
+class WordVocab(UnitVocab):
+    """A fixed word vocabulary; build it with `WordVocab.build` (counts as `count_word_tokens` gives) or load it
+    with `WordVocab.from_dict`. Tokens are valid tokens (see `token_class`)."""
 
     kind = "word"
+    noun = "word"
 
     def __init__(self, tokens: Iterable[str], lowercase: bool = False):
-        """tokens: the kept tokens, ids 2.. in order, each a valid token (see `token_class`), distinct."""
-        self.tokens = tuple(tokens)
-        self.lowercase = bool(lowercase)
-        self.size = len(SPECIALS) + len(self.tokens)
-        self.id_dtype = id_dtype_for(self.size)
-        classes = [BOUNDARY, WORD]
-        for i, token in enumerate(self.tokens):
-            cls = token_class(token) if isinstance(token, str) else None
-            if cls is None:
-                raise ValueError(f"vocabulary token {i} is not a word, punctuation mark or separator: {token!r}")
-            classes.append(cls)
-        self.classes = np.array(classes, dtype=np.int8)  # (V,) the class of each id as the decoder sees it
-        self._ids = {t: i for i, t in enumerate(self.tokens, start=len(SPECIALS))}
-        if len(self._ids) != len(self.tokens):
-            twice = next(t for t, n in Counter(self.tokens).items() if n > 1)
-            raise ValueError(f"vocabulary token {twice!r} appears more than once")
+        super().__init__(tokens, lowercase)
+        # (V,) the class of each id as the decoder sees it
+        self.classes = np.array([BOUNDARY, WORD] + [token_class(t) for t in self.tokens], dtype=np.int8)
         self._ids[DOC_END] = EOS
         self._join = self._ids.get(JOIN, -1)
-        self._lengths = np.array([1.0, 0.0] + [len(t) for t in self.tokens])  # (V,) characters per id
         self._separators = sorted((t for t in self.tokens if t and t.isspace()), key=len, reverse=True)
 
-    @classmethod
-    def build(cls, counts: Mapping[str, int], min_count: int = 1, max_vocab: int | None = DEFAULT_MAX_VOCAB,
-              lowercase: bool = False) -> "WordVocab":
-        """Keep the tokens seen at least `min_count` times, then the `max_vocab` most frequent of them.
-
-        - counts: token -> occurrences (as `count_word_tokens` gives; the literal "<unk>" is never kept)
-        - max_vocab: the number of tokens kept (the two specials come on top); None keeps every token
-        - lowercase: whether the counts (and so every text this vocabulary encodes) are lowercased
-        Ids follow count descending, ties by the token string in code-point order.
-        """
-        if min_count < 1:
-            raise ValueError(f"min_count must be at least 1, got {min_count}")
-        if max_vocab is not None and max_vocab < 1:
-            raise ValueError(f"max_vocab must be at least 1, got {max_vocab}")
-        kept = sorted((t for t, n in counts.items() if n >= min_count and t != UNK_TEXT),
-                      key=lambda t: (-counts[t], t))
-        return cls(kept[:max_vocab] if max_vocab is not None else kept, lowercase=lowercase)
+    def _check_token(self, i: int, token) -> None:
+        if not isinstance(token, str) or token_class(token) is None:
+            raise ValueError(f"vocabulary token {i} is not a word, punctuation mark or separator: {token!r}")
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings of `text` (separator tokens and joins included, implied separators not), as a
@@ -260,12 +232,6 @@ class WordVocab:
         for seg, done in iter_segments(pieces):
             ids, prev_class, n_chars, unk_chars = self._encode_segments(seg, done, prev_class)
             yield ids, n_chars, unk_chars
-
-    def _ids_of(self, tokens: list) -> np.ndarray:
-        """Each token's id (lowercased first if the vocabulary is), `<UNK>` when it is not kept; int64."""
-        if self.lowercase:
-            tokens = list(map(str.lower, tokens))
-        return np.fromiter(map(self._ids.get, tokens, repeat(UNK)), dtype=np.int64, count=len(tokens))
 
     def _encode_segments(self, seg: Segments, done: int, prev_class: int) -> tuple[np.ndarray, int, int, int]:
         """Encode the first `done` tokens of `seg`, read after a token of class `prev_class`.
@@ -311,17 +277,6 @@ class WordVocab:
                 i += len(token)
         return out
 
-    def check_ids(self, ids) -> np.ndarray:
-        """`ids` as a flat int64 array; ValueError if any lies outside 0..size-1."""
-        ids = np.asarray(ids).reshape(-1)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise ValueError(f"ids must lie in 0..{self.size - 1}, got {ids.min()}..{ids.max()}")
-        return ids.astype(np.int64)
-
-    def decode(self, ids, eos: str = "\n", unk: str = UNK_TEXT) -> str:
-        """Text of an id sequence (the first id read at a document start); `<EOS>`, `<UNK>` -> `eos`, `unk`."""
-        return self.decoder(eos=eos, unk=unk).feed(ids)
-
     def decoder(self, context=(), eos: str = "\n", unk: str = UNK_TEXT) -> WordDecoder:
         """An incremental decoder whose first id follows the ids `context` (empty: a document start)."""
         return WordDecoder(self, context, eos, unk)
@@ -354,34 +309,5 @@ class WordVocab:
         space = (classes[:-1] >= WORD) & (classes[1:] == WORD)
         return float(lengths[ids[1:]].sum() + np.count_nonzero(space))
 
-    def to_dict(self) -> dict:
-        """Plain JSON form: {"kind": "word", "lowercase": bool, "specials": ["<EOS>", "<UNK>"], "tokens": [...]}."""
-        return {"kind": self.kind, "lowercase": self.lowercase, "specials": list(SPECIALS),
-                "tokens": list(self.tokens)}
-
-    @classmethod
-    def from_dict(cls, d) -> "WordVocab":
-        """Inverse of `to_dict`; ValueError naming what is malformed."""
-        if not isinstance(d, dict) or d.get("kind") != "word":
-            raise ValueError("a word vocabulary must be a JSON object with kind 'word'")
-        if set(d) != {"kind", "lowercase", "specials", "tokens"}:
-            raise ValueError("a word vocabulary must have the keys 'kind', 'lowercase', 'specials' and 'tokens'")
-        if d["specials"] != list(SPECIALS):
-            raise ValueError(f"vocabulary specials must be {list(SPECIALS)}, got {d['specials']!r}")
-        if not isinstance(d["lowercase"], bool):
-            raise ValueError("vocabulary 'lowercase' must be true or false")
-        if not isinstance(d["tokens"], list):
-            raise ValueError("vocabulary 'tokens' must be a list")
-        return cls(d["tokens"], lowercase=d["lowercase"])
-
     def __contains__(self, token: str) -> bool:
         return token in self._ids and token != DOC_END
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, WordVocab) and (self.lowercase, self.tokens) == (other.lowercase, other.tokens)
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.lowercase, self.tokens))
-
-    def __repr__(self) -> str:
-        return f"WordVocab(size={self.size}, lowercase={self.lowercase})"

@@ -18,7 +18,8 @@ from charlm.text.batching import split_train_val
 from charlm.text.cache import prepare_corpus
 from charlm.text.corpus import EOS_MODES, count_chars
 from charlm.text.tokenizer import KINDS, UNK, Vocab
-from charlm.text.words import DEFAULT_MAX_VOCAB, JOIN, JOIN_TEXT
+from charlm.text.units import DEFAULT_MAX_VOCAB
+from charlm.text.words import JOIN, JOIN_TEXT
 from charlm.training.options import TrainOptions
 
 _NAMED = {" ": "space", "\n": "\\n", "\t": "\\t"}
