@@ -52,12 +52,10 @@ class DocumentTask(Task):
     `documents()` -> (input ids per document, lengths (N,), targets(rows, lengths)).
 
     Class attributes of a subclass: `meta_key`, the checkpoint's `data` entry that says what the model does
-    (a checkpoint to resume or fine-tune must have it, for the same --task); `refused`, the options that do
-    not apply to it (usage errors when given)."""
+    (a checkpoint to resume or fine-tune must have it, for the same --task); `refused` (the Task's)."""
 
     unit = "label"
     meta_key = ""
-    refused: tuple[str, ...] = ()
 
     def __init__(self, opts: TrainOptions, data, *, base=None, resume: bool = False, report=None):
         self.opts, self.data, self.base, self.resume = opts, data, base, resume
@@ -66,10 +64,7 @@ class DocumentTask(Task):
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
-        given = [name for name in cls.refused if name in explicit]
-        if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+        cls.refuse_given(opts, explicit)
         if opts.tokens != "char":
             raise ConfigError(f"--task {opts.task} reads characters; --tokens {opts.tokens} is for language models")
         if opts.tie:

@@ -10,6 +10,7 @@ about the data, and what the progress shows as a sample. A task lives in its own
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.networks import network
 from charlm.training.options import TrainOptions
@@ -40,11 +41,13 @@ class Task(ABC):
     - unit: what the losses are per, as events and results name it ("char", "word", "label")
     - carries_state: batches continue streams, so the Trainer carries the hidden state from one batch to the
       next (reset at each epoch) and saves it in step checkpoints
+    - refused: the options (TrainOptions field names) that do not apply to the task: usage errors when given
     """
 
     kind: str
     unit = "label"
     carries_state = False
+    refused: tuple[str, ...] = ()
     opts: TrainOptions
     base = None
     resume = False
@@ -52,10 +55,18 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ options and data
     @classmethod
+    def refuse_given(cls, opts: TrainOptions, explicit: frozenset) -> None:
+        """A usage error (ConfigError) naming the options of `cls.refused` the user gave (`explicit`)."""
+        given = [name for name in cls.refused if name in explicit]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+
+    @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
         """Refuse, as usage errors (ConfigError), options that do not apply to this task or values it cannot
-        use; `explicit` names the options the user gave."""
-        return  # a task that takes every option as it comes
+        use; `explicit` names the options the user gave. By default: the options of `refused`."""
+        cls.refuse_given(opts, explicit)
 
     @classmethod
     @abstractmethod

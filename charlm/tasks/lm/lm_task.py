@@ -35,6 +35,7 @@ class LanguageModelTask(Task):
 
     kind = "lm"
     carries_state = True
+    refused = NOT_FOR_LANGUAGE_MODELS
 
     def __init__(self, opts: TrainOptions, corpus: Corpus, train_ids: np.ndarray, val_ids: np.ndarray | None,
                  val_chars: float | None, *, base: Checkpoint | None = None, resume: bool = False, report=None):
@@ -50,10 +51,7 @@ class LanguageModelTask(Task):
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
-        given = [name for name in NOT_FOR_LANGUAGE_MODELS if name in explicit]
-        if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+        cls.refuse_given(opts, explicit)
         if opts.bidirectional:
             raise ConfigError("--bidirectional needs a tagging --task: a bidirectional language model would read "
                               "the very token it predicts")

@@ -124,10 +124,7 @@ class TranslateTask(DocumentTask):
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
-        given = [name for name in cls.refused if name in explicit]
-        if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {opts.task}")
+        cls.refuse_given(opts, explicit)
         for name in ("source_tokens", "target_tokens"):
             if getattr(opts, name) not in (None, *KINDS):
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(KINDS)}")
