@@ -75,7 +75,7 @@ def test_the_checkpoint_keeps_both_vocabularies_and_its_loss(trained):
     # the best loss it records is the held-out loss of its own parameters, recomputed from the file
     opts = replace(options(root, corpus), source_tokens="char", target_tokens="char")
     val = load_translate_data(opts, None, lambda event: None).val_docs
-    assert held_out_loss(as_translator(ckpt), val.sources, val.targets) == pytest.approx(result.best_val_loss,
+    assert held_out_loss(as_translator(ckpt), val.source_ids, val.target_ids) == pytest.approx(result.best_val_loss,
                                                                                          rel=1e-6)
 
 

@@ -24,7 +24,7 @@ from charlm.tasks.translate.decoding import (
     source_ids,
 )
 from charlm.tasks.translate.pairs import read_pairs, references
-from charlm.tasks.translate.translate_task import held_out_loss
+from charlm.tasks.translate.translate_task import encode_pairs, held_out_loss
 
 
 def as_translator(ckpt: Checkpoint) -> Translator:
@@ -123,8 +123,8 @@ def evaluate_pairs(translator: Translator, path, *, beam: int = 1, encoding: str
     for source, output in zip(sources, outputs, strict=True):
         exact += output.text in refs[source]
         hypothesis = edit_tokens(translator.target_vocab, output.text)
-        nearest = min((token_edits(hypothesis, edit_tokens(translator.target_vocab, r)),
-                       len(edit_tokens(translator.target_vocab, r))) for r in refs[source])
+        nearest = min((token_edits(hypothesis, ref), len(ref))
+                      for ref in (edit_tokens(translator.target_vocab, r) for r in refs[source]))
         edits, ref_tokens = edits + nearest[0], ref_tokens + nearest[1]
     most = max(len(r) for r in refs.values())
     streams = [[refs[s][k] if k < len(refs[s]) else None for s in sources] for k in range(most)]
@@ -133,5 +133,7 @@ def evaluate_pairs(translator: Translator, path, *, beam: int = 1, encoding: str
     return {"task": "translate", "n": n, "pairs": len(pairs.sources), "beam": beam,
             "exact_match": exact / n, "wer": 1 - exact / n, "ter": edits / max(ref_tokens, 1),
             "bleu": sacrebleu.corpus_bleu(hyps, streams).score, "chrf": sacrebleu.corpus_chrf(hyps, streams).score,
-            "nats_per_token": held_out_loss(translator, pairs.sources, pairs.targets),
+            "nats_per_token": held_out_loss(translator, *encode_pairs(translator.source_vocab,
+                                                                      translator.target_vocab, pairs.sources,
+                                                                      pairs.targets)),
             "capped": sum(o.capped for o in outputs)}

@@ -56,10 +56,29 @@ def _cap(opts: TrainOptions) -> dict:
 
 @dataclass(frozen=True)
 class PairSplit:
-    """Sources and targets of one part of the data."""
+    """Sources and targets of one part of the data, as texts and, once the vocabularies exist, as ids:
+    `source_ids` (n_i,) and `target_ids` (m_i + 1,), each target's ids closed by `<EOS>`."""
 
     sources: list[str]
     targets: list[str]
+    source_ids: list = ()
+    target_ids: list = ()
+
+    def rows(self, rows) -> "PairSplit":
+        """The pairs `rows`, in that order."""
+        fields = (self.sources, self.targets, self.source_ids, self.target_ids)
+        return PairSplit(*([values[i] for i in rows] if len(values) else values for values in fields))
+
+    def encoded(self, source_vocab, target_vocab) -> "PairSplit":
+        """These pairs with their ids."""
+        return PairSplit(self.sources, self.targets, *encode_pairs(source_vocab, target_vocab, self.sources,
+                                                                    self.targets))
+
+
+def encode_pairs(source_vocab, target_vocab, sources: list[str], targets: list[str]) -> tuple[list, list]:
+    """(source ids per pair, target ids per pair closed by `<EOS>`)."""
+    return ([source_vocab.encode(s) for s in sources],
+            [np.append(target_vocab.encode(t), EOS) for t in targets])
 
 
 @dataclass(frozen=True)
@@ -94,22 +113,23 @@ def load_translate_data(opts: TrainOptions, base, report) -> TranslateData:
         if one_to_many(found.sources) and len(val_rows):
             report(events.Log(f"{opts.corpus}: {len(found.sources):,} pairs from {len(set(found.sources)):,} "
                               f"sources (one-to-many): held-out pairs are drawn line by line"))
-        train = PairSplit([found.sources[i] for i in train_rows], [found.targets[i] for i in train_rows])
-        val = PairSplit([found.sources[i] for i in val_rows], [found.targets[i] for i in val_rows]) \
-            if len(val_rows) else None
+        every = PairSplit(found.sources, found.targets)
+        train, val = every.rows(train_rows), every.rows(val_rows) if len(val_rows) else None
     if base:
         source_vocab, target_vocab = base.vocab, tokenizer_from_dict(base.data["translate"]["target_vocab"])
     else:
         source_vocab = side_vocab(opts.source_tokens, train.sources, opts)
         target_vocab = side_vocab(opts.target_tokens, train.targets, opts)
-    kept = [i for i, (s, t) in enumerate(zip(train.sources, train.targets, strict=True))
-            if len(source_vocab.encode(s)) <= opts.max_len and len(target_vocab.encode(t)) < opts.max_len]
+    train = train.encoded(source_vocab, target_vocab)
+    kept = [i for i, (s, t) in enumerate(zip(train.source_ids, train.target_ids, strict=True))
+            if len(s) <= opts.max_len and len(t) <= opts.max_len]
     if len(kept) < len(train.sources):
         report(events.Warning(f"{len(train.sources) - len(kept):,} of {len(train.sources):,} training pairs have a "
                               f"side longer than --max-len {opts.max_len} tokens and were left out"))
-        train = PairSplit([train.sources[i] for i in kept], [train.targets[i] for i in kept])
+        train = train.rows(kept)
     if not train.sources:
         raise ConfigError(f"{opts.corpus}: no training pairs are left")
+    val = val and val.encoded(source_vocab, target_vocab)
     return TranslateData(source_vocab, target_vocab, train, val, file_sha256(opts.corpus))
 
 
@@ -162,8 +182,7 @@ class TranslateTask(DocumentTask):
 
     def documents(self):
         train = self.data.train_docs
-        inputs = [self.data.source_vocab.encode(s) for s in train.sources]
-        outputs = [np.append(self.data.target_vocab.encode(t), EOS) for t in train.targets]
+        inputs, outputs = train.source_ids, train.target_ids
 
         def targets(rows, lengths):  # source lengths (B,), targets (T, B), target lengths (B,)
             tgt, tgt_lengths = pad_documents([outputs[i] for i in rows])
@@ -184,11 +203,12 @@ class TranslateTask(DocumentTask):
     def evaluate(self, params, cfg) -> Scores:
         """Loss per target token over every held-out pair, and the greedy exact-match share of the first
         EXACT_SOURCES held-out sources."""
-        val = self.data.val_docs
-        loss = held_out_loss(self.translator(params, cfg), val.sources, val.targets)
+        val, translator = self.data.val_docs, self.translator(params, cfg)
+        loss = held_out_loss(translator, val.source_ids, val.target_ids)
         refs = references(val.sources, val.targets)
+        first = dict(zip(reversed(val.sources), reversed(val.source_ids), strict=True))  # each source's ids
         sources = list(refs)[:EXACT_SOURCES]
-        outputs = generate(self.translator(params, cfg), [self.data.source_vocab.encode(s) for s in sources])
+        outputs = generate(translator, [first[s] for s in sources])
         exact = np.mean([found[0].text in refs[s] for s, found in zip(sources, outputs, strict=True)])
         return Scores(loss, accuracy=float(exact))
 
@@ -209,11 +229,9 @@ class TranslateTask(DocumentTask):
         return f"{part.sources[i]!r} -> {found.text!r} (true: {part.targets[i]!r})"
 
 
-def held_out_loss(translator: Translator, sources: list[str], targets: list[str]) -> float:
-    """Teacher-forced nats per target token (each `<EOS>` counted) over the pairs, in batches of similar
-    lengths."""
-    src = [translator.source_vocab.encode(s) for s in sources]
-    tgt = [np.append(translator.target_vocab.encode(t), EOS) for t in targets]
+def held_out_loss(translator: Translator, src: list, tgt: list) -> float:
+    """Teacher-forced nats per target token (each `<EOS>` counted) over the pairs of ids (`encode_pairs`), in
+    batches of similar lengths."""
     order = sorted(range(len(src)), key=lambda i: (len(src[i]), len(tgt[i])))
     total, tokens = 0.0, 0
     for start in range(0, len(order), EVAL_BATCH):
