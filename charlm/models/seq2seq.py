@@ -28,6 +28,7 @@ and the head reads h̃<t> (h<t> without attention). The loss is the mean negativ
 real target tokens. Attention works batch-major, (B, T, S), so each product is one batched matmul.
 """
 
+import functools
 from dataclasses import dataclass
 
 from charlm.engine import layers
@@ -54,9 +55,10 @@ from charlm.text.vocab import EOS
 DECODER = "dec."
 
 
+@functools.cache
 def decoder_config(cfg: ModelConfig) -> ModelConfig:
     """The decoder's own stack as a network of its own: the model's cell, width, depth and embedding over the
-    target vocabulary, one direction."""
+    target vocabulary, one direction (built once per model: every step of decoding asks for it)."""
     return ModelConfig(cell=cfg.cell, vocab_size=cfg.target_vocab, hidden=cfg.hidden, layers=cfg.layers,
                        embed=cfg.embed, dropout=cfg.dropout, activation=cfg.activation, dtype=cfg.dtype)
 

@@ -117,7 +117,10 @@ class DocumentTask(Task):
 
     def improves(self, scores: Scores, best: Scores | None) -> bool:
         """By F1 (a classifier's macro-F1, a tagger's headline F1): the figure a user reads, which a lower
-        loss can worsen when the model grows surer of its mistakes; an equal F1 with a lower loss also counts."""
+        loss can worsen when the model grows surer of its mistakes; an equal F1 with a lower loss also counts.
+        A task whose evaluations have no F1 keeps the lower loss."""
+        if scores.f1 is None:
+            return super().improves(scores, best)
         if best is None or best.f1 is None:
             return True
         return scores.f1 > best.f1 or (scores.f1 == best.f1 and scores.loss < best.loss)

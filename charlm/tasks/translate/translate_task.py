@@ -212,9 +212,6 @@ class TranslateTask(DocumentTask):
         exact = np.mean([found[0].text in refs[s] for s, found in zip(sources, outputs, strict=True)])
         return Scores(loss, accuracy=float(exact))
 
-    def improves(self, scores: Scores, best: Scores | None) -> bool:
-        return best is None or scores.loss < best.loss
-
     def data_meta(self) -> dict:
         o = self.opts
         return {**self.common_meta(sum(len(s) for s in self.data.train_docs.sources), "lines"),
