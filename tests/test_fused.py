@@ -113,3 +113,42 @@ def test_a_nan_reaches_the_outputs_and_gradients():
     dz, dc = np.empty((B, 4 * H), np.float32), np.ones((B, H), np.float32)
     fused.lstm_backward_step(z, tanh_c, c_prev, np.ones((B, H), np.float32), np.zeros((B, H), np.float32), dc, dz)
     assert np.isnan(dz[1, 3])
+
+
+def _attention_inputs(B=3, T=4, S=5, A=16, seed=4):
+    """q Wq (B, T, A), e Wk (B, S, A), b and v (A,), and a scores' gradient (B, T, S) with padded sources
+    (zero there, as the softmax's backward leaves it)."""
+    rng = np.random.default_rng(seed)
+    qp, keys = rng.standard_normal((B, T, A)), rng.standard_normal((B, S, A))
+    bias, v = 0.5 * rng.standard_normal(A), rng.standard_normal(A)
+    dscores = rng.standard_normal((B, T, S))
+    dscores[0, :, 3:] = 0.0
+    return qp, keys, bias, v, dscores
+
+
+def test_additive_forward_matches_the_exact_scores_within_the_bound():
+    qp, keys, bias, v, _ = _attention_inputs()
+    B, T, A = qp.shape
+    S = keys.shape[1]
+    u, scores = np.empty((B, T, S, A), np.float32), np.empty((B, T, S), np.float32)
+    fused.additive_forward(*(x.astype(np.float32) for x in (qp, keys, bias, v)), u, scores)
+    exact_u = np.tanh(qp[:, :, None, :] + keys[:, None, :, :] + bias)
+    np.testing.assert_allclose(u, exact_u, rtol=0, atol=TANH32_MAX_ERROR + 4e-7)
+    # a score sums A products of v with u, each off by at most u's error (and float32 rounding)
+    np.testing.assert_allclose(scores, exact_u @ v, rtol=0, atol=np.abs(v).sum() * (TANH32_MAX_ERROR + 4e-7) + 1e-5)
+
+
+def test_additive_backward_matches_the_exact_gradients():
+    qp, keys, bias, v, dscores = _attention_inputs(seed=5)
+    u = np.tanh(qp[:, :, None, :] + keys[:, None, :, :] + bias)
+    B, T, S, A = u.shape
+    dqp, dkeys = np.full((B, T, A), np.nan, np.float32), np.full((B, S, A), np.nan, np.float32)  # overwritten
+    dv, db = np.full(A, np.nan, np.float32), np.full(A, np.nan, np.float32)
+    fused.additive_backward(u.astype(np.float32), dscores.astype(np.float32), v.astype(np.float32), dqp, dkeys, dv,
+                            db)
+    dpre = dscores[..., None] * v * (1 - u * u)
+    np.testing.assert_allclose(dv, (dscores[..., None] * u).sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(db, dpre.sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dqp, dpre.sum(axis=2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dkeys, dpre.sum(axis=1), rtol=1e-5, atol=1e-5)
+    assert not dkeys[0, 3:].any()  # padded sources get nothing

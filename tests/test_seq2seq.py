@@ -2,6 +2,8 @@
 form, bidirectional and stacked, dropout), padding that gets exactly zero gradient, decoding one token at a
 time that matches the teacher-forced forward, and a model that learns to reverse sequences."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,23 @@ def test_one_hot_inputs_pass_the_gradient_check_too():
     cfg = config("lstm", "additive", True, embed=0, layers=1)
     results = check_model(cfg, seq_len=3, batch=2, seed=2, max_coords=10)
     assert all(r.passed for r in results), [(r.name, r.error) for r in results]
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_a_float32_model_follows_the_float64_one(attention):
+    """float32 runs the fused kernels (the LSTM's steps, additive attention's scores) where float64 runs numpy:
+    the loss and every gradient agree to float32's precision, padding included."""
+    cfg64 = config(attention=attention, bidirectional=attention != "dot", dropout=0.0, dtype="float64", hidden=8)
+    params64 = seq2seq.init_params(cfg64, np.random.default_rng(1))
+    cfg32 = replace(cfg64, dtype="float32")
+    params32 = {name: value.astype(np.float32) for name, value in params64.items()}
+    src, src_lengths, tgt, tgt_lengths = batch(np.random.default_rng(2), cfg64)
+    loss64, grads64 = seq2seq.loss_and_grads(params64, cfg64, src, src_lengths, tgt, tgt_lengths)
+    loss32, grads32 = seq2seq.loss_and_grads(params32, cfg32, src, src_lengths, tgt, tgt_lengths)
+    assert loss32 == pytest.approx(loss64, rel=1e-5)
+    for name, grad in grads64.items():
+        assert grads32[name].dtype == np.float32, name
+        np.testing.assert_allclose(grads32[name], grad, rtol=0, atol=1e-4 * np.abs(grad).max() + 1e-7, err_msg=name)
 
 
 def batch(rng, cfg, S=5, T=6, B=4):

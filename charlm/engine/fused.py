@@ -1,9 +1,14 @@
-"""Fused float32 kernels for the LSTM's per-step elementwise work, compiled with numba.
+"""Fused float32 kernels, compiled with numba: the LSTM's per-step elementwise work, and the scores of
+additive attention with their backward.
 
-Letters: B batch, H hidden, G = 4 * H (gates stacked [u, f, o, c~] as in `charlm.engine.cells`).
+Letters: B batch, H hidden, G = 4 * H (gates stacked [u, f, o, c~] as in `charlm.engine.cells`); T target
+steps, S source steps, A attention units.
 
 numpy runs a step's gate arithmetic as about a dozen separate passes (ufuncs) over strided views of the
-(B, G) gate buffer; one compiled loop per row reads each value once and keeps the rest in registers. The
+(B, G) gate buffer; one compiled loop per row reads each value once and keeps the rest in registers. Additive
+attention is the same story one size up: numpy builds its (B, T, S, A) tanh in four passes with as many
+temporaries, and takes six more to send the scores' gradient back through it; one loop over each (t, s) row
+of A units does either in a single pass. The
 kernels are float32 only, because their tanh is an approximation: Eigen's rational fast tanh, clamped to
 |x| <= TANH32_CLAMP where float32 tanh is 1 within rounding, with |error| <= TANH32_MAX_ERROR against the
 exact tanh (the tests pin it); σ(z) = (tanh(z / 2) + 1) / 2 then errs by at most half that. float64 (the
@@ -21,7 +26,8 @@ import numba
 
 from charlm.engine.backend import np
 
-__all__ = ["TANH32_CLAMP", "TANH32_MAX_ERROR", "lstm_backward_step", "lstm_forward_step", "tanh32"]
+__all__ = ["TANH32_CLAMP", "TANH32_MAX_ERROR", "additive_backward", "additive_forward", "lstm_backward_step",
+           "lstm_forward_step", "tanh32"]
 
 TANH32_CLAMP = 7.90531110763549805
 TANH32_MAX_ERROR = 4e-7
@@ -117,3 +123,58 @@ def lstm_backward_step(g, tanh_c, c_prev, da_out, da_next, dc, dz):
             df[h] = d * cp[h] * f * (one - f)  # dz_f = dc<t> * c<t-1> * Γf * (1 - Γf)
             do[h] = da * t * o * (one - o)  # dz_o = da<t> * tanh(c<t>) * Γo * (1 - Γo)
             dct[h] = d * u * (one - ct * ct)  # dz_c = dc<t> * Γu * (1 - c~^2)
+
+
+@numba.njit(cache=True, **_JIT)
+def additive_forward(qp, keys, bias, v, u, scores):
+    """Additive attention's hidden units and scores, into `u` and `scores`.
+
+    Inputs:
+    - qp: the queries' projection q Wq, of shape (B, T, A); keys: the sources' e Wk, of shape (B, S, A)
+    - bias, v: the attention's bias and scoring vector, each of shape (A,)
+    - u: output, tanh(q Wq + e Wk + b), of shape (B, T, S, A); scores: output, v · u, of shape (B, T, S)
+    """
+    B, T, S, A = u.shape
+    for b in range(B):
+        for t in range(T):
+            q = qp[b, t]
+            for s in range(S):
+                k, row = keys[b, s], u[b, t, s]
+                total = np.float32(0.0)
+                for j in range(A):
+                    h = tanh32(q[j] + k[j] + bias[j])  # u = tanh(q Wq + e Wk + b)
+                    row[j] = h
+                    total += h * v[j]  # score = v · u
+                scores[b, t, s] = total
+
+
+@numba.njit(cache=True, **_JIT)
+def additive_backward(u, dscores, v, dqp, dkeys, dv, db):
+    """The scores' gradient sent back through additive attention, in one pass over `u`.
+
+    Inputs:
+    - u: tanh(q Wq + e Wk + b) from `additive_forward`, of shape (B, T, S, A); dscores: (B, T, S)
+    - v: the scoring vector (A,)
+    - dqp, dkeys: outputs, the gradients of q Wq (B, T, A) and of e Wk (B, S, A), overwritten
+    - dv, db: outputs, the gradients of v and of the bias (A,), overwritten
+    """
+    B, T, S, A = u.shape
+    one = np.float32(1.0)
+    dqp[:] = 0.0
+    dkeys[:] = 0.0
+    dv[:] = 0.0
+    db[:] = 0.0
+    for b in range(B):
+        for t in range(T):
+            dq = dqp[b, t]
+            for s in range(S):
+                d, row, dk = dscores[b, t, s], u[b, t, s], dkeys[b, s]
+                if d == 0.0:  # a padded source step: nothing flows back
+                    continue
+                for j in range(A):
+                    h = row[j]
+                    dv[j] += d * h  # dv = Σ d score * u
+                    dpre = d * v[j] * (one - h * h)  # d pre = d score * v * (1 - u²)
+                    db[j] += dpre  # db = Σ d pre
+                    dq[j] += dpre  # d (q Wq) = Σ_s d pre
+                    dk[j] += dpre  # d (e Wk) = Σ_t d pre

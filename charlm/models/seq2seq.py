@@ -144,16 +144,57 @@ class Memory:
         return Memory(self.states[rows], None if self.keys is None else self.keys[rows], self.real[rows])
 
 
+def _times(x, W):
+    """x (B, N, D) times W (D, M) -> (B, N, M), as one (B * N, D) x (D, M) product: numpy runs a stacked
+    operand as B small products, several times slower."""
+    B, N, D = x.shape
+    return (x.reshape(B * N, D) @ W).reshape(B, N, W.shape[1])
+
+
 def memory_forward(params, cfg: ModelConfig, enc_out, src_lengths) -> Memory:
     """enc_out (S, B, F), src_lengths (B,) -> the Memory the attention reads."""
     states = np.ascontiguousarray(enc_out.transpose(1, 0, 2))  # (B, S, F)
     keys = {"none": None, "dot": states}.get(cfg.attention)
     if cfg.attention in ("general", "additive"):
         W = params["att.W" if cfg.attention == "general" else "att.Wk"]
-        B, S, F = states.shape
-        keys = (states.reshape(B * S, F) @ W).reshape(B, S, -1)  # keys = e att.W (general), e att.Wk (additive)
+        keys = _times(states, W)  # keys = e att.W (general), e att.Wk (additive)
     real = np.arange(states.shape[1])[None, :] < np.asarray(src_lengths)[:, None]
     return Memory(states, keys, real)
+
+
+def _additive_scores(params, q, keys):
+    """q (B, T, H), keys (B, S, A) -> (u = tanh(q Wq + e Wk + b) (B, T, S, A), scores = v · u (B, T, S)).
+    float32 runs the fused kernel of `charlm.engine.fused`; float64 (the gradient checks) the exact numpy."""
+    qp = _times(q, params["att.Wq"])  # (B, T, A)
+    if q.dtype == np.float32:
+        from charlm.engine import fused
+
+        B, T, _ = q.shape
+        u = np.empty((B, T, keys.shape[1], keys.shape[2]), np.float32)
+        scores = np.empty(u.shape[:3], np.float32)
+        fused.additive_forward(np.ascontiguousarray(qp), np.ascontiguousarray(keys), params["att.b"],
+                               params["att.v"], u, scores)
+        return u, scores
+    u = np.tanh(qp[:, :, None, :] + keys[:, None, :, :] + params["att.b"])  # u = tanh(q Wq + e Wk + b)
+    return u, u @ params["att.v"]  # score = v · u
+
+
+def _additive_scores_backward(params, u, dscores, grads):
+    """d scores (B, T, S) -> (d qp (B, T, A), d keys (B, S, A)); fills the gradients of att.v and att.b."""
+    v = params["att.v"]
+    if u.dtype == np.float32:
+        from charlm.engine import fused
+
+        B, T, S, A = u.shape
+        dqp, dkeys = np.empty((B, T, A), np.float32), np.empty((B, S, A), np.float32)
+        grads["att.v"], grads["att.b"] = np.empty(A, np.float32), np.empty(A, np.float32)
+        fused.additive_backward(u, np.ascontiguousarray(dscores, np.float32), v, dqp, dkeys, grads["att.v"],
+                                grads["att.b"])
+        return dqp, dkeys
+    grads["att.v"] = (dscores[..., None] * u).sum(axis=(0, 1, 2))  # d v = Σ d score * u
+    dpre = dscores[..., None] * v * (1.0 - u * u)  # d pre = d score * v * (1 - u²)
+    grads["att.b"] = dpre.sum(axis=(0, 1, 2))  # d b = Σ d pre
+    return dpre.sum(axis=2), dpre.sum(axis=1)  # d qp = Σ_s d pre, d keys = Σ_t d pre
 
 
 def attention_forward(params, cfg: ModelConfig, q, memory: Memory):
@@ -161,8 +202,7 @@ def attention_forward(params, cfg: ModelConfig, q, memory: Memory):
     E, keys = memory.states, memory.keys
     u = None
     if cfg.attention == "additive":
-        u = np.tanh((q @ params["att.Wq"])[:, :, None, :] + keys[:, None, :, :] + params["att.b"])  # (B, T, S, A)
-        scores = u @ params["att.v"]  # score = v · tanh(q Wq + e Wk + b)
+        u, scores = _additive_scores(params, q, keys)
     else:
         scores = q @ keys.transpose(0, 2, 1)  # score = q · key
     scores = np.where(memory.real[:, None, :], scores, -np.inf)
@@ -170,7 +210,7 @@ def attention_forward(params, cfg: ModelConfig, q, memory: Memory):
     alpha /= alpha.sum(axis=2, keepdims=True)  # α = softmax over real steps (exp(-inf) = 0 at padding)
     context = alpha @ E  # context = Σ_s α e<s>, (B, T, F)
     joined = np.concatenate([context, q], axis=2)  # [context; h], (B, T, F + H)
-    z = np.tanh(joined @ params["att.out.W"] + params["att.out.b"])  # h̃ = tanh([context; h] W + b)
+    z = np.tanh(_times(joined, params["att.out.W"]) + params["att.out.b"])  # h̃ = tanh([context; h] W + b)
     return z, alpha, (q, memory, u, alpha, joined, z)
 
 
@@ -183,19 +223,14 @@ def attention_backward(params, cfg: ModelConfig, dz, cache, grads):
     dpre = dz * (1.0 - z * z)  # d pre = d h̃ * (1 - h̃²)
     grads["att.out.W"] = joined.reshape(B * T, F + H).T @ dpre.reshape(B * T, H)  # dW = [context; h]^T d pre
     grads["att.out.b"] = dpre.sum(axis=(0, 1))  # db = Σ d pre
-    djoined = dpre @ params["att.out.W"].T  # d [context; h] = d pre W^T
+    djoined = _times(dpre, params["att.out.W"].T)  # d [context; h] = d pre W^T
     dcontext, dq = djoined[:, :, :F], np.ascontiguousarray(djoined[:, :, F:])
     dalpha = dcontext @ E.transpose(0, 2, 1)  # d α = d context · e
     dE = alpha.transpose(0, 2, 1) @ dcontext  # d e<s> = Σ_t α<t,s> d context<t>
     dscores = alpha * (dalpha - (alpha * dalpha).sum(axis=2, keepdims=True))  # softmax backward; 0 at padding
     if cfg.attention == "additive":
-        dv_part = dscores[..., None] * u  # (B, T, S, A)
-        grads["att.v"] = dv_part.sum(axis=(0, 1, 2))  # d v = Σ d score * u
-        du = dscores[..., None] * params["att.v"]  # d u = d score * v
-        du *= 1.0 - u * u  # d pre = d u * (1 - u²)
-        grads["att.b"] = du.sum(axis=(0, 1, 2))  # d b = Σ d pre
-        dqp, dkeys = du.sum(axis=2), du.sum(axis=1)  # (B, T, A), (B, S, A)
-        dq += dqp @ params["att.Wq"].T  # d q += d qp Wq^T
+        dqp, dkeys = _additive_scores_backward(params, u, dscores, grads)  # (B, T, A), (B, S, A)
+        dq += _times(dqp, params["att.Wq"].T)  # d q += d qp Wq^T
         grads["att.Wq"] = q.reshape(B * T, H).T @ dqp.reshape(B * T, -1)  # d Wq = q^T d qp
     else:
         dq += dscores @ keys  # d q += d score key
@@ -206,7 +241,7 @@ def attention_backward(params, cfg: ModelConfig, dz, cache, grads):
     else:
         name = "att.W" if cfg.attention == "general" else "att.Wk"
         grads[name] = E.reshape(B * S, F).T @ dkeys.reshape(B * S, -1)  # dW = e^T d keys
-        dE += dkeys @ params[name].T  # d e += d keys W^T
+        dE += _times(dkeys, params[name].T)  # d e += d keys W^T
     return dq, dE
 
 
