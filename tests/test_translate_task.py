@@ -1,9 +1,10 @@
 """`--task translate` through the library (`charlm.tasks.registry.train`): a small model learns to reverse
 letter strings, resumes bit for bit, keeps its target vocabulary in the checkpoint, notes an ignored column
-once, splits by source, reads words and symbols on either side, and refuses options of other tasks (and other
-tasks refuse its own)."""
+once, splits by source, reads words and symbols on either side, refuses options of other tasks (and other
+tasks refuse its own), and within a time budget evaluates on a sample sized to it."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,13 @@ from charlm.errors import ConfigError
 from charlm.store.checkpoint import load_checkpoint
 from charlm.tasks.registry import train
 from charlm.tasks.translate.translate_inference import as_translator, translate_texts
-from charlm.tasks.translate.translate_task import held_out_loss, load_translate_data
+from charlm.tasks.translate.translate_task import (
+    MIN_EVAL_PAIRS,
+    PROBE_PAIRS,
+    TranslateTask,
+    held_out_loss,
+    load_translate_data,
+)
 from charlm.training import events
 from charlm.training.options import TrainOptions
 from charlm.training.recipe_rules import TRANSLATE_ATTENTION
@@ -186,3 +193,72 @@ def test_options_of_another_task_are_refused(tmp_path, task, flag, value):
         train(opts, explicit=frozenset({flag}))
     assert str(caught.value) == f"--{flag.replace('_', '-')} does not apply to --task {task}"
     assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("*.safetensors"))
+
+
+class Ticks:
+    """A clock that moves `step` seconds at each reading."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def distinct_reversals(n: int, seed: int) -> list[str]:
+    """`word<TAB>its reversal in capitals` for `n` distinct words of 6 to 8 letters."""
+    rng = np.random.default_rng(seed)
+    words = {"".join(rng.choice(list(LETTERS), rng.integers(6, 9))): None for _ in range(n + n // 10)}
+    return [f"{w}\t{w[::-1].upper()}" for w in list(words)[:n]]
+
+
+def sized_task(tmp_path, seed: int, **kw) -> TranslateTask:
+    """A task over 30,000 distinct pairs, 3,000 of them held out."""
+    corpus = write(tmp_path / "many.tsv", distinct_reversals(30_000, seed))
+    opts = replace(options(tmp_path, corpus, hidden=4, steps=None, **kw), source_tokens="char",
+                   target_tokens="char", embed=0, dropout=0.0)
+    task = TranslateTask(opts, load_translate_data(opts, None, lambda event: None))
+    assert len(task.eval_order) == len(task.data.val_docs.sources) == 3000
+    return task
+
+
+@pytest.mark.parametrize(("time_budget", "eval_every", "expect"), [(3600.0, 0, 2500), (60.0, 0, MIN_EVAL_PAIRS),
+                                                                    (None, 0, 3000), (3600.0, 10, 3000)])
+def test_evaluations_within_a_budget_score_a_sample_and_the_final_score_all(tmp_path, time_budget, eval_every,
+                                                                            expect):
+    """3,000 held-out pairs priced at 1 ms each: an hour's evaluations (every 60 s, 1/24 of it) score 2,500 of
+    them, a minute's the floor; by steps, or every --eval-every steps, all of them. The final score is the
+    best checkpoint's loss over all held-out pairs, whatever the evaluations scored."""
+    task = sized_task(tmp_path, 7, eval_every=eval_every, time_budget=time_budget, attention="additive")
+    val = task.data.val_docs
+    cfg = task.model_config()
+    params = task.init_params(cfg, np.random.default_rng(0))
+    task.start_validation(params, cfg, Ticks(PROBE_PAIRS * 1e-3))  # the probe timed at 1 ms a pair
+    assert task.exact_seconds == pytest.approx(3.0)
+    assert task.eval_pairs == expect
+    translator = task.translator(params, cfg)
+    every = held_out_loss(translator, val.source_ids, val.target_ids)
+    rows = np.sort(task.eval_order[:expect])
+    sample = held_out_loss(translator, [val.source_ids[i] for i in rows], [val.target_ids[i] for i in rows])
+    scores = task.evaluate(params, cfg)
+    assert scores.loss == pytest.approx(sample, rel=1e-9)
+    assert (scores.loss == pytest.approx(every, rel=1e-9)) == (expect == 3000)
+    best = SimpleNamespace(params=params, config=cfg)
+    final, mode = task.final_score(best, scores, train_seconds=100.0, report=lambda event: None,
+                                   seconds_left=None if time_budget is None else time_budget / 2)
+    assert mode == "exact" and final.loss == pytest.approx(every, rel=1e-9)
+    assert final.accuracy == scores.accuracy
+
+
+def test_a_final_score_that_does_not_fit_keeps_the_sample_and_says_so(tmp_path):
+    task = sized_task(tmp_path, 8, eval_every=0, time_budget=60.0, attention="none")
+    cfg = task.model_config()
+    params = task.init_params(cfg, np.random.default_rng(0))
+    task.start_validation(params, cfg, Ticks(PROBE_PAIRS * 1e-2))  # 10 ms a pair: 30 s for all
+    scores, seen = task.evaluate(params, cfg), []
+    final, mode = task.final_score(SimpleNamespace(params=params, config=cfg), scores, train_seconds=50.0,
+                                   report=seen.append, seconds_left=8.0)
+    assert (final, mode) == (scores, "sample")
+    assert "scoring all 3,000 held-out pairs would take about 30s" in seen[0].text
+    assert f"on {MIN_EVAL_PAIRS:,} of them" in seen[0].text

@@ -116,7 +116,7 @@ class TrainResult:
 
     best_val_loss: float | None  # nats per token of the run's kind
     best_val_bpc: float | None  # bits per character of the original text
-    best_val_mode: str  # "exact", "streams" or "none"
+    best_val_mode: str  # "exact", "streams", "sample" or "none"
     steps: int
     epochs: float
     train_seconds: float

@@ -5,6 +5,10 @@ lengths, the loss per target token (teacher-forced), and the best checkpoint by 
 The source vocabulary is the checkpoint's `vocab` (what the encoder reads, as every model's); the target
 vocabulary is saved in the checkpoint's `data` under `translate`. A held-out evaluation also decodes up to
 EXACT_SOURCES held-out sources greedily and reports the share written exactly as one of their references.
+
+Within a time budget, evaluating by the clock, an evaluation scores a fixed random sample of the held-out pairs
+sized to the interval between evaluations (as the language model's are, `charlm.training.budget`), and the
+best checkpoint's final score is its loss over all of them.
 """
 
 from collections import Counter
@@ -24,7 +28,7 @@ from charlm.text.symbols import SymbolVocab, count_symbol_tokens
 from charlm.text.tokenizer import Vocab, tokenizer_from_dict
 from charlm.text.vocab import DOC_END, EOS, KINDS
 from charlm.text.words import WordVocab, count_word_tokens
-from charlm.training import events
+from charlm.training import budget, events
 from charlm.training.options import TrainOptions
 from charlm.training.recipe_rules import TRANSLATE_ATTENTION, TRANSLATE_EMBED, TRANSLATE_ONE_HOT_MAX
 from charlm.training.start import check_same_corpus, starting_point, with_recipe
@@ -37,6 +41,13 @@ NOT_FOR_TRANSLATION = ("eos", "marks", "seq_len", "tie", "lowercase", "eval_stre
 EXACT_SOURCES = 500
 # Pairs per batch of the held-out loss.
 EVAL_BATCH = 256
+# An evaluation sized to its interval scores at least this many held-out pairs: fewer, and one evaluation's
+# loss would move more with the sample than with the model.
+MIN_EVAL_PAIRS = 2_000
+# Held-out pairs whose loss prices scoring them all, after an untimed warm-up of WARM_UP_PAIRS (the first
+# calls load compiled kernels, a one-off cost the probe must not scale up).
+PROBE_PAIRS = 512
+WARM_UP_PAIRS = 16
 
 
 def side_vocab(kind: str, texts: list[str], opts: TrainOptions):
@@ -142,6 +153,16 @@ class TranslateTask(DocumentTask):
     meta_key = "translate"
     refused = NOT_FOR_TRANSLATION
 
+    def __init__(self, opts: TrainOptions, data: TranslateData, *, base=None, resume: bool = False, report=None):
+        super().__init__(opts, data, base=base, resume=resume, report=report)
+        held = 0 if data.val_docs is None else len(data.val_docs.sources)
+        # The held-out pairs in a seeded random order: an evaluation scores the first `eval_pairs` of them.
+        self.eval_order = np.random.default_rng(opts.seed).permutation(held)
+        # A resumed run keeps the size its first session chose, so its evaluations go on comparing alike.
+        self.saved_eval_pairs = base.data["translate"].get("eval_pairs") if resume and base else None
+        self.eval_pairs = min(self.saved_eval_pairs or held, held)
+        self.exact_seconds: float | None = None  # scoring every held-out pair, timed by start_validation
+
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
         cls.refuse_given(opts, explicit)
@@ -200,23 +221,86 @@ class TranslateTask(DocumentTask):
     def translator(self, params, cfg) -> Translator:
         return Translator(params, cfg, self.data.source_vocab, self.data.target_vocab)
 
+    # ------------------------------------------------------------------ evaluation
+    def start_validation(self, params, cfg, clock) -> None:
+        """Price the loss over every held-out pair from a probe of PROBE_PAIRS; the first time, within a time
+        budget, size the evaluations by it."""
+        first = self.exact_seconds is None
+        translator, probe = self.translator(params, cfg), self.eval_order[:PROBE_PAIRS]
+        if first:
+            self._held_out_loss(translator, probe[:WARM_UP_PAIRS])
+        start = clock()
+        self._held_out_loss(translator, probe)
+        self.exact_seconds = (clock() - start) * len(self.eval_order) / len(probe)
+        if first and self._sized_by_time() and not self.saved_eval_pairs:
+            self.eval_pairs = self._affordable(self.exact_seconds / len(self.eval_order))
+
+    def first_evaluation_took(self, seconds: float) -> None:
+        """Size the later evaluations by the first one's measured cost (its decoding included)."""
+        if self._sized_by_time() and not self.saved_eval_pairs:
+            self.eval_pairs = self._affordable(seconds / self.eval_pairs)
+
+    def _affordable(self, seconds_per_pair: float) -> int:
+        """The held-out pairs an evaluation scores in 1 / EVAL_SPACING of the interval between evaluations, at
+        least MIN_EVAL_PAIRS and at most all of them."""
+        fits = budget.eval_interval(self.opts.time_budget) / budget.EVAL_SPACING / max(seconds_per_pair, 1e-9)
+        return int(min(len(self.eval_order), max(MIN_EVAL_PAIRS, fits)))
+
+    def _sized_by_time(self) -> bool:
+        """Evaluations are sized only within a time budget, evaluating by the clock: a run by --steps or
+        --eval-every scores every held-out pair at each evaluation, the same whatever the machine's speed."""
+        return bool(self.opts.time_budget) and not self.opts.eval_every
+
+    def _held_out_loss(self, translator: Translator, rows) -> float:
+        val = self.data.val_docs
+        rows = np.sort(rows)  # in the file's order, so scoring every pair reads them as written
+        return held_out_loss(translator, [val.source_ids[i] for i in rows], [val.target_ids[i] for i in rows])
+
     def evaluate(self, params, cfg) -> Scores:
-        """Loss per target token over every held-out pair, and the greedy exact-match share of the first
-        EXACT_SOURCES held-out sources."""
+        """Loss per target token over the first `eval_pairs` held-out pairs of the random order (all of them
+        unless sized by time), and the greedy exact-match share of their first EXACT_SOURCES sources."""
         val, translator = self.data.val_docs, self.translator(params, cfg)
-        loss = held_out_loss(translator, val.source_ids, val.target_ids)
+        rows = self.eval_order[:self.eval_pairs]
+        loss = self._held_out_loss(translator, rows)
         refs = references(val.sources, val.targets)
         first = dict(zip(reversed(val.sources), reversed(val.source_ids), strict=True))  # each source's ids
-        sources = list(refs)[:EXACT_SOURCES]
+        sources = list(dict.fromkeys(val.sources[i] for i in rows))[:EXACT_SOURCES]
         outputs = generate(translator, [first[s] for s in sources])
         exact = np.mean([found[0].text in refs[s] for s, found in zip(sources, outputs, strict=True)])
         return Scores(loss, accuracy=float(exact))
+
+    def reserved_seconds(self, eval_seconds: float | None, slowdown: float = 1.0) -> float:
+        if self.exact_seconds is None:
+            return super().reserved_seconds(eval_seconds, slowdown)
+        held = len(self.eval_order)
+        guess = self.exact_seconds * self.eval_pairs / held if eval_seconds is None else eval_seconds
+        return budget.reserved_seconds(self.opts.time_budget, exact_seconds=self.exact_seconds, eval_seconds=guess,
+                                       val_ids=held, eval_chars=self.eval_pairs, slowdown=slowdown)
+
+    def final_score(self, best_ckpt, best: Scores, *, train_seconds: float, report, slowdown: float = 1.0,
+                    seconds_left: float | None = None) -> tuple[Scores, str]:
+        """The best checkpoint's loss over every held-out pair: its evaluation's when evaluations scored them
+        all, else scored now when that fits the budget (budget.final_is_exact), else its evaluation's on the
+        sample ("sample")."""
+        held = len(self.eval_order)
+        if self.eval_pairs >= held:
+            return best, "exact"
+        exact = None if self.exact_seconds is None else self.exact_seconds * slowdown
+        if budget.final_is_exact(exact, time_budget=self.opts.time_budget, train_seconds=train_seconds,
+                                 seconds_left=seconds_left):
+            loss = self._held_out_loss(self.translator(best_ckpt.params, best_ckpt.config), self.eval_order)
+            return replace(best, loss=loss), "exact"
+        report(events.Log(f"scoring all {held:,} held-out pairs would take about {exact:.0f}s; the best "
+                          f"checkpoint's figure is its evaluation's, on {self.eval_pairs:,} of them (charlm "
+                          f"evaluate RUN FILE scores a file whole)"))
+        return best, "sample"
 
     def data_meta(self) -> dict:
         o = self.opts
         return {**self.common_meta(sum(len(s) for s in self.data.train_docs.sources), "lines"),
                 "translate": {"task": "translate", "source_tokens": o.source_tokens, "target_tokens": o.target_tokens,
-                              "target_vocab": self.data.target_vocab.to_dict(), "max_len": o.max_len}}
+                              "target_vocab": self.data.target_vocab.to_dict(), "max_len": o.max_len,
+                              "eval_pairs": self.eval_pairs}}
 
     def sample(self, params, cfg, step: int) -> str:
         part = self.data.val_docs or self.data.train_docs
