@@ -11,9 +11,11 @@ import pytest
 
 from charlm.errors import ConfigError
 from charlm.store.checkpoint import load_checkpoint
+from charlm.store.rundir import RunDir
 from charlm.tasks.registry import train
 from charlm.tasks.translate.translate_inference import as_translator, translate_texts
 from charlm.tasks.translate.translate_task import (
+    HELD_OUT_MAX,
     MIN_EVAL_PAIRS,
     PROBE_PAIRS,
     TranslateTask,
@@ -262,3 +264,21 @@ def test_a_final_score_that_does_not_fit_keeps_the_sample_and_says_so(tmp_path):
     assert (final, mode) == (scores, "sample")
     assert "scoring all 3,000 held-out pairs would take about 30s" in seen[0].text
     assert f"on {MIN_EVAL_PAIRS:,} of them" in seen[0].text
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_large_corpus_holds_out_at_most_the_cap_unless_the_share_is_given(tmp_path, given):
+    corpus = write(tmp_path / "large.tsv", distinct_reversals(40_000, 9))
+    opts = replace(options(tmp_path, corpus, val_fraction=0.1), source_tokens="char", target_tokens="char")
+    seen = []
+    task = TranslateTask.open(opts, RunDir(tmp_path / "run"),
+                              explicit=frozenset({"val_fraction"} if given else ()), report=seen.append)
+    held = len(set(task.data.val_docs.sources))
+    notes = [e.text for e in seen if isinstance(e, events.Log) and "held out" in e.text]
+    if given:
+        assert held == 4_000 and task.opts.val_fraction == 0.1 and not notes
+    else:
+        assert held == HELD_OUT_MAX and task.opts.val_fraction == pytest.approx(HELD_OUT_MAX / 40_000)
+        assert notes == [f"{corpus}: 3,000 of 40,000 sources held out (7.5%), enough to compare checkpoints; the "
+                         f"rest trains (--val-fraction sets the share)"]
+    assert len(task.data.train_docs.sources) + len(task.data.val_docs.sources) == 40_000

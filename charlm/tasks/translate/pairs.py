@@ -74,6 +74,11 @@ def one_to_many(sources: list[str]) -> bool:
     return len(sources) > REFERENCES_PER_SOURCE * len(set(sources))
 
 
+def held_out_units(sources: list[str]) -> int:
+    """How many units `split_pairs` holds a fraction of: lines for one-to-many data, else distinct sources."""
+    return len(sources) if one_to_many(sources) else len(set(sources))
+
+
 def split_pairs(sources: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Line indices (train, held out): by source (`split_by_source`), or line by line for one-to-many data."""
     if one_to_many(sources):

@@ -21,7 +21,7 @@ from charlm.models import seq2seq
 from charlm.models.config import ATTENTIONS
 from charlm.tasks.documents import DocumentTask
 from charlm.tasks.translate.decoding import Translator, generate, source_ids
-from charlm.tasks.translate.pairs import one_to_many, read_pairs, references, split_pairs
+from charlm.tasks.translate.pairs import held_out_units, one_to_many, read_pairs, references, split_pairs
 from charlm.text.batching import pad_documents
 from charlm.text.corpus import file_sha256
 from charlm.text.symbols import SymbolVocab, count_symbol_tokens
@@ -41,6 +41,9 @@ NOT_FOR_TRANSLATION = ("eos", "marks", "seq_len", "tie", "lowercase", "eval_stre
 EXACT_SOURCES = 500
 # Pairs per batch of the held-out loss.
 EVAL_BATCH = 256
+# Unless --val-fraction is given, at most this many sources are held out (lines, for one-to-many data): enough
+# to compare checkpoints (a dev set of the field's usual size), while the rest of a large corpus trains.
+HELD_OUT_MAX = 3_000
 # An evaluation sized to its interval scores at least this many held-out pairs: fewer, and one evaluation's
 # loss would move more with the sample than with the model.
 MIN_EVAL_PAIRS = 2_000
@@ -95,32 +98,41 @@ def encode_pairs(source_vocab, target_vocab, sources: list[str], targets: list[s
 @dataclass(frozen=True)
 class TranslateData:
     """- source_vocab, target_vocab: each side's tokens
-    - train_docs, val_docs: the parts (val_docs None without validation)"""
+    - train_docs, val_docs: the parts (val_docs None without validation)
+    - val_fraction: the share of sources (or lines) held out"""
 
     source_vocab: object
     target_vocab: object
     train_docs: PairSplit
     val_docs: PairSplit | None
     sha256: str
+    val_fraction: float
 
     @property
     def vocab(self):
         return self.source_vocab
 
 
-def load_translate_data(opts: TrainOptions, base, report) -> TranslateData:
+def load_translate_data(opts: TrainOptions, base, report, *, held_out_max: int | None = None) -> TranslateData:
     """Read the pairs, note an ignored column, hold out sources (every reference of a held-out source goes
-    with it) or read --val-file, drop pairs longer than --max-len tokens, and build both vocabularies (a base
-    checkpoint's when fine-tuning or resuming)."""
+    with it; at most `held_out_max`, when given) or read --val-file, drop pairs longer than --max-len tokens,
+    and build both vocabularies (a base checkpoint's when fine-tuning or resuming)."""
     found = read_pairs(opts.corpus, opts.encoding)
     if found.extra_columns:
         report(events.Log(f"{opts.corpus}: {found.extra_columns:,} lines have a third column or more (an "
                           f"attribution, as Tatoeba's exports have); only the first two are read"))
+    fraction = opts.val_fraction
     if opts.val_file:
         held = read_pairs(opts.val_file, opts.encoding)
         train, val = PairSplit(found.sources, found.targets), PairSplit(held.sources, held.targets)
     else:
-        train_rows, val_rows = split_pairs(found.sources, opts.val_fraction, opts.seed)
+        units = held_out_units(found.sources)
+        if held_out_max is not None and fraction * units > held_out_max:
+            fraction = held_out_max / units
+            noun = "lines" if one_to_many(found.sources) else "sources"
+            report(events.Log(f"{opts.corpus}: {held_out_max:,} of {units:,} {noun} held out ({fraction:.1%}), "
+                              f"enough to compare checkpoints; the rest trains (--val-fraction sets the share)"))
+        train_rows, val_rows = split_pairs(found.sources, fraction, opts.seed)
         if one_to_many(found.sources) and len(val_rows):
             report(events.Log(f"{opts.corpus}: {len(found.sources):,} pairs from {len(set(found.sources)):,} "
                               f"sources (one-to-many): held-out pairs are drawn line by line"))
@@ -141,7 +153,7 @@ def load_translate_data(opts: TrainOptions, base, report) -> TranslateData:
     if not train.sources:
         raise ConfigError(f"{opts.corpus}: no training pairs are left")
     val = val and val.encoded(source_vocab, target_vocab)
-    return TranslateData(source_vocab, target_vocab, train, val, file_sha256(opts.corpus))
+    return TranslateData(source_vocab, target_vocab, train, val, file_sha256(opts.corpus), fraction)
 
 
 class TranslateTask(DocumentTask):
@@ -184,7 +196,10 @@ class TranslateTask(DocumentTask):
             saved = base.data.get("translate", {})
             opts = replace(opts, source_tokens=saved.get("source_tokens", base.vocab.kind),
                            target_tokens=saved.get("target_tokens", base.target_vocab.kind))
-        data = load_translate_data(opts, base, report)
+        # A resumed run's options hold the share its first session held out.
+        held_out_max = None if "val_fraction" in explicit or resume else HELD_OUT_MAX
+        data = load_translate_data(opts, base, report, held_out_max=held_out_max)
+        opts = replace(opts, val_fraction=data.val_fraction)
         opts, chosen = translate_defaults(opts, data, explicit)
         opts, recipe = with_recipe(opts, None)
         if resume:
