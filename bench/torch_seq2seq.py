@@ -4,7 +4,8 @@ shape charlm's recipe trains, for the same time, on the same pairs (bench only: 
 
 nn.Embedding (--embed) -> bidirectional nn.LSTM encoder over packed sources -> tanh bridge of both final
 states into every decoder layer's (h, c) -> nn.LSTM decoder fed the previous target token (teacher forcing)
--> Luong general attention over the encoder's states with padding masked -> tanh([context; h] W) -> nn.Linear.
+-> attention over the encoder's states with padding masked (--attention: Bahdanau's additive, charlm's default,
+or Luong's general) -> tanh([context; h] W) -> nn.Linear.
 Adam with gradient-norm clipping 1.0, dropout between layers, batches of pairs of similar lengths, the rate
 decayed by a cosine over the time budget to 5%. Throughput counts padded source tokens per second (as charlm's
 tokens/s). Test: greedy decoding batched; WER = share of sources whose output matches none of their
@@ -54,14 +55,18 @@ class Vocab:
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, V, U, embed, hidden, layers, dropout):
+    def __init__(self, V, U, embed, hidden, layers, dropout, attention):
         super().__init__()
-        self.layers, self.hidden = layers, hidden
+        self.layers, self.hidden, self.attention = layers, hidden, attention
         self.src_emb, self.tgt_emb = nn.Embedding(V, embed), nn.Embedding(U, embed)
-        self.encoder = nn.LSTM(embed, hidden, layers, dropout=dropout, bidirectional=True)
+        between = dropout if layers > 1 else 0.0  # nn.LSTM's dropout acts between layers only
+        self.encoder = nn.LSTM(embed, hidden, layers, dropout=between, bidirectional=True)
         self.bridge = nn.Linear(2 * hidden, layers * 2 * hidden)
-        self.decoder = nn.LSTM(embed, hidden, layers, dropout=dropout)
-        self.att = nn.Linear(2 * hidden, hidden, bias=False)
+        self.decoder = nn.LSTM(embed, hidden, layers, dropout=between)
+        self.att = nn.Linear(2 * hidden, hidden, bias=False)  # keys: e W (general), e Wk (additive)
+        if attention == "additive":
+            self.att_q = nn.Linear(hidden, hidden)  # q Wq + b
+            self.att_v = nn.Linear(hidden, 1, bias=False)
         self.att_out = nn.Linear(3 * hidden, hidden)
         self.head = nn.Linear(hidden, U)
         self.drop = nn.Dropout(dropout)
@@ -82,7 +87,10 @@ class Seq2Seq(nn.Module):
     def decode(self, memory, keys, real, state, tgt_in):  # tgt_in (T, B)
         out, state = self.decoder(self.tgt_emb(tgt_in), state)
         q = self.drop(out).transpose(0, 1)  # (B, T, H)
-        scores = q @ keys.transpose(1, 2)  # (B, T, S)
+        if self.attention == "additive":  # v · tanh(q Wq + e Wk + b), (B, T, S)
+            scores = self.att_v(torch.tanh(self.att_q(q)[:, :, None, :] + keys[:, None, :, :])).squeeze(3)
+        else:
+            scores = q @ keys.transpose(1, 2)  # (B, T, S)
         scores = scores.masked_fill(~real[:, None, :], float("-inf"))
         context = torch.softmax(scores, dim=2) @ memory
         z = torch.tanh(self.att_out(torch.cat([context, q], dim=2)))
@@ -157,6 +165,7 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--attention", choices=("additive", "general"), default="additive")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -174,7 +183,7 @@ def main():
     sv, tv = Vocab([source_split(s) for s, _ in train], a.max_vocab), Vocab([split(t) for _, t in train], a.max_vocab)
     src = [sv.encode(source_split(s)) for s, _ in train]
     tgt = [tv.encode(split(t)) + [EOS] for _, t in train]
-    model = Seq2Seq(len(sv.tokens), len(tv.tokens), a.embed, a.hidden, a.layers, a.dropout)
+    model = Seq2Seq(len(sv.tokens), len(tv.tokens), a.embed, a.hidden, a.layers, a.dropout, a.attention)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     steps, tokens, start, losses = 0, 0, time.perf_counter(), []
     while time.perf_counter() - start < a.time:

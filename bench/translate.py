@@ -25,6 +25,8 @@ CHARLM = [sys.executable, "-m", "charlm"]
 HERE = Path(__file__).resolve().parent
 CORPORA = HERE.parents[1] / "shared" / "corpora"
 TEST_WORDS = 3000
+# Names sampled per language for the classifier's check.
+SAMPLES = 100
 SPLIT_SEED = 1234
 
 
@@ -83,11 +85,14 @@ def charlm_arm(train: Path, test: Path, seconds: float, work: Path, flags=(), be
     return found
 
 
-def torch_arm(train: Path, test: Path, seconds: float, *flags) -> dict:
+def torch_arm(train: Path, test: Path, seconds: float, charlm_run: str, *flags) -> dict:
+    """The PyTorch peer of the shape and training options charlm's run used (its recipe's or the flags')."""
     if importlib.util.find_spec("torch") is None:
         return {"error": "torch is not installed: pip install torch (for this benchmark only)"}
+    used = json.loads((Path(charlm_run) / "config.json").read_text(encoding="utf-8"))
+    shape = [f"--{name}={used[name]}" for name in ("hidden", "layers", "dropout", "batch", "lr", "attention")]
     return json.loads(run([sys.executable, HERE / "torch_seq2seq.py", "--train", train, "--test", test, "--time",
-                           seconds, *flags]).strip().splitlines()[-1])
+                           seconds, *shape, *flags]).strip().splitlines()[-1])
 
 
 def translations(run_dir: str, sources: list[str]) -> list[dict]:
@@ -99,7 +104,7 @@ def g2p(a, seconds: float, work: Path) -> dict:
     flags = ["--source-tokens", "char", "--target-tokens", "symbols", *a.flags.split()]
     report = {"charlm": charlm_arm(train, test, seconds, work, flags)}
     if "torch" in a.peers:
-        report["torch"] = torch_arm(train, test, seconds, "--target-tokens", "symbols")
+        report["torch"] = torch_arm(train, test, seconds, report["charlm"]["run"], "--target-tokens", "symbols")
     if "g2p-en" in a.peers:
         report["g2p-en"] = g2p_en_arm(test)
     return report
@@ -111,29 +116,56 @@ def fra_eng(a, seconds: float, work: Path) -> dict:
     sources = [line.split("\t")[0] for line in test.read_text(encoding="utf-8").splitlines()[:5]]
     report["examples"] = translations(report["charlm"]["run"], [*sources, "Voulez-vous chanter avec moi?"])
     if "torch" in a.peers:
-        report["torch"] = torch_arm(train, test, seconds, "--source-tokens", "word", "--target-tokens", "word",
-                                    "--embed", "256")
+        report["torch"] = torch_arm(train, test, seconds, report["charlm"]["run"], "--source-tokens", "word",
+                                    "--target-tokens", "word", "--embed", "256")
     return report
 
 
 def names(a, seconds: float, work: Path) -> dict:
     """A surname from its language (one-to-many), against a character language model of the surnames alone
-    trained as long: held-out nats per character (each name's end counted) of the same names."""
+    trained as long: held-out nats per character of the same names, each name scored on its own from a fresh
+    state with its end counted (`charlm score`, as the encoder–decoder scores each name). The corpus lists names
+    by language and alphabetically, so a model reading the test names as one stream would learn the language
+    and the opening letters from the name before: the language model trains on its names shuffled (seeded),
+    and scores none of them from its neighbours."""
     train, test = held_out_split(Path(a.corpus or CORPORA / "names-by-language.tsv"), work, by_line=True)
     report = {"charlm": charlm_arm(train, test, seconds, work, ["--source-tokens", "symbols", "--target-tokens",
                                                                 "char", *a.flags.split()], beams=(1,))}
-    names_train, names_test = work / "names-train.txt", work / "names-test.txt"
-    for pairs, names_file in ((train, names_train), (test, names_test)):
-        names_file.write_text("".join(line.split("\t")[1] + "\n" for line in
-                                      pairs.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    names_train = work / "names-train.txt"
+    train_names = [line.split("\t")[1] for line in train.read_text(encoding="utf-8").splitlines()]
+    random.Random(SPLIT_SEED).shuffle(train_names)
+    names_train.write_text("".join(name + "\n" for name in train_names), encoding="utf-8")
+    test_names = "".join(line.split("\t")[1] + "\n" for line in test.read_text(encoding="utf-8").splitlines())
     lm = work / "lm-run"
     run([*CHARLM, "train", names_train, "--eos", "lines", "--time", f"{seconds:g}s", "--out", lm])
-    found = json.loads(run([*CHARLM, "perplexity", lm, names_test, "--json"]))
-    report["unconditioned_lm"] = found["total"]
-    report["samples"] = {label: [o["output"] for o in json.loads(run(
-        [*CHARLM, "translate", report["charlm"]["run"], label, "-n", 5, "--temperature", 0.8, "--seed", 1,
-         "--json"]))[0]["nbest"]] for label in ("Russian", "Italian", "Japanese", "Scottish")}
+    scored = json.loads(run([*CHARLM, "score", lm, "--json", "-q"], input=test_names))
+    tokens = sum(s["tokens"] for s in scored)
+    report["unconditioned_lm"] = {"names": len(scored), "tokens": tokens,
+                                  "nats_per_char": -sum(s["logprob"] for s in scored) / tokens}
+    samples = {label: [o["output"] for o in json.loads(run(
+        [*CHARLM, "translate", report["charlm"]["run"], label, "-n", SAMPLES, "--temperature", 0.8, "--seed", 1,
+         "--json"]))[0]["nbest"]] for label in sorted({line.split("\t")[0] for line in lines(test)})}
+    report["samples"] = {label: found[:5] for label, found in samples.items()
+                         if label in ("Russian", "Italian", "Japanese", "Scottish")}
+    report["classified_as_asked"] = classified_as_asked(train, samples, seconds, work)
     return report
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def classified_as_asked(train: Path, samples: dict[str, list[str]], seconds: float, work: Path) -> dict:
+    """How many of each language's sampled names charlm's own classifier (trained on the same training names
+    as long) labels with that language."""
+    classifier = work / "classifier-run"
+    run([*CHARLM, "train", train, "--task", "classify", "--time", f"{seconds:g}s", "--out", classifier])
+    texts = [name for names in samples.values() for name in names if name.strip()]  # an empty sample is a miss
+    labelled = json.loads(run([*CHARLM, "classify", classifier, "--json", "-q"], input="\n".join(texts) + "\n"))
+    label_of = dict(zip(texts, (row["label"] for row in labelled), strict=True))
+    found = {label: sum(label_of.get(name) == label for name in names) for label, names in samples.items()}
+    asked = sum(len(names) for names in samples.values())
+    return {"per_language": found, "share": sum(found.values()) / asked, "of": asked}
 
 
 def g2p_en_arm(test: Path) -> dict:
