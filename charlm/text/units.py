@@ -3,6 +3,7 @@ vocabulary (`charlm.text.symbols`) keep a list of token strings after the two sp
 saved as the same JSON form, compared, hashed and checked alike. Each subclass sets `kind` and `noun`, checks
 its own tokens (`_check_token`) and adds what differs: how text becomes tokens and how ids become text."""
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from itertools import repeat
@@ -15,7 +16,7 @@ UNK_TEXT = "<unk>"
 DEFAULT_MAX_VOCAB = 10_000
 
 
-class UnitVocab:
+class UnitVocab(ABC):
     """Ids: `<EOS>` = 0, `<UNK>` = 1, then `tokens` in order; `lowercase`: every text is lowercased token by
     token before lookup."""
 
@@ -36,9 +37,9 @@ class UnitVocab:
             raise ValueError(f"vocabulary token {twice!r} appears more than once")
         self._lengths = np.array([1.0, 0.0] + [len(t) for t in self.tokens])  # (V,) characters per id
 
+    @abstractmethod
     def _check_token(self, i: int, token) -> None:
         """ValueError when `token` (the i-th kept) cannot be a token of this kind."""
-        raise NotImplementedError
 
     @classmethod
     def build(cls, counts: Mapping[str, int], min_count: int = 1, max_vocab: int | None = DEFAULT_MAX_VOCAB,
@@ -71,9 +72,9 @@ class UnitVocab:
             raise ValueError(f"ids must lie in 0..{self.size - 1}, got {ids.min()}..{ids.max()}")
         return ids.astype(np.int64)
 
+    @abstractmethod
     def decoder(self, context=(), eos: str = "\n", unk: str = UNK_TEXT):
         """An incremental decoder whose first id follows the ids `context`."""
-        raise NotImplementedError
 
     def decode(self, ids, eos: str = "\n", unk: str = UNK_TEXT) -> str:
         """Text of an id sequence (the first id read at a document's or line's start); `<EOS>`, `<UNK>` ->
