@@ -90,11 +90,12 @@ def eval_size(eval_chars: int, *, exact_seconds: float | None, val_ids: int, tim
     return min(eval_chars, max(MIN_EVAL_IDS, affordable))
 
 
-def resized_evaluation(eval_ids: int, seconds: float, *, eval_chars: int, time_budget: float | None) -> int:
-    """The evaluation size that fits eval_interval / EVAL_SPACING seconds, given that `eval_ids` ids took
-    `seconds` (between MIN_EVAL_IDS and `eval_chars`)."""
+def resized_evaluation(eval_ids: int, seconds: float, *, eval_chars: int, time_budget: float | None,
+                       least: int = MIN_EVAL_IDS) -> int:
+    """The evaluation size that fits eval_interval / EVAL_SPACING seconds, given that `eval_ids` ids (or other
+    units: a translate task's pairs) took `seconds`: at least `least`, at most `eval_chars`."""
     affordable = int(eval_ids * eval_interval(time_budget) / EVAL_SPACING / max(seconds, 1e-9))
-    return min(eval_chars, max(MIN_EVAL_IDS, affordable))
+    return min(eval_chars, max(least, affordable))
 
 
 def evals_cover_val(val_ids: int, eval_chars: int) -> bool:

@@ -174,6 +174,10 @@ class TranslateTask(DocumentTask):
         self.saved_eval_pairs = base.data["translate"].get("eval_pairs") if resume and base else None
         self.eval_pairs = min(self.saved_eval_pairs or held, held)
         self.exact_seconds: float | None = None  # scoring every held-out pair, timed by start_validation
+        val = data.val_docs
+        # Each held-out source's references and its ids, for the exact-match share of every evaluation.
+        self.references = references(val.sources, val.targets) if val else {}
+        self.source_ids_of = dict(zip(val.sources, val.source_ids, strict=True)) if val else {}
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
@@ -248,18 +252,18 @@ class TranslateTask(DocumentTask):
         self._held_out_loss(translator, probe)
         self.exact_seconds = (clock() - start) * len(self.eval_order) / len(probe)
         if first and self._sized_by_time() and not self.saved_eval_pairs:
-            self.eval_pairs = self._affordable(self.exact_seconds / len(self.eval_order))
+            self.eval_pairs = self._affordable(len(self.eval_order), self.exact_seconds)
 
     def first_evaluation_took(self, seconds: float) -> None:
         """Size the later evaluations by the first one's measured cost (its decoding included)."""
         if self._sized_by_time() and not self.saved_eval_pairs:
-            self.eval_pairs = self._affordable(seconds / self.eval_pairs)
+            self.eval_pairs = self._affordable(self.eval_pairs, seconds)
 
-    def _affordable(self, seconds_per_pair: float) -> int:
-        """The held-out pairs an evaluation scores in 1 / EVAL_SPACING of the interval between evaluations, at
-        least MIN_EVAL_PAIRS and at most all of them."""
-        fits = budget.eval_interval(self.opts.time_budget) / budget.EVAL_SPACING / max(seconds_per_pair, 1e-9)
-        return int(min(len(self.eval_order), max(MIN_EVAL_PAIRS, fits)))
+    def _affordable(self, pairs: int, seconds: float) -> int:
+        """The held-out pairs an evaluation scores in 1 / EVAL_SPACING of the interval between evaluations,
+        given that `pairs` took `seconds`: at least MIN_EVAL_PAIRS and at most all of them."""
+        return budget.resized_evaluation(pairs, seconds, eval_chars=len(self.eval_order),
+                                         time_budget=self.opts.time_budget, least=MIN_EVAL_PAIRS)
 
     def _sized_by_time(self) -> bool:
         """Evaluations are sized only within a time budget, evaluating by the clock: a run by --steps or
@@ -277,11 +281,9 @@ class TranslateTask(DocumentTask):
         val, translator = self.data.val_docs, self.translator(params, cfg)
         rows = self.eval_order[:self.eval_pairs]
         loss = self._held_out_loss(translator, rows)
-        refs = references(val.sources, val.targets)
-        first = dict(zip(reversed(val.sources), reversed(val.source_ids), strict=True))  # each source's ids
         sources = list(dict.fromkeys(val.sources[i] for i in rows))[:EXACT_SOURCES]
-        outputs = generate(translator, [first[s] for s in sources])
-        exact = np.mean([found[0].text in refs[s] for s, found in zip(sources, outputs, strict=True)])
+        outputs = generate(translator, [self.source_ids_of[s] for s in sources])
+        exact = np.mean([found[0].text in self.references[s] for s, found in zip(sources, outputs, strict=True)])
         return Scores(loss, accuracy=float(exact))
 
     def reserved_seconds(self, eval_seconds: float | None, slowdown: float = 1.0) -> float:
