@@ -222,6 +222,8 @@ def test_bad_decoding_input_from_a_real_process(trained):
     assert_one_line_error(run("translate", out, "--beam", 0, "abc"), 2, "--beam must be at least 1", alone=True)
     assert_one_line_error(run("translate", out, input="abc\n\ndd\n"), 2, "<stdin>:2: empty line", alone=True)
     assert_one_line_error(run("translate", out, "zz", "qq"), 2, "every token of the source is unknown", alone=True)
+    # a bad option is named before a bad text
+    assert_one_line_error(invoke("translate", out, "--beam", 0, "zz"), 2, "--beam must be at least 1", alone=True)
 
 
 def test_a_pairs_file_with_an_unknown_only_source_names_its_line(trained, tmp_path):

@@ -46,14 +46,21 @@ def check_decoding(*, beam: int, nbest: int, samples: int, sampling: bool) -> No
         raise ConfigError(f"-n must be at least 1, got {samples}")
 
 
+def check_decode_options(*, beam: int = 1, nbest: int = 1, samples: int = 1, temperature: float | None = None,
+                         top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> bool:
+    """`decode`'s options checked (usage errors, as ConfigError) -> whether they ask for sampling."""
+    sampling = samples > 1 or temperature is not None or top_k is not None or top_p is not None
+    check_decoding(beam=beam, nbest=nbest, samples=samples, sampling=sampling)
+    return sampling
+
+
 def decode(translator: Translator, ids: list[np.ndarray], *, beam: int = 1, nbest: int = 1, samples: int = 1,
            temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None) -> list[list[Output]]:
     """Outputs per source: sampled when a sampling option is given (temperature 0: greedy), else by beam
     search (beam 1: greedy)."""
-    sampling = samples > 1 or temperature is not None or top_k is not None or top_p is not None
-    check_decoding(beam=beam, nbest=nbest, samples=samples, sampling=sampling)
-    if sampling:
+    if check_decode_options(beam=beam, nbest=nbest, samples=samples, temperature=temperature, top_k=top_k,
+                            top_p=top_p):
         return sample(translator, ids, samples=samples, temperature=1.0 if temperature is None else temperature,
                       top_k=top_k, top_p=top_p, seed=seed)
     return beam_search(translator, ids, beam=beam, nbest=nbest)
@@ -64,6 +71,7 @@ def translate_texts(translator: Translator, texts: list[str], *, attention: bool
     "capped"}, ...]}` (the first output's fields at the top level); with `attention`, the first output's
     attention weights (output tokens + `<EOS>`, source tokens) and the tokens on both axes. `options`: as
     `decode`."""
+    check_decode_options(**options)  # a bad option is reported before a bad text
     ids = [source_ids(translator, text) for text in texts]
     found = []
     for text, source, outputs in zip(texts, ids, decode(translator, ids, **options), strict=True):
