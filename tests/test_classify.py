@@ -181,7 +181,8 @@ def test_training_reports_accuracy_and_macro_f1(surnames):
     assert len(evals) == 4 and evals[-1]["val_accuracy"] > 0.9 and evals[-1]["val_f1"] > 0.85
     described = json.loads(run("info", out, "--json").stdout)["task"]
     assert described == {"task": "classify", "labels": ["Greek", "Irish", "Japanese", "Russian"], "pool": "last",
-                         "bidirectional": True, "best_val_f1": max(e["val_f1"] for e in evals)}
+                         "bidirectional": True, "best_val_f1": max(e["val_f1"] for e in evals),
+                         "encoder_from": None}
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ class LengthBucketTask(DocumentTask):
     meta_key = "length_bucket"
 
     @staticmethod
-    def load_data(opts, base, report):
+    def load_data(opts, base, report, *, vocab=None):
         return LengthData(opts)
 
     def model_config(self):

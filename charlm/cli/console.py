@@ -66,6 +66,9 @@ def input_texts(texts) -> list[str]:
     """The TEXT arguments, or stdin's lines when there are none. Read whole before anything is printed, so an
     empty line (a usage error naming `<stdin>:LINE`) leaves no partial output."""
     if texts:
+        for number, text in enumerate(texts, start=1):
+            if not text.strip():
+                raise ConfigError(f"TEXT {number} is empty; give a text to read")
         return list(texts)
     lines = sys.stdin.read().splitlines()
     for number, line in enumerate(lines, start=1):

@@ -89,6 +89,23 @@ def init_weights(cfg: ModelConfig, shapes: dict, rng: np.random.Generator, *, no
     return params
 
 
+def copy_encoder(params: dict, source: dict, source_path: str) -> list[str]:
+    """Copy a pre-trained encoder's parameters (a language model's `embed.W` and `layer.*`) into `params` of a
+    new model over the same vocabulary, in place, cast to `params`' dtype; the rest (a head, a reverse
+    direction) keeps its fresh values. Returns the names copied. A parameter of both whose shapes differ is a
+    ConfigError naming both shapes (`source_path` names the source)."""
+    copied = []
+    for name, value in source.items():
+        if name not in params or not (name == "embed.W" or name.startswith("layer.")):
+            continue
+        if params[name].shape != value.shape:
+            raise ConfigError(f"{source_path}: its {name} is {value.shape}, the new model's is {params[name].shape}; "
+                              f"a pre-trained encoder must have the new model's shapes")
+        params[name] = value.astype(params[name].dtype)
+        copied.append(name)
+    return copied
+
+
 def reversal(lengths, T: int) -> np.ndarray:
     """Time indices (T, B) that reverse each stream's first lengths[b] steps and keep its padding in place;
     applying them twice gives the identity. `lengths` (B,) with 1 <= lengths[b] <= T."""

@@ -53,17 +53,20 @@ def describe(ckpt) -> dict:
 
 def _task(ckpt) -> dict:
     """What the model does: "lm", or a tagger's task and heads (labels per head), or a classifier's labels and
-    pooling, with the best validation F1 when training recorded one, or an encoder–decoder's attention, each
+    pooling, with the best validation F1 when training recorded one and the language model its encoder started
+    from (`encoder_from`, None for a fresh one), or an encoder–decoder's attention, each
     side's tokens, its target vocabulary and its parameters by part."""
     data, cfg = ckpt.data, ckpt.config
     if cfg.kind == "classifier" and "classify" in data:
         meta = data["classify"]
         return {"task": "classify", "labels": list(meta["labels"]), "pool": cfg.pool,
-                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
+                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1"),
+                "encoder_from": data.get("encoder_from")}
     if cfg.kind == "tagger" and "tagging" in data:
         meta = data["tagging"]
         return {"task": meta["task"], "heads": meta["heads"], "marks": meta.get("marks"),
-                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1")}
+                "bidirectional": cfg.bidirectional, "best_val_f1": ckpt.train.get("best_val_f1"),
+                "encoder_from": data.get("encoder_from")}
     if cfg.kind == "seq2seq" and ckpt.target_vocab is not None:
         meta = data.get("translate", {})
         return {"task": "translate", "kind": "encoder–decoder", "attention": cfg.attention,

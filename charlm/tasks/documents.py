@@ -2,18 +2,24 @@
 instead of carried streams, their options, and how a run finds the data and checkpoint it starts from."""
 
 from abc import abstractmethod
-from collections import Counter
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from charlm.errors import ConfigError
+from charlm.models.encoder import copy_encoder
 from charlm.text.batching import DocumentBatcher, pad_documents
-from charlm.text.tokenizer import Vocab
+from charlm.text.cache import texts_vocab
 from charlm.training import events
 from charlm.training.options import TrainOptions
-from charlm.training.start import check_same_corpus, starting_point, with_recipe
+from charlm.training.start import (
+    check_same_corpus,
+    is_pretrained_encoder,
+    keep_checkpoint_model,
+    starting_point,
+    with_recipe,
+)
 from charlm.training.task import Scores, Task
 
 # Below this many training examples of a label, a run warns that the data is too small to learn from.
@@ -56,17 +62,22 @@ class DocumentTask(Task):
 
     unit = "label"
     meta_key = ""
+    token_kinds = ("char",)  # what the task's documents may be read as (--tokens)
 
-    def __init__(self, opts: TrainOptions, data, *, base=None, resume: bool = False, report=None):
+    def __init__(self, opts: TrainOptions, data, *, base=None, resume: bool = False, report=None, encoder=None):
+        """encoder: a language model's checkpoint whose embedding and recurrent layers start a new model
+        (--init-from a language model), or None."""
         self.opts, self.data, self.base, self.resume = opts, data, base, resume
         self.report = report or (lambda event: None)
         self.vocab = data.vocab
+        self.encoder = encoder
 
     @classmethod
     def check_options(cls, opts: TrainOptions, explicit: frozenset) -> None:
         cls.refuse_given(opts, explicit)
-        if opts.tokens != "char":
-            raise ConfigError(f"--task {opts.task} reads characters; --tokens {opts.tokens} is for language models")
+        if opts.tokens not in cls.token_kinds:
+            raise ConfigError(f"--task {opts.task} reads {' or '.join(cls.token_kinds)} tokens, not --tokens "
+                              f"{opts.tokens}")
         if opts.tie:
             raise ConfigError("--tie shares the embedding with a language model's output layer; a tagger has none")
         if opts.max_len < 1:
@@ -75,23 +86,41 @@ class DocumentTask(Task):
     @classmethod
     def open(cls, opts: TrainOptions, run_dir, *, explicit: frozenset, report) -> "DocumentTask":
         opts, base, resume = starting_point(opts, run_dir, explicit=explicit, report=report)
+        encoder = None
+        if base is not None and not resume and is_pretrained_encoder(base, opts):
+            encoder, base = base, None
+            opts = keep_checkpoint_model(encoder, opts, explicit)
+            cls.check_options(opts, explicit)
+            if opts.bidirectional and opts.layers > 1:
+                raise ConfigError(f"--init-from {encoder.path} has {opts.layers} layers, each reading "
+                                  f"{opts.hidden} features from the one below; bidirectional layers give twice "
+                                  f"that: leave out --bidirectional or pre-train one layer")
         if base is not None:
             meta = base.data.get(cls.meta_key)
             if not meta or meta.get("task") != opts.task:
-                raise ConfigError(f"{base.path} is not a --task {opts.task} model; start a new run")
+                raise ConfigError(f"{base.path} is not a --task {opts.task} model or a language model; start a "
+                                  f"new run")
         opts, recipe = with_recipe(opts, None)
-        data = cls.load_data(opts, base, report)
+        data = cls.load_data(opts, base, report, vocab=encoder.vocab if encoder else None)
         if resume:
             check_same_corpus(base, data.sha256, opts, run_dir)
         if recipe is not None:
             report(recipe)
-        return cls(opts, data, base=base, resume=resume, report=report)
+        return cls(opts, data, base=base, resume=resume, report=report, encoder=encoder)
+
+    def init_params(self, cfg, rng) -> dict:
+        """A new model's parameters; with a pre-trained encoder, its embedding and recurrent layers copied in."""
+        params = super().init_params(cfg, rng)
+        if self.encoder is not None:
+            copied = copy_encoder(params, self.encoder.params, str(self.encoder.path))
+            self.report(events.Log(f"encoder from {self.encoder.path}: {len(copied)} arrays copied"))
+        return params
 
     @staticmethod
     @abstractmethod
-    def load_data(opts: TrainOptions, base, report):
-        """The task's data: an object with `vocab`, `sha256` (of the training file) and `val_docs` (None
-        without validation)."""
+    def load_data(opts: TrainOptions, base, report, *, vocab=None):
+        """The task's data: an object with `vocab` (`vocab` when given: a pre-trained encoder's), `sha256` (of
+        the training file) and `val_docs` (None without validation)."""
 
     @abstractmethod
     def documents(self):
@@ -128,13 +157,16 @@ class DocumentTask(Task):
     def common_meta(self, corpus_chars: int, eos_mode: str) -> dict:
         """The `data` metadata every task records about its training file."""
         o = self.opts
-        return {"eos_mode": eos_mode, "encoding": o.encoding, "min_count": o.min_count, "max_vocab": o.max_vocab,
+        meta = {"eos_mode": eos_mode, "encoding": o.encoding, "min_count": o.min_count, "max_vocab": o.max_vocab,
                 "corpus_name": Path(o.corpus).name, "corpus_sha256": self.data.sha256, "corpus_chars": corpus_chars}
+        if self.encoder is not None:
+            meta["encoder_from"] = str(self.encoder.path)
+        return meta
 
 
-def padded_lengths(texts) -> np.ndarray:
-    """Lengths (N,) of texts as batches pad them (an empty text is one step long)."""
-    return np.array([max(len(t), 1) for t in texts])
+def padded_lengths(documents) -> np.ndarray:
+    """Lengths (N,) of documents (texts or their ids) as batches pad them (an empty one is one step long)."""
+    return np.array([max(len(d), 1) for d in documents])
 
 
 def report_cut(report, cut: int, total: int, max_len: int, noun: str) -> None:
@@ -157,9 +189,13 @@ def report_few_examples(report, counts: dict[str, int], *, corpus: str, noun: st
             f"memorises them. More labelled {noun} help most"))
 
 
-def characters_vocab(texts, opts: TrainOptions, base) -> Vocab:
-    """The characters a document task reads: a base checkpoint's vocabulary when fine-tuning or resuming, else
-    those of the training texts (--min-count, --max-vocab)."""
+def documents_vocab(texts, opts: TrainOptions, base, vocab=None):
+    """The tokens a document task reads: a base checkpoint's vocabulary when fine-tuning or resuming, `vocab`
+    when given (a pre-trained encoder's), else those of the training texts (--tokens, --lowercase,
+    --min-count, --max-vocab)."""
     if base:
         return base.vocab
-    return Vocab.build(Counter(c for t in texts for c in t), min_count=opts.min_count, max_vocab=opts.max_vocab)
+    if vocab is not None:
+        return vocab
+    return texts_vocab(opts.tokens, texts, min_count=opts.min_count, max_vocab=opts.max_vocab,
+                       lowercase=opts.lowercase)

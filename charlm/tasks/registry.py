@@ -11,6 +11,7 @@ from charlm.errors import ConfigError
 from charlm.store.rundir import RunDir
 from charlm.tasks.classify.classify_task import ClassifierTask
 from charlm.tasks.lm.lm_task import LanguageModelTask
+from charlm.tasks.pretraining import check_pretraining, pretrained
 from charlm.tasks.tagging.tagged_text import TASKS as TAGGING_TASKS
 from charlm.tasks.tagging.tagging_task import TaggingTask
 from charlm.tasks.translate.translate_task import TranslateTask
@@ -45,6 +46,7 @@ def checked_options(opts: TrainOptions, explicit: frozenset) -> TrainOptions:
     task_class(opts.task).check_options(opts, explicit)
     opts = with_time_budget(opts)
     check_options(opts)
+    check_pretraining(opts)
     return opts
 
 
@@ -69,6 +71,9 @@ def train(opts: TrainOptions, *, explicit: frozenset = frozenset(), report=None,
     """
     started = clock() if started is None else started
     opts = checked_options(opts, explicit)
+    if opts.pretrain:
+        opts, explicit = pretrained(opts, explicit, train=train, report=report or _ignore, clock=clock,
+                                    started=started)
     with RunDir(opts.run_dir, keep=opts.keep) as run_dir:
         trainer = open_trainer(opts, run_dir, explicit=explicit, report=report, clock=clock)
         with StopSignals() as stop:

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from charlm.text.corpus import (
     file_sha256,
     iter_encoded_pieces,
 )
-from charlm.text.symbols import SymbolVocab
+from charlm.text.symbols import SymbolVocab, count_symbol_tokens
 from charlm.text.tokenizer import EOS, UNK, Vocab, tokenizer_from_dict
 from charlm.text.units import DEFAULT_MAX_VOCAB
-from charlm.text.words import WordVocab
+from charlm.text.vocab import DOC_END
+from charlm.text.words import WordVocab, count_word_tokens
 
 CACHE_FORMAT = 1
 # Entries are pruned least recently used first once the cache holds more than this (the entry just written
@@ -122,6 +124,21 @@ def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_m
                   n_docs=meta["n_docs"], n_chars=meta["n_chars"], n_unk=meta["n_unk"],
                   unk_chars=meta["unk_chars"], path=path,
                   counts=meta["counts"], cache_path=ids_path)
+
+
+def texts_vocab(tokens: str, texts: list[str], *, min_count: int = 1, max_vocab: int | None = None,
+                lowercase: bool = False) -> Vocab | WordVocab | SymbolVocab:
+    """The vocabulary of kind `tokens` of texts held in memory, each text one document (a labelled line, one
+    side of a pair). `max_vocab` None keeps every character, or the DEFAULT_MAX_VOCAB most frequent words or
+    symbols, as `prepare_corpus`."""
+    check_tokens(tokens, lowercase)
+    if tokens == "char":
+        counts = Counter(c for t in texts for c in t)
+    else:
+        count = count_word_tokens if tokens == "word" else count_symbol_tokens
+        counts = count(["".join(t + DOC_END for t in texts)], lowercase=lowercase)[0]
+        max_vocab = DEFAULT_MAX_VOCAB if max_vocab is None else max_vocab
+    return _build_vocab(tokens, counts, min_count=min_count, max_vocab=max_vocab, lowercase=lowercase)
 
 
 def _build_vocab(tokens: str, counts: dict, *, min_count: int, max_vocab: int | None, lowercase: bool

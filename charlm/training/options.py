@@ -74,6 +74,8 @@ class TrainOptions:
     max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
+    pretrain: bool = False  # classify: a language model on the texts first, its encoder the classifier's
+    token_dropout: float | None = None  # classify: share of input tokens read as <UNK> in training; None: recipe's
     source_tokens: str | None = None  # translate: the source side's tokens (one of KINDS); None: --tokens
     target_tokens: str | None = None  # translate: the target side's tokens; None: --tokens
     attention: str | None = None  # translate: one of charlm.models.config.ATTENTIONS; None: the recipe's
@@ -100,6 +102,8 @@ OPTION_NAMES = frozenset(f.name for f in fields(TrainOptions))
 # Options that are ModelConfig fields define the network. Dropout acts only while training, so a resume or a
 # fine-tune may change it; every other one decides the shapes or meaning of the weights.
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig) if f.name in OPTION_NAMES and f.name != "dropout")
+# Options that decide the shapes and meaning of an encoder's weights: what a pre-trained encoder fixes.
+ENCODER_OPTIONS = ("cell", "hidden", "layers", "embed", "activation", "dtype")
 # Options that decide the vocabulary: which character or word each id (each weight row) stands for, and
 # for a tagger what its labels mean.
 VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks", "pool",
@@ -131,6 +135,8 @@ def check_options(o: TrainOptions) -> None:
     options still left to the recipe (None) pass."""
     if o.dropout is not None and not 0 <= o.dropout < 1:
         raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
+    if o.token_dropout is not None and not 0 <= o.token_dropout < 1:
+        raise ConfigError(f"--token-dropout must be in [0, 1), got {o.token_dropout}")
     if not 0 <= o.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {o.val_fraction}")
     if o.lr is not None and not (math.isfinite(o.lr) and o.lr > 0):
@@ -158,10 +164,10 @@ def merge_resumed_options(ckpt, opts: TrainOptions, explicit: frozenset) -> Trai
     return TrainOptions(**merged)
 
 
-def refuse_changes(ckpt, opts: TrainOptions, explicit: frozenset, *, what: str, keys) -> None:
-    """Raise when an option in `keys` given explicitly differs from checkpoint `ckpt`'s value."""
+def refuse_changes(ckpt, opts: TrainOptions, explicit: frozenset, *, what: str, keys, error=CharlmError) -> None:
+    """Raise `error` when an option in `keys` given explicitly differs from checkpoint `ckpt`'s value."""
     saved = (ckpt.train.get("options") or {}) | {name: getattr(ckpt.config, name) for name in MODEL_OPTIONS}
     diffs = [f"--{k.replace('_', '-')} {getattr(opts, k)} (was {saved[k]})"
              for k in keys if k in explicit and k in saved and saved[k] != getattr(opts, k)]
     if diffs:
-        raise CharlmError(f"cannot change {what}: {'; '.join(diffs)}")
+        raise error(f"cannot change {what}: {'; '.join(diffs)}")

@@ -89,6 +89,10 @@ WORD_RECIPE = {"hidden": 200, "layers": 2, "dropout": 0.2, "seq_len": 35, "batch
 TAGGER_RECIPE = {"hidden": 128, "layers": 2, "dropout": 0.1, "batch": 32, "optimizer": "adam", "lr": 3e-3,
                  "momentum": 0.9, "clip": 1.0, "weight_decay": 0.0, "min_lr_ratio": 0.1, "warmup": WARMUP,
                  "patience": 0}
+# Classifiers of sentences in words (--task classify --tokens word): PLACEHOLDER, set by the SST-2 sittings.
+SENTENCE_RECIPE = {"hidden": 256, "layers": 1, "embed": 256}
+# --pretrain gives the language model this share of the time budget, the classifier the rest.
+PRETRAIN_SHARE = 0.4
 # Encoder–decoders read pairs whole: a wider model than a tagger's (the decoder writes a whole sequence from
 # what the encoder kept), one layer each (within the same minutes one layer learned more than two on G2P and
 # on French to English: more passes at less cost a pass), dropout against memorising small parallel corpora,

@@ -1,11 +1,20 @@
 """What every task's run starts from: the options in force, the checkpoint to resume or fine-tune, and the
 recipe's choices for the options left unset. One home for these rules, so every task answers alike."""
 
-from charlm.errors import CharlmError
+from dataclasses import replace
+
+from charlm.errors import CharlmError, ConfigError
 from charlm.store.checkpoint import Checkpoint, load_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.training import events
-from charlm.training.options import MODEL_OPTIONS, TrainOptions, check_options, merge_resumed_options, refuse_changes
+from charlm.training.options import (
+    ENCODER_OPTIONS,
+    MODEL_OPTIONS,
+    TrainOptions,
+    check_options,
+    merge_resumed_options,
+    refuse_changes,
+)
 from charlm.training.recipe import apply_recipe, needs_speed
 from charlm.training.recipe_rules import CorpusStats
 from charlm.training.speed import measure_recipe_speed
@@ -27,9 +36,30 @@ def starting_point(opts: TrainOptions, run_dir: RunDir, *, explicit: frozenset, 
                           f"run or choose another --out")
     if opts.init_from:
         base = load_checkpoint(opts.init_from)
-        refuse_changes(base, opts, explicit, what="--init-from checkpoint", keys=MODEL_OPTIONS)
+        keys = ENCODER_OPTIONS if is_pretrained_encoder(base, opts) else MODEL_OPTIONS
+        # a model the flags contradict: a usage error, as any flag that cannot apply
+        refuse_changes(base, opts, explicit, what="--init-from checkpoint", keys=keys, error=ConfigError)
         return opts, base, False
     return opts, None, False
+
+
+def is_pretrained_encoder(base: Checkpoint, opts: TrainOptions) -> bool:
+    """Whether --init-from gives another task a language model's encoder (its embedding and recurrent layers,
+    the ULMFiT recipe) rather than a model of the task's own kind to fine-tune."""
+    return base.config.kind == "lm" and opts.task != "lm"
+
+
+def keep_checkpoint_model(init_from: Checkpoint, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
+    """A run from --init-from keeps the checkpoint's vocabulary, so also its tokenizer kind: asking for another
+    is an error, not a silent switch. It keeps the encoder too (a different one given explicitly was refused),
+    so the options say the width and depth it trains, and the recipe fills only the rest."""
+    kind = init_from.vocab.kind
+    if "tokens" in explicit and opts.tokens != kind:
+        raise ConfigError(f"--init-from {init_from.path} is a {kind}-level model; it cannot be trained with "
+                          f"--tokens {opts.tokens} (its vocabulary is kept)")
+    model = init_from.config
+    return replace(opts, tokens=kind, lowercase=init_from.vocab.lowercase, hidden=model.hidden,
+                   layers=model.layers, embed=model.embed, cell=model.cell, activation=model.activation)
 
 
 def check_same_corpus(base: Checkpoint, sha256: str, opts: TrainOptions, run_dir: RunDir) -> None:

@@ -1,12 +1,18 @@
-"""`charlm classify`: a thin wrapper over `charlm.tasks.classify.classifier_inference.classify_texts`."""
+"""`charlm classify`: a thin wrapper over `charlm.tasks.classify.classifier_inference.classify_texts`, and with
+--explain over `explain_texts`."""
 
 import json
 
 import click
+from rich.text import Text
 
-from charlm.cli.console import input_texts, status_console
+from charlm.cli.console import input_texts, result_console, status_console
+from charlm.errors import ConfigError
 from charlm.store.checkpoint import load_checkpoint
-from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, explain_texts
+
+# The tokens named after an explained text: this many that speak most for its label and most against it.
+NAMED = 3
 
 
 @click.command()
@@ -16,11 +22,23 @@ from charlm.tasks.classify.classifier_inference import as_classifier, classify_t
               help="Show the K most likely labels of each text.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print a JSON list of {"text", "label", "probability", "top": [[label, probability], ...]}.')
+@click.option("--explain", is_flag=True,
+              help="Show each token's part in the label: the change in its probability when the token is replaced "
+                   "by <UNK> (green for, red against; --json adds \"tokens\": [[token, change], ...]).")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
-def classify(checkpoint, texts, top_k, as_json, quiet):
+def classify(checkpoint, texts, top_k, as_json, explain, quiet):
     """Label TEXTS (stdin lines when none) with the classifier CHECKPOINT: per text the top label and its
     probability (tab-separated), with --top-k the K most likely."""
     c = as_classifier(load_checkpoint(checkpoint, warn=status_console(quiet).print))
+    if explain:
+        if top_k != 1:
+            raise ConfigError("--explain explains the top label; leave out --top-k")
+        found = explain_texts(c, input_texts(texts))
+        if as_json:
+            click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        else:
+            _draw_explained(found, spaced=c.vocab.kind != "char")
+        return
     found = classify_texts(c, input_texts(texts), top_k=min(top_k, len(c.labels)))
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
@@ -28,3 +46,25 @@ def classify(checkpoint, texts, top_k, as_json, quiet):
     for record in found:
         guesses = "\t".join(f"{label}\t{p:.3f}" for label, p in record["top"])
         click.echo(f"{guesses}\t{record['text']}")
+
+
+def _draw_explained(found, *, spaced: bool) -> None:
+    """Per text: its label and probability, the text with each token shaded by its effect (green for the
+    label, red against, stronger for more), then the tokens that count most, with their effects."""
+    console = result_console()
+    for record in found:
+        tokens = [(token, effect) for token, effect in record["tokens"] if token.strip() or not spaced]
+        largest = max((abs(effect) for _, effect in tokens), default=0.0) or 1.0
+        line = Text(f"{record['label']}  {record['probability']:.3f}  ")
+        for n, (token, effect) in enumerate(tokens):
+            if spaced and n:
+                line.append(" ")
+            shade = int(40 + 160 * abs(effect) / largest)
+            colour = f"rgb(0,{shade},0)" if effect > 0 else f"rgb({shade},0,0)"
+            line.append(token, style=f"bold white on {colour}" if abs(effect) >= largest / 4 else None)
+        console.print(line, soft_wrap=True)
+        ranked = sorted(tokens, key=lambda te: te[1])
+        against = [f"{t!r} {e:+.3f}" for t, e in ranked[:NAMED] if e < 0]
+        supports = [f"{t!r} {e:+.3f}" for t, e in reversed(ranked[-NAMED:]) if e > 0]
+        console.print(Text(f"  for: {', '.join(supports) or '-'}; against: {', '.join(against) or '-'}"),
+                      soft_wrap=True)

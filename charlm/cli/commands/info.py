@@ -80,19 +80,20 @@ def info(checkpoint, as_json, quiet):
 
 
 def _task_rows(task: dict) -> list[tuple[str, str]]:
-    """A tagger's task and each head's labels, a classifier's labels and pooling, an encoder–decoder's kind,
-    attention and tokens; nothing for a LM."""
+    """A tagger's task and each head's labels, a classifier's labels and pooling (and either's pre-trained
+    encoder), an encoder–decoder's kind, attention and tokens; nothing for a LM."""
     if task["task"] == "lm":
         return []
     if task["task"] == "translate":
         direction = "bidirectional encoder" if task["bidirectional"] else "encoder"
         return [("task", f"translate: {task['kind']} ({direction}), attention {task['attention']}; tokens: "
                          f"{task['source_tokens']} -> {task['target_tokens']}")]
+    encoder = [("encoder", f"pre-trained: {task['encoder_from']}")] if task.get("encoder_from") else []
     if task["task"] == "classify":
         return [("task", f"classify ({len(task['labels'])} labels, pool {task['pool']})"),
-                ("labels", ", ".join(task["labels"]))]
+                ("labels", ", ".join(task["labels"])), *encoder]
     return [("task", task["task"]), *[(f"labels ({h['name']})", " ".join(_visible_token(lab) for lab in h["labels"]))
-                                      for h in task["heads"]]]
+                                      for h in task["heads"]], *encoder]
 
 
 def _vocabulary_rows(v: dict, side: str = "") -> list[tuple[str, str]]:

@@ -171,6 +171,11 @@ def _finite(ctx, param, value):
               help="classify: a text's states become one vector by the last (each direction's final state), "
                    "their mean or their max.")
 @click.option("--balance", is_flag=True, help="classify: weigh the loss by inverse label frequency.")
+@click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True),
+              help="classify: the share of input tokens read as <UNK> while training [default: the recipe's].")
+@click.option("--pretrain", is_flag=True,
+              help="classify: first train a language model on the file's texts (labels ignored) in "
+                   "OUT/pretrain, then the classifier from its encoder, within the one --time budget.")
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train as this many processes on this machine (data-parallel over MPI; needs charlm[mpi]). "
                    "On a cluster use its own launcher: mpiexec -n P charlm train ...")
@@ -273,6 +278,6 @@ def _loss(nats: float, bpc: float, tokens: str, mode: str = "") -> str:
 def _summary(result) -> str:
     val = (f"best val {_loss(result.best_val_loss, result.best_val_bpc, result.tokens, result.best_val_mode)}"
            if result.best_val_loss is not None else "no validation")
-    unit = "chars/s" if result.tokens in ("char", "label") else "tokens/s"
+    unit = "chars/s" if result.tokens == "char" else "tokens/s"
     return (f"done: {result.steps} steps, {result.epochs:.2f} epochs, {result.train_seconds:.0f}s, "
             f"{result.chars_per_sec:,.0f} {unit}; {val}; checkpoint {result.checkpoint}")

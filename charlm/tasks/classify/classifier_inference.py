@@ -1,5 +1,5 @@
-"""Using a classifier: the top labels of texts, and its accuracy, macro-F1, per-label figures and confusion
-matrix on labelled texts."""
+"""Using a classifier: the top labels of texts, each token's part in a decision, and its accuracy, macro-F1,
+per-label figures and confusion matrix on labelled texts."""
 
 from dataclasses import dataclass
 
@@ -9,7 +9,8 @@ from charlm.errors import ConfigError
 from charlm.models import classifier
 from charlm.store.checkpoint import require_kind
 from charlm.tasks.label_scores import label_scores
-from charlm.text.batching import batches_by_length
+from charlm.text.batching import pad_documents
+from charlm.text.vocab import UNK
 
 # Texts classified together (padded to the longest of each group; groups are sorted by length).
 BATCH = 128
@@ -39,10 +40,61 @@ def predict_texts(params, cfg, vocab, texts, *, max_len: int = 0) -> np.ndarray:
     it, as in training."""
     if max_len:
         texts = [t[:max_len] for t in texts]
-    probs = np.zeros((len(texts), cfg.heads[0]))
-    for rows, x, lengths in batches_by_length(vocab, texts, BATCH):
+    return predict_ids(params, cfg, [vocab.encode(t) for t in texts])
+
+
+def predict_ids(params, cfg, inputs) -> np.ndarray:
+    """Label probabilities (N, K) of texts given as ids (a list of N arrays), read in batches of BATCH of
+    similar length."""
+    probs = np.zeros((len(inputs), cfg.heads[0]))
+    order = np.argsort([len(ids) for ids in inputs], kind="stable")
+    for start in range(0, len(order), BATCH):
+        rows = order[start:start + BATCH]
+        x, lengths = pad_documents([inputs[i] for i in rows])
         probs[rows] = classifier.predict(params, cfg, x, lengths)
     return probs
+
+
+def explain_texts(c: Classifier, texts) -> list[dict]:
+    """Why each text got its label: per token, the change in the chosen label's probability when that token
+    alone is replaced by `<UNK>` (positive: the token speaks for the label). Every variant of every text is
+    read in the same batches.
+
+    Returns per text {"text", "label", "probability", "tokens": [[token, effect], ...]}, the tokens as the
+    classifier reads them (characters, or words and marks; a word's implied space is not a token).
+    """
+    cut = [t[:c.max_len] if c.max_len else t for t in texts]
+    inputs = [c.vocab.encode(t) for t in cut]
+    variants, owner = [], []
+    for n, ids in enumerate(inputs):
+        for i in range(len(ids)):
+            variant = ids.copy()
+            variant[i] = UNK
+            variants.append(variant)
+            owner.append(n)
+    probs = predict_ids(c.params, c.cfg, inputs)
+    masked = predict_ids(c.params, c.cfg, variants) if variants else np.zeros((0, len(c.labels)))
+    chosen = probs.argmax(axis=1)
+    found, at = [], 0
+    for n, (text, ids) in enumerate(zip(cut, inputs, strict=True)):
+        label = int(chosen[n])
+        effects = probs[n, label] - masked[at:at + len(ids), label]
+        at += len(ids)
+        found.append({"text": texts[n], "label": c.labels[label], "probability": float(probs[n, label]),
+                      "tokens": [[token, float(e)] for token, e in zip(_token_texts(c.vocab, text, ids), effects,
+                                                                         strict=True)]})
+    return found
+
+
+def _token_texts(vocab, text: str, ids) -> list[str]:
+    """The text of each id of `text`'s encoding: its characters, or its word and symbol tokens as written
+    (an out-of-vocabulary word as it appears, not `<unk>`)."""
+    if vocab.kind == "char":
+        return list(text)
+    written = vocab.tokenize(text)
+    if len(written) == len(ids):
+        return written
+    return [vocab.token_text(int(i)) for i in ids]  # a whitespace run spelt by separators: the ids' own texts
 
 
 def classify_texts(c: Classifier, texts, *, top_k: int = 1) -> list[dict]:

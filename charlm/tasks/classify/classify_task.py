@@ -16,9 +16,10 @@ from charlm.models import classifier
 from charlm.models.config import POOLS
 from charlm.tasks.classify.classifier_inference import Classifier, classify_texts, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled, stratified_split
-from charlm.tasks.documents import DocumentTask, characters_vocab, padded_lengths, report_cut, report_few_examples
+from charlm.tasks.documents import DocumentTask, documents_vocab, padded_lengths, report_cut, report_few_examples
 from charlm.text.corpus import file_sha256
 from charlm.text.tokenizer import Vocab
+from charlm.text.vocab import KINDS, UNK
 from charlm.training import events
 from charlm.training.options import TrainOptions
 from charlm.training.task import Scores
@@ -26,7 +27,7 @@ from charlm.training.task import Scores
 # Labels named at most this many times in the warning about labels seen once.
 SINGLES_SHOWN = 5
 # Options that do not apply to a classifier (a tagger's, a language model's and an encoder–decoder's own).
-NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "lowercase", "sample_every", "eval_streams",
+NOT_FOR_CLASSIFIERS = ("eos", "marks", "seq_len", "tie", "sample_every", "eval_streams",
                        "eval_chars", "source_tokens", "target_tokens", "attention")
 
 
@@ -40,7 +41,7 @@ class LabelledSplit:
 
 @dataclass(frozen=True)
 class ClassifyData:
-    """- labels: the label names (index = id); vocab: the characters the classifier reads
+    """- labels: the label names (index = id); vocab: the tokens the classifier reads (--tokens)
     - train_docs, val_docs: the parts (val_docs None without validation)
     - weights: per label, the loss weight (inverse frequency with --balance, else None)"""
 
@@ -52,7 +53,7 @@ class ClassifyData:
     sha256: str
 
 
-def load_classify_data(opts: TrainOptions, base, report) -> ClassifyData:
+def load_classify_data(opts: TrainOptions, base, report, vocab=None) -> ClassifyData:
     """Read the labelled file, warn about labels seen once, split it (stratified, or --val-file), cut texts at
     --max-len, and build the vocabulary (a base checkpoint's when fine-tuning or resuming)."""
     found = read_labelled(opts.corpus, opts.encoding)
@@ -94,7 +95,7 @@ def load_classify_data(opts: TrainOptions, base, report) -> ClassifyData:
     per_label = np.bincount(train.y, minlength=len(labels))
     report_few_examples(report, dict(zip(labels, per_label.tolist(), strict=True)), corpus=opts.corpus,
                         noun="texts")
-    vocab = characters_vocab(train.texts, opts, base)
+    vocab = documents_vocab(train.texts, opts, base, vocab)
     weights = None
     if opts.balance:
         # 1 for a label of average size
@@ -107,6 +108,7 @@ class ClassifierTask(DocumentTask):
 
     kind = "classifier"
     meta_key = "classify"
+    token_kinds = KINDS
     refused = NOT_FOR_CLASSIFIERS
 
     @classmethod
@@ -116,8 +118,8 @@ class ClassifierTask(DocumentTask):
             raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, got {opts.pool!r}")
 
     @staticmethod
-    def load_data(opts: TrainOptions, base, report) -> ClassifyData:
-        return load_classify_data(opts, base, report)
+    def load_data(opts: TrainOptions, base, report, *, vocab=None) -> ClassifyData:
+        return load_classify_data(opts, base, report, vocab)
 
     def model_config(self):
         return self.opts.model_config(self.vocab.size, (len(self.data.labels),), pool=self.opts.pool)
@@ -130,10 +132,14 @@ class ClassifierTask(DocumentTask):
         def targets(rows, lengths):  # labels (B,), lengths (B,), loss weights (B,) or None
             return y[rows], lengths, None if label_weights is None else label_weights[y[rows]]
 
-        return inputs, padded_lengths(train.texts), targets
+        return inputs, padded_lengths(inputs), targets
 
     def loss_and_grads(self, params, cfg, x, y, state, *, rng, workspace):
         labels, lengths, weights = y
+        if self.opts.token_dropout:
+            # Each token read as <UNK> at this rate: the classifier cannot lean on a few words it has memorised
+            # (the word dropout of Iyyer et al. 2015); padding past a text's length is never read.
+            x = np.where(rng.random(x.shape) < self.opts.token_dropout, UNK, x)
         loss, grads = classifier.loss_and_grads(params, cfg, x, labels, lengths, weights=weights, rng=rng,
                                                 workspace=workspace)
         return loss, grads, state

@@ -1,7 +1,6 @@
 """Training a language model (`--task lm`): B parallel streams of one long id sequence, the hidden state
 carried from chunk to chunk (truncated BPTT), scored in nats per token and bits per character."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from charlm.text.tokenizer import EOS
 from charlm.training import budget, events
 from charlm.training.options import TrainOptions
 from charlm.training.recipe_rules import MIN_BATCHES_PER_EPOCH, CorpusStats
-from charlm.training.start import check_same_corpus, starting_point, with_recipe
+from charlm.training.start import check_same_corpus, keep_checkpoint_model, starting_point, with_recipe
 from charlm.training.task import Scores, Task
 
 # --sample-every shows this many tokens, drawn at this temperature (a little below 1 reads better).
@@ -25,7 +24,8 @@ SAMPLE_LENGTH = 200
 SAMPLE_TEMPERATURE = 0.8
 # Options that shape only the document tasks' data, or only an encoder–decoder: given to a language model, a
 # usage error.
-NOT_FOR_LANGUAGE_MODELS = ("marks", "max_len", "pool", "balance", "source_tokens", "target_tokens", "attention")
+NOT_FOR_LANGUAGE_MODELS = ("token_dropout", "marks", "max_len", "pool", "balance", "source_tokens", "target_tokens",
+                           "attention")
 
 
 class LanguageModelTask(Task):
@@ -62,7 +62,7 @@ class LanguageModelTask(Task):
         split, and fill the options left to the recipe."""
         opts, base, resume = starting_point(opts, run_dir, explicit=explicit, report=report)
         if base is not None and not resume:
-            opts = _tokens_of(base, opts, explicit)
+            opts = keep_checkpoint_model(base, opts, explicit)
         corpus = prepare_corpus(opts.corpus, tokens=opts.tokens, lowercase=opts.lowercase, eos_mode=opts.eos,
                                 encoding=opts.encoding, min_count=opts.min_count, max_vocab=opts.max_vocab,
                                 vocab=base.vocab if base else None)
@@ -219,16 +219,3 @@ def held_out_chars(corpus: Corpus, val_ids: np.ndarray) -> float:
     """
     unk_length = corpus.unk_chars / corpus.n_unk if corpus.n_unk else 1.0
     return corpus.vocab.char_count(val_ids, unk_length=unk_length)
-
-
-def _tokens_of(init_from: Checkpoint, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
-    """A fine-tune keeps the checkpoint's vocabulary, so also its tokenizer kind: asking for another is an
-    error, not a silent switch. It keeps the model too (a different one given explicitly was refused), so the
-    options say the width and depth it trains, and the recipe fills only the rest."""
-    kind = init_from.vocab.kind
-    if "tokens" in explicit and opts.tokens != kind:
-        raise ConfigError(f"--init-from {init_from.path} is a {kind}-level model; it cannot be fine-tuned with "
-                          f"--tokens {opts.tokens} (its vocabulary is kept)")
-    model = init_from.config
-    return replace(opts, tokens=kind, lowercase=init_from.vocab.lowercase, hidden=model.hidden,
-                   layers=model.layers, embed=model.embed, cell=model.cell)

@@ -10,7 +10,7 @@ import numpy as np
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models import tagger
-from charlm.tasks.documents import DocumentTask, characters_vocab, report_cut, report_few_examples
+from charlm.tasks.documents import DocumentTask, documents_vocab, report_cut, report_few_examples
 from charlm.tasks.tagging.tagged_text import (
     NO_LABEL,
     Head,
@@ -31,7 +31,7 @@ from charlm.training.task import Scores
 
 # Options that do not apply to a tagger (the classifier's own, a language model's streams' and an
 # encoder–decoder's).
-NOT_FOR_TAGGERS = ("pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars", "source_tokens",
+NOT_FOR_TAGGERS = ("token_dropout", "pool", "balance", "seq_len", "tie", "eval_streams", "eval_chars", "source_tokens",
                    "target_tokens", "attention")
 
 
@@ -84,7 +84,7 @@ def _cut(docs: list[TaggedDoc], max_len: int) -> tuple[list[TaggedDoc], int]:
             else d for d in docs], len(cut)
 
 
-def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
+def load_tagging_data(opts: TrainOptions, base, report, vocab=None) -> TaggingData:
     """The task's heads, vocabulary and training / validation documents (cut at --max-len, with one warning
     counting the cut ones); a base checkpoint's vocabulary and heads when fine-tuning or resuming."""
     if opts.task == "tag":
@@ -124,7 +124,7 @@ def load_tagging_data(opts: TrainOptions, base, report) -> TaggingData:
         per_label = np.bincount(tags[tags != NO_LABEL], minlength=len(heads[0].labels))
         report_few_examples(report, dict(zip(heads[0].labels, per_label.tolist(), strict=True)),
                             corpus=opts.corpus, noun="tokens")
-    vocab = characters_vocab((d.text for d in train_docs), opts, base)
+    vocab = documents_vocab([d.text for d in train_docs], opts, base, vocab)
     return TaggingData(heads, vocab, train_docs, val_docs, file_sha256(opts.corpus))
 
 
@@ -144,8 +144,8 @@ class TaggingTask(DocumentTask):
         check_task(opts.task, opts.marks)
 
     @staticmethod
-    def load_data(opts: TrainOptions, base, report) -> TaggingData:
-        return load_tagging_data(opts, base, report)
+    def load_data(opts: TrainOptions, base, report, *, vocab=None) -> TaggingData:
+        return load_tagging_data(opts, base, report, vocab)
 
     def model_config(self):
         return self.opts.model_config(self.vocab.size, tuple(len(h.labels) for h in self.data.heads))

@@ -11,7 +11,6 @@ sized to the interval between evaluations (as the language model's are, `charlm.
 best checkpoint's final score is its loss over all of them.
 """
 
-from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -23,11 +22,10 @@ from charlm.tasks.documents import DocumentTask
 from charlm.tasks.translate.decoding import Translator, generate, source_ids
 from charlm.tasks.translate.pairs import held_out_units, one_to_many, read_pairs, references, split_pairs
 from charlm.text.batching import pad_documents
+from charlm.text.cache import texts_vocab
 from charlm.text.corpus import file_sha256
-from charlm.text.symbols import SymbolVocab, count_symbol_tokens
-from charlm.text.tokenizer import Vocab, tokenizer_from_dict
-from charlm.text.vocab import DOC_END, EOS, KINDS
-from charlm.text.words import WordVocab, count_word_tokens
+from charlm.text.tokenizer import tokenizer_from_dict
+from charlm.text.vocab import EOS, KINDS
 from charlm.training import budget, events
 from charlm.training.options import TrainOptions
 from charlm.training.recipe_rules import TRANSLATE_ATTENTION, TRANSLATE_EMBED, TRANSLATE_ONE_HOT_MAX
@@ -35,8 +33,8 @@ from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Scores
 
 # Options that do not apply to an encoder–decoder (a language model's, a tagger's and a classifier's own).
-NOT_FOR_TRANSLATION = ("eos", "marks", "seq_len", "tie", "lowercase", "eval_streams", "eval_chars", "pool",
-                       "balance")
+NOT_FOR_TRANSLATION = ("token_dropout", "eos", "marks", "seq_len", "tie", "lowercase", "eval_streams", "eval_chars",
+                       "pool", "balance")
 # Held-out sources an evaluation decodes greedily for its exact-match share.
 EXACT_SOURCES = 500
 # Pairs per batch of the held-out loss.
@@ -51,21 +49,6 @@ MIN_EVAL_PAIRS = 2_000
 # calls load compiled kernels, a one-off cost the probe must not scale up).
 PROBE_PAIRS = 512
 WARM_UP_PAIRS = 16
-
-
-def side_vocab(kind: str, texts: list[str], opts: TrainOptions):
-    """The vocabulary of one side's texts: characters, words or symbols (--min-count, --max-vocab)."""
-    if kind == "char":
-        return Vocab.build(Counter(c for t in texts for c in t), min_count=opts.min_count, max_vocab=opts.max_vocab)
-    pieces = [t + DOC_END for t in texts]
-    if kind == "word":
-        counts = count_word_tokens(pieces)[0]
-        return WordVocab.build(counts, min_count=opts.min_count, **_cap(opts))
-    return SymbolVocab.build(count_symbol_tokens(pieces)[0], min_count=opts.min_count, **_cap(opts))
-
-
-def _cap(opts: TrainOptions) -> dict:
-    return {} if opts.max_vocab is None else {"max_vocab": opts.max_vocab}
 
 
 @dataclass(frozen=True)
@@ -141,8 +124,10 @@ def load_translate_data(opts: TrainOptions, base, report, *, held_out_max: int |
     if base:
         source_vocab, target_vocab = base.vocab, tokenizer_from_dict(base.data["translate"]["target_vocab"])
     else:
-        source_vocab = side_vocab(opts.source_tokens, train.sources, opts)
-        target_vocab = side_vocab(opts.target_tokens, train.targets, opts)
+        source_vocab = texts_vocab(opts.source_tokens, train.sources, min_count=opts.min_count,
+                                   max_vocab=opts.max_vocab)
+        target_vocab = texts_vocab(opts.target_tokens, train.targets, min_count=opts.min_count,
+                                   max_vocab=opts.max_vocab)
     train = train.encoded(source_vocab, target_vocab)
     kept = [i for i, (s, t) in enumerate(zip(train.source_ids, train.target_ids, strict=True))
             if len(s) <= opts.max_len and len(t) <= opts.max_len]

@@ -1,0 +1,81 @@
+"""`--pretrain`: a language model on the classifier's own texts first (labels ignored), then the classifier
+with that model's embedding and recurrent layers as its encoder (ULMFiT's recipe: a language model learns
+what the words do from the texts before any label is read), both inside the one time budget.
+
+The language model's run lives in `<run dir>/pretrain/` beside the classifier's (its texts one per line in
+`texts.txt`), and the classifier records it as `encoder_from`, which `charlm info` shows. A resumed run
+continues where it stopped: the classifier's run when it has checkpoints, else the language model's.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+from charlm.atomic import write_atomic
+from charlm.errors import CharlmError, ConfigError
+from charlm.store.checkpoint import checkpoint_files
+from charlm.tasks.classify.labelled_text import read_labelled
+from charlm.training import events
+from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import PRETRAIN_SHARE, SENTENCE_RECIPE
+
+PRETRAIN_DIR = "pretrain"
+
+
+def check_pretraining(opts: TrainOptions) -> None:
+    """Usage errors of --pretrain: only a classifier has it, it replaces --init-from, and it splits a time
+    budget."""
+    if not opts.pretrain:
+        return
+    if opts.task != "classify":
+        raise ConfigError(f"--pretrain trains a classifier's encoder first; it does not apply to --task {opts.task}")
+    if opts.init_from:
+        raise ConfigError("--pretrain trains the encoder that --init-from would give: use one or the other")
+    if not opts.time_budget or opts.steps is not None or opts.epochs is not None:
+        raise ConfigError("--pretrain shares a --time budget between the language model and the classifier: give "
+                          "--time, not --steps or --epochs")
+
+
+def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock, started: float
+               ) -> tuple[TrainOptions, frozenset]:
+    """Train (or resume, or find finished) the language model of a --pretrain run, and return the classifier's
+    options and explicit names with --init-from pointing at it. `train(opts, explicit=, report=, clock=,
+    started=)` trains one run (`charlm.tasks.registry.train`)."""
+    run_dir = Path(opts.run_dir)
+    lm_dir = run_dir / PRETRAIN_DIR
+    if opts.resume and checkpoint_files(run_dir):
+        return opts, explicit  # the classifier's own run resumes; its encoder is in its checkpoint
+    resuming_lm = opts.resume and bool(checkpoint_files(lm_dir))
+    if not opts.resume and (checkpoint_files(run_dir) or checkpoint_files(lm_dir)):
+        raise CharlmError(f"{run_dir} already holds checkpoints; add --resume to continue that run or choose "
+                          f"another --out")
+    lm_opts, lm_explicit = language_model_options(opts, lm_dir, resume=resuming_lm)
+    if not resuming_lm:
+        _write_texts(opts, lm_dir / "texts.txt")
+    report(events.Log(f"pre-training a language model on the texts of {opts.corpus} in {lm_dir} "
+                      f"({PRETRAIN_SHARE:.0%} of the time), then the classifier from it"))
+    train(lm_opts, explicit=lm_explicit, report=report, clock=clock, started=started)
+    explicit = explicit | {"init_from"}
+    return replace(opts, init_from=str(lm_dir), resume=False), explicit
+
+
+def language_model_options(opts: TrainOptions, lm_dir: Path, *, resume: bool) -> tuple[TrainOptions, frozenset]:
+    """The pre-training run's options: the classifier's tokens, vocabulary rules, cell and width (the
+    sentence recipe's when not given: the encoder the classifier keeps), one text per line, PRETRAIN_SHARE of
+    the budget; the recipe of word language models for the rest."""
+    embed = 0 if opts.tokens == "char" else opts.embed or SENTENCE_RECIPE["embed"]
+    lm = TrainOptions(corpus=str(lm_dir / "texts.txt"), out=str(lm_dir), task="lm", tokens=opts.tokens,
+                      lowercase=opts.lowercase, eos="lines", min_count=opts.min_count, max_vocab=opts.max_vocab,
+                      cell=opts.cell, hidden=opts.hidden or SENTENCE_RECIPE["hidden"],
+                      layers=opts.layers or SENTENCE_RECIPE["layers"], embed=embed,
+                      time_budget=PRETRAIN_SHARE * opts.time_budget, seed=opts.seed, threads=opts.threads,
+                      dtype=opts.dtype, resume=resume, keep=opts.keep)
+    given = {"tokens", "lowercase", "eos", "min_count", "max_vocab", "cell", "hidden", "layers", "embed",
+             "time_budget", "seed", "dtype", "keep"} | ({"threads"} if opts.threads else set())
+    return lm, frozenset(given if not resume else {"time_budget", "resume"})
+
+
+def _write_texts(opts: TrainOptions, path: Path) -> None:
+    """The labelled file's texts, one per line (what the language model reads)."""
+    found = read_labelled(opts.corpus, opts.encoding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "".join(text + "\n" for text in found.texts).encode("utf-8"))

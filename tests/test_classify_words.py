@@ -1,0 +1,178 @@
+"""Classifiers over word tokens, and classifiers whose encoder starts from a language model (--init-from LM)."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import assert_one_line_error, invoke
+
+from charlm.store.checkpoint import load_checkpoint
+from charlm.store.rundir import RunDir
+from charlm.tasks.registry import open_trainer
+from charlm.training.options import TrainOptions
+
+ADJECTIVES = {"good": "pos", "great": "pos", "fine": "pos", "bad": "neg", "dull": "neg", "awful": "neg"}
+FILLERS = ["the", "film", "was", "story", "acting", "plot", "really", "quite"]
+
+
+def _sentiment_lines(n: int, seed: int) -> list[str]:
+    """`label<TAB>text` lines whose label is set by an adjective and flipped by a "not" just before it: word
+    order decides the label, as in "not bad at all"."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        words = list(rng.choice(FILLERS, rng.integers(2, 6)))
+        adjective = str(rng.choice(list(ADJECTIVES)))
+        negated = bool(rng.integers(2))
+        label = ADJECTIVES[adjective]
+        if negated:
+            label = "neg" if label == "pos" else "pos"
+        at = int(rng.integers(len(words) + 1))
+        words[at:at] = ["not", adjective] if negated else [adjective]
+        lines.append(f"{label}\t{' '.join(words)}")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def sentiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("words")
+    corpus = root / "sentiment.tsv"
+    corpus.write_text("\n".join(_sentiment_lines(600, 3)) + "\n", encoding="utf-8")
+    texts = root / "texts.txt"
+    texts.write_text("".join(line.split("\t")[1] + "\n" for line in _sentiment_lines(600, 4)), encoding="utf-8")
+    lm = root / "lm"
+    done = invoke("train", texts, "--tokens", "word", "--hidden", 16, "--layers", 1, "--steps", 5, "--out", lm, "-q")
+    assert done.exit_code == 0, done.output
+    return root, corpus, lm
+
+
+@pytest.fixture(scope="module")
+def word_classifier(sentiment):
+    root, corpus, _ = sentiment
+    out = root / "classifier"
+    done = invoke("train", corpus, "--task", "classify", "--tokens", "word", "--hidden", 24, "--layers", 1,
+                  "--steps", 300, "--eval-every", 300, "--out", out, "--json", "-q")
+    assert done.exit_code == 0, done.output
+    return out
+
+
+def test_a_word_classifier_learns_a_label_that_word_order_decides(sentiment, word_classifier):
+    root, _, _ = sentiment
+    vocab = load_checkpoint(word_classifier).vocab
+    assert vocab.kind == "word" and "not" in vocab and "awful" in vocab
+    held_out = root / "held_out.tsv"
+    held_out.write_text("\n".join(_sentiment_lines(200, 9)) + "\n", encoding="utf-8")
+    found = json.loads(invoke("evaluate", word_classifier, held_out, "--json").stdout)
+    assert found["accuracy"] > 0.9, found
+    [negated] = json.loads(invoke("classify", word_classifier, "the plot was not bad", "--json").stdout)
+    assert negated["label"] == "pos"
+
+
+def test_explain_gives_each_words_effect_on_the_chosen_label(word_classifier):
+    text = "the acting was not awful"
+    [explained] = json.loads(invoke("classify", word_classifier, text, "--explain", "--json").stdout)
+    words = text.split()
+    assert [token for token, _ in explained["tokens"]] == words
+    # each effect is the label's probability lost when that word alone becomes <UNK> (a literal "<unk>")
+    variants = [" ".join(words[:i] + ["<unk>"] + words[i + 1:]) for i in range(len(words))]
+    found = json.loads(invoke("classify", word_classifier, text, *variants, "--top-k", 2, "--json").stdout)
+    label = explained["label"]
+    assert found[0]["label"] == label and found[0]["probability"] == pytest.approx(explained["probability"])
+    expected = [explained["probability"] - dict(f["top"])[label] for f in found[1:]]
+    assert [e for _, e in explained["tokens"]] == pytest.approx(expected, abs=1e-6)  # float32, other batches
+    strongest = max(explained["tokens"], key=lambda te: abs(te[1]))[0]
+    assert strongest in ("not", "awful")  # the words that decide the label
+    shown = invoke("classify", word_classifier, text, "--explain")
+    assert shown.exit_code == 0 and shown.stdout.startswith(f"{label}  ") and "for: " in shown.stdout
+
+
+@pytest.mark.parametrize(("args", "code", "fragments"), [
+    (["--explain", "--top-k", "2"], 2, ["--explain explains the top label"]),
+    (["--explain", ""], 2, ["TEXT 2 is empty"]),
+])
+def test_explain_refuses_what_it_cannot_do(word_classifier, args, code, fragments):
+    assert_one_line_error(invoke("classify", word_classifier, "good film", *args), code, *fragments)
+
+
+def test_explain_on_a_language_model_says_what_to_use(sentiment):
+    _, _, lm = sentiment
+    assert_one_line_error(invoke("classify", lm, "good film", "--explain"), 2, "is a language model")
+
+
+def test_a_pretrained_encoder_starts_the_classifier_with_the_language_models_arrays(sentiment, tmp_path):
+    _, corpus, lm = sentiment
+    opts = TrainOptions(corpus=str(corpus), task="classify", init_from=str(lm), steps=1, out=str(tmp_path / "r"))
+    with RunDir(opts.run_dir) as run_dir:
+        trainer = open_trainer(opts, run_dir, explicit=frozenset({"init_from", "steps"}))
+    source = load_checkpoint(lm)
+    assert trainer.task.vocab == source.vocab and trainer.cfg.hidden == 16 and trainer.cfg.kind == "classifier"
+    copied = [name for name in source.params if name == "embed.W" or name.startswith("layer.")]
+    assert copied and all(np.array_equal(trainer.params[name], source.params[name]) for name in copied)
+    assert "head.0.W" in trainer.params and trainer.task.data_meta()["encoder_from"] == str(source.path)
+
+
+def test_info_says_where_the_encoder_came_from(sentiment, tmp_path):
+    _, corpus, lm = sentiment
+    out = tmp_path / "run"
+    assert invoke("train", corpus, "--task", "classify", "--init-from", lm, "--steps", 2, "--out", out,
+                  "-q").exit_code == 0
+    assert str(lm) in invoke("info", out).stdout
+    assert json.loads(invoke("info", out, "--json").stdout)["task"]["encoder_from"].startswith(str(lm))
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--hidden", "8"], ["--hidden 8 (was 16)"]),
+    (["--tokens", "char"], ["is a word-level model", "--tokens char"]),
+])
+def test_an_encoder_that_does_not_fit_is_a_usage_error_naming_both(sentiment, tmp_path, args, fragments):
+    _, corpus, lm = sentiment
+    done = invoke("train", corpus, "--task", "classify", "--init-from", lm, "--steps", 1,
+                  "--out", tmp_path / "r", *args)
+    assert_one_line_error(done, 2, *fragments)
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.safetensors"))
+
+
+def test_a_deep_pretrained_encoder_cannot_be_read_both_ways(sentiment, tmp_path):
+    root, corpus, _ = sentiment
+    deep = tmp_path / "deep"
+    assert invoke("train", root / "texts.txt", "--tokens", "word", "--hidden", 8, "--layers", 2, "--steps", 1,
+                  "--out", deep, "-q").exit_code == 0
+    done = invoke("train", corpus, "--task", "classify", "--init-from", deep, "--bidirectional", "--steps", 1,
+                  "--out", tmp_path / "r")
+    assert_one_line_error(done, 2, "has 2 layers", "--bidirectional")
+
+
+def test_a_tagger_cannot_start_from_a_word_language_model(sentiment, tmp_path):
+    root, _, lm = sentiment
+    done = invoke("train", root / "texts.txt", "--task", "truecase", "--init-from", lm, "--steps", 1,
+                  "--out", tmp_path / "r")
+    assert_one_line_error(done, 2, "--task truecase reads char tokens")
+
+
+def test_pretrain_trains_a_language_model_on_the_texts_then_the_classifier_from_it(sentiment, tmp_path):
+    _, corpus, _ = sentiment
+    out = tmp_path / "run"
+    done = invoke("train", corpus, "--task", "classify", "--tokens", "word", "--pretrain", "--time", "8s",
+                  "--hidden", 16, "--out", out, "-q")
+    assert done.exit_code == 0, done.output
+    lm = load_checkpoint(out / "pretrain")
+    texts = (out / "pretrain" / "texts.txt").read_text(encoding="utf-8").splitlines()
+    assert lm.config.kind == "lm" and texts == [line.split("\t")[1] for line in corpus.read_text().splitlines()]
+    classifier = load_checkpoint(out)
+    assert classifier.vocab == lm.vocab and classifier.data["encoder_from"] == str(lm.path)
+    assert json.loads(invoke("info", out, "--json").stdout)["task"]["encoder_from"] == str(lm.path)
+    assert "pre-trained: " in invoke("info", out).stdout
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--init-from", "LM"], ["--pretrain trains the encoder that --init-from would give"]),
+    (["--steps", "3"], ["--pretrain shares a --time budget"]),
+    (["--task", "lm"], ["does not apply to --task lm"]),
+])
+def test_pretrain_refuses_what_it_cannot_share(sentiment, tmp_path, args, fragments):
+    _, corpus, lm = sentiment
+    args = [str(lm) if a == "LM" else a for a in args]
+    task = [] if "--task" in args else ["--task", "classify"]
+    done = invoke("train", corpus, *task, "--pretrain", "--out", tmp_path / "r", *args)
+    assert_one_line_error(done, 2, *fragments)
+    assert not (tmp_path / "r" / "pretrain").exists()
