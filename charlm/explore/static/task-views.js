@@ -142,11 +142,28 @@ function renderClassified(result) {
       return row;
     });
     const card = el("button", { type: "button", className: "class-card" }, [
-      el("span", { className: "class-text", textContent: found.text }), ...rows]);
+      explainedText(found, result.spaced), ...rows]);
     Object.assign(card.dataset, { index: String(i), label: found.label });
     return card;
   });
   $("classify-results").replaceChildren(...cards);
+}
+
+// The text with each token shaded by its effect on the chosen label (green for it, red against, stronger for
+// more), the effect in its title: what `charlm classify --explain` colours in the terminal.
+function explainedText(found, spaced) {
+  const tokens = found.tokens.filter(([token]) => !spaced || token.trim());
+  const largest = Math.max(...tokens.map(([, effect]) => Math.abs(effect)), 1e-9);
+  const spans = [];
+  tokens.forEach(([token, effect], i) => {
+    if (spaced && i) spans.push(document.createTextNode(" "));
+    const span = el("span", { className: effect > 0 ? "effect for" : "effect against", textContent: token,
+      title: `${visibleText(token)}: ${effect >= 0 ? "+" : ""}${(effect * 100).toFixed(1)} points for ${found.label}` });
+    span.style.setProperty("--strength", (Math.abs(effect) / largest).toFixed(3));
+    span.dataset.effect = effect.toFixed(6);
+    spans.push(span);
+  });
+  return el("span", { className: "class-text" }, spans);
 }
 
 function onClassifiedClick(event) {
