@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from helpers import assert_one_line_error, invoke
 
+from charlm.models import classifier
 from charlm.store.checkpoint import load_checkpoint
 from charlm.store.rundir import RunDir
 from charlm.tasks.registry import open_trainer
+from charlm.text.vocab import UNK
 from charlm.training.options import TrainOptions
 
 ADJECTIVES = {"good": "pos", "great": "pos", "fine": "pos", "bad": "neg", "dull": "neg", "awful": "neg"}
@@ -176,3 +178,24 @@ def test_pretrain_refuses_what_it_cannot_share(sentiment, tmp_path, args, fragme
     done = invoke("train", corpus, *task, "--pretrain", "--out", tmp_path / "r", *args)
     assert_one_line_error(done, 2, *fragments)
     assert not (tmp_path / "r" / "pretrain").exists()
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_token_dropout_reads_that_share_of_the_input_as_unk(sentiment, tmp_path, rate):
+    _, corpus, _ = sentiment
+    opts = TrainOptions(corpus=str(corpus), task="classify", tokens="word", hidden=8, steps=1, token_dropout=rate,
+                        dropout=0.0, out=str(tmp_path / "r"))
+    with RunDir(opts.run_dir) as run_dir:
+        trainer = open_trainer(opts, run_dir, explicit=frozenset({"tokens", "hidden", "steps", "token_dropout"}))
+    task = trainer.task
+    x, targets = task.batches().next_batch()
+    loss, _, _ = task.loss_and_grads(trainer.params, trainer.cfg, x, targets, None, rng=np.random.default_rng(5),
+                                     workspace={})
+    drawn = np.random.default_rng(5).random(x.shape) < rate  # the draw the task makes first
+    labels, lengths, weights = targets
+    expected, _ = classifier.loss_and_grads(trainer.params, trainer.cfg, np.where(drawn, UNK, x), labels, lengths,
+                                            weights=weights)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    if rate:
+        plain, _ = classifier.loss_and_grads(trainer.params, trainer.cfg, x, labels, lengths, weights=weights)
+        assert drawn[: lengths.min()].any() and loss != pytest.approx(plain, rel=1e-6)

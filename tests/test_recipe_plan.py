@@ -83,6 +83,8 @@ def grid() -> list[dict]:
                                                   ({}, {"hidden": 64}, {"batch": 8}),
                                                   (None, 600.0)):
         cases.append(case(100_000, 1_000, task=task, seconds=seconds, given=given))
+    for given in ({}, {"hidden": 64}):  # a classifier of sentences in words
+        cases.append(case(100_000, 1_000, task="classify", kind="word", seconds=600.0, given=given))
     return cases
 
 
@@ -123,7 +125,8 @@ def inputs(settings: dict) -> Inputs:
 
 
 def plan_of(i: Inputs):
-    return plan(i.stats, i.budget, task=i.opts.task, cell=i.opts.cell, given=i.given, schedule=i.schedule)
+    return plan(i.stats, i.budget, task=i.opts.task, cell=i.opts.cell, given=i.given, schedule=i.schedule,
+                tokens=i.opts.tokens)
 
 
 def outcome(settings: dict) -> dict:
@@ -132,7 +135,8 @@ def outcome(settings: dict) -> dict:
     would time."""
     i = inputs(settings)
     filled, recipe = apply_recipe(i.opts, i.stats, i.speed)
-    chosen = choose_recipe(i.stats, i.budget, task=i.opts.task, cell=i.opts.cell, given=i.given, schedule=i.schedule)
+    chosen = choose_recipe(i.stats, i.budget, task=i.opts.task, cell=i.opts.cell, given=i.given, schedule=i.schedule,
+                           tokens=i.opts.tokens)
     assert recipe is not None and recipe.choices == chosen.choices
     return {"options": [getattr(filled, name) for name in OPTIONS], "chosen": " ".join(chosen.choices),
             "widths": [list(w) for w in deciding_widths(i.opts, i.stats, i.speed)] if i.speed else []}
@@ -200,7 +204,7 @@ def test_the_recipe_is_the_plan_and_its_wording(settings):
     chosen = plan_of(i)
     assert chosen == plan_of(i)  # pure: no hidden state
     recipe = choose_recipe(i.stats, i.budget, task=i.opts.task, cell=i.opts.cell, given=i.given,
-                           schedule=i.schedule)
+                           schedule=i.schedule, tokens=i.opts.tokens)
     assert (recipe.choices, (recipe.summary, recipe.reasons)) == (chosen.choices, explain(chosen))
     assert not set(chosen.choices) & set(i.given)  # what the user gave is kept
 

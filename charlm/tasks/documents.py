@@ -2,6 +2,7 @@
 instead of carried streams, their options, and how a run finds the data and checkpoint it starts from."""
 
 from abc import abstractmethod
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -100,13 +101,21 @@ class DocumentTask(Task):
             if not meta or meta.get("task") != opts.task:
                 raise ConfigError(f"{base.path} is not a --task {opts.task} model or a language model; start a "
                                   f"new run")
+        opts, chosen = cls.own_defaults(opts, explicit, fresh=base is None)
         opts, recipe = with_recipe(opts, None)
         data = cls.load_data(opts, base, report, vocab=encoder.vocab if encoder else None)
         if resume:
             check_same_corpus(base, data.sha256, opts, run_dir)
         if recipe is not None:
-            report(recipe)
+            report(replace(recipe, reasons=(*recipe.reasons, *chosen)))
         return cls(opts, data, base=base, resume=resume, report=report, encoder=encoder)
+
+    @classmethod
+    def own_defaults(cls, opts: TrainOptions, explicit: frozenset, *, fresh: bool
+                     ) -> tuple[TrainOptions, tuple[str, ...]]:
+        """The task's own choices among the options the user left open, beyond the recipe's, and one reason
+        line for each (`fresh`: a new model, not one resumed or fine-tuned). By default none."""
+        return opts, ()
 
     def init_params(self, cfg, rng) -> dict:
         """A new model's parameters; with a pre-trained encoder, its embedding and recurrent layers copied in."""

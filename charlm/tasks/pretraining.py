@@ -16,7 +16,7 @@ from charlm.store.checkpoint import checkpoint_files
 from charlm.tasks.classify.labelled_text import read_labelled
 from charlm.training import events
 from charlm.training.options import TrainOptions
-from charlm.training.recipe_rules import PRETRAIN_SHARE, SENTENCE_RECIPE
+from charlm.training.recipe_rules import PRETRAIN_SHARE, SENTENCE_MODEL, SENTENCE_RECIPE
 
 PRETRAIN_DIR = "pretrain"
 
@@ -62,7 +62,7 @@ def language_model_options(opts: TrainOptions, lm_dir: Path, *, resume: bool) ->
     """The pre-training run's options: the classifier's tokens, vocabulary rules, cell and width (the
     sentence recipe's when not given: the encoder the classifier keeps), one text per line, PRETRAIN_SHARE of
     the budget; the recipe of word language models for the rest."""
-    embed = 0 if opts.tokens == "char" else opts.embed or SENTENCE_RECIPE["embed"]
+    embed = 0 if opts.tokens == "char" else opts.embed or SENTENCE_MODEL["embed"]
     lm = TrainOptions(corpus=str(lm_dir / "texts.txt"), out=str(lm_dir), task="lm", tokens=opts.tokens,
                       lowercase=opts.lowercase, eos="lines", min_count=opts.min_count, max_vocab=opts.max_vocab,
                       cell=opts.cell, hidden=opts.hidden or SENTENCE_RECIPE["hidden"],

@@ -55,7 +55,8 @@ def apply_recipe(opts: TrainOptions, stats: CorpusStats | None, speed: Speed | N
     recipe = None
     if unset:
         budget, given = _budget_and_given(opts, speed)
-        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell, given=given, schedule=opts.schedule)
+        recipe = choose_recipe(stats, budget, task=opts.task, cell=opts.cell, given=given, schedule=opts.schedule,
+                               tokens=opts.tokens)
         opts = replace(opts, **recipe.choices, recipe=recipe.text())
     if opts.embed is None:
         opts = replace(opts, embed=opts.hidden if opts.tokens != "char" and opts.task == "lm" else 0)
@@ -72,12 +73,13 @@ def _budget_and_given(opts: TrainOptions, speed: Speed | None) -> tuple[Budget, 
 
 
 def choose_recipe(stats: CorpusStats | None, budget: Budget, *, task: str = "lm", cell: str = "lstm",
-                  given: dict | None = None, schedule: str = "cosine") -> Recipe:
+                  given: dict | None = None, schedule: str = "cosine", tokens: str = "char") -> Recipe:
     """The options left to the recipe, and its account of them (`plan`, worded by `explain`). `given` maps
     option names to the values the user set (None or absent = unset); the result sets only unset ones, and
     takes the given width and depth into account. `schedule` is the run's learning-rate schedule: the reasons
-    name a decay's end only for a cosine one."""
-    chosen = plan(stats, budget, task=task, cell=cell, given=given, schedule=schedule)
+    name a decay's end only for a cosine one. `tokens`: what the run reads (a classifier of words or symbols has
+    its own recipe)."""
+    chosen = plan(stats, budget, task=task, cell=cell, given=given, schedule=schedule, tokens=tokens)
     summary, reasons = explain(chosen)
     return Recipe(chosen.choices, summary, reasons)
 

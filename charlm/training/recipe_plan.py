@@ -26,6 +26,7 @@ from charlm.training.recipe_rules import (
     MIN_UPDATES,
     PARAMS_PER_CHAR,
     PATIENCE,
+    SENTENCE_RECIPE,
     SHORT_CHUNK,
     TAGGER_RECIPE,
     TRAIN_SHARE,
@@ -178,11 +179,12 @@ class CharPlan:
 
 @dataclass(frozen=True)
 class FixedPlan:
-    """A fixed recipe's unset options: `recipe` "word" (WORD_RECIPE, for word and symbol language models) or
-    "documents" (TAGGER_RECIPE, for `task`); `fitted` the chunking of a stream too short for the recipe's
+    """A fixed recipe's unset options: `recipe` "word" (WORD_RECIPE, for word and symbol language models),
+    "documents" (TAGGER_RECIPE, for `task`), "sentences" (SENTENCE_RECIPE, classifiers of words or symbols) or
+    "translate" (TRANSLATE_RECIPE); `fitted` the chunking of a stream too short for the recipe's
     (None: the recipe's holds)."""
 
-    recipe: Literal["word", "documents", "translate"]
+    recipe: Literal["word", "documents", "translate", "sentences"]
     task: str
     values: dict
     fitted: Chunking | None
@@ -193,13 +195,16 @@ class FixedPlan:
 
 
 def plan(stats: CorpusStats | None, budget: Budget, *, task: str = "lm", cell: str = "lstm",
-         given: dict | None = None, schedule: str = "cosine") -> CharPlan | FixedPlan:
+         given: dict | None = None, schedule: str = "cosine", tokens: str = "char") -> CharPlan | FixedPlan:
     """The options left to the recipe, and why. `given` maps option names to the values the user set (None or
     absent = unset); the plan sets only unset ones, and takes the given width and depth into account.
-    `schedule` is the run's learning-rate schedule. `stats` may be None for a document task."""
+    `schedule` is the run's learning-rate schedule; `tokens` what it reads. `stats` may be None for a document
+    task."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if task == "translate":
         return fixed_plan("translate", task, TRANSLATE_RECIPE, given)
+    if task == "classify" and tokens != "char":
+        return fixed_plan("sentences", task, SENTENCE_RECIPE, given)
     if task != "lm":
         return fixed_plan("documents", task, TAGGER_RECIPE, given)
     if stats.kind != "char":  # words and symbols: a vocabulary of whole units
@@ -207,7 +212,7 @@ def plan(stats: CorpusStats | None, budget: Budget, *, task: str = "lm", cell: s
     return char_plan(stats, budget, cell, given, schedule)
 
 
-def fixed_plan(recipe: Literal["word", "documents", "translate"], task: str, options: dict, given: dict,
+def fixed_plan(recipe: Literal["word", "documents", "translate", "sentences"], task: str, options: dict, given: dict,
                tokens: int | None = None) -> FixedPlan:
     """A fixed recipe's unset `options`; with `tokens` (a language model's stream), its chunking fitted to the
     stream (`fit_to_stream`)."""

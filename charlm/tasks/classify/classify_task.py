@@ -7,7 +7,7 @@ still guessed; macro-F1 weighs every label alike, so the kept model is the one t
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from charlm.text.tokenizer import Vocab
 from charlm.text.vocab import KINDS, UNK
 from charlm.training import events
 from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import SENTENCE_MODEL
 from charlm.training.task import Scores
 
 # Labels named at most this many times in the warning about labels seen once.
@@ -116,6 +117,31 @@ class ClassifierTask(DocumentTask):
         super().check_options(opts, explicit)
         if opts.pool not in POOLS:
             raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, got {opts.pool!r}")
+
+    @classmethod
+    def own_defaults(cls, opts: TrainOptions, explicit: frozenset, *, fresh: bool
+                     ) -> tuple[TrainOptions, tuple[str, ...]]:
+        """A classifier of words or symbols (sentences): SENTENCE_MODEL's table, directions, pooling and token
+        dropout where the user left them open; of characters, no token dropout."""
+        if opts.tokens == "char":
+            return (replace(opts, token_dropout=0.0) if opts.token_dropout is None else opts), ()
+        model, reasons = SENTENCE_MODEL, []
+        if opts.embed is None:
+            opts = replace(opts, embed=model["embed"])
+            reasons.append(f"--embed {model['embed']}: a learned table (one-hot rows of every gate would cost "
+                           f"the optimiser vocabulary x gates updates a step)")
+        if fresh and "bidirectional" not in explicit and opts.layers in (None, 1):
+            opts = replace(opts, bidirectional=model["bidirectional"])
+            reasons.append("--bidirectional: every state knows the words on both sides (\"not\" before, \"at "
+                           "all\" after)")
+        if fresh and "pool" not in explicit:
+            opts = replace(opts, pool=model["pool"])
+            reasons.append(f"--pool {model['pool']}: a phrase anywhere in the text can decide its label")
+        if opts.token_dropout is None:
+            opts = replace(opts, token_dropout=model["token_dropout"])
+            if opts.token_dropout:
+                reasons.append(f"--token-dropout {opts.token_dropout:g}: no few memorised words decide a label")
+        return opts, tuple(reasons)
 
     @staticmethod
     def load_data(opts: TrainOptions, base, report, *, vocab=None) -> ClassifyData:
