@@ -9,7 +9,7 @@ from helpers import assert_one_line_error, invoke
 from charlm.models import classifier
 from charlm.store.checkpoint import load_checkpoint
 from charlm.store.rundir import RunDir
-from charlm.tasks.registry import open_trainer
+from charlm.tasks.registry import open_trainer, train
 from charlm.text.vocab import UNK
 from charlm.training.options import TrainOptions
 
@@ -199,3 +199,31 @@ def test_token_dropout_reads_that_share_of_the_input_as_unk(sentiment, tmp_path,
     if rate:
         plain, _ = classifier.loss_and_grads(trainer.params, trainer.cfg, x, labels, lengths, weights=weights)
         assert drawn[: lengths.min()].any() and loss != pytest.approx(plain, rel=1e-6)
+
+
+def test_average_keeps_the_moving_average_of_the_weights_and_resumes_it_exactly(sentiment, tmp_path):
+    _, corpus, _ = sentiment
+    # constant schedule: a cosine one depends on the total steps, which the first part does not know
+    common = dict(corpus=str(corpus), task="classify", tokens="word", hidden=8, batch=16, eval_every=8,
+                  average=0.9, token_dropout=0.1, schedule="constant", warmup=0)
+    train(TrainOptions(out=str(tmp_path / "whole"), steps=8, **common))
+    train(TrainOptions(out=str(tmp_path / "split"), steps=4, **common))
+    train(TrainOptions(out=str(tmp_path / "split"), steps=8, resume=True, **common), explicit=frozenset({"steps"}))
+    whole = load_checkpoint(tmp_path / "whole", prefer="latest")
+    split = load_checkpoint(tmp_path / "split", prefer="latest")
+    for name in whole.optim:
+        np.testing.assert_array_equal(whole.optim[name], split.optim[name])
+    averages = {name[len("average/"):]: a for name, a in whole.optim.items() if name.startswith("average/")}
+    assert set(averages) == set(whole.params)
+    assert any(not np.allclose(averages[n], whole.params[n]) for n in averages)  # not the raw weights
+    best = load_checkpoint(tmp_path / "whole")  # the one evaluation, at step 8: the average is kept
+    assert best.train["step"] == 8 and all(np.array_equal(best.params[n], averages[n]) for n in averages)
+
+
+def test_a_resume_cannot_switch_the_average_on(sentiment, tmp_path):
+    _, corpus, _ = sentiment
+    out = tmp_path / "r"
+    assert invoke("train", corpus, "--task", "classify", "--tokens", "word", "--hidden", 8, "--average", 0,
+                  "--steps", 2, "--out", out, "-q").exit_code == 0
+    done = invoke("train", corpus, "--task", "classify", "--average", 0.99, "--steps", 4, "--out", out, "--resume")
+    assert_one_line_error(done, 1, "--average 0.99 (was 0.0)")

@@ -75,6 +75,7 @@ class TrainOptions:
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
     pretrain: bool = False  # classify: a language model on the texts first, its encoder the classifier's
+    average: float | None = None  # decay of the weights' moving average, evaluated and kept; 0: off; None: recipe's
     token_dropout: float | None = None  # classify: share of input tokens read as <UNK> in training; None: recipe's
     source_tokens: str | None = None  # translate: the source side's tokens (one of KINDS); None: --tokens
     target_tokens: str | None = None  # translate: the target side's tokens; None: --tokens
@@ -109,7 +110,7 @@ ENCODER_OPTIONS = ("cell", "hidden", "layers", "embed", "activation", "dtype")
 VOCAB_OPTIONS = ("tokens", "lowercase", "eos", "encoding", "min_count", "max_vocab", "task", "marks", "pool",
                  "source_tokens", "target_tokens")
 # Options that the saved batcher cursor, RNG stream and optimiser slots are valid for.
-STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer")
+STATE_OPTIONS = ("seq_len", "batch", "seed", "optimizer", "average")
 
 
 def with_time_budget(opts: TrainOptions) -> TrainOptions:
@@ -135,6 +136,8 @@ def check_options(o: TrainOptions) -> None:
     options still left to the recipe (None) pass."""
     if o.dropout is not None and not 0 <= o.dropout < 1:
         raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
+    if o.average is not None and not 0 <= o.average < 1:
+        raise ConfigError(f"--average must be in [0, 1) (0: off), got {o.average}")
     if o.token_dropout is not None and not 0 <= o.token_dropout < 1:
         raise ConfigError(f"--token-dropout must be in [0, 1), got {o.token_dropout}")
     if not 0 <= o.val_fraction < 1:

@@ -27,6 +27,9 @@ from charlm.training.task import Scores, Task
 from charlm.training.threads import ThreadChoice, ThreadGovernor
 from charlm.training.writer import RunWriter
 
+# The moving average of each weight (--average) is saved among the optimiser's arrays under this prefix.
+AVERAGE = "average/"
+
 
 def _ignore(event: events.Event) -> None:
     pass
@@ -59,6 +62,8 @@ class Trainer:
         self.params = base.params if base else task.init_params(self.cfg, self.rng)
         self.optimizer = make_optimizer(opts.optimizer, self.params, momentum=opts.momentum,
                                         weight_decay=opts.weight_decay)
+        # --average: a moving average of the weights, the model evaluated and kept (None: the weights as trained)
+        self.average = {name: p.copy() for name, p in self.params.items()} if opts.average else None
         self.batcher = task.batches()
         self.state = self.new_state()  # carried from one batch to the next
         self.workspace = {}  # the engine's preallocated buffers, reused every step
@@ -111,13 +116,17 @@ class Trainer:
     def start_validation(self) -> None:
         """Let the task time what its validation will cost now (before training and after evaluations)."""
         if self.task.has_validation:
-            self.task.start_validation(self.params, self.cfg, self.clock)
+            self.task.start_validation(self.model, self.cfg, self.clock)
             self.validation_pace = self.pace.now()
 
     def restore(self, ckpt) -> None:
         """Continue the run a step checkpoint saved: optimiser, batches, streams, RNG and counters."""
         t = ckpt.train
-        self.optimizer.load_state_arrays(ckpt.optim, t["optimizer_steps"])
+        optim = dict(ckpt.optim)
+        if self.average is not None:
+            for name in self.average:
+                np.copyto(self.average[name], optim.pop(AVERAGE + name))
+        self.optimizer.load_state_arrays(optim, t["optimizer_steps"])
         self.batcher = self.task.restore_batches(t["cursor"])
         self.step = t["step"]
         self.restore_streams(ckpt.state, ckpt.rng)
@@ -173,7 +182,18 @@ class Trainer:
         lr = learning_rate(self.step, progress, lr=o.lr, schedule=o.schedule, warmup=o.warmup,
                            min_lr_ratio=o.min_lr_ratio)
         self.optimizer.step(self.params, grads, lr)
+        if self.average is not None:
+            decay = o.average
+            for name, p in self.params.items():
+                average = self.average[name]
+                average += (1.0 - decay) * (p - average)  # average <- decay * average + (1 - decay) * p
         return loss, norm, lr
+
+    @property
+    def model(self) -> dict:
+        """The weights that are evaluated and kept as the best: the moving average with --average, else the
+        weights as trained."""
+        return self.params if self.average is None else self.average
 
     # ------------------------------------------------------------------ the loop
     def loop(self, stop: StopSignals, *, started: float | None = None) -> TrainResult:
@@ -316,10 +336,12 @@ class Trainer:
         contents = {"params": self.params, "config": self.cfg, "vocab": self.task.vocab, "data": self.task.data_meta(),
                     "train": self.train_state(progress)}
         if best:
-            return self.writer.save_best(**contents)
+            return self.writer.save_best(**(contents | {"params": self.model}))
         state, rng = self.carried_state()
-        return self.writer.save_step(self.step, optim=self.optimizer.state_arrays(), state=state, rng=rng,
-                                     **contents)
+        optim = self.optimizer.state_arrays()
+        if self.average is not None:  # a resume continues the average: it travels with the optimiser's slots
+            optim |= {AVERAGE + name: average for name, average in self.average.items()}
+        return self.writer.save_step(self.step, optim=optim, state=state, rng=rng, **contents)
 
     def carried_state(self) -> tuple[list | None, dict]:
         """What a step checkpoint holds of the streams: the carried state of all B of them and the RNG."""
@@ -339,7 +361,7 @@ class Trainer:
 
     def validate(self, session: budget.Session, lr: float) -> tuple[bool, bool]:
         """Evaluate on held-out data and log it. -> (improved on the best, patience ran out)"""
-        scores = self.task.evaluate(self.params, self.cfg)
+        scores = self.task.evaluate(self.model, self.cfg)
         self.last = scores
         improved = self.task.improves(scores, self.best)
         if improved:
@@ -395,4 +417,4 @@ class Trainer:
         return f"charlm train {self.opts.corpus} --out {self.run_dir.path} --resume"
 
     def show_sample(self) -> None:
-        self.report(events.Sample(step=self.step, text=self.task.sample(self.params, self.cfg, self.step)))
+        self.report(events.Sample(step=self.step, text=self.task.sample(self.model, self.cfg, self.step)))

@@ -137,6 +137,11 @@ class ClassifierTask(DocumentTask):
         if fresh and "pool" not in explicit:
             opts = replace(opts, pool=model["pool"])
             reasons.append(f"--pool {model['pool']}: a phrase anywhere in the text can decide its label")
+        if opts.average is None:
+            opts = replace(opts, average=model["average"])
+            if opts.average:
+                reasons.append(f"--average {opts.average:g}: the moving average of the weights is evaluated and "
+                               f"kept, steadier than the weights of any one step")
         if opts.token_dropout is None:
             opts = replace(opts, token_dropout=model["token_dropout"])
             if opts.token_dropout:
