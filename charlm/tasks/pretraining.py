@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from charlm.atomic import write_atomic
-from charlm.errors import CharlmError, ConfigError
+from charlm.errors import CharlmError, ConfigError, TrainingInterrupted
 from charlm.store.checkpoint import checkpoint_files
 from charlm.tasks.classify.labelled_text import read_labelled
 from charlm.training import events
@@ -21,11 +21,20 @@ from charlm.training.recipe_rules import PRETRAIN_SHARE, SENTENCE_MODEL, SENTENC
 PRETRAIN_DIR = "pretrain"
 
 
-def check_pretraining(opts: TrainOptions) -> None:
-    """Usage errors of --pretrain: only a classifier has it, it replaces --init-from, and it splits a time
-    budget."""
+def with_pretraining(opts: TrainOptions) -> TrainOptions:
+    """`opts` with --pretrain settled: when left unset, the recipe's choice (on for a new classifier of words
+    or symbols within a time budget: it measured better on SST-2, docs/recipe.md); when given, checked: only a
+    classifier has it, it replaces --init-from, and it splits a time budget."""
+    if opts.pretrain is None:
+        run_dir = Path(opts.run_dir)
+        if opts.resume:  # a run stopped while pre-training continues there
+            chosen = not checkpoint_files(run_dir) and bool(checkpoint_files(run_dir / PRETRAIN_DIR))
+        else:
+            chosen = (opts.task == "classify" and opts.tokens != "char" and bool(opts.time_budget)
+                      and opts.steps is None and opts.epochs is None and not opts.init_from)
+        return replace(opts, pretrain=chosen)
     if not opts.pretrain:
-        return
+        return opts
     if opts.task != "classify":
         raise ConfigError(f"--pretrain trains a classifier's encoder first; it does not apply to --task {opts.task}")
     if opts.init_from:
@@ -33,6 +42,7 @@ def check_pretraining(opts: TrainOptions) -> None:
     if not opts.time_budget or opts.steps is not None or opts.epochs is not None:
         raise ConfigError("--pretrain shares a --time budget between the language model and the classifier: give "
                           "--time, not --steps or --epochs")
+    return opts
 
 
 def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock, started: float
@@ -53,7 +63,12 @@ def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock,
         _write_texts(opts, lm_dir / "texts.txt")
     report(events.Log(f"pre-training a language model on the texts of {opts.corpus} in {lm_dir} "
                       f"({PRETRAIN_SHARE:.0%} of the time), then the classifier from it"))
-    train(lm_opts, explicit=lm_explicit, report=report, clock=clock, started=started)
+    try:
+        train(lm_opts, explicit=lm_explicit, report=report, clock=clock, started=started)
+    except TrainingInterrupted as stop:  # the resume command is the classifier's, which resumes both
+        saved = str(stop).split("; resume with:")[0]
+        raise TrainingInterrupted(f"{saved} (pre-training); resume with: charlm train {opts.corpus} --task classify "
+                                  f"--out {run_dir} --resume", stop.exit_code - 128) from None
     explicit = explicit | {"init_from"}
     return replace(opts, init_from=str(lm_dir), resume=False), explicit
 
@@ -67,11 +82,12 @@ def language_model_options(opts: TrainOptions, lm_dir: Path, *, resume: bool) ->
                       lowercase=opts.lowercase, eos="lines", min_count=opts.min_count, max_vocab=opts.max_vocab,
                       cell=opts.cell, hidden=opts.hidden or SENTENCE_RECIPE["hidden"],
                       layers=opts.layers or SENTENCE_RECIPE["layers"], embed=embed,
-                      time_budget=PRETRAIN_SHARE * opts.time_budget, seed=opts.seed, threads=opts.threads,
-                      dtype=opts.dtype, resume=resume, keep=opts.keep)
+                      time_budget=PRETRAIN_SHARE * opts.time_budget if opts.time_budget else None,
+                      seed=opts.seed, threads=opts.threads, dtype=opts.dtype, resume=resume, keep=opts.keep)
+    budget = {"time_budget"} if opts.time_budget else set()  # a resume given no --time keeps the saved one
     given = {"tokens", "lowercase", "eos", "min_count", "max_vocab", "cell", "hidden", "layers", "embed",
-             "time_budget", "seed", "dtype", "keep"} | ({"threads"} if opts.threads else set())
-    return lm, frozenset(given if not resume else {"time_budget", "resume"})
+             "seed", "dtype", "keep"} | budget | ({"threads"} if opts.threads else set())
+    return lm, frozenset(given if not resume else {"resume"} | budget)
 
 
 def _write_texts(opts: TrainOptions, path: Path) -> None:

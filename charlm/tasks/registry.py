@@ -11,7 +11,7 @@ from charlm.errors import ConfigError
 from charlm.store.rundir import RunDir
 from charlm.tasks.classify.classify_task import ClassifierTask
 from charlm.tasks.lm.lm_task import LanguageModelTask
-from charlm.tasks.pretraining import check_pretraining, pretrained
+from charlm.tasks.pretraining import pretrained, with_pretraining
 from charlm.tasks.tagging.tagged_text import TASKS as TAGGING_TASKS
 from charlm.tasks.tagging.tagging_task import TaggingTask
 from charlm.tasks.translate.translate_task import TranslateTask
@@ -46,8 +46,7 @@ def checked_options(opts: TrainOptions, explicit: frozenset) -> TrainOptions:
     task_class(opts.task).check_options(opts, explicit)
     opts = with_time_budget(opts)
     check_options(opts)
-    check_pretraining(opts)
-    return opts
+    return with_pretraining(opts)
 
 
 def open_trainer(opts: TrainOptions, run_dir: RunDir, *, explicit: frozenset = frozenset(), report=None,

@@ -74,7 +74,7 @@ class TrainOptions:
     max_len: int = 500  # taggers and classifiers: documents longer than this many characters are cut
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
-    pretrain: bool = False  # classify: a language model on the texts first, its encoder the classifier's
+    pretrain: bool | None = None  # classify: a language model on the texts first, its encoder the classifier's
     average: float | None = None  # decay of the weights' moving average, evaluated and kept; 0: off; None: recipe's
     token_dropout: float | None = None  # classify: share of input tokens read as <UNK> in training; None: recipe's
     source_tokens: str | None = None  # translate: the source side's tokens (one of KINDS); None: --tokens

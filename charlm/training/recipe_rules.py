@@ -95,7 +95,7 @@ SENTENCE_RECIPE = {"hidden": 128, "layers": 1, "dropout": 0.3, "batch": 32, "opt
                    "patience": 0}
 # Their model beyond the recipe's options: a learned table (a one-hot row of 4H gates per word would cost the
 # optimiser V x 4H updates a step), read both ways and max-pooled, with token dropout.
-SENTENCE_MODEL = {"embed": 128, "bidirectional": True, "pool": "max", "token_dropout": 0.0, "average": 0.999}
+SENTENCE_MODEL = {"embed": 128, "bidirectional": True, "pool": "max", "token_dropout": 0.0, "average": 0.0}
 # --pretrain gives the language model this share of the time budget, the classifier the rest.
 PRETRAIN_SHARE = 0.4
 # Encoder–decoders read pairs whole: a wider model than a tagger's (the decoder writes a whole sequence from

@@ -176,9 +176,10 @@ def _finite(ctx, param, value):
                    "(1 - DECAY) x weights; 0: off [default: the recipe's, 0 but for sentences].")
 @click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True),
               help="classify: the share of input tokens read as <UNK> while training [default: the recipe's].")
-@click.option("--pretrain", is_flag=True,
+@click.option("--pretrain/--no-pretrain", default=None,
               help="classify: first train a language model on the file's texts (labels ignored) in "
-                   "OUT/pretrain, then the classifier from its encoder, within the one --time budget.")
+                   "OUT/pretrain, then the classifier from its encoder, within the one --time budget "
+                   "[default: on for words or symbols within a --time budget].")
 @click.option("--procs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train as this many processes on this machine (data-parallel over MPI; needs charlm[mpi]). "
                    "On a cluster use its own launcher: mpiexec -n P charlm train ...")
