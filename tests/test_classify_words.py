@@ -227,3 +227,24 @@ def test_a_resume_cannot_switch_the_average_on(sentiment, tmp_path):
                   "--steps", 2, "--out", out, "-q").exit_code == 0
     done = invoke("train", corpus, "--task", "classify", "--average", 0.99, "--steps", 4, "--out", out, "--resume")
     assert_one_line_error(done, 1, "--average 0.99 (was 0.0)")
+
+
+def test_encoder_lr_zero_freezes_the_pretrained_arrays_and_trains_the_rest(sentiment, tmp_path):
+    _, corpus, lm = sentiment
+    out = tmp_path / "r"
+    assert invoke("train", corpus, "--task", "classify", "--init-from", lm, "--bidirectional", "--encoder-lr", 0,
+                  "--steps", 5, "--out", out, "-q").exit_code == 0
+    source, trained = load_checkpoint(lm).params, load_checkpoint(out, prefer="latest").params
+    pretrained = [name for name in source if name in trained]
+    assert pretrained and all(np.array_equal(trained[n], source[n]) for n in pretrained)
+    moving = tmp_path / "moving"  # the same run at the full rate moves them
+    assert invoke("train", corpus, "--task", "classify", "--init-from", lm, "--bidirectional", "--steps", 5,
+                  "--out", moving, "-q").exit_code == 0
+    moved = load_checkpoint(moving, prefer="latest").params
+    assert not any(np.array_equal(moved[n], source[n]) for n in pretrained)
+
+
+def test_encoder_lr_is_a_usage_error_for_a_language_model(sentiment, tmp_path):
+    root, _, _ = sentiment
+    done = invoke("train", root / "texts.txt", "--encoder-lr", 0.5, "--steps", 1, "--out", tmp_path / "r")
+    assert_one_line_error(done, 2, "--encoder-lr does not apply to --task lm")

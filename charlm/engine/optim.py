@@ -30,11 +30,13 @@ class Optimizer:
         }
         self._scratch = {name: np.empty_like(p) for name, p in params.items()}
 
-    def step(self, params: dict, grads: dict, lr: float) -> None:
-        """Apply one update in place. `grads` may be modified (it is scratch space for the caller)."""
+    def step(self, params: dict, grads: dict, lr: float, rates: dict | None = None) -> None:
+        """Apply one update in place. `grads` may be modified (it is scratch space for the caller). `rates`: a
+        multiple of `lr` for the parameters it names (the others take `lr` itself)."""
         self.steps += 1
+        rates = rates or {}
         for name, p in params.items():
-            self._update(name, p, grads[name], lr)
+            self._update(name, p, grads[name], lr * rates.get(name, 1.0))
 
     def _add_l2(self, name, p, g):
         # Classic L2 regularisation: the penalty's gradient joins the loss gradient.
@@ -86,20 +88,17 @@ class Adam(Optimizer):
         super().__init__(params, weight_decay=weight_decay)
         self.beta1, self.beta2, self.eps, self.decoupled = beta1, beta2, eps, decoupled
 
-    def step(self, params, grads, lr):
-        self.steps += 1
+    def step(self, params, grads, lr, rates=None):
         # Fold both bias corrections into one step size and one epsilon (same maths, two fewer passes).
-        t = self.steps
-        self._lr_t = lr * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+        t = self.steps + 1
+        self._correction = math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
         self._eps_t = self.eps * math.sqrt(1 - self.beta2**t)
-        self._lr = lr
-        for name, p in params.items():
-            self._update(name, p, grads[name], lr)
+        super().step(params, grads, lr, rates)
 
     def _update(self, name, p, g, lr):
         if self.decoupled:
             if self.weight_decay and _decays(name, p):
-                p *= 1 - self._lr * self.weight_decay
+                p *= 1 - lr * self.weight_decay
         else:
             self._add_l2(name, p, g)
         m, v, tmp = self.state[f"m/{name}"], self.state[f"v/{name}"], self._scratch[name]
@@ -113,7 +112,7 @@ class Adam(Optimizer):
         np.sqrt(v, out=tmp)
         tmp += self._eps_t
         np.divide(m, tmp, out=tmp)
-        tmp *= self._lr_t
+        tmp *= lr * self._correction
         p -= tmp
 
 

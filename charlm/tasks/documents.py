@@ -117,6 +117,12 @@ class DocumentTask(Task):
         line for each (`fresh`: a new model, not one resumed or fine-tuned). By default none."""
         return opts, ()
 
+    def rates(self, params: dict) -> dict | None:
+        """With a pre-trained encoder and --encoder-lr: that multiple of the rate for the arrays it gave."""
+        if self.encoder is None or self.opts.encoder_lr in (None, 1.0):
+            return None
+        return {name: self.opts.encoder_lr for name in params if name in self.encoder.params}
+
     def init_params(self, cfg, rng) -> dict:
         """A new model's parameters; with a pre-trained encoder, its embedding and recurrent layers copied in."""
         params = super().init_params(cfg, rng)

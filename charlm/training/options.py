@@ -75,6 +75,7 @@ class TrainOptions:
     pool: str = "last"  # classify: how a text's states become one vector (charlm.models.config.POOLS)
     balance: bool = False  # classify: weigh the loss by inverse label frequency
     pretrain: bool | None = None  # classify: a language model on the texts first, its encoder the classifier's
+    encoder_lr: float | None = None  # a pre-trained encoder's learning rate, a multiple of --lr; None: 1
     average: float | None = None  # decay of the weights' moving average, evaluated and kept; 0: off; None: recipe's
     token_dropout: float | None = None  # classify: share of input tokens read as <UNK> in training; None: recipe's
     source_tokens: str | None = None  # translate: the source side's tokens (one of KINDS); None: --tokens
@@ -136,6 +137,8 @@ def check_options(o: TrainOptions) -> None:
     options still left to the recipe (None) pass."""
     if o.dropout is not None and not 0 <= o.dropout < 1:
         raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
+    if o.encoder_lr is not None and not (math.isfinite(o.encoder_lr) and o.encoder_lr >= 0):
+        raise ConfigError(f"--encoder-lr must be a number >= 0 (0 freezes the encoder), got {o.encoder_lr}")
     if o.average is not None and not 0 <= o.average < 1:
         raise ConfigError(f"--average must be in [0, 1) (0: off), got {o.average}")
     if o.token_dropout is not None and not 0 <= o.token_dropout < 1:

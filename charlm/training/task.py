@@ -83,6 +83,10 @@ class Task(ABC):
         """A new model's parameters, drawn from `rng`."""
         return network(cfg).init_params(cfg, rng)
 
+    def rates(self, params: dict) -> dict | None:
+        """A multiple of the learning rate for some parameters (name -> multiple), or None: one rate for all."""
+        return None
+
     @abstractmethod
     def batches(self):
         """The training batches from the start: an object with `next_batch()` -> (x (T, B) ids, targets),

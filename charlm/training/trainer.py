@@ -62,6 +62,7 @@ class Trainer:
         self.params = base.params if base else task.init_params(self.cfg, self.rng)
         self.optimizer = make_optimizer(opts.optimizer, self.params, momentum=opts.momentum,
                                         weight_decay=opts.weight_decay)
+        self.rates = task.rates(self.params)
         # --average: a moving average of the weights, the model evaluated and kept (None: the weights as trained)
         self.average = {name: p.copy() for name, p in self.params.items()} if opts.average else None
         self.batcher = task.batches()
@@ -181,7 +182,7 @@ class Trainer:
         o = self.opts
         lr = learning_rate(self.step, progress, lr=o.lr, schedule=o.schedule, warmup=o.warmup,
                            min_lr_ratio=o.min_lr_ratio)
-        self.optimizer.step(self.params, grads, lr)
+        self.optimizer.step(self.params, grads, lr, self.rates)
         if self.average is not None:
             decay = o.average
             for name, p in self.params.items():

@@ -171,6 +171,9 @@ def _finite(ctx, param, value):
               help="classify: a text's states become one vector by the last (each direction's final state), "
                    "their mean or their max.")
 @click.option("--balance", is_flag=True, help="classify: weigh the loss by inverse label frequency.")
+@click.option("--encoder-lr", type=click.FloatRange(min=0), metavar="MULTIPLE",
+              help="With a pre-trained encoder (--init-from LM, --pretrain): its learning rate as a multiple of "
+                   "--lr; 0 freezes it [default: 1].")
 @click.option("--average", type=click.FloatRange(0, 1, max_open=True), metavar="DECAY",
               help="Evaluate and keep a moving average of the weights, each step average <- DECAY x average + "
                    "(1 - DECAY) x weights; 0: off [default: the recipe's, 0 but for sentences].")

@@ -24,8 +24,8 @@ SAMPLE_LENGTH = 200
 SAMPLE_TEMPERATURE = 0.8
 # Options that shape only the document tasks' data, or only an encoder–decoder: given to a language model, a
 # usage error.
-NOT_FOR_LANGUAGE_MODELS = ("token_dropout", "marks", "max_len", "pool", "balance", "source_tokens", "target_tokens",
-                           "attention")
+NOT_FOR_LANGUAGE_MODELS = ("token_dropout", "encoder_lr", "marks", "max_len", "pool", "balance", "source_tokens",
+                           "target_tokens", "attention")
 
 
 class LanguageModelTask(Task):

@@ -33,8 +33,8 @@ from charlm.training.start import check_same_corpus, starting_point, with_recipe
 from charlm.training.task import Scores
 
 # Options that do not apply to an encoder–decoder (a language model's, a tagger's and a classifier's own).
-NOT_FOR_TRANSLATION = ("token_dropout", "eos", "marks", "seq_len", "tie", "lowercase", "eval_streams", "eval_chars",
-                       "pool", "balance")
+NOT_FOR_TRANSLATION = ("token_dropout", "encoder_lr", "eos", "marks", "seq_len", "tie", "lowercase", "eval_streams",
+                       "eval_chars", "pool", "balance")
 # Held-out sources an evaluation decodes greedily for its exact-match share.
 EXACT_SOURCES = 500
 # Pairs per batch of the held-out loss.
