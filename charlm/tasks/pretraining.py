@@ -61,8 +61,9 @@ def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock,
     lm_opts, lm_explicit = language_model_options(opts, lm_dir, resume=resuming_lm)
     if not resuming_lm:
         _write_texts(opts, lm_dir / "texts.txt")
-    report(events.Log(f"pre-training a language model on the texts of {opts.corpus} in {lm_dir} "
-                      f"({PRETRAIN_SHARE:.0%} of the time), then the classifier from it"))
+    report(events.Log(f"pre-training a language model ({lm_opts.layers} x {lm_opts.hidden}, the classifier's "
+                      f"encoder) on the texts of {opts.corpus} in {lm_dir} for {PRETRAIN_SHARE:.0%} of the time, "
+                      f"then the classifier from it"))
     try:
         train(lm_opts, explicit=lm_explicit, report=report, clock=clock, started=started)
     except TrainingInterrupted as stop:  # the resume command is the classifier's, which resumes both

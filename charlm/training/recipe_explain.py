@@ -71,12 +71,13 @@ PATIENCE = {
 # FixedPlan.recipe -> (summary, reason); {task}: the document task.
 FIXED = {
     "word": ("recipe: the word-level recipe",
-             "2 x 200, dropout 0.2, clipped SGD at lr 20 over 20 streams x 35 words (README \"Word-level models\")"),
+             "{flags}: the classic word-level recipe (2 x 200, dropout 0.2, clipped SGD at lr 20 over 20 streams x "
+             "35 words; README \"Word-level models\")"),
     "documents": ("recipe: the {task} recipe (documents read whole)",
                   "a narrower model than a language model's, Adam at 3e-3"),
     "sentences": ("recipe: the classify recipe for sentences (texts of words read whole)",
-                  "{flags}: a learned word table read both ways and max-pooled, token dropout and dropout "
-                  "against memorising short texts, Adam over batches of texts of similar lengths"),
+                  "{flags}: one layer read both ways (with the table, bidirectional and max pooling below), "
+                  "dropout against memorising short texts, Adam over batches of texts of similar lengths"),
     "translate": ("recipe: the translate recipe (pairs read whole)",
                   "{flags}: the encoder's and the decoder's width and depth (one layer each learns more in "
                   "the same minutes than two), dropout against memorising the pairs, Adam over batches of pairs "
