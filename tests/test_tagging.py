@@ -239,7 +239,7 @@ def test_a_tagger_resumes_exactly(tmp_path):
     (["--bidirectional"], 2, "--bidirectional needs a tagging --task"),
     (["--task", "truecase", "--eos", "file"], 2, "reads whole documents"),
     (["--task", "punctuate", "--marks", "a,"], 2, "--marks must be distinct punctuation"),
-    (["--task", "truecase", "--tokens", "word"], 2, "reads characters"),
+    (["--task", "truecase", "--tokens", "word"], 2, "reads char tokens"),
 ])
 def test_bad_training_requests(tmp_path, args, code, message):
     corpus = tmp_path / "plain.txt"

@@ -210,7 +210,7 @@ def test_other_models_are_refused_by_translate(others):
     (["abc", "-n", "2", "--beam", "2"], "does not go with --beam or --nbest"),
     (["abc", "--temperature", "-1"], "temperature must be a finite number >= 0"),
     (["zzz"], "'zzz': every token of the source is unknown to the model ('z')"),
-    ([""], "'': the source is empty"),
+    ([""], "TEXT 1 is empty"),
 ])
 def test_bad_decoding_options_and_inputs_are_usage_errors(trained, args, message):
     out, _, _ = trained
