@@ -1,6 +1,7 @@
 """`--pretrain`: a language model on the classifier's own texts first (labels ignored), then the classifier
 with that model's embedding and recurrent layers as its encoder (ULMFiT's recipe: a language model learns
-what the words do from the texts before any label is read), both inside the one time budget.
+what the words do from the texts before any label is read), both inside the one time budget. Left unset, it
+is on for a new classifier of words or symbols within a time budget (`with_pretraining`).
 
 The language model's run lives in `<run dir>/pretrain/` beside the classifier's (its texts one per line in
 `texts.txt`), and the classifier records it as `encoder_from`, which `charlm info` shows. A resumed run
