@@ -1,6 +1,7 @@
 """Classifiers over word tokens, and classifiers whose encoder starts from a language model (--init-from LM)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,9 +10,11 @@ from helpers import assert_one_line_error, invoke
 from charlm.models import classifier
 from charlm.store.checkpoint import load_checkpoint
 from charlm.store.rundir import RunDir
+from charlm.tasks.pretraining import PRETRAIN_DIR, language_model_options
 from charlm.tasks.registry import open_trainer, train
 from charlm.text.vocab import UNK
 from charlm.training.options import TrainOptions
+from charlm.training.recipe_rules import PRETRAIN_SHARE
 
 ADJECTIVES = {"good": "pos", "great": "pos", "fine": "pos", "bad": "neg", "dull": "neg", "awful": "neg"}
 FILLERS = ["the", "film", "was", "story", "acting", "plot", "really", "quite"]
@@ -248,3 +251,21 @@ def test_encoder_lr_is_a_usage_error_for_a_language_model(sentiment, tmp_path):
     root, _, _ = sentiment
     done = invoke("train", root / "texts.txt", "--encoder-lr", 0.5, "--steps", 1, "--out", tmp_path / "r")
     assert_one_line_error(done, 2, "--encoder-lr does not apply to --task lm")
+
+
+def test_a_resume_after_a_stop_while_pretraining_finishes_both_runs_in_the_budget(sentiment, tmp_path):
+    root, corpus, _ = sentiment
+    out = tmp_path / "run"
+    first = TrainOptions(corpus=str(corpus), task="classify", tokens="word", hidden=16, time_budget=10.0,
+                         out=str(out))
+    lm_opts, lm_explicit = language_model_options(first, out / PRETRAIN_DIR, resume=False)
+    (out / PRETRAIN_DIR).mkdir(parents=True)
+    (out / PRETRAIN_DIR / "texts.txt").write_text((root / "texts.txt").read_text())
+    train(replace(lm_opts, steps=3), explicit=lm_explicit | {"steps"})  # stopped before the classifier began
+    assert not list(out.glob("*.safetensors"))
+    # the resume names neither the tokens nor the budget: both come from the run
+    train(TrainOptions(corpus=str(corpus), task="classify", out=str(out), resume=True),
+          explicit=frozenset({"resume"}))
+    classifier = load_checkpoint(out)
+    assert classifier.vocab.kind == "word" and classifier.data["encoder_from"].startswith(str(out / PRETRAIN_DIR))
+    assert classifier.train["options"]["time_budget"] == pytest.approx(4.0 / PRETRAIN_SHARE)

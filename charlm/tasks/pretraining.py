@@ -13,7 +13,7 @@ from pathlib import Path
 
 from charlm.atomic import write_atomic
 from charlm.errors import CharlmError, ConfigError, TrainingInterrupted
-from charlm.store.checkpoint import checkpoint_files
+from charlm.store.checkpoint import checkpoint_files, load_checkpoint
 from charlm.tasks.classify.labelled_text import read_labelled
 from charlm.training import events
 from charlm.training.options import TrainOptions
@@ -56,6 +56,9 @@ def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock,
     if opts.resume and checkpoint_files(run_dir):
         return opts, explicit  # the classifier's own run resumes; its encoder is in its checkpoint
     resuming_lm = opts.resume and bool(checkpoint_files(lm_dir))
+    if resuming_lm and not opts.time_budget:  # the whole run's budget, from the share the language model saved
+        saved = load_checkpoint(lm_dir, prefer="latest").train.get("options", {}).get("time_budget")
+        opts = replace(opts, time_budget=saved / PRETRAIN_SHARE if saved else None)
     if not opts.resume and (checkpoint_files(run_dir) or checkpoint_files(lm_dir)):
         raise CharlmError(f"{run_dir} already holds checkpoints; add --resume to continue that run or choose "
                           f"another --out")
