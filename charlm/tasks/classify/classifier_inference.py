@@ -65,13 +65,12 @@ def explain_texts(c: Classifier, texts) -> list[dict]:
     """
     cut = [t[:c.max_len] if c.max_len else t for t in texts]
     inputs = [c.vocab.encode(t) for t in cut]
-    variants, owner = [], []
-    for n, ids in enumerate(inputs):
+    variants = []
+    for ids in inputs:
         for i in range(len(ids)):
             variant = ids.copy()
             variant[i] = UNK
             variants.append(variant)
-            owner.append(n)
     probs = predict_ids(c.params, c.cfg, inputs)
     masked = predict_ids(c.params, c.cfg, variants) if variants else np.zeros((0, len(c.labels)))
     chosen = probs.argmax(axis=1)
