@@ -76,8 +76,8 @@ class TrainOptions:
     balance: bool = False  # classify: weigh the loss by inverse label frequency
     pretrain: bool | None = None  # classify: a language model on the texts first, its encoder the classifier's
     encoder_lr: float | None = None  # a pre-trained encoder's learning rate, a multiple of --lr; None: 1
-    average: float | None = None  # decay of the weights' moving average, evaluated and kept; 0: off; None: recipe's
-    token_dropout: float | None = None  # classify: share of input tokens read as <UNK> in training; None: recipe's
+    average: float | None = None  # decay of the weights' moving average, evaluated and kept; None or 0: off
+    token_dropout: float | None = None  # classify: share of input tokens read as <UNK> in training; None or 0: off
     source_tokens: str | None = None  # translate: the source side's tokens (one of KINDS); None: --tokens
     target_tokens: str | None = None  # translate: the target side's tokens; None: --tokens
     attention: str | None = None  # translate: one of charlm.models.config.ATTENTIONS; None: the recipe's

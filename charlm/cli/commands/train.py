@@ -176,9 +176,9 @@ def _finite(ctx, param, value):
                    "--lr; 0 freezes it [default: 1].")
 @click.option("--average", type=click.FloatRange(0, 1, max_open=True), metavar="DECAY",
               help="Evaluate and keep a moving average of the weights, each step average <- DECAY x average + "
-                   "(1 - DECAY) x weights; 0: off [default: the recipe's, 0 but for sentences].")
+                   "(1 - DECAY) x weights [default: off].")
 @click.option("--token-dropout", type=click.FloatRange(0, 1, max_open=True),
-              help="classify: the share of input tokens read as <UNK> while training [default: the recipe's].")
+              help="classify: the share of input tokens read as <UNK> while training [default: 0].")
 @click.option("--pretrain/--no-pretrain", default=None,
               help="classify: first train a language model on the file's texts (labels ignored) in "
                    "OUT/pretrain, then the classifier from its encoder, within the one --time budget "

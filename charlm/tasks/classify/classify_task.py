@@ -121,10 +121,10 @@ class ClassifierTask(DocumentTask):
     @classmethod
     def own_defaults(cls, opts: TrainOptions, explicit: frozenset, *, fresh: bool
                      ) -> tuple[TrainOptions, tuple[str, ...]]:
-        """A classifier of words or symbols (sentences): SENTENCE_MODEL's table, directions, pooling and token
-        dropout where the user left them open; of characters, no token dropout."""
+        """A classifier of words or symbols (sentences): SENTENCE_MODEL's table, directions and pooling where
+        the user left them open; of characters, nothing beyond the recipe."""
         if opts.tokens == "char":
-            return (replace(opts, token_dropout=0.0) if opts.token_dropout is None else opts), ()
+            return opts, ()
         model, reasons = SENTENCE_MODEL, []
         if opts.embed is None:
             opts = replace(opts, embed=model["embed"])
@@ -137,15 +137,6 @@ class ClassifierTask(DocumentTask):
         if fresh and "pool" not in explicit:
             opts = replace(opts, pool=model["pool"])
             reasons.append(f"--pool {model['pool']}: a phrase anywhere in the text can decide its label")
-        if opts.average is None:
-            opts = replace(opts, average=model["average"])
-            if opts.average:
-                reasons.append(f"--average {opts.average:g}: the moving average of the weights is evaluated and "
-                               f"kept, steadier than the weights of any one step")
-        if opts.token_dropout is None:
-            opts = replace(opts, token_dropout=model["token_dropout"])
-            if opts.token_dropout:
-                reasons.append(f"--token-dropout {opts.token_dropout:g}: no few memorised words decide a label")
         return opts, tuple(reasons)
 
     @staticmethod
