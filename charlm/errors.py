@@ -37,8 +37,11 @@ class DivergenceError(CharlmError):
 
 
 class TrainingInterrupted(CharlmError):
-    """SIGINT/SIGTERM stopped training after a clean save (exit 128 + signal number)."""
+    """SIGINT/SIGTERM stopped training after a clean save (exit 128 + signal number). `saved` says what was
+    saved, `resume` the command that continues (the message joins them), so a caller that ran the training
+    as part of a larger job can name its own command instead."""
 
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
+    def __init__(self, saved: str, signum: int, resume: str = ""):
+        super().__init__(f"{saved}; resume with: {resume}" if resume else saved)
+        self.saved, self.signum, self.resume = saved, signum, resume
         self.exit_code = 128 + signum

@@ -53,15 +53,16 @@ def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock,
     started=)` trains one run (`charlm.tasks.registry.train`)."""
     run_dir = Path(opts.run_dir)
     lm_dir = run_dir / PRETRAIN_DIR
-    if opts.resume and checkpoint_files(run_dir):
+    classifier_began, lm_began = bool(checkpoint_files(run_dir)), bool(checkpoint_files(lm_dir))
+    if not opts.resume and (classifier_began or lm_began):
+        raise CharlmError(f"{run_dir} already holds checkpoints; add --resume to continue that run or choose "
+                          f"another --out")
+    if opts.resume and classifier_began:
         return opts, explicit  # the classifier's own run resumes; its encoder is in its checkpoint
-    resuming_lm = opts.resume and bool(checkpoint_files(lm_dir))
+    resuming_lm = opts.resume and lm_began
     if resuming_lm and not opts.time_budget:  # the whole run's budget, from the share the language model saved
         saved = load_checkpoint(lm_dir, prefer="latest").train.get("options", {}).get("time_budget")
         opts = replace(opts, time_budget=saved / PRETRAIN_SHARE if saved else None)
-    if not opts.resume and (checkpoint_files(run_dir) or checkpoint_files(lm_dir)):
-        raise CharlmError(f"{run_dir} already holds checkpoints; add --resume to continue that run or choose "
-                          f"another --out")
     lm_opts, lm_explicit = language_model_options(opts, lm_dir, resume=resuming_lm)
     if not resuming_lm:
         _write_texts(opts, lm_dir / "texts.txt")
@@ -71,9 +72,8 @@ def pretrained(opts: TrainOptions, explicit: frozenset, *, train, report, clock,
     try:
         train(lm_opts, explicit=lm_explicit, report=report, clock=clock, started=started)
     except TrainingInterrupted as stop:  # the resume command is the classifier's, which resumes both
-        saved = str(stop).split("; resume with:")[0]
-        raise TrainingInterrupted(f"{saved} (pre-training); resume with: charlm train {opts.corpus} --task classify "
-                                  f"--out {run_dir} --resume", stop.exit_code - 128) from None
+        resume = f"charlm train {opts.corpus} --task classify --out {run_dir} --resume"
+        raise TrainingInterrupted(f"{stop.saved} (pre-training)", stop.signum, resume=resume) from None
     explicit = explicit | {"init_from"}
     return replace(opts, init_from=str(lm_dir), resume=False), explicit
 

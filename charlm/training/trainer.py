@@ -185,9 +185,10 @@ class Trainer:
         self.optimizer.step(self.params, grads, lr, self.rates)
         if self.average is not None:
             decay = o.average
-            for name, p in self.params.items():
-                average = self.average[name]
-                average += (1.0 - decay) * (p - average)  # average <- decay * average + (1 - decay) * p
+            for name, p in self.params.items():  # the step is done: its gradients are scratch space
+                change = np.subtract(p, self.average[name], out=grads[name])
+                change *= 1.0 - decay
+                self.average[name] += change  # average <- decay * average + (1 - decay) * p
         return loss, norm, lr
 
     @property
@@ -410,9 +411,8 @@ class Trainer:
 
     def interrupted(self, signum: int):
         path = self.run_dir.checkpoints()[0]
-        raise TrainingInterrupted(
-            f"interrupted ({signal.Signals(signum).name}): saved step {self.step} to {path}; resume with: "
-            f"{self.resume_command()}", signum)
+        raise TrainingInterrupted(f"interrupted ({signal.Signals(signum).name}): saved step {self.step} to {path}",
+                                  signum, resume=self.resume_command())
 
     def resume_command(self) -> str:
         return f"charlm train {self.opts.corpus} --out {self.run_dir.path} --resume"
