@@ -24,7 +24,7 @@ from test_explore_translate import train_translator
 from charlm.explore.api import DEFAULT_PATTERN
 from charlm.models.encoder import encoder_activations, encoder_forward, init_state
 from charlm.store.checkpoint import load_checkpoint
-from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, explain_texts
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
 from charlm.tasks.tagging.tagged_text import make_doc
 from charlm.tasks.tagging.tagger_inference import as_tagger, evaluate_docs, labelled_docs, predict_docs, tag_docs
 from charlm.tasks.translate.translate_inference import as_translator, evaluate_pairs, translate_texts
@@ -501,7 +501,7 @@ def test_a_classifier_shows_each_texts_labels_and_its_hidden_states(task_page, t
         widths = rows.locator(".label-bar span").evaluate_all("bars => bars.map(b => b.getBoundingClientRect().width)")
         assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
         expect(rows.locator(".label-name").first).to_have_css("font-weight", "600")  # the chosen label
-    for i, explained in enumerate(explain_texts(classifier, NAMES)):
+    for i, explained in enumerate(classify_texts(classifier, NAMES, explain=True)):
         card = cards.nth(i)
         tokens = card.locator(".class-text .effect")  # each character shaded by its effect on the label
         assert tokens.all_text_contents() == [token for token, _ in explained["tokens"]]

@@ -11,7 +11,7 @@ from charlm.explore.runs import Explorer
 from charlm.explore.server import start_in_thread
 from charlm.models.encoder import encoder_activations, encoder_forward, init_state
 from charlm.store.checkpoint import load_checkpoint
-from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, evaluate_texts, explain_texts
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled
 from charlm.tasks.registry import train
 from charlm.tasks.tagging.tagged_text import make_doc
@@ -67,10 +67,7 @@ def test_classify_gives_every_labels_probability(server, runs):
     status, view = call(server, "/api/classify", {"run": 1, "text": "\n".join(NAMES)})
     classifier = as_classifier(load_checkpoint(runs[2]))
     assert status == 200 and view["labels"] == list(classifier.labels)
-    explained = explain_texts(classifier, NAMES)
-    assert view["texts"] == [{**found, "tokens": e["tokens"]} for found, e in
-                             zip(classify_texts(classifier, NAMES, top_k=len(classifier.labels)), explained,
-                                 strict=True)]
+    assert view["texts"] == classify_texts(classifier, NAMES, top_k=len(classifier.labels), explain=True)
     assert all(abs(sum(p for _, p in t["top"]) - 1) < 1e-6 for t in view["texts"])
     assert view["spaced"] is False and ["".join(tok for tok, _ in t["tokens"]) for t in view["texts"]] == NAMES
 

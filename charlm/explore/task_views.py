@@ -14,7 +14,7 @@ import numpy as np
 
 from charlm.errors import CharlmError, ConfigError
 from charlm.models.encoder import directions, encoder_activations, encoder_forward, init_state
-from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, evaluate_texts, explain_texts
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, evaluate_texts
 from charlm.tasks.classify.labelled_text import read_labelled
 from charlm.tasks.tagging.tagged_text import CASE_LABELS, NO_MARK
 from charlm.tasks.tagging.tagger_inference import (
@@ -101,14 +101,12 @@ def classify_view(ckpt, text: str) -> dict:
     """Each non-empty line of `text` classified and explained: {"labels": the classifier's labels, "spaced":
     whether its tokens are words (shown apart) rather than characters, "texts": [{"text", "label",
     "probability", "top": [[label, probability], ...] every label, most likely first, "tokens": [[token,
-    effect on the chosen label's probability], ...] (`explain_texts`)}]}."""
+    effect on the chosen label's probability], ...]}]} (`classify_texts` with `explain`)."""
     classifier = as_classifier(ckpt)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise ConfigError("the text has no line to classify")
-    found = classify_texts(classifier, lines, top_k=len(classifier.labels))
-    for record, explained in zip(found, explain_texts(classifier, lines), strict=True):
-        record["tokens"] = explained["tokens"]
+    found = classify_texts(classifier, lines, top_k=len(classifier.labels), explain=True)
     return {"labels": list(classifier.labels), "spaced": classifier.vocab.kind != "char", "texts": found}
 
 

@@ -1,5 +1,4 @@
-"""`charlm classify`: a thin wrapper over `charlm.tasks.classify.classifier_inference.classify_texts`, and with
---explain over `explain_texts`."""
+"""`charlm classify`: a thin wrapper over `charlm.tasks.classify.classifier_inference.classify_texts`."""
 
 import json
 
@@ -9,7 +8,7 @@ from rich.text import Text
 from charlm.cli.console import input_texts, result_console, status_console
 from charlm.errors import ConfigError
 from charlm.store.checkpoint import load_checkpoint
-from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts, explain_texts
+from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
 
 # The tokens named after an explained text: this many that speak most for its label and most against it.
 NAMED = 3
@@ -33,7 +32,7 @@ def classify(checkpoint, texts, top_k, as_json, explain, quiet):
     if explain:
         if top_k != 1:
             raise ConfigError("--explain explains the top label; leave out --top-k")
-        found = explain_texts(c, input_texts(texts))
+        found = classify_texts(c, input_texts(texts), explain=True)
         if as_json:
             click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         else:

@@ -55,34 +55,41 @@ def predict_ids(params, cfg, inputs) -> np.ndarray:
     return probs
 
 
-def explain_texts(c: Classifier, texts) -> list[dict]:
-    """Why each text got its label: per token, the change in the chosen label's probability when that token
-    alone is replaced by `<UNK>` (positive: the token speaks for the label). Every variant of every text is
-    read in the same batches.
-
-    Returns per text {"text", "label", "probability", "tokens": [[token, effect], ...]}, the tokens as the
-    classifier reads them (characters, or words and marks; a word's implied space is not a token).
-    """
-    cut = [t[:c.max_len] if c.max_len else t for t in texts]
+def classify_texts(c: Classifier, texts, *, top_k: int = 1, explain: bool = False) -> list[dict]:
+    """Per text {"text", "label", "probability", "top": [[label, probability], ...]} (top_k entries); with
+    `explain`, also why it got its label: "tokens": [[token, effect], ...], per token the change in the chosen
+    label's probability when that token alone is replaced by `<UNK>` (positive: the token speaks for the
+    label), the tokens as the classifier reads them (characters, or words and marks; a word's implied space is
+    not a token). Every variant of every text is read in the same batches."""
+    cut = [t[:c.max_len] for t in texts] if c.max_len else list(texts)
     inputs = [c.vocab.encode(t) for t in cut]
+    probs = predict_ids(c.params, c.cfg, inputs)
+    found = []
+    for text, p in zip(texts, probs, strict=True):
+        best = np.argsort(-p, kind="stable")[:top_k]
+        found.append({"text": text, "label": c.labels[best[0]], "probability": float(p[best[0]]),
+                      "top": [[c.labels[i], float(p[i])] for i in best]})
+    if explain:
+        for record, text, ids, effects in zip(found, cut, inputs, _effects(c, inputs, probs), strict=True):
+            record["tokens"] = [[token, float(e)] for token, e in zip(_token_texts(c.vocab, text, ids), effects,
+                                                                      strict=True)]
+    return found
+
+
+def _effects(c: Classifier, inputs, probs) -> list[np.ndarray]:
+    """Per text (ids), per token: the chosen label's probability (probs (N, K)) less its probability with that
+    token read as `<UNK>`."""
     variants = []
     for ids in inputs:
         for i in range(len(ids)):
             variant = ids.copy()
             variant[i] = UNK
             variants.append(variant)
-    probs = predict_ids(c.params, c.cfg, inputs)
     masked = predict_ids(c.params, c.cfg, variants) if variants else np.zeros((0, len(c.labels)))
     chosen = probs.argmax(axis=1)
-    found, at = [], 0
-    for n, (text, ids) in enumerate(zip(cut, inputs, strict=True)):
-        label = int(chosen[n])
-        effects = probs[n, label] - masked[at:at + len(ids), label]
-        at += len(ids)
-        found.append({"text": texts[n], "label": c.labels[label], "probability": float(probs[n, label]),
-                      "tokens": [[token, float(e)] for token, e in zip(_token_texts(c.vocab, text, ids), effects,
-                                                                         strict=True)]})
-    return found
+    ends = np.cumsum([len(ids) for ids in inputs])
+    return [probs[n, chosen[n]] - masked[end - len(ids):end, chosen[n]]
+            for n, (ids, end) in enumerate(zip(inputs, ends, strict=True))]
 
 
 def _token_texts(vocab, text: str, ids) -> list[str]:
@@ -94,17 +101,6 @@ def _token_texts(vocab, text: str, ids) -> list[str]:
     if len(written) == len(ids):
         return written
     return [vocab.token_text(int(i)) for i in ids]  # a whitespace run spelt by separators: the ids' own texts
-
-
-def classify_texts(c: Classifier, texts, *, top_k: int = 1) -> list[dict]:
-    """Per text {"text", "label", "probability", "top": [[label, probability], ...]} (top_k entries)."""
-    probs = predict_texts(c.params, c.cfg, c.vocab, texts, max_len=c.max_len)
-    found = []
-    for text, p in zip(texts, probs, strict=True):
-        best = np.argsort(-p, kind="stable")[:top_k]
-        found.append({"text": text, "label": c.labels[best[0]], "probability": float(p[best[0]]),
-                      "top": [[c.labels[i], float(p[i])] for i in best]})
-    return found
 
 
 def evaluate_texts(c: Classifier, texts, labels) -> dict:
