@@ -95,8 +95,7 @@ def prepare_corpus(path, *, tokens: str = "char", lowercase: bool = False, eos_m
     if vocab is not None:
         tokens, lowercase = vocab.kind, vocab.lowercase
     check_tokens(tokens, lowercase)
-    if tokens != "char" and max_vocab is None:
-        max_vocab = DEFAULT_MAX_VOCAB
+    max_vocab = _vocab_cap(tokens, max_vocab)
     sha256 = file_sha256(path)
     options = {"format": CACHE_FORMAT, "sha256": sha256, "tokens": tokens, "lowercase": lowercase,
                "eos_mode": eos_mode, "encoding": codec_name(encoding), "min_count": min_count,
@@ -137,8 +136,13 @@ def texts_vocab(tokens: str, texts: list[str], *, min_count: int = 1, max_vocab:
     else:
         count = count_word_tokens if tokens == "word" else count_symbol_tokens
         counts = count(["".join(t + DOC_END for t in texts)], lowercase=lowercase)[0]
-        max_vocab = DEFAULT_MAX_VOCAB if max_vocab is None else max_vocab
-    return _build_vocab(tokens, counts, min_count=min_count, max_vocab=max_vocab, lowercase=lowercase)
+    return _build_vocab(tokens, counts, min_count=min_count, max_vocab=_vocab_cap(tokens, max_vocab),
+                        lowercase=lowercase)
+
+
+def _vocab_cap(tokens: str, max_vocab: int | None) -> int | None:
+    """--max-vocab, or when unset: every character, the DEFAULT_MAX_VOCAB most frequent words or symbols."""
+    return DEFAULT_MAX_VOCAB if tokens != "char" and max_vocab is None else max_vocab
 
 
 def _build_vocab(tokens: str, counts: dict, *, min_count: int, max_vocab: int | None, lowercase: bool
