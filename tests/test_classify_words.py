@@ -89,6 +89,7 @@ def test_explain_gives_each_words_effect_on_the_chosen_label(word_classifier):
     assert strongest in ("not", "awful")  # the words that decide the label
     shown = invoke("classify", word_classifier, text, "--explain")
     assert shown.exit_code == 0 and shown.stdout.startswith(f"{label}  ") and "for: " in shown.stdout
+    assert shown.stdout.splitlines()[0].endswith(f"  {text}")  # the text as written, spacing kept
 
 
 @pytest.mark.parametrize(("args", "code", "fragments"), [

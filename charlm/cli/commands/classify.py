@@ -36,7 +36,7 @@ def classify(checkpoint, texts, top_k, as_json, explain, quiet):
         if as_json:
             click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         else:
-            _draw_explained(found, spaced=c.vocab.kind != "char")
+            _draw_explained(found)
         return
     found = classify_texts(c, input_texts(texts), top_k=min(top_k, len(c.labels)))
     if as_json:
@@ -47,20 +47,28 @@ def classify(checkpoint, texts, top_k, as_json, explain, quiet):
         click.echo(f"{guesses}\t{record['text']}")
 
 
-def _draw_explained(found, *, spaced: bool) -> None:
-    """Per text: its label and probability, the text with each token shaded by its effect (green for the
-    label, red against, stronger for more), then the tokens that count most, with their effects."""
+def _draw_explained(found) -> None:
+    """Per text: its label and probability, the text as written with each token shaded by its effect (green
+    for the label, red against, stronger for more), then the tokens that count most, with their effects."""
     console = result_console()
     for record in found:
-        tokens = [(token, effect) for token, effect in record["tokens"] if token.strip() or not spaced]
+        tokens = [(token, effect) for token, effect in record["tokens"] if token.strip()]
         largest = max((abs(effect) for _, effect in tokens), default=0.0) or 1.0
         line = Text(f"{record['label']}  {record['probability']:.3f}  ")
-        for n, (token, effect) in enumerate(tokens):
-            if spaced and n:
-                line.append(" ")
+        written, at = record["text"], 0
+        lowered = written.lower()  # a lowercasing vocabulary's tokens are found too
+        for token, effect in tokens:
             shade = int(40 + 160 * abs(effect) / largest)
             colour = f"rgb(0,{shade},0)" if effect > 0 else f"rgb({shade},0,0)"
-            line.append(token, style=f"bold white on {colour}" if abs(effect) >= largest / 4 else None)
+            start = lowered.find(token.lower(), at)
+            if start < 0:  # not as written (the ids' own text): set apart
+                line.append(" ")
+                piece = token
+            else:
+                line.append(written[at:start])  # the text between tokens, as written
+                piece, at = written[start:start + len(token)], start + len(token)
+            line.append(piece, style=f"bold white on {colour}" if abs(effect) >= largest / 4 else None)
+        line.append(written[at:])  # past --max-len, read by no token
         console.print(line, soft_wrap=True)
         ranked = sorted(tokens, key=lambda te: te[1])
         against = [f"{t!r} {e:+.3f}" for t, e in ranked[:NAMED] if e < 0]
