@@ -553,6 +553,29 @@ def test_switching_run_switches_the_views(task_page):
     assert visible_tabs(task_page) == ["tag", "evaluate", "curves", "model"]
 
 
+def test_an_answer_arriving_after_the_run_changed_is_dropped(task_page):
+    """The classifier's answer held until the page shows the language model: nothing of it is drawn, and the
+    hidden states it would ask for are not asked of the language model (which has none: a 400)."""
+    held, asked = [], []
+    task_page.route("**/api/classify", lambda route: held.append(route))
+    task_page.on("request", lambda request: asked.append(request.url.rsplit("/", 1)[-1]))
+    task_page.select_option("#run", "1")
+    open_section(task_page, "classify")
+    expect(task_page.locator("#classify-button")).to_have_class(re.compile("busy"))
+    for _ in range(200):  # the held request reaches the route while the page's events are dispatched
+        if held:
+            break
+        task_page.wait_for_timeout(25)
+    assert len(held) == 1
+    task_page.select_option("#run", "2")
+    expect(task_page.locator("#section-sample")).to_be_visible()
+    held[0].continue_()
+    task_page.wait_for_load_state("networkidle")
+    expect(task_page.locator("#classify-results .class-card")).to_have_count(0)
+    expect(task_page.locator("#classify-button")).not_to_have_class(re.compile("busy"))
+    assert "states" not in asked
+
+
 def test_curves_mark_every_evaluation_and_the_kept_checkpoint_by_its_figure(task_page, task_runs):
     open_section(task_page, "curves")
     metric, loss = task_page.locator("#metric-svg"), task_page.locator("#curves-svg")

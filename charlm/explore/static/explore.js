@@ -327,6 +327,10 @@ async function fetchModel() {
 // shown are read again by its model.
 async function changeRun() {
   state.run = Number($("run").value);
+  // An answer still on its way belongs to the other run's model: dropped, so nothing it would trigger (the
+  // hidden states of a classified text) is asked of this run.
+  for (const view of Object.keys(tickets)) tickets[view] += 1;
+  for (const button of document.querySelectorAll("button.busy")) button.classList.remove("busy");
   $("found-units").replaceChildren(); // they were units of the other model
   $("found-summary").textContent = "";
   state.units = null; // read again when the Units view opens
