@@ -27,7 +27,7 @@ import numba
 from charlm.engine.backend import np
 
 __all__ = ["TANH32_CLAMP", "TANH32_MAX_ERROR", "additive_backward", "additive_forward", "lstm_backward_step",
-           "lstm_forward_step", "tanh32"]
+           "lstm_forward_step", "lstm_infer_step", "tanh32"]
 
 TANH32_CLAMP = 7.90531110763549805
 TANH32_MAX_ERROR = 4e-7
@@ -36,7 +36,9 @@ TANH32_MAX_ERROR = 4e-7
 _P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
       1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
 _Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
-_JIT = {"error_model": "numpy", "boundscheck": False, "fastmath": {"contract", "arcp", "nsz"}}
+# nogil: forward-only inference runs blocks of a batch's rows in threads (`charlm.engine.rows`), each calling
+# these kernels between its own matrix products.
+_JIT = {"error_model": "numpy", "boundscheck": False, "fastmath": {"contract", "arcp", "nsz"}, "nogil": True}
 
 
 @numba.njit(inline="always", **_JIT)
@@ -95,6 +97,36 @@ def lstm_forward_step(g, xp, c_prev, c, tanh_c, a):
             t = tanh32(cell)
             tb[h] = t
             ab[h] = o * t  # a<t> = Γo * tanh(c<t>)
+
+
+@numba.njit(cache=True, **_JIT)
+def lstm_infer_step(g, xp, rows, c, a):
+    """One LSTM step of forward-only inference, in place: no gates or tanh(c<t>) kept for a backward.
+
+    Inputs:
+    - g: the recurrent product a<t-1> Wh, of shape (B, G) (read only)
+    - xp: input projections, of shape (R, G): row rows[b] is stream b's xp<t>. A one-hot layer passes its
+      table Wx + b (V, G) and the step's ids, so no (T, B, G) projection is ever gathered; a layer reading
+      features passes its projections of the chunk (T * B, G) and each stream's row in them (a reverse
+      direction reads them in reverse by its row numbers alone)
+    - rows: of shape (B,), integers
+    - c: c<t-1>, of shape (B, H); overwritten with c<t>
+    - a: output a<t>, of shape (B, H)
+    """
+    B, G = g.shape
+    H = G // 4
+    half = np.float32(0.5)
+    for b in range(B):
+        zu, zf, zo, zc = _gate_rows(g, b, H)
+        xu, xf, xo, xc = _gate_rows(xp, rows[b], H)
+        cb, ab = c[b], a[b]
+        for h in range(H):
+            u = half * tanh32(half * (zu[h] + xu[h])) + half  # Γu = σ(z_u) = (tanh(z_u / 2) + 1) / 2
+            f = half * tanh32(half * (zf[h] + xf[h])) + half  # Γf = σ(z_f)
+            o = half * tanh32(half * (zo[h] + xo[h])) + half  # Γo = σ(z_o)
+            cell = u * tanh32(zc[h] + xc[h]) + f * cb[h]  # c<t> = Γu * c~<t> + Γf * c<t-1>
+            cb[h] = cell
+            ab[h] = o * tanh32(cell)  # a<t> = Γo * tanh(c<t>)
 
 
 @numba.njit(cache=True, **_JIT)

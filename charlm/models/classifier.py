@@ -16,6 +16,7 @@ Padding steps never enter a pooled vector, so they get exactly zero gradient.
 
 from charlm.engine import layers
 from charlm.engine.backend import np
+from charlm.engine.rows import map_row_blocks
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.encoder import (
@@ -30,6 +31,7 @@ from charlm.models.encoder import (
     read_steps,
     read_steps_backward,
 )
+from charlm.models.inference import encoder_infer
 from charlm.models.tagger import param_shapes
 
 __all__ = ["init_params", "loss_and_grads", "param_shapes", "predict"]
@@ -99,10 +101,15 @@ def loss_and_grads(params, cfg: ModelConfig, x, y, lengths, *, weights=None, rng
 def predict(params, cfg: ModelConfig, x, lengths):
     """Label probabilities of each text, of shape (B, K) float64 (evaluation: no dropout)."""
     x, _, lengths = _check_inputs(params, cfg, x, None, lengths)
-    out, _, _ = encoder_forward(params, cfg, x, init_state(cfg, x.shape[1]), lengths=lengths)
-    pooled, _ = pool_forward(out, lengths, cfg)
-    logits, _ = layers.affine_forward(pooled[None], params["head.0.W"], params["head.0.b"])
-    return layers.softmax(logits[0])
+
+    def block(rows, _):  # the texts `rows`, forward only, read to the longest of them
+        n = lengths[rows]
+        out, _ = encoder_infer(params, cfg, x[:n.max(), rows], init_state(cfg, len(n)), lengths=n)
+        pooled, _ = pool_forward(out, n, cfg)
+        logits, _ = layers.affine_forward(pooled[None], params["head.0.W"], params["head.0.b"])
+        return layers.softmax(logits[0])
+
+    return np.concatenate(map_row_blocks(block, x.shape[1]))
 
 
 def _check_config(cfg) -> None:

@@ -16,6 +16,7 @@ The loss is the mean negative log-likelihood of the targets, or with a per-targe
 
 from charlm.engine import layers
 from charlm.engine.backend import np
+from charlm.engine.rows import map_row_blocks
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.encoder import (
@@ -29,6 +30,7 @@ from charlm.models.encoder import (
     init_state,
     init_weights,
 )
+from charlm.models.inference import encoder_infer, join_states, state_rows
 
 __all__ = ["forward_nll", "init_params", "init_state", "loss_and_grads", "loss_grads_and_dstate", "param_shapes",
            "step_logits", "trace"]
@@ -95,9 +97,14 @@ def forward_nll(params, cfg: ModelConfig, x, y, state, *, workspace=None):
     - new_state: the state after step T, plain arrays
     """
     x, y, state, _ = _check_inputs(params, cfg, x, y, state)
-    out, new_state, _ = encoder_forward(params, cfg, x, state, ws=workspace)
-    _, nll, _ = _head_forward(params, cfg, out, y, None, workspace)
-    return nll.reshape(x.shape), new_state
+
+    def block(rows, ws):  # the streams `rows`, forward only
+        out, new_state = encoder_infer(params, cfg, x[:, rows], state_rows(state, rows), ws=ws)
+        _, nll, _ = _head_forward(params, cfg, out, y[:, rows], None, ws)
+        return nll.reshape(x.shape[0], -1), new_state
+
+    parts = map_row_blocks(block, x.shape[1], workspace)
+    return np.concatenate([nll for nll, _ in parts], axis=1), join_states([s for _, s in parts])
 
 
 def step_logits(params, cfg: ModelConfig, ids, state):
@@ -115,9 +122,14 @@ def step_logits(params, cfg: ModelConfig, ids, state):
     if ids.ndim != 1:
         raise ConfigError(f"step_logits needs ids of shape (B,), got shape {ids.shape}")
     x, _, state, _ = _check_inputs(params, cfg, ids[None, :], None, state)
-    out, new_state, _ = encoder_forward(params, cfg, x, state)
-    logits, _ = _head_logits(params, cfg, out, None)
-    return logits[0], new_state
+
+    def block(rows, _):  # the streams `rows`, forward only
+        out, new_state = encoder_infer(params, cfg, x[:, rows], state_rows(state, rows))
+        logits, _ = _head_logits(params, cfg, out, None)
+        return logits[0], new_state
+
+    parts = map_row_blocks(block, x.shape[1])
+    return np.concatenate([logits for logits, _ in parts]), join_states([s for _, s in parts])
 
 
 def trace(params, cfg: ModelConfig, x, state):

@@ -12,6 +12,7 @@ The loss is the sum over heads of each head's mean negative log-likelihood over 
 
 from charlm.engine import layers
 from charlm.engine.backend import np
+from charlm.engine.rows import map_row_blocks
 from charlm.errors import ConfigError
 from charlm.models.config import ModelConfig
 from charlm.models.encoder import (
@@ -25,6 +26,7 @@ from charlm.models.encoder import (
     init_weights,
     output_width,
 )
+from charlm.models.inference import encoder_infer
 
 NO_LABEL = -1
 
@@ -89,9 +91,15 @@ def predict(params, cfg: ModelConfig, x, lengths):
     Returns a list with one (T, B, K_k) float64 array per head (rows past a document's length are padding).
     """
     x, _, lengths = _check_inputs(params, cfg, x, None, lengths)
-    out, _, _ = encoder_forward(params, cfg, x, init_state(cfg, x.shape[1]), lengths=lengths)
-    return [layers.softmax(layers.affine_forward(out, params[f"head.{k}.W"], params[f"head.{k}.b"])[0])
-            for k in range(len(cfg.heads))]
+
+    def block(rows, _):  # the documents `rows`, forward only
+        n = lengths[rows]
+        out, _ = encoder_infer(params, cfg, x[:, rows], init_state(cfg, len(n)), lengths=n)
+        return [layers.softmax(layers.affine_forward(out, params[f"head.{k}.W"], params[f"head.{k}.b"])[0])
+                for k in range(len(cfg.heads))]
+
+    parts = map_row_blocks(block, x.shape[1])
+    return [np.concatenate([heads[k] for heads in parts], axis=1) for k in range(len(cfg.heads))]
 
 
 def _check_config(cfg) -> None:
