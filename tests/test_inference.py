@@ -156,3 +156,16 @@ def test_a_batch_too_thin_to_split_runs_as_one_block():
     assert row_blocks.map_row_blocks(lambda rows, ws: (rows, ws), 2 * row_blocks.MIN_ROWS - 1, {"w": 1}) == [
         (slice(0, 2 * row_blocks.MIN_ROWS - 1), {"w": 1})]
     assert row_blocks.row_blocks(7, 3) == [slice(0, 2), slice(2, 4), slice(4, 7)]
+
+
+@pytest.mark.parametrize("cell,activation", [("lstm", "tanh"), ("gru", "tanh")])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_fewer_ids_than_vocabulary_rows_read_the_same_projections(cell, activation, bidirectional):
+    cfg = config(cell, activation, "float32", V=60, bidirectional=bidirectional, **({"heads": (2,)} if bidirectional
+                                                                                      else {}))
+    params = random_params(tagger.init_params if bidirectional else lm.init_params, cfg)
+    x = np.random.default_rng(6).integers(0, 60, (3, 4))  # 12 ids, 60 rows: the rows are gathered
+    lengths = np.array([3, 1, 2, 3]) if bidirectional else None
+    want, _, _ = encoder_forward(params, cfg, x, init_state(cfg, 4), lengths=lengths)
+    got, _ = encoder_infer(params, cfg, x, init_state(cfg, 4), lengths=lengths)
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE["float32"])

@@ -5,7 +5,8 @@ Letters: T time, B batch, V vocabulary, E embedding width, H hidden, G = gates *
 
 `encoder_infer` computes what `charlm.models.encoder.encoder_forward` computes without an rng (no dropout),
 keeping no cache: each layer runs `charlm.engine.infer.infer_sequence`, which reads its input projections
-by row number. A one-hot layer 0 hands it the (V, G) table Wx + b and the ids themselves; a layer reading
+by row number. A one-hot layer 0 hands it the (V, G) table Wx + b and the ids themselves (or, given fewer ids
+than the table has rows, those rows gathered: one step of sampling from a word model); a layer reading
 features hands it its (T * B, G) projections and, for the reverse direction, the rows of each stream's steps
 in reverse (`charlm.models.encoder.reversal`), so nothing is gathered or reversed before the recurrence.
 
@@ -47,8 +48,12 @@ def encoder_infer(params, cfg: ModelConfig, x, state, *, lengths=None, ws=None):
             tag = f"layer.{layer}.{direction}"
             Wx, Wh, b = (params[tag + k] for k in ("Wx", "Wh", "b"))
             if inp is None:
-                table = Wx + b  # (V, G): onehot(x<t>) Wx + b is row x<t>
-                rows = x[rev, columns] if direction else x  # (T, B)
+                ids = x[rev, columns] if direction else x  # (T, B)
+                if ids.size < len(Wx):  # fewer ids than rows (a step of sampling, a word vocabulary): gather
+                    table = Wx[ids.reshape(-1)] + b  # (T * B, G): onehot(x<t>) Wx + b is row x<t> plus b
+                    rows = np.arange(T * B).reshape(T, B)
+                else:
+                    table, rows = Wx + b, ids  # (V, G): row x<t> is onehot(x<t>) Wx + b
             else:
                 projected, _ = layers.affine_forward(inp, Wx, b, ws=ws, tag=tag)  # (T, B, G)
                 table = projected.reshape(T * B, -1)
