@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,plot,mpi,g2p]'
+	$(BIN)/pip install --quiet -e '.[dev,export,plot,mpi,g2p]'
 	touch $(STAMP)
 
 # The explorer's browser tests drive Debian's chromium through Playwright (no browser download from elsewhere).

@@ -37,6 +37,7 @@ COMMANDS = {
     "evaluate": "charlm.cli.commands.evaluate:evaluate",
     "classify": "charlm.cli.commands.classify:classify",
     "translate": "charlm.cli.commands.translate:translate",
+    "export": "charlm.cli.commands.export:export",
 }
 
 

@@ -1,0 +1,102 @@
+"""What `charlm export` calls: load a checkpoint, build its ONNX graph (`charlm.export.onnx_graph`) or its
+PyTorch state dict (`charlm.export.torch_state`), write the file atomically and say what was written.
+
+Both files carry the same string metadata (the ONNX model's `metadata_props`, the safetensors header's
+`__metadata__`), each value JSON but `charlm.kind`:
+- `charlm.kind`: "lm", "tagger" or "classifier"
+- `charlm.vocab`: the tokens in id order (`<EOS>`, `<UNK>`, then the vocabulary's characters, words or
+  symbols); `charlm.tokenizer`: {"kind": "char" | "word" | "symbols", "lowercase": bool}
+- `charlm.labels`: a classifier's labels in id order; a tagger's heads in order, [{"name", "labels"}, ...]
+- `charlm.config`: the ModelConfig dict (its `dtype` is the checkpoint's; the exported weights are float32)
+The PyTorch file adds `charlm.module` (the module's constructor arguments) and `format` "pt".
+"""
+
+import json
+from pathlib import Path
+
+import safetensors.numpy
+
+from charlm.atomic import write_atomic
+from charlm.errors import CharlmError, ConfigError
+from charlm.export import onnx_graph, torch_state
+from charlm.store.checkpoint import KIND_NAMES, Checkpoint, load_checkpoint
+from charlm.tasks.classify.classifier_inference import as_classifier
+from charlm.tasks.tagging.tagger_inference import as_tagger
+from charlm.text.vocab import SPECIALS
+
+FORMATS = ("onnx", "torch")
+EXPORTED_KINDS = ("lm", "tagger", "classifier")
+
+
+def export_model(source, out, *, fmt: str = "onnx", warn=None) -> dict:
+    """Write the model of `source` (a run directory's best checkpoint, or a checkpoint file) to `out`.
+
+    Inputs: fmt, one of FORMATS; warn, called with a message when a damaged checkpoint of a run is skipped.
+    Returns what was written: {"path", "format", "bytes", "kind", "cell", "source"} and, for onnx, the graph's
+    "inputs" and "outputs" (each {"name", "dtype", "shape", "optional"}), for torch the "module" arguments and
+    the "tensors" ({name: shape}).
+    Every refusal is a CharlmError with one sentence, raised before anything is written.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise CharlmError(f"cannot write {out}: its directory {out.parent} does not exist")
+    onnx = _import_onnx() if fmt == "onnx" else None
+    ckpt = load_checkpoint(source, warn=warn)
+    cfg = ckpt.config
+    if cfg.kind not in EXPORTED_KINDS:
+        raise CharlmError(f"{ckpt.path} is {KIND_NAMES[cfg.kind]}: export covers language models, taggers and "
+                          f"classifiers")
+    if out.exists() and out.samefile(ckpt.path):
+        raise ConfigError(f"{out} is the checkpoint being exported: write the export to another file")
+    metadata = model_metadata(ckpt)
+    if fmt == "onnx":
+        model = onnx_graph.build_model(onnx, ckpt.params, cfg, metadata)
+        write_atomic(out, model.SerializeToString())
+        optional = {tensor.name for tensor in model.graph.initializer}
+        described = {"inputs": [_describe(onnx, v, v.name in optional) for v in model.graph.input],
+                     "outputs": [_describe(onnx, v, False) for v in model.graph.output]}
+    else:
+        tensors = torch_state.state_dict(ckpt.params, cfg)
+        module = torch_state.module_arguments(cfg)
+        header = {"format": "pt", **metadata, "charlm.module": json.dumps(module)}
+        write_atomic(out, safetensors.numpy.save(tensors, metadata=header))
+        described = {"module": module, "tensors": {name: list(t.shape) for name, t in tensors.items()}}
+    return {"path": str(out), "format": fmt, "bytes": out.stat().st_size, "kind": cfg.kind, "cell": cfg.cell,
+            "source": str(ckpt.path), **described}
+
+
+def model_metadata(ckpt: Checkpoint) -> dict[str, str]:
+    """The string metadata both formats carry (see the module docstring)."""
+    vocab = ckpt.vocab
+    metadata = {
+        "charlm.kind": ckpt.config.kind,
+        "charlm.vocab": json.dumps([*SPECIALS, *vocab.tokens]),
+        "charlm.tokenizer": json.dumps({"kind": vocab.kind, "lowercase": vocab.lowercase}),
+        "charlm.config": json.dumps(ckpt.config.to_dict()),
+    }
+    if ckpt.config.kind == "tagger":
+        heads = as_tagger(ckpt).heads
+        metadata["charlm.labels"] = json.dumps([{"name": h.name, "labels": list(h.labels)} for h in heads])
+    elif ckpt.config.kind == "classifier":
+        metadata["charlm.labels"] = json.dumps(list(as_classifier(ckpt).labels))
+    return metadata
+
+
+def _import_onnx():
+    """The onnx package, an optional dependency (the `export` extra)."""
+    try:
+        import onnx
+    except ImportError:
+        raise CharlmError("--format onnx needs the onnx package: pip install 'charlm[export]'") from None
+    return onnx
+
+
+def _describe(onnx, value, optional: bool) -> dict:
+    """A graph input's or output's name, dtype, shape (a dimension's size, or its name when dynamic) and
+    whether a caller may leave it out."""
+    tensor = value.type.tensor_type
+    shape = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "shape": shape, "optional": optional}

@@ -1,0 +1,148 @@
+"""`charlm export` end to end on tiny real runs (a real `charlm export` process): the files written and what
+`--json` says of them, and bad input: one line on stderr, the documented exit code, nothing written."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import safetensors
+from helpers import assert_one_line_error, charlm_env, invoke
+from helpers import run_charlm as run
+
+from charlm.models import lm
+from charlm.models.config import ModelConfig
+from charlm.store.checkpoint import load_checkpoint, save_checkpoint
+from charlm.tasks.classify.classifier_inference import as_classifier
+from charlm.tasks.registry import train
+from charlm.text.tokenizer import Vocab
+from charlm.training.options import TrainOptions
+
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
+
+
+def write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny real runs: a language model trained by a `charlm train` process, a classifier and an
+    encoder–decoder trained in this process, and a lecture-GRU language model's checkpoint."""
+    root = tmp_path_factory.mktemp("export_cli")
+    rng = np.random.default_rng(0)
+    corpus = write(root / "corpus.txt", "\n".join(" ".join(rng.choice(WORDS, 8)) for _ in range(200)) + "\n")
+    done = run("train", corpus, "--out", root / "lm", "--steps", 20, "--cell", "lstm", "--hidden", 16, "--layers", 2,
+               "--batch", 4, "--seq-len", 16, "-q", env=charlm_env())
+    assert done.returncode == 0, done.stderr
+    names = write(root / "names.tsv", "\n".join(f"{label}\t{stem}{label[:2]}" for label in ("ov", "los", "ki")
+                                                for stem in ("bor", "kat", "mir", "sen", "dal", "ter")) + "\n")
+    train(TrainOptions(corpus=str(names), out=str(root / "classifier"), task="classify", bidirectional=True,
+                       hidden=8, layers=1, batch=8, steps=3))
+    pairs = write(root / "pairs.tsv", "\n".join(f"{w}\t{w[::-1]}" for w in WORDS * 4) + "\n")
+    train(TrainOptions(corpus=str(pairs), out=str(root / "translate"), task="translate", hidden=4, layers=1,
+                       batch=8, steps=1))
+    vocab = Vocab.build({c: 1 for c in "abc "})
+    cfg = ModelConfig("gru", vocab.size, 4)
+    gru = save_checkpoint(root / "gru.safetensors", params=lm.init_params(cfg, np.random.default_rng(0)), config=cfg,
+                          vocab=vocab, data={})
+    return {"root": root, "lm": root / "lm", "classifier": root / "classifier", "translate": root / "translate",
+            "gru": gru}
+
+
+def files(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.slow
+def test_a_language_model_exports_to_onnx_and_torch(runs, tmp_path):
+    onnx_file = tmp_path / "lm.onnx"
+    done = run("export", runs["lm"], "-o", onnx_file, "--json", env=charlm_env())
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    assert written["path"] == str(onnx_file) and written["bytes"] == onnx_file.stat().st_size
+    assert (written["format"], written["kind"], written["cell"]) == ("onnx", "lm", "lstm")
+    assert written["source"] == str(runs["lm"] / "best.safetensors")
+    assert [(v["name"], v["shape"], v["optional"]) for v in written["inputs"]] == [
+        ("ids", ["T", "B"], False), ("h0", [2, "B", 16], True), ("c0", [2, "B", 16], True)]
+    assert [(v["name"], v["dtype"]) for v in written["outputs"]] == [("log_probs", "float32"), ("hn", "float32"),
+                                                                      ("cn", "float32")]
+
+    ort = pytest.importorskip("onnxruntime")
+    ckpt = load_checkpoint(runs["lm"])
+    x = np.random.default_rng(0).integers(0, ckpt.config.vocab_size, (12, 2))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    log_probs = ort.InferenceSession(str(onnx_file), options).run(["log_probs"], {"ids": x})[0]
+    acts, _ = lm.trace(ckpt.params, ckpt.config, x, lm.init_state(ckpt.config, 2))
+    logits = acts["head.logits"] - acts["head.logits"].max(axis=-1, keepdims=True)
+    np.testing.assert_allclose(log_probs, logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True)), atol=1e-4)
+
+    torch_file = tmp_path / "lm.safetensors"
+    done = run("export", runs["lm"], "-o", torch_file, "--format", "torch", env=charlm_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(torch_file) in done.stdout and "nn.LSTM(input_size=" in done.stdout
+    with safetensors.safe_open(torch_file, "np") as f:
+        assert json.loads(f.metadata()["charlm.module"])["num_layers"] == 2
+        assert "rnn.weight_ih_l1" in f.keys()
+
+
+@pytest.mark.slow
+def test_a_classifier_exports_with_its_labels(runs, tmp_path):
+    out = tmp_path / "classifier.onnx"
+    done = run("export", runs["classifier"], "-o", out, "--json", env=charlm_env())
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    assert written["kind"] == "classifier"
+    assert [v["name"] for v in written["inputs"]] == ["ids", "lengths"]
+    assert [(v["name"], v["shape"]) for v in written["outputs"]] == [("log_probs", ["B", 3])]
+    onnx = pytest.importorskip("onnx")
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["charlm.labels"]) == list(as_classifier(load_checkpoint(runs["classifier"])).labels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["random bytes", "truncated", "missing directory", "unknown format",
+                                  "encoder-decoder", "lecture gru to torch", "over its checkpoint"])
+def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, case):
+    source, out, extra = runs["lm"], tmp_path / "model.onnx", []
+    if case == "random bytes":
+        source = tmp_path / "random.safetensors"
+        source.write_bytes(np.random.default_rng(0).bytes(4096))
+        code, fragments = 1, ["not a charlm checkpoint"]
+    elif case == "truncated":
+        whole = (runs["lm"] / "best.safetensors").read_bytes()
+        source = tmp_path / "truncated.safetensors"
+        source.write_bytes(whole[:len(whole) // 2])
+        code, fragments = 1, ["truncated"]
+    elif case == "missing directory":
+        out = tmp_path / "nowhere" / "model.onnx"
+        code, fragments = 1, ["does not exist"]
+    elif case == "unknown format":
+        code, fragments, extra = 2, ["--format", "tflite"], ["--format", "tflite"]
+    elif case == "encoder-decoder":
+        source, code, fragments = runs["translate"], 1, ["encoder–decoder", "language models, taggers and classifiers"]
+    elif case == "lecture gru to torch":
+        source, extra, code, fragments = runs["gru"], ["--format", "torch"], 1, ["nn.GRU", "--format onnx"]
+    else:
+        source = tmp_path / "copy.safetensors"
+        source.write_bytes((runs["lm"] / "best.safetensors").read_bytes())
+        out, code, fragments = source, 2, ["is the checkpoint being exported"]
+    before = files(tmp_path)
+    done = run("export", source, "-o", out, *extra, env=charlm_env())
+    assert_one_line_error(done, code, *fragments)
+    assert files(tmp_path) == before  # nothing written, not even a temporary file
+    if case == "over its checkpoint":
+        assert load_checkpoint(source).config.cell == "lstm"
+
+
+def test_without_onnx_the_error_names_the_extra(tmp_path, monkeypatch):
+    vocab = Vocab.build({c: 1 for c in "abc "})
+    cfg = ModelConfig("lstm", vocab.size, 4)
+    source = save_checkpoint(tmp_path / "lm.safetensors", params=lm.init_params(cfg, np.random.default_rng(0)),
+                             config=cfg, vocab=vocab, data={})
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
+    result = invoke("export", source, "-o", tmp_path / "model.onnx")
+    assert_one_line_error(result, 1, "pip install 'charlm[export]'")
+    assert files(tmp_path) == ["lm.safetensors"]
