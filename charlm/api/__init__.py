@@ -1,1 +1,2 @@
-"""The Python API: `charlm.load` and `charlm.train`, what a user's own code calls (see `charlm.api.models`)."""
+"""The Python API: `charlm.load` and the model classes (`charlm.api.models`), `charlm.train`
+(`charlm.api.training`); `charlm` itself exposes them, imported when first used."""

@@ -16,15 +16,32 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def check_sampling_options(vocab_size: int, temperature: float, top_k: int | None,
-                           top_p: float | None) -> None:
-    """Raise ConfigError for a temperature < 0 or not finite, top-k outside 1..V, top-p outside (0, 1]."""
+class SamplingOptionError(ConfigError):
+    """A sampling option out of its range. `option` is its keyword name, `reason` why, worded to follow the
+    option's name: the message is both, and `charlm sample` shows the reason after its flag."""
+
+    def __init__(self, option: str, reason: str):
+        super().__init__(f"{option} {reason}")
+        self.option, self.reason = option, reason
+
+
+def check_sampling_options(vocab_size: int | None, temperature: float = 1.0, top_k: int | None = None,
+                           top_p: float | None = None, *, num_samples: int = 1, length: int = 0) -> None:
+    """Raise SamplingOptionError for the first option out of its range: a temperature < 0 or not finite, top-k
+    below 1 or above the vocabulary size V, top-p outside (0, 1], num_samples < 1, length < 0. With `vocab_size`
+    None (no model loaded yet) top-k's upper bound is left to a later call that knows it."""
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature}")
-    if top_k is not None and not 1 <= top_k <= vocab_size:
-        raise ConfigError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
-    if top_p is not None and not (0 < top_p <= 1):
-        raise ConfigError(f"top-p must be in (0, 1], got {top_p}")
+        raise SamplingOptionError("temperature", f"must be a finite number >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise SamplingOptionError("top_k", f"must be at least 1, got {top_k}")
+    if top_k is not None and vocab_size is not None and top_k > vocab_size:
+        raise SamplingOptionError("top_k", f"must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:  # NaN is refused too
+        raise SamplingOptionError("top_p", f"must be in (0, 1], got {top_p}")
+    if num_samples < 1:
+        raise SamplingOptionError("num_samples", f"must be at least 1, got {num_samples}")
+    if length < 0:
+        raise SamplingOptionError("length", f"must be at least 0, got {length}")
 
 
 def filter_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int | None = None,

@@ -1,7 +1,6 @@
 """`charlm sample`: generate text from a checkpoint (N samples as one batch, or beam search)."""
 
 import json
-import math
 import secrets
 import sys
 
@@ -9,6 +8,7 @@ import click
 
 from charlm.cli.console import status_console
 from charlm.store.checkpoint import load_language_model
+from charlm.tasks.choosing import SamplingOptionError, check_sampling_options
 from charlm.tasks.lm.analysis import novelty
 from charlm.tasks.lm.sampling import OrderedStream, ends_at_eos, sample_model
 from charlm.text.corpus import read_text
@@ -16,15 +16,13 @@ from charlm.text.corpus import read_text
 ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}
 
 
-def _temperature(ctx, param, value):
-    if not (math.isfinite(value) and value >= 0):
-        raise click.BadParameter(f"must be a finite number >= 0 (0 = greedy), got {value}")
-    return value
-
-
-def _finite(ctx, param, value):
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"must be a finite number, got {value}")
+def _sampling_option(ctx, param, value):
+    """The library's rule for this option (`check_sampling_options`; top-k's upper bound waits for the model),
+    raised as a usage error."""
+    try:
+        check_sampling_options(None, **{param.name: value})
+    except SamplingOptionError as exc:
+        raise click.BadParameter(exc.reason) from None
     return value
 
 
@@ -46,15 +44,16 @@ def _unescape(ctx, param, values):
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, readable=True))
-@click.option("--temperature", "-t", type=float, default=1.0, show_default=True, callback=_temperature,
+@click.option("--temperature", "-t", type=float, default=1.0, show_default=True, callback=_sampling_option,
               help="Softmax temperature; 0 = greedy argmax (deterministic).")
-@click.option("--top-k", type=click.IntRange(min=1),
+@click.option("--top-k", type=int, callback=_sampling_option,
               help="Sample only from the K most likely tokens.  [default: off]")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), callback=_finite,
-              help="Nucleus sampling: the smallest set of tokens with probability mass >= P.  [default: off]")
-@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--top-p", type=float, callback=_sampling_option,
+              help="Nucleus sampling: the smallest set of tokens with probability mass >= P, in (0, 1].  "
+                   "[default: off]")
+@click.option("--num-samples", "-n", type=int, default=1, show_default=True, callback=_sampling_option,
               help="Samples generated together as one batch (with --beam: best hypotheses printed).")
-@click.option("--length", "-l", type=click.IntRange(min=0), default=500, show_default=True,
+@click.option("--length", "-l", type=int, default=500, show_default=True, callback=_sampling_option,
               help="Maximum tokens generated per sample (characters or words, as the model reads).")
 @click.option("--prime", "-p", default="",
               help="Text the model reads first; it starts every sample.  [default: none]")
@@ -89,10 +88,10 @@ def sample(checkpoint, temperature, top_k, top_p, num_samples, length, prime, se
     if beam is not None and not prime:
         raise click.BadParameter("beam search continues a prime; give --prime TEXT", param_hint="'--beam'")
     ckpt = load_language_model(checkpoint, warn=warn)
-    vocab_size = ckpt.vocab.size
-    if top_k is not None and top_k > vocab_size:
-        raise click.BadParameter(f"must be between 1 and the vocabulary size {vocab_size}, got {top_k}",
-                                 param_hint="'--top-k'")
+    try:
+        check_sampling_options(ckpt.vocab.size, top_k=top_k)
+    except SamplingOptionError as exc:
+        raise click.BadParameter(exc.reason, param_hint="'--top-k'") from None
     eos_mode = ckpt.data.get("eos_mode", "file")
     eos_ends = ends_at_eos(ckpt.data, stop_at_eos)
     separator = "\n" if eos_mode == "lines" else "\n\n"

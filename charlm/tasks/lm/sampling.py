@@ -211,9 +211,7 @@ def generate(params, cfg, vocab, *, num_samples: int = 1, length: int = 200, tem
     - warn: called with each warning message
     - on_step: see `generate_ids`
     """
-    check_sampling_options(vocab.size, temperature, top_k, top_p)
-    if num_samples < 1 or length < 0:
-        raise ConfigError(f"need num_samples >= 1 and length >= 0, got {num_samples} and {length}")
+    check_sampling_options(vocab.size, temperature, top_k, top_p, num_samples=num_samples, length=length)
     context = encode_prime(vocab, prime, strict=strict, warn=warn)
     pick = make_picker(np.random.default_rng(seed), temperature=temperature, top_k=top_k, top_p=top_p)
     stops = stop_rule(vocab, stop, prime=prime, context=context, allow_unk=allow_unk, warn=warn)
