@@ -122,14 +122,10 @@ def step_logits(params, cfg: ModelConfig, ids, state):
     if ids.ndim != 1:
         raise ConfigError(f"step_logits needs ids of shape (B,), got shape {ids.shape}")
     x, _, state, _ = _check_inputs(params, cfg, ids[None, :], None, state)
-
-    def block(rows, _):  # the streams `rows`, forward only
-        out, new_state = encoder_infer(params, cfg, x[:, rows], state_rows(state, rows))
-        logits, _ = _head_logits(params, cfg, out, None)
-        return logits[0], new_state
-
-    parts = map_row_blocks(block, x.shape[1])
-    return np.concatenate([logits for logits, _ in parts]), join_states([s for _, s in parts])
+    # One block: a step is too short to pay for setting the BLAS pools to one thread and back each time.
+    out, new_state = encoder_infer(params, cfg, x, state)
+    logits, _ = _head_logits(params, cfg, out, None)
+    return logits[0], new_state
 
 
 def trace(params, cfg: ModelConfig, x, state):
