@@ -4,7 +4,9 @@ runs; and bad input (paths that hold no run, sampling values out of range, unkno
 another kind of model) as charlm's one-line exceptions, in the commands' words."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -137,6 +139,45 @@ def test_unknown_training_options_are_config_errors_naming_them(tmp_path):
             charlm.train(corpus, out=str(tmp_path / "run"), steps=2, **options)
         assert str(caught.value) == f"unknown training option {words}"
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(time_budget=0), "--time must be a finite number > 0, got 0"),
+    (dict(batch=0), "--batch must be a whole number >= 1, got 0"),
+    (dict(seq_len=0), "--seq-len must be a whole number >= 1, got 0"),
+    (dict(steps=0), "--steps must be a whole number >= 1, got 0"),
+    (dict(epochs=-1.0), "--epochs must be a finite number > 0, got -1.0"),
+    (dict(hidden=2.5), "--hidden must be a whole number >= 1, got 2.5"),
+    (dict(clip=float("nan")), "--clip must be a finite number >= 0, got nan"),
+])
+def test_values_the_command_line_refuses_are_config_errors_here_too(tmp_path, options, message):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(word_lines(20, 1), encoding="utf-8")
+    with pytest.raises(charlm.ConfigError) as caught:
+        charlm.train(corpus, out=str(tmp_path / "run"), **options)
+    assert str(caught.value) == message
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_stopped_run_gives_the_caller_its_own_ctrl_c_back(runs, tmp_path):
+    """Ctrl-C stops charlm.train after a clean save (TrainingInterrupted); the caller's SIGINT handler is its
+    own again afterwards, so a notebook can be interrupted once more."""
+    mine = signal.getsignal(signal.SIGINT)
+
+    def interrupt_once(event):
+        if isinstance(event, events.Progress) and not interrupt_once.sent:
+            interrupt_once.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    interrupt_once.sent = False
+    with pytest.raises(charlm.TrainingInterrupted) as caught:
+        charlm.train(runs["corpus"], out=str(tmp_path / "run"), report=interrupt_once,
+                     **{**LM_OPTIONS, "steps": 10_000})
+    assert caught.value.signum == signal.SIGINT
+    assert list((tmp_path / "run").glob("ckpt-*.safetensors"))  # saved before stopping
+    assert signal.getsignal(signal.SIGINT) is mine
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
 
 
 def test_a_missing_corpus_is_a_corpus_error(tmp_path):

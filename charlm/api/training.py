@@ -1,7 +1,9 @@
 """`charlm.train`: what `charlm train` runs (`charlm.tasks.registry.train`), called from Python with the flags
 as keywords; quiet unless given a `report`."""
 
+import contextlib
 import difflib
+import signal
 import warnings
 
 from charlm.errors import ConfigError
@@ -13,6 +15,8 @@ from charlm.training.options import OPTION_NAMES, TrainOptions
 # The keywords `train` takes: every option of a run but the corpus (its first argument) and the recipe's own
 # account of what it chose.
 KEYWORDS = OPTION_NAMES - {"corpus", "recipe"}
+# The signals a run turns into a clean stop (`charlm.training.signals.StopSignals`).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A flag of `charlm train` whose keyword is another word.
 RENAMED = {"time": "time_budget"}
 
@@ -36,7 +40,20 @@ def train(corpus, *, report=None, **options) -> TrainResult:
     if unknown:
         raise ConfigError(_unknown_option(unknown[0]))
     opts = TrainOptions(corpus=str(corpus), **options)
-    return run_training(opts, explicit=frozenset(options), report=report or _warnings_only)
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        return run_training(opts, explicit=frozenset(options), report=report or _warnings_only)
+    finally:
+        _restore(handlers)
+
+
+def _restore(handlers: dict) -> None:
+    """Give the caller its own SIGINT/SIGTERM handlers back: a run that stops after a clean save ignores
+    further signals, which a process about to exit wants and a notebook that goes on does not."""
+    for sig, handler in handlers.items():
+        if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+            with contextlib.suppress(ValueError):  # not the main thread: the run installed none either
+                signal.signal(sig, handler)
 
 
 def _unknown_option(name: str) -> str:

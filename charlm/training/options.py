@@ -4,6 +4,7 @@ Options left unset (None) are the recipe's to choose (`charlm.training.recipe`),
 """
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -132,9 +133,30 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
+# Whole-number options and their least value, as the CLI's flag types have them; None (the recipe's) passes.
+INTEGER_MINIMUMS = {"hidden": 1, "layers": 1, "embed": 0, "seq_len": 1, "batch": 1, "warmup": 0, "steps": 1,
+                    "eval_every": 0, "eval_streams": 1, "eval_chars": 2, "patience": 0, "sample_every": 0,
+                    "save_every": 0, "keep": 1, "min_count": 1, "max_vocab": 3, "max_len": 1, "threads": 1}
+# Real options that must be finite and above 0 (epochs, the time budget) or at least 0 (the rest).
+POSITIVE_REALS = ("epochs", "time_budget")
+NON_NEGATIVE_REALS = ("weight_decay", "clip")
+
+
 def check_options(o: TrainOptions) -> None:
-    """Values the library refuses however the options were built (the CLI's flag types refuse them first);
-    options still left to the recipe (None) pass."""
+    """Values the library refuses however the options were built (the CLI's flag types refuse them first,
+    `charlm.train` meets them here); options still left to the recipe (None) pass."""
+    for name, low in INTEGER_MINIMUMS.items():
+        value = getattr(o, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low):
+            raise ConfigError(f"--{_flag(name)} must be a whole number >= {low}, got {value!r}")
+    for name in POSITIVE_REALS + NON_NEGATIVE_REALS:
+        value = getattr(o, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or value < 0 or (value == 0 and name in POSITIVE_REALS):
+            bound = "> 0" if name in POSITIVE_REALS else ">= 0"
+            raise ConfigError(f"--{_flag(name)} must be a finite number {bound}, got {value!r}")
     if o.dropout is not None and not 0 <= o.dropout < 1:
         raise ConfigError(f"--dropout must be in [0, 1), got {o.dropout}")
     if o.encoder_lr is not None and not (math.isfinite(o.encoder_lr) and o.encoder_lr >= 0):
@@ -152,6 +174,11 @@ def check_options(o: TrainOptions) -> None:
     if o.tie and None not in (o.embed, o.hidden) and o.embed != o.hidden:
         raise ConfigError(f"--tie shares the input embedding with the output layer, so it needs --embed equal to "
                           f"--hidden (got --embed {o.embed}, --hidden {o.hidden})")
+
+
+def _flag(name: str) -> str:
+    """The CLI flag of an option: `seq_len` -> `seq-len`, `time_budget` -> `time` (given in seconds here)."""
+    return "time" if name == "time_budget" else name.replace("_", "-")
 
 
 def merge_resumed_options(ckpt, opts: TrainOptions, explicit: frozenset) -> TrainOptions:
