@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from charlm.errors import ConfigError, CorpusError
+from charlm.errors import CorpusError
 from charlm.models.config import ModelConfig
 from charlm.store.checkpoint import KIND_NAMES, Checkpoint, load_checkpoint
 from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
@@ -162,9 +162,7 @@ class Classifier(Model):
     def classify(self, texts, top_k: int = 1):
         """Per text what `charlm classify --json --top-k K` prints: {"text", "label", "probability", "top":
         [[label, probability], ...]}, the `top_k` most likely labels (all of them when there are fewer)."""
-        if top_k < 1:  # as the command's --top-k, which also shows at most every label
-            raise ConfigError(f"top_k must be at least 1, got {top_k}")
-        return _answer(texts, classify_texts(self._classifier, _texts(texts), top_k=min(top_k, len(self.labels))))
+        return _answer(texts, classify_texts(self._classifier, _texts(texts), top_k=top_k))
 
 
 class EncoderDecoder(Model):

@@ -38,7 +38,7 @@ def classify(checkpoint, texts, top_k, as_json, explain, quiet):
         else:
             _draw_explained(found)
         return
-    found = classify_texts(c, input_texts(texts), top_k=min(top_k, len(c.labels)))
+    found = classify_texts(c, input_texts(texts), top_k=top_k)
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return

@@ -1,6 +1,7 @@
 """Using a classifier: the top labels of texts, each token's part in a decision, and its accuracy, macro-F1,
 per-label figures and confusion matrix on labelled texts."""
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,10 @@ def classify_texts(c: Classifier, texts, *, top_k: int = 1, explain: bool = Fals
     `explain`, also why it got its label: "tokens": [[token, effect], ...], per token the change in the chosen
     label's probability when that token alone is replaced by `<UNK>` (positive: the token speaks for the
     label), the tokens as the classifier reads them (characters, or words and marks; a word's implied space is
-    not a token). Every variant of every text is read in the same batches."""
+    not a token). Every variant of every text is read in the same batches. top_k larger than the labels gives
+    them all."""
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ConfigError(f"top_k must be at least 1, got {top_k!r}")
     cut = [t[:c.max_len] for t in texts] if c.max_len else list(texts)
     inputs = [c.vocab.encode(t) for t in cut]
     probs = predict_ids(c.params, c.cfg, inputs)
