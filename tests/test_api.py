@@ -248,6 +248,28 @@ def test_a_loaded_model_needs_its_files_no_more(runs, tmp_path):
     shutil.rmtree(copy)
     assert lm.sample(length=30, seed=4) == first
     assert lm.score(["a cat"]) == charlm.load(runs["lm"]).score(["a cat"])
+    written = lm.export(tmp_path / "lm.onnx")  # exported from memory: the run is gone
+    assert written["kind"] == "lm" and written["bytes"] == (tmp_path / "lm.onnx").stat().st_size
+
+
+def test_export_writes_what_charlm_export_writes_and_runs_in_onnxruntime(untrained, tmp_path):
+    import onnxruntime as ort
+
+    model = charlm.load(untrained)
+    written = model.export(tmp_path / "api.onnx")
+    assert invoke("export", untrained, "-o", tmp_path / "cli.onnx").exit_code == 0
+    assert (tmp_path / "api.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+    assert [v["name"] for v in written["outputs"]] == ["log_probs", "hn", "cn"]
+    ids = model.vocab.encode("ab ba")[:, None].astype(np.int64)  # (T, 1)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    log_probs = ort.InferenceSession(str(tmp_path / "api.onnx"), options).run(["log_probs"], {"ids": ids})[0]
+    assert np.allclose(np.exp(log_probs).sum(axis=-1), 1.0, atol=1e-5)
+    with pytest.raises(charlm.ConfigError, match="unknown export format 'tflite'"):
+        model.export(tmp_path / "x", format="tflite")
+    with pytest.raises(charlm.CharlmError, match="does not exist"):
+        model.export(tmp_path / "missing" / "x.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".onnx") == ["api.onnx", "cli.onnx"]
 
 
 def test_the_perplexity_of_no_text_is_a_corpus_error_about_the_text(untrained):

@@ -5,6 +5,8 @@ import json
 import sys
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import safetensors
 from helpers import assert_one_line_error, charlm_env, invoke
@@ -69,7 +71,6 @@ def test_a_language_model_exports_to_onnx_and_torch(runs, tmp_path):
     assert [(v["name"], v["dtype"]) for v in written["outputs"]] == [("log_probs", "float32"), ("hn", "float32"),
                                                                       ("cn", "float32")]
 
-    ort = pytest.importorskip("onnxruntime")
     ckpt = load_checkpoint(runs["lm"])
     x = np.random.default_rng(0).integers(0, ckpt.config.vocab_size, (12, 2))
     options = ort.SessionOptions()
@@ -97,7 +98,6 @@ def test_a_classifier_exports_with_its_labels(runs, tmp_path):
     assert written["kind"] == "classifier"
     assert [v["name"] for v in written["inputs"]] == ["ids", "lengths"]
     assert [(v["name"], v["shape"]) for v in written["outputs"]] == [("log_probs", ["B", 3])]
-    onnx = pytest.importorskip("onnx")
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["charlm.labels"]) == list(as_classifier(load_checkpoint(runs["classifier"])).labels)
 

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+import onnx  # the dev extra: the tests need the real runtime, never a skip
+import onnxruntime as ort
 import pytest
 
 from charlm.export.exporting import export_model
@@ -16,9 +18,6 @@ from charlm.models.config import ModelConfig
 from charlm.models.encoder import init_state
 from charlm.store.checkpoint import save_checkpoint
 from charlm.text.tokenizer import Vocab
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = Vocab.build({c: 1 for c in "abcdefghi"})  # V = 11

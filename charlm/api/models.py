@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from charlm.errors import CorpusError
+from charlm.export.exporting import export_checkpoint
 from charlm.models.config import ModelConfig
 from charlm.store.checkpoint import KIND_NAMES, Checkpoint, load_checkpoint
 from charlm.tasks.classify.classifier_inference import as_classifier, classify_texts
@@ -72,6 +73,11 @@ class Model:
         """What `charlm info --json` shows: the file, format and integrity, the model, its vocabulary, the
         training summary and the task."""
         return describe(self.checkpoint)
+
+    def export(self, out, format: str = "onnx") -> dict:
+        """Write the model for another runtime as `charlm export` does: "onnx" (ONNX's own LSTM/GRU/RNN graph)
+        or "torch" (a PyTorch state dict in safetensors), see docs/export.md; returns what `--json` prints."""
+        return export_checkpoint(self.checkpoint, out, fmt=format)
 
     def __repr__(self) -> str:
         return f"<charlm.{type(self).__name__} {self.path}>"

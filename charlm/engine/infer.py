@@ -24,18 +24,11 @@ def lean(cell: str, dtype) -> bool:
 def infer_sequence(cell, xp, rows, state, Wh, *, activation="tanh", ws=None, tag=""):
     """Run one recurrent layer over a chunk, forward only.
 
-    Inputs:
-    - cell: one of `charlm.engine.cells.CELLS`
+    Inputs: as `charlm.engine.cells.sequence_forward`, but the projections are a table read by row number:
     - xp: input projections, of shape (R, G); step t of stream b reads row rows[t, b]
     - rows: of shape (T, B), integers in [0, R)
-    - state: initial state, `(a<0>,)` or `(a<0>, c<0>)` for lstm, each of shape (B, H)
-    - Wh: recurrent weights, of shape (H, G)
-    - activation: "tanh" or "relu" (rnn only)
-    - ws: optional workspace dict; tag: prefix that keeps this layer's buffers apart from other layers'
 
-    Returns a tuple of:
-    - a_out: outputs a<1..T>, of shape (T, B, H) (a view of a workspace buffer when ws is given)
-    - final_state: the state after step T, fresh arrays of shape (B, H)
+    Returns (a_out (T, B, H), final_state): as `sequence_forward` without its cache.
     """
     if not lean(cell, xp.dtype):
         a_out, final, _ = cells.sequence_forward(cell, xp[rows], state, Wh, activation=activation, ws=ws, tag=tag)

@@ -37,18 +37,21 @@ def export_model(source, out, *, fmt: str = "onnx", warn=None) -> dict:
     the "tensors" ({name: shape}).
     Every refusal is a CharlmError with one sentence, raised before anything is written.
     """
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _check_destination(out, fmt)
+    return export_checkpoint(load_checkpoint(source, warn=warn), out, fmt=fmt)
+
+
+def export_checkpoint(ckpt: Checkpoint, out, *, fmt: str = "onnx") -> dict:
+    """Write the model of a loaded checkpoint to `out`, as `export_model` does (the Python API's
+    `Model.export`); returns what was written."""
+    _check_destination(out, fmt)
     out = Path(out)
-    if not out.parent.is_dir():
-        raise CharlmError(f"cannot write {out}: its directory {out.parent} does not exist")
     onnx = _import_onnx() if fmt == "onnx" else None
-    ckpt = load_checkpoint(source, warn=warn)
     cfg = ckpt.config
     if cfg.kind not in EXPORTED_KINDS:
         raise CharlmError(f"{ckpt.path} is {KIND_NAMES[cfg.kind]}: export covers language models, taggers and "
                           f"classifiers")
-    if out.exists() and out.samefile(ckpt.path):
+    if out.exists() and Path(ckpt.path).exists() and out.samefile(ckpt.path):
         raise ConfigError(f"{out} is the checkpoint being exported: write the export to another file")
     metadata = model_metadata(ckpt)
     if fmt == "onnx":
@@ -65,6 +68,17 @@ def export_model(source, out, *, fmt: str = "onnx", warn=None) -> dict:
         described = {"module": module, "tensors": {name: list(t.shape) for name, t in tensors.items()}}
     return {"path": str(out), "format": fmt, "bytes": out.stat().st_size, "kind": cfg.kind, "cell": cfg.cell,
             "source": str(ckpt.path), **described}
+
+
+def _check_destination(out, fmt: str) -> None:
+    """A known format and a directory to write into, checked before anything is loaded or written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise CharlmError(f"cannot write {out}: its directory {out.parent} does not exist")
+    if fmt == "onnx":
+        _import_onnx()
 
 
 def model_metadata(ckpt: Checkpoint) -> dict[str, str]:
