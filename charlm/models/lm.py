@@ -87,8 +87,8 @@ def loss_grads_and_dstate(params, cfg: ModelConfig, x, y, state, *, mask=None, r
 
 
 def forward_nll(params, cfg: ModelConfig, x, y, state, *, workspace=None):
-    """Per-target negative log-likelihood for evaluation (no dropout, no gradients); a caller with a mask
-    weighs the returned nll itself.
+    """Per-target negative log-likelihood for evaluation (no dropout, no gradients), forward only in blocks of
+    streams side by side (`charlm.models.inference`); a caller with a mask weighs the returned nll itself.
 
     Inputs: as loss_and_grads (without mask and rng).
 
@@ -108,7 +108,7 @@ def forward_nll(params, cfg: ModelConfig, x, y, state, *, workspace=None):
 
 
 def step_logits(params, cfg: ModelConfig, ids, state):
-    """Advance B streams by one token each (sampling); the same cell code as training.
+    """Advance B streams by one token each (sampling), forward only (`charlm.models.inference`).
 
     Inputs:
     - ids: the current token of each stream, of shape (B,)
