@@ -25,8 +25,10 @@ const EVALUATE_FORMS = {
 
 // ----------------------------------------------------------------------------------------- tag
 
+// A view reads its default text when it first opens, unless that reading is already on its way (the run's
+// change opened the view and the user clicked its tab before the answer came).
 function openTag() {
-  if (!state.tag) tagText();
+  if (!state.tag && !$("tag-button").classList.contains("busy")) tagText();
 }
 
 async function tagText() {
@@ -117,7 +119,7 @@ function onTagHover(event) {
 // ----------------------------------------------------------------------------------------- classify
 
 function openClassify() {
-  if (!state.classified) classifyTexts();
+  if (!state.classified && !$("classify-button").classList.contains("busy")) classifyTexts();
 }
 
 async function classifyTexts() {
