@@ -12,7 +12,7 @@ import safetensors
 from helpers import assert_one_line_error, charlm_env, invoke
 from helpers import run_charlm as run
 
-from charlm.models import lm
+from charlm.models import lm, seq2seq
 from charlm.models.config import ModelConfig
 from charlm.store.checkpoint import load_checkpoint, save_checkpoint
 from charlm.tasks.classify.classifier_inference import as_classifier
@@ -103,8 +103,42 @@ def test_a_classifier_exports_with_its_labels(runs, tmp_path):
 
 
 @pytest.mark.slow
+def test_an_encoder_decoder_exports_its_encoder_and_decoder_graphs(runs, tmp_path):
+    done = run("export", runs["translate"], "-o", tmp_path / "reverse.onnx", "--json", env=charlm_env())
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    paths = [tmp_path / "reverse.encoder.onnx", tmp_path / "reverse.decoder.onnx"]
+    assert files(tmp_path) == ["reverse.decoder.onnx", "reverse.encoder.onnx"]
+    assert (written["kind"], written["path"]) == ("seq2seq", str(paths[0]))
+    assert [(f["part"], f["path"], f["bytes"]) for f in written["files"]] == [
+        (part, str(path), path.stat().st_size) for part, path in zip(("encoder", "decoder"), paths, strict=True)]
+    assert [v["name"] for v in written["files"][0]["inputs"]] == ["src", "src_lengths"]
+    assert [v["name"] for v in written["files"][1]["inputs"]][0] == "ids"
+    assert [v["name"] for v in written["files"][1]["outputs"]][0] == "log_probs"
+
+    ckpt = load_checkpoint(runs["translate"])
+    src, lengths = np.array([[2, 3], [4, 2], [5, 0]]), np.array([3, 2])
+    memory, state = seq2seq.encode(ckpt.params, ckpt.config, src, lengths)
+    logits, _, _ = seq2seq.decode_step(ckpt.params, ckpt.config, memory, np.zeros(2, np.int64), state)
+    encoder, decoder = (ort.InferenceSession(str(path)) for path in paths)
+    encoded = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"src": src, "src_lengths": lengths}),
+                       strict=True))
+    feeds = {"ids": np.zeros(2, np.int64), "memory": encoded["memory"], "src_lengths": lengths,
+             **{f"{name[-1]}0": encoded[name] for name in ("state_h", "state_c") if name in encoded}}
+    log_probs = decoder.run(["log_probs"], feeds)[0]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    np.testing.assert_allclose(log_probs, shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)), atol=1e-4)
+
+    done = run("export", runs["translate"], "-o", tmp_path / "again.onnx", env=charlm_env())
+    assert done.returncode == 0, done.stderr
+    assert "again.encoder.onnx" in done.stdout and "again.decoder.onnx" in done.stdout  # both files drawn
+    assert "decoder outputs" in done.stdout and "log_probs" in done.stdout
+    assert (tmp_path / "again.decoder.onnx").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["random bytes", "truncated", "missing directory", "unknown format",
-                                  "encoder-decoder", "lecture gru to torch", "over its checkpoint"])
+                                  "encoder-decoder to torch", "lecture gru to torch", "over its checkpoint"])
 def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, case):
     source, out, extra = runs["lm"], tmp_path / "model.onnx", []
     if case == "random bytes":
@@ -121,8 +155,9 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, case):
         code, fragments = 1, ["does not exist"]
     elif case == "unknown format":
         code, fragments, extra = 2, ["--format", "tflite"], ["--format", "tflite"]
-    elif case == "encoder-decoder":
-        source, code, fragments = runs["translate"], 1, ["encoder–decoder", "language models, taggers and classifiers"]
+    elif case == "encoder-decoder to torch":
+        source, extra, code = runs["translate"], ["--format", "torch"], 1
+        fragments = ["encoder–decoder", "language models, taggers and classifiers", "--format onnx"]
     elif case == "lecture gru to torch":
         source, extra, code, fragments = runs["gru"], ["--format", "torch"], 1, ["nn.GRU", "--format onnx"]
     else:

@@ -26,6 +26,9 @@ The input layer is a Gather of `embed.W`'s rows, or with one-hot input a OneHot 
 (V, V) table). A bidirectional layer's Y (T, 2, B, H) becomes (T, B, 2H), forward half first, as charlm
 concatenates. Dropout is absent (inference). A tied head multiplies by `embed.W` transposed (one copy of the
 table in the file).
+
+`Graph`, `input_layer`, `recurrent_layer`, `affine`, `last_states` and `finish_model` are shared with the
+encoder–decoder's graphs (`charlm.export.onnx_seq2seq`).
 """
 
 import numpy as np
@@ -41,7 +44,7 @@ IR_VERSION = 8
 OPERATORS = {"rnn": "RNN", "gru-simple": "GRU", "gru": "GRU", "lstm": "LSTM"}
 
 
-class _Graph:
+class Graph:
     """Nodes, initializers, inputs and outputs as they are added; each op returns its outputs' names."""
 
     def __init__(self, onnx):
@@ -71,11 +74,11 @@ def build_model(onnx, params: dict, cfg: ModelConfig, metadata: dict[str, str]):
     Inputs: onnx, the imported package (an optional dependency, imported by the caller); params and cfg of a
     language model, tagger or classifier; metadata, string properties stored in `metadata_props`.
     """
-    g = _Graph(onnx)
+    g = Graph(onnx)
     FLOAT, INT64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     V, H, L = cfg.vocab_size, cfg.hidden, cfg.layers
     g.inputs.append(g.value("ids", INT64, ["T", "B"], "token ids (T, B), time-major"))
-    x = _input_layer(g, params, cfg)  # (T, B, E or V)
+    x = input_layer(g, params, cfg, "ids")  # (T, B, E or V)
     states, sequence_lens = [], ""
     if cfg.kind == "lm":
         states = _state_inputs(g, cfg)
@@ -84,10 +87,10 @@ def build_model(onnx, params: dict, cfg: ModelConfig, metadata: dict[str, str]):
         sequence_lens = g.op("Cast", ["lengths"], to=onnx.TensorProto.INT32)
     finals = []
     for layer in range(L):
-        x, layer_finals = _recurrent_layer(g, params, cfg, layer, x, sequence_lens, states)
+        x, layer_finals = recurrent_layer(g, params, cfg, layer, x, sequence_lens, states)
         finals.append(layer_finals)
     if cfg.kind == "lm":
-        logits = _affine(g, x, _lm_head_weight(g, params, cfg), params["head.b"])
+        logits = affine(g, x, _lm_head_weight(g, params, cfg), params["head.b"])
         g.op("LogSoftmax", [logits], ["log_probs"], axis=-1)
         g.outputs.append(g.value("log_probs", FLOAT, ["T", "B", V], "log P(next token | tokens so far) (T, B, V)"))
         for k, name in enumerate(("hn", "cn")[:len(states)]):
@@ -96,25 +99,32 @@ def build_model(onnx, params: dict, cfg: ModelConfig, metadata: dict[str, str]):
     elif cfg.kind == "tagger":
         for k, labels in enumerate(cfg.heads):
             name = "log_probs" if len(cfg.heads) == 1 else f"log_probs_{k}"
-            logits = _affine(g, x, g.constant(f"head.{k}.W", params[f"head.{k}.W"].astype(np.float32)),
-                             params[f"head.{k}.b"], tag=f"head.{k}")
+            logits = affine(g, x, g.constant(f"head.{k}.W", params[f"head.{k}.W"].astype(np.float32)),
+                            params[f"head.{k}.b"], tag=f"head.{k}")
             g.op("LogSoftmax", [logits], [name], axis=-1)
             g.outputs.append(g.value(name, FLOAT, ["T", "B", labels], f"head {k}: log P(label) per step (T, B, K)"))
     else:
         pooled = _pool(g, cfg, x, finals[-1][0])  # (B, F)
-        logits = _affine(g, pooled, g.constant("head.0.W", params["head.0.W"].astype(np.float32)),
-                         params["head.0.b"], tag="head.0")
+        logits = affine(g, pooled, g.constant("head.0.W", params["head.0.W"].astype(np.float32)),
+                        params["head.0.b"], tag="head.0")
         g.op("LogSoftmax", [logits], ["log_probs"], axis=-1)
         g.outputs.append(g.value("log_probs", FLOAT, ["B", cfg.heads[0]], "log P(label) per document (B, K)"))
-    graph = onnx.helper.make_graph(g.nodes, f"charlm_{cfg.kind}", g.inputs, g.outputs, g.initializers)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="charlm", producer_version=__version__, ir_version=IR_VERSION)
-    onnx.helper.set_model_props(model, metadata)
-    onnx.checker.check_model(model)
+    return finish_model(g, f"charlm_{cfg.kind}", metadata)
+
+
+def finish_model(g: Graph, name: str, metadata: dict[str, str]):
+    """The graph of g as an `onnx.ModelProto` (opset 17, IR version 8) with string metadata in
+    `metadata_props`, checked by `onnx.checker`."""
+    helper = g.helper
+    graph = helper.make_graph(g.nodes, name, g.inputs, g.outputs, g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="charlm",
+                              producer_version=__version__, ir_version=IR_VERSION)
+    helper.set_model_props(model, metadata)
+    g.onnx.checker.check_model(model)
     return model
 
 
-def _state_inputs(g: _Graph, cfg: ModelConfig) -> list[str]:
+def _state_inputs(g: Graph, cfg: ModelConfig) -> list[str]:
     """A language model's inputs h0 (and c0), each (L, B, H) with a default of zeros (L, 1, H), expanded to the
     batch of `ids`. Returns the expanded states."""
     L, H = cfg.layers, cfg.hidden
@@ -130,20 +140,25 @@ def _state_inputs(g: _Graph, cfg: ModelConfig) -> list[str]:
     return states
 
 
-def _input_layer(g: _Graph, params, cfg: ModelConfig) -> str:
-    """ids (T, B) -> the first layer's input (T, B, E): embed.W's rows; or one-hot (T, B, V)."""
+def input_layer(g: Graph, params, cfg: ModelConfig, ids: str, prefix: str = "") -> str:
+    """ids (T, B) -> the first layer's input (T, B, E): embed.W's rows; or one-hot (T, B, V). prefix: the
+    network's parameter names' ("dec." for an encoder–decoder's decoder), its constants' too."""
     if cfg.embed:
-        return g.op("Gather", [g.constant("embed.W", params["embed.W"].astype(np.float32)), "ids"], axis=0)
-    depth = g.constant("vocab_size", np.array(cfg.vocab_size))
-    return g.op("OneHot", ["ids", depth, g.constant("one_hot_values", np.array([0.0, 1.0], np.float32))], axis=-1)
+        table = g.constant(f"{prefix}embed.W", params[f"{prefix}embed.W"].astype(np.float32))
+        return g.op("Gather", [table, ids], axis=0)
+    depth = g.constant(f"{prefix}vocab_size", np.array(cfg.vocab_size))
+    values = g.constant(f"{prefix}one_hot_values", np.array([0.0, 1.0], np.float32))
+    return g.op("OneHot", [ids, depth, values], axis=-1)
 
 
-def _recurrent_layer(g: _Graph, params, cfg: ModelConfig, layer: int, x: str, sequence_lens: str, states: list):
-    """One LSTM / GRU / RNN node over x (T, B, D): its features (T, B, F) and its final states [(1, B, H), ...]
-    (the forward direction's, with `states` given: the language model's)."""
-    rows = [gate_rows("onnx", cfg.cell, *(params[f"layer.{layer}.{d}{k}"] for k in ("Wx", "Wh", "b")))
+def recurrent_layer(g: Graph, params, cfg: ModelConfig, layer: int, x: str, sequence_lens: str, states: list,
+                    prefix: str = ""):
+    """One LSTM / GRU / RNN node over x (T, B, D): its features (T, B, F) and its final states [(dirs, B, H),
+    ...] (Y_h, and Y_c for an LSTM). states: [] (zeros) or the (L, B, H) arrays to start from, whose row `layer`
+    this layer reads (one direction). prefix: the network's parameter names' ("dec." for a decoder)."""
+    tag = f"{prefix}layer.{layer}"
+    rows = [gate_rows("onnx", cfg.cell, *(params[f"{tag}.{d}{k}"] for k in ("Wx", "Wh", "b")))
             for d in directions(cfg)]
-    tag = f"layer.{layer}"
     W = g.constant(f"{tag}.W", np.stack([w for w, _, _ in rows]))  # (dirs, G', D)
     R = g.constant(f"{tag}.R", np.stack([r for _, r, _ in rows]))  # (dirs, G', H)
     B = g.constant(f"{tag}.B", np.stack([np.concatenate([b, np.zeros_like(b)]) for _, _, b in rows]))  # (dirs, 2G')
@@ -166,24 +181,23 @@ def _recurrent_layer(g: _Graph, params, cfg: ModelConfig, layer: int, x: str, se
     return g.op("Squeeze", [Y, g.constant(f"{tag}.direction_axis", np.array([1]))]), finals
 
 
-def _lm_head_weight(g: _Graph, params, cfg: ModelConfig) -> str:
+def _lm_head_weight(g: Graph, params, cfg: ModelConfig) -> str:
     """The LM head's weight (H, V): head.W, or tied, embed.W (V, E) transposed (E == H)."""
     if cfg.tie:
         return g.op("Transpose", ["embed.W"], perm=[1, 0])
     return g.constant("head.W", params["head.W"].astype(np.float32))
 
 
-def _affine(g: _Graph, x: str, W: str, b, tag: str = "head") -> str:
+def affine(g: Graph, x: str, W: str, b, tag: str = "head") -> str:
     """x (..., F) W (F, K) + b (K,)."""
     return g.op("Add", [g.op("MatMul", [x, W]), g.constant(f"{tag}.b", b.astype(np.float32))])
 
 
-def _pool(g: _Graph, cfg: ModelConfig, out: str, final_h: str) -> str:
+def _pool(g: Graph, cfg: ModelConfig, out: str, final_h: str) -> str:
     """A classifier's pooled vector (B, F) of the top layer's features out (T, B, F) over each document's real
     steps; final_h (dirs, B, H) is the top node's Y_h."""
-    if cfg.pool == "last":  # Y_h: the forward state at step lengths-1, the reverse direction's at step 0
-        per_document = g.op("Transpose", [final_h], perm=[1, 0, 2])  # (B, dirs, H)
-        return g.op("Reshape", [per_document, g.constant("pool.shape", np.array([0, -1]))])
+    if cfg.pool == "last":
+        return last_states(g, final_h, "pool")
     steps = g.op("Range", [g.constant("pool.zero", np.array(0)),
                            g.op("Squeeze", [g.op("Shape", ["ids"], start=0, end=1)]),
                            g.constant("pool.one", np.array(1))])  # (T,)
@@ -198,3 +212,10 @@ def _pool(g: _Graph, cfg: ModelConfig, out: str, final_h: str) -> str:
     counts = g.op("Unsqueeze", [g.op("Cast", ["lengths"], to=g.onnx.TensorProto.FLOAT),
                                 g.constant("pool.count_axis", np.array([1]))])  # (B, 1)
     return g.op("Div", [total, counts])
+
+
+def last_states(g: Graph, final_h: str, tag: str) -> str:
+    """A node's Y_h (dirs, B, H), run with sequence_lens, as each document's features (B, F), forward half
+    first: the forward direction's state at step lengths-1, the reverse direction's at step 0."""
+    per_document = g.op("Transpose", [final_h], perm=[1, 0, 2])  # (B, dirs, H)
+    return g.op("Reshape", [per_document, g.constant(f"{tag}.shape", np.array([0, -1]))])

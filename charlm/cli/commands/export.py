@@ -23,7 +23,8 @@ from charlm.export.exporting import FORMATS, export_model
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr.")
 def export(run, out, fmt, as_json, quiet):
     """Export the model of RUN (a run directory's best checkpoint, or a .safetensors file) for another runtime:
-    a language model, a tagger or a classifier. docs/export.md gives the contract (inputs, outputs, metadata)."""
+    a language model, a tagger or a classifier; an encoder–decoder as two ONNX graphs, FILE's name with .encoder
+    and .decoder before its suffix. docs/export.md gives the contract (inputs, outputs, metadata)."""
     written = export_model(run, out, fmt=fmt, warn=status_console(quiet).print)
     if as_json:
         click.echo(json.dumps(written, indent=2, ensure_ascii=False))
@@ -31,12 +32,15 @@ def export(run, out, fmt, as_json, quiet):
     table = Table(show_header=False, show_edge=False, box=None)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("file", Text(f"{written['path']} ({written['format']}, {written['bytes']:,} bytes)"))
     table.add_row("model", Text(f"{written['kind']}, {written['cell']}, from {written['source']}"))
     if fmt == "onnx":
-        for role in ("inputs", "outputs"):
-            table.add_row(role, Text(", ".join(_signature(v) for v in written[role])))
+        for part in written.get("files", [written]):  # an encoder–decoder writes an encoder and a decoder
+            name = f"{part['part']} " if "part" in part else ""
+            table.add_row(f"{name}file", Text(f"{part['path']} (onnx, {part['bytes']:,} bytes)"))
+            for role in ("inputs", "outputs"):
+                table.add_row(f"{name}{role}", Text(", ".join(_signature(v) for v in part[role])))
     else:
+        table.add_row("file", Text(f"{written['path']} (torch, {written['bytes']:,} bytes)"))
         m = written["module"]
         table.add_row("module", Text(f"nn.{m['mode']}(input_size={m['input_size']}, hidden_size={m['hidden_size']}, "
                                      f"num_layers={m['num_layers']}, bidirectional={m['bidirectional']})"
