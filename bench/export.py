@@ -174,7 +174,7 @@ def sample(run: str) -> None:
         os.chdir(tmp)
         try:
             print(f"\n== docs/export.md's example on {run}:")
-            exec(compile(docs_block("onnxruntime"), "docs/export.md", "exec"), {})
+            exec(compile(docs_block("shakespeare.onnx"), "docs/export.md", "exec"), {})
         finally:
             os.chdir(here)
 

@@ -2,9 +2,11 @@
 
 - naive_forward: the lecture's cells one step and one gate at a time, on charlm's stacked weights.
 - naive_model_nll: one-hot inputs, naive_forward per layer, a per-row log-softmax (tied head too).
-- torch_lstm / torch_gru: PyTorch's nn.LSTM / nn.GRU equations (gate orders i, f, g, o and r, z, n,
-  per-gate weight matrices, two biases), written independently of charlm's cells; to_torch_lstm /
-  to_torch_gru map charlm's stacked weights to them by the mapping documented in `charlm.engine.cells`.
+- torch_lstm / torch_gru / torch_rnn: PyTorch's nn.LSTM / nn.GRU / nn.RNN equations (gate orders i, f, g, o
+  and r, z, n, per-gate weight matrices, two biases), written independently of charlm's cells; to_torch_lstm /
+  to_torch_gru map charlm's stacked weights to them, written from the equations (the export's own mapping,
+  `charlm.export.gates`, is checked through torch_* in tests/test_export_torch.py).
+- log_softmax: over the last axis, shifted by the row maximum.
 """
 
 import zlib
@@ -19,6 +21,11 @@ def seed_of(*parts):
 
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def log_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def naive_forward(cell, xp, state, Wh, activation):
@@ -119,6 +126,18 @@ def torch_gru(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
         z = sigmoid(x_t @ W_iz.T + b_iz + h @ W_hz.T + b_hz)
         n = np.tanh(x_t @ W_in.T + b_in + r * (h @ W_hn.T + b_hn))
         h = (1.0 - z) * n + z * h
+        outs.append(h)
+    return np.stack(outs), h
+
+
+def torch_rnn(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh"):
+    """nn.RNN's equations, one layer: h' = tanh or relu(x W_ih^T + b_ih + h W_hh^T + b_hh). Returns the outputs
+    h<1..T> (T, B, H) and h_T."""
+    h = h0.copy()
+    outs = []
+    for x_t in x:
+        z = x_t @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh
+        h = np.tanh(z) if nonlinearity == "tanh" else np.maximum(z, 0.0)
         outs.append(h)
     return np.stack(outs), h
 

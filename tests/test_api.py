@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from helpers import assert_one_line_error, invoke, run_charlm
+from onnx_runs import run, session_of
 from task_runs import surnames, train_tagger
 
 import charlm
@@ -253,17 +254,13 @@ def test_a_loaded_model_needs_its_files_no_more(runs, tmp_path):
 
 
 def test_export_writes_what_charlm_export_writes_and_runs_in_onnxruntime(untrained, tmp_path):
-    import onnxruntime as ort
-
     model = charlm.load(untrained)
     written = model.export(tmp_path / "api.onnx")
     assert invoke("export", untrained, "-o", tmp_path / "cli.onnx").exit_code == 0
     assert (tmp_path / "api.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
     assert [v["name"] for v in written["outputs"]] == ["log_probs", "hn", "cn"]
     ids = model.vocab.encode("ab ba")[:, None].astype(np.int64)  # (T, 1)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    log_probs = ort.InferenceSession(str(tmp_path / "api.onnx"), options).run(["log_probs"], {"ids": ids})[0]
+    log_probs = run(session_of(tmp_path / "api.onnx"), ids=ids)["log_probs"]
     assert np.allclose(np.exp(log_probs).sum(axis=-1), 1.0, atol=1e-5)
     with pytest.raises(charlm.ConfigError, match="unknown export format 'tflite'"):
         model.export(tmp_path / "x", format="tflite")

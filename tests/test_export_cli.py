@@ -6,11 +6,13 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import safetensors
 from helpers import assert_one_line_error, charlm_env, invoke
 from helpers import run_charlm as run
+from onnx_runs import run as run_onnx
+from onnx_runs import session_of
+from reference import log_softmax
 
 from charlm.models import lm, seq2seq
 from charlm.models.config import ModelConfig
@@ -73,12 +75,9 @@ def test_a_language_model_exports_to_onnx_and_torch(runs, tmp_path):
 
     ckpt = load_checkpoint(runs["lm"])
     x = np.random.default_rng(0).integers(0, ckpt.config.vocab_size, (12, 2))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    log_probs = ort.InferenceSession(str(onnx_file), options).run(["log_probs"], {"ids": x})[0]
+    log_probs = run_onnx(session_of(onnx_file), ids=x)["log_probs"]
     acts, _ = lm.trace(ckpt.params, ckpt.config, x, lm.init_state(ckpt.config, 2))
-    logits = acts["head.logits"] - acts["head.logits"].max(axis=-1, keepdims=True)
-    np.testing.assert_allclose(log_probs, logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True)), atol=1e-4)
+    np.testing.assert_allclose(log_probs, log_softmax(acts["head.logits"]), atol=1e-4)
 
     torch_file = tmp_path / "lm.safetensors"
     done = run("export", runs["lm"], "-o", torch_file, "--format", "torch", env=charlm_env(), timeout=120)
@@ -120,14 +119,11 @@ def test_an_encoder_decoder_exports_its_encoder_and_decoder_graphs(runs, tmp_pat
     src, lengths = np.array([[2, 3], [4, 2], [5, 0]]), np.array([3, 2])
     memory, state = seq2seq.encode(ckpt.params, ckpt.config, src, lengths)
     logits, _, _ = seq2seq.decode_step(ckpt.params, ckpt.config, memory, np.zeros(2, np.int64), state)
-    encoder, decoder = (ort.InferenceSession(str(path)) for path in paths)
-    encoded = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"src": src, "src_lengths": lengths}),
-                       strict=True))
+    encoder, decoder = (session_of(path) for path in paths)
+    encoded = run_onnx(encoder, src=src, src_lengths=lengths)
     feeds = {"ids": np.zeros(2, np.int64), "memory": encoded["memory"], "src_lengths": lengths,
              **{f"{name[-1]}0": encoded[name] for name in ("state_h", "state_c") if name in encoded}}
-    log_probs = decoder.run(["log_probs"], feeds)[0]
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    np.testing.assert_allclose(log_probs, shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)), atol=1e-4)
+    np.testing.assert_allclose(run_onnx(decoder, **feeds)["log_probs"], log_softmax(logits), atol=1e-4)
 
     done = run("export", runs["translate"], "-o", tmp_path / "again.onnx", env=charlm_env())
     assert done.returncode == 0, done.stderr

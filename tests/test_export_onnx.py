@@ -3,13 +3,12 @@ and input layer runs in onnxruntime on random ids (and random or default states)
 forward to 1e-4; its metadata, its operators and the example of docs/export.md are checked too."""
 
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import onnx  # the dev extra: the tests need the real runtime, never a skip
-import onnxruntime as ort
 import pytest
+from onnx_runs import docs_example, run, session_of, stacked
+from reference import log_softmax
 
 from charlm.export.exporting import export_model
 from charlm.export.gates import PINNED_OPEN
@@ -19,7 +18,6 @@ from charlm.models.encoder import init_state
 from charlm.store.checkpoint import save_checkpoint
 from charlm.text.tokenizer import Vocab
 
-ROOT = Path(__file__).resolve().parents[1]
 VOCAB = Vocab.build({c: 1 for c in "abcdefghi"})  # V = 11
 V = VOCAB.size
 TOLERANCE = 1e-4
@@ -44,27 +42,6 @@ def exported(tmp_path, params, cfg, data=None):
                                  data=data or {})
     written = export_model(checkpoint, tmp_path / "model.onnx")
     return session_of(written["path"]), onnx.load(written["path"])
-
-
-def session_of(path):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # the default-valued state inputs draw a warning on every load
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run(session, **feeds) -> dict:
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds), strict=True))
-
-
-def log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def stacked(state, k: int) -> np.ndarray:
-    """Array k of every layer's state tuple, stacked to (L, B, H)."""
-    return np.stack([layer[k] for layer in state])
 
 
 def padded_rows(lengths, T: int) -> np.ndarray:
@@ -213,7 +190,7 @@ def test_the_pinned_reset_gate_is_exactly_open_in_float32():
     graph = onnx.helper.make_graph([node], "sigmoid", [onnx.helper.make_tensor_value_info("x", 1, [1])],
                                    [onnx.helper.make_tensor_value_info("y", 1, [1])])
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = session_of(model.SerializeToString())
     assert session.run(None, {"x": np.array([PINNED_OPEN], np.float32)})[0][0] == np.float32(1.0)
 
 
@@ -231,13 +208,6 @@ def test_a_float64_checkpoint_exports_float32(tmp_path):
 # ------------------------------------------------------------------------------------- the example of the docs
 
 
-def docs_example() -> str:
-    """The Python block of docs/export.md that samples with onnxruntime."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "export.md").read_text(encoding="utf-8"), re.S)
-    (example,) = [b for b in blocks if "onnxruntime" in b]
-    return example
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_the_sampling_example_of_the_docs_runs_on_an_exported_model(tmp_path, monkeypatch, capsys, cell):
     vocab = Vocab.build({c: 1 for c in "ROMEO: Juliet, wherefore art thou?\n"})
@@ -247,7 +217,7 @@ def test_the_sampling_example_of_the_docs_runs_on_an_exported_model(tmp_path, mo
     export_model(checkpoint, tmp_path / "shakespeare.onnx")
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(docs_example(), "docs/export.md", "exec"), namespace)
+    exec(compile(docs_example("shakespeare.onnx"), "docs/export.md", "exec"), namespace)
     text = capsys.readouterr().out
     assert text == namespace["text"] + "\n"
     assert text.startswith("ROMEO:") and len(text) > len("ROMEO:\n")

@@ -4,13 +4,12 @@ attention, cell, depth, direction and input layer run in onnxruntime on a padded
 docs/export.md) writes what charlm's greedy decoding writes; the metadata names both vocabularies and the part."""
 
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import onnx  # the dev extra: the tests need the real runtime, never a skip
-import onnxruntime as ort
 import pytest
+from onnx_runs import docs_example, run, session_of, stacked
+from reference import log_softmax
 
 from charlm.export.exporting import export_model, seq2seq_paths
 from charlm.models import seq2seq
@@ -20,7 +19,6 @@ from charlm.tasks.translate import decoding
 from charlm.text.tokenizer import Vocab
 from charlm.text.vocab import EOS
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCE = Vocab.build({c: 1 for c in "helowrd"})  # V = 9
 TARGET = Vocab.build({c: 1 for c in "HELOW"})  # U = 7
 H = 5
@@ -48,22 +46,7 @@ def exported(tmp_path, params, cfg, name="model.onnx") -> dict:
 
 def sessions(written) -> tuple:
     """(encoder, decoder) onnxruntime sessions of what export_model wrote."""
-    return tuple(ort.InferenceSession(f["path"], providers=["CPUExecutionProvider"]) for f in written["files"])
-
-
-def run(session, **feeds) -> dict:
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds), strict=True))
-
-
-def log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def stacked(state, k: int) -> np.ndarray:
-    """Array k of every layer's state tuple, stacked to (L, B, H)."""
-    return np.stack([layer[k] for layer in state])
+    return tuple(session_of(f["path"]) for f in written["files"])
 
 
 CASES = [(attention, cell, layers, bidirectional, embed) for attention in ATTENTIONS for cell in CELLS
@@ -171,13 +154,6 @@ def test_the_one_hot_decoder_has_no_dense_table(tmp_path):
 # ------------------------------------------------------------------------------- greedy decoding, the docs' example
 
 
-def docs_example() -> str:
-    """The greedy decoding block of docs/export.md's "Encoder–decoders" section (fenced as py)."""
-    section = (ROOT / "docs" / "export.md").read_text(encoding="utf-8").split("## Encoder–decoders")[1]
-    (example,) = re.findall(r"```py\n(.*?)```", section.split("\n## ")[0], re.S)
-    return example
-
-
 # eos_bias shifts the head's <EOS> logit so that some outputs end at <EOS> and some at the length cap
 GREEDY_CASES = [("additive", "lstm", True, 0.0), ("none", "gru", False, 0.0), ("dot", "rnn", False, 0.0),
                 ("general", "gru-simple", True, -1.0)]
@@ -190,7 +166,7 @@ def test_greedy_decoding_with_the_docs_example_writes_what_charlm_writes(tmp_pat
     params["head.b"][EOS] += eos_bias
     exported(tmp_path, params, cfg)
     monkeypatch.chdir(tmp_path)
-    example = docs_example()
+    example = docs_example(".decoder.onnx")
     assert 'source = "hello"\n' in example
     sources = ["hello", "world", "low", "d", "ohell"]
     translator = decoding.Translator(params, cfg, SOURCE, TARGET)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import safetensors
 import safetensors.numpy
+from reference import log_softmax, torch_gru, torch_lstm, torch_rnn
 
 from charlm.errors import CharlmError
 from charlm.export.exporting import export_model
@@ -47,31 +48,16 @@ def exported(tmp_path, params, cfg, data=None) -> tuple[dict, dict, dict]:
 
 # ------------------------------------------------------------------------- PyTorch's equations, in numpy
 
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def torch_layer(mode, nonlinearity, x, W_ih, W_hh, b_ih, b_hh, h, c):
-    """One direction of one layer of nn.LSTM / nn.GRU / nn.RNN as the PyTorch docs write it, over x (T, B, D)
-    from h, c (B, H). Returns (outputs (T, B, H), h, c)."""
-    H = W_hh.shape[1]
-    outputs = []
-    for x_t in x:
-        gi = x_t @ W_ih.T + b_ih
-        gh = h @ W_hh.T + b_hh
-        if mode == "LSTM":  # i, f, g, o
-            i, f = sigmoid(gi[:, :H] + gh[:, :H]), sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            g, o = np.tanh(gi[:, 2 * H:3 * H] + gh[:, 2 * H:3 * H]), sigmoid(gi[:, 3 * H:] + gh[:, 3 * H:])
-            c = f * c + i * g
-            h = o * np.tanh(c)
-        elif mode == "GRU":  # r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); h' = (1 - z) * n + z * h
-            r, z = sigmoid(gi[:, :H] + gh[:, :H]), sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
-            h = (1 - z) * n + z * h
-        else:
-            h = np.tanh(gi + gh) if nonlinearity == "tanh" else np.maximum(gi + gh, 0.0)
-        outputs.append(h)
-    return np.stack(outputs), h, c
+    """One direction of one layer of nn.LSTM / nn.GRU / nn.RNN (`reference`'s equations) over x (T, B, D) from
+    h, c (B, H). Returns (outputs (T, B, H), h, c)."""
+    if mode == "LSTM":
+        outputs, (h, c) = torch_lstm(x, h, c, W_ih, W_hh, b_ih, b_hh)
+    elif mode == "GRU":
+        outputs, h = torch_gru(x, h, W_ih, W_hh, b_ih, b_hh)
+    else:
+        outputs, h = torch_rnn(x, h, W_ih, W_hh, b_ih, b_hh, nonlinearity)
+    return outputs, h, c
 
 
 def torch_module(tensors, args, ids, lengths=None, state=None):
@@ -112,11 +98,6 @@ def torch_module(tensors, args, ids, lengths=None, state=None):
     else:
         pooled = np.where(np.arange(T)[:, None, None] < lengths[None, :, None], x, -np.inf).max(axis=0)
     return log_softmax(pooled @ tensors["head.weight"].T + tensors["head.bias"])
-
-
-def log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 # ---------------------------------------------------------------------------------------------------- tests

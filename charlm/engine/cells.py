@@ -18,15 +18,9 @@ candidate last), so one step costs one matrix product for all gates (two for the
 - lstm       [u, f, o, c~]  Γu, Γf, Γo = σ(a<t-1> Wh_ufo + xp_ufo<t>), c~<t> = tanh(a<t-1> Wh_c + xp_c<t>),
                             c<t> = Γu * c~<t> + Γf * c<t-1>,  a<t> = Γo * tanh(c<t>)
 
-Mapping to PyTorch (one layer of nn.LSTM / nn.GRU; ours Wx (D, G), Wh (H, G), b (G,)):
-- LSTM: PyTorch stacks the row blocks [i, f, g, o] with i = Γu, f = Γf, g = c~, o = Γo. weight_ih_l0 (4H, D)
-  is Wx transposed with its row blocks reordered from [u, f, o, c~] to [u, f, c~, o], weight_hh_l0 the same
-  from Wh; PyTorch adds two biases, bias_ih + bias_hh = b reordered (e.g. bias_ih = b, bias_hh = 0). The
-  equations are the same, so the outputs agree to rounding.
-- GRU: PyTorch stacks [r, z, n] with n = c~ and z = 1 - Γu (its z keeps the old state,
-  h' = (1 - z) * n + z * h), so its z rows are our u columns negated. Its candidate is
-  n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): r applies AFTER the recurrent product, where the lecture
-  (and this module) applies Γr to c<t-1> BEFORE it. The two are different functions: weights do not transfer.
+Other libraries' recurrent layers stack the same gates in other row orders, and their GRUs keep 1 - Γu:
+`charlm.export.gates` maps these columns to ONNX's and PyTorch's layouts (and says why PyTorch's GRU, which
+resets after the recurrent product, cannot hold the lecture's).
 
 Speed: the backward products use a contiguous copy of Wh^T made once per chunk; a float32 LSTM runs each
 step's elementwise work in the fused kernels of `charlm.engine.fused` (float64 runs the exact numpy steps
