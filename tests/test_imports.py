@@ -26,3 +26,13 @@ def test_the_library_imports_neither_click_nor_rich():
 
 def test_the_check_sees_the_command_line_import_them():
     assert loaded_by(["charlm.cli.commands.perplexity"]) == "click,rich"
+
+
+def test_the_launchers_environment_is_read_before_numpy_loads():
+    """`limit_threads_per_rank` must run before the BLAS library starts its pool: the command line's entry module
+    and the environment module it reads first load no numpy."""
+    probe = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+             "print('numpy' in sys.modules)")
+    for module in ("charlm.parallel.environment", "charlm.cli.main"):
+        done = subprocess.run([sys.executable, "-c", probe, module], capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "False", module

@@ -8,11 +8,28 @@ A workspace is a plain dict that the caller owns and passes to every call (`work
 dict each step): the engine keeps its large intermediate arrays there, keyed by (name, shape, dtype), so a
 training step allocates nothing big after the first. Arrays a function returns may be workspace buffers,
 valid until the next call with the same workspace. Without a workspace (None) every buffer is fresh.
+
+`thread_pools()` is the process's one threadpoolctl controller of the libraries behind numpy's products (BLAS,
+and OpenMP if loaded): training sets their thread count through it, forward-only inference limits them to one
+thread per block of streams.
 """
 
 import numpy as np
 
-__all__ = ["buffer", "np"]
+__all__ = ["buffer", "np", "thread_pools"]
+
+_controller = None
+
+
+def thread_pools():
+    """The threadpoolctl controller of the thread pools loaded in this process, made on first use (it reads
+    the libraries loaded by then: numpy's BLAS at least)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
 
 
 def buffer(ws: dict | None, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:

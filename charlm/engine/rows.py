@@ -15,26 +15,18 @@ products waste most of each core's vector units.
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from charlm.engine.backend import thread_pools
+
 MIN_ROWS = 8
 
 _lock = threading.Lock()  # one split at a time: each sets the process's BLAS pools to one thread
 _pool: ThreadPoolExecutor | None = None
 _pool_threads = 0
-_controller = None
-
-
-def _blas():
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController  # reads the libraries loaded so far: after numpy's import
-
-        _controller = ThreadpoolController()
-    return _controller
 
 
 def blas_threads() -> int:
     """The threads the loaded BLAS pools may use now (the smallest pool's count; 1 when there is none)."""
-    counts = [pool["num_threads"] for pool in _blas().info() if pool.get("user_api") == "blas"]
+    counts = [pool["num_threads"] for pool in thread_pools().info() if pool.get("user_api") == "blas"]
     return max(1, min(counts)) if counts else 1
 
 
@@ -64,7 +56,9 @@ def map_row_blocks(forward, batch: int, workspace: dict | None = None, *, min_ro
     global _pool, _pool_threads
     with _lock:
         if _pool_threads < blocks:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=blocks, thread_name_prefix="charlm-rows")
             _pool_threads = blocks
-        with _blas().limit(limits=1, user_api="blas"):
+        with thread_pools().limit(limits=1, user_api="blas"):
             return list(_pool.map(forward, row_blocks(batch, blocks), spaces))

@@ -74,16 +74,13 @@ def candidates(cores: int) -> tuple[int, ...]:
 
 def set_threads(count: int) -> None:
     """Limit every thread pool loaded in this process (BLAS, and OpenMP if any) to `count` threads."""
-    from threadpoolctl import ThreadpoolController  # reads the libraries loaded so far: after numpy's import
+    # Imported here: this module is read before numpy loads (`charlm.parallel.environment`), the backend loads it.
+    from charlm.engine.backend import thread_pools
 
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    _controller.limit(limits=count)
+    thread_pools().limit(limits=count)
 
 
-# The pools are the process's, so their controller and the last count announced to the user are too.
-_controller = None
+# The last count announced to the user is the process's, as its pools are.
 _announced: int | None = None
 
 
