@@ -43,16 +43,18 @@ def export_model(source, out, *, fmt: str = "onnx", warn=None) -> dict:
     the decoder; its "path", "bytes", "inputs" and "outputs" are the encoder's.
     Every refusal is a CharlmError with one sentence, raised before anything is written.
     """
-    _check_destination(out, fmt)
-    return export_checkpoint(load_checkpoint(source, warn=warn), out, fmt=fmt)
+    onnx = _check_destination(out, fmt)  # before the checkpoint is read: a bad flag costs no loading
+    return _export(load_checkpoint(source, warn=warn), Path(out), fmt, onnx)
 
 
 def export_checkpoint(ckpt: Checkpoint, out, *, fmt: str = "onnx") -> dict:
     """Write the model of a loaded checkpoint to `out`, as `export_model` does (the Python API's
     `Model.export`); returns what was written."""
-    _check_destination(out, fmt)
-    out = Path(out)
-    onnx = _import_onnx() if fmt == "onnx" else None
+    return _export(ckpt, Path(out), fmt, _check_destination(out, fmt))
+
+
+def _export(ckpt: Checkpoint, out: Path, fmt: str, onnx) -> dict:
+    """`export_checkpoint` once its destination is checked; onnx: the package for --format onnx, else None."""
     cfg = ckpt.config
     if fmt == "torch" and cfg.kind not in TORCH_KINDS:
         raise CharlmError(f"{ckpt.path} is {KIND_NAMES[cfg.kind]}: --format torch covers language models, taggers "
@@ -100,15 +102,15 @@ def _export_seq2seq(onnx, ckpt: Checkpoint, out: Path, metadata: dict[str, str])
             "outputs": encoder["outputs"], "files": files}
 
 
-def _check_destination(out, fmt: str) -> None:
-    """A known format and a directory to write into, checked before anything is loaded or written."""
+def _check_destination(out, fmt: str):
+    """A known format and a directory to write into, checked before anything is loaded or written; returns the
+    onnx package for --format onnx (None for torch)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
     if not out.parent.is_dir():
         raise CharlmError(f"cannot write {out}: its directory {out.parent} does not exist")
-    if fmt == "onnx":
-        _import_onnx()
+    return _import_onnx() if fmt == "onnx" else None
 
 
 def model_metadata(ckpt: Checkpoint) -> dict[str, str]:
