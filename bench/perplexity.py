@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charlm.engine.rows import blas_threads
 from charlm.models.config import ModelConfig
 from charlm.models.lm import init_params
 from charlm.tasks.lm.scoring import score_ids
@@ -98,12 +99,6 @@ def onnx_chars_per_s(params, cfg, ids: np.ndarray, streams: int, chunk: int, thr
 
     _, seconds = timed(run)
     return n / seconds
-
-
-def blas_threads() -> int:
-    from charlm.engine.rows import blas_threads
-
-    return blas_threads()
 
 
 def match_torch_threads(torch) -> None:
