@@ -42,6 +42,19 @@ const state = {
 // Each request kind counts its requests; an answer that is no longer the newest is dropped, so a slow answer
 // never overwrites a newer one.
 const tickets = { model: 0, surprisal: 0, units: 0, find: 0, tag: 0, classify: 0, states: 0, evaluate: 0 };
+// The view's request that is still on its way ("latest" sets and clears it; a run change forgets them all).
+const asking = {};
+
+// Whether `view` has a request on its way: a view that reads its default text when it opens asks only once.
+function askingFor(view) {
+  return Boolean(asking[view]);
+}
+
+// An answer still on its way to `view` is no longer wanted: dropped when it comes.
+function dropAnswers(view) {
+  tickets[view] += 1;
+  asking[view] = false;
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -115,6 +128,7 @@ async function readRecords(response, onRecord) {
 async function latest(view, errorId, ask, { button = null, onError = null } = {}) {
   const ticket = ++tickets[view];
   const current = () => ticket === tickets[view];
+  asking[view] = true;
   clearError(errorId);
   if (button) $(button).classList.add("busy");
   try {
@@ -127,7 +141,10 @@ async function latest(view, errorId, ask, { button = null, onError = null } = {}
     }
     return undefined;
   } finally {
-    if (button && current()) $(button).classList.remove("busy");
+    if (current()) {
+      asking[view] = false;
+      if (button) $(button).classList.remove("busy");
+    }
   }
 }
 
@@ -329,7 +346,7 @@ async function changeRun() {
   state.run = Number($("run").value);
   // An answer still on its way belongs to the other run's model: dropped, so nothing it would trigger (the
   // hidden states of a classified text) is asked of this run.
-  for (const view of Object.keys(tickets)) tickets[view] += 1;
+  for (const view of Object.keys(tickets)) dropAnswers(view);
   for (const button of document.querySelectorAll("button.busy")) button.classList.remove("busy");
   $("found-units").replaceChildren(); // they were units of the other model
   $("found-summary").textContent = "";
@@ -715,7 +732,7 @@ async function findUnits(event) {
     $("found-summary").textContent = "";
   };
   if (!$("pattern").value) { // nothing to search for: say so here rather than ask the server
-    ++tickets.find; // and an answer still on its way to an earlier search is no longer wanted
+    dropAnswers("find"); // and an answer still on its way to an earlier search is no longer wanted
     clearError("units-error");
     clearFound();
     $("found-summary").textContent = "Type a regular expression first, e.g. \"[^\"]*\" for the quoted parts "

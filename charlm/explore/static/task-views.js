@@ -28,7 +28,7 @@ const EVALUATE_FORMS = {
 // A view reads its default text when it first opens, unless that reading is already on its way (the run's
 // change opened the view and the user clicked its tab before the answer came).
 function openTag() {
-  if (!state.tag && !$("tag-button").classList.contains("busy")) tagText();
+  if (!state.tag && !askingFor("tag")) tagText();
 }
 
 async function tagText() {
@@ -119,7 +119,7 @@ function onTagHover(event) {
 // ----------------------------------------------------------------------------------------- classify
 
 function openClassify() {
-  if (!state.classified && !$("classify-button").classList.contains("busy")) classifyTexts();
+  if (!state.classified && !askingFor("classify")) classifyTexts();
 }
 
 async function classifyTexts() {

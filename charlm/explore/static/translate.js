@@ -17,7 +17,7 @@ state.translated = null; // the last POST /api/translate answer shown
 state.attentionGeometry = []; // per source, the geometry its heatmap was drawn with
 
 function openTranslate() {
-  if (!state.translated && $("translate-text").value.trim()) translateTexts();
+  if (!state.translated && !askingFor("translate") && $("translate-text").value.trim()) translateTexts();
 }
 
 async function translateTexts() {
@@ -26,7 +26,7 @@ async function translateTexts() {
     body = { run: state.run, text: $("translate-text").value, beam: numberField("beam", "beam", { integer: true }),
       nbest: numberField("nbest", "n-best", { integer: true }) };
   } catch (err) {
-    ++tickets.translate; // an answer still on its way to an earlier request is no longer wanted
+    dropAnswers("translate"); // an answer still on its way to an earlier request is no longer wanted
     showError("translate-error", err.message);
     return;
   }
